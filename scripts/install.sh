@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install sortsight with every optional door (app, studio, ONNX, Ray, ...) and the test tools
+# into the current Python, plus Debian's chromium for the browser tests. Safe to run again:
+# what is already there is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+
+if ! "$PY" -c "import sortsight, torch, timm, gradio, fastapi, ray, playwright, pytest" >/dev/null 2>&1 \
+   || ! "$PY" -m pip show sortsight 2>/dev/null | grep -q "Editable project location: $(pwd)"; then
+  echo "==> installing sortsight and its dependencies (first time: a few minutes)"
+  "$PY" -m pip install --quiet --disable-pip-version-check -c scripts/constraints.txt -e ".[all,dev]"
+fi
+
+if [ "${SORTSIGHT_SKIP_BROWSER:-0}" != "1" ] && [ ! -x /usr/bin/chromium ]; then
+  echo "==> installing Debian's chromium for the browser tests"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+echo "==> sortsight $("$PY" -m sortsight --version | awk '{print $NF}') is installed"

@@ -1,0 +1,3 @@
+from sortsight.cli import main
+
+main()

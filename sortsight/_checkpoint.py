@@ -1,0 +1,105 @@
+"""Atomic, pickle-free checkpoints for resume: safetensors for tensors, JSON for the rest.
+
+A checkpoint is a folder ``checkpoints/epoch-0003/`` holding ``model.safetensors`` (the trained
+layers now), ``best.safetensors`` (the best layers so far), ``optimizer.safetensors`` and
+``state.json``. It is written under a temporary name and renamed into place, so a ``kill -9`` at
+any moment leaves either the previous checkpoint or the new one — never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+__all__ = ["save_checkpoint", "load_latest_checkpoint", "write_json_atomic", "Checkpoint"]
+
+Checkpoint = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` via a temp file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; a run's files are ordinary files
+    os.replace(tmp, path)
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().clone() for k, v in state.items()}
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[Any]]:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for idx, per_param in sd["state"].items():
+        for key, value in per_param.items():
+            tensors[f"{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return _contiguous(tensors), sd["param_groups"]
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[Any]) -> None:
+    """Load what :func:`save_checkpoint` stored back into ``optimizer``."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_checkpoint(
+    folder: Path,
+    epoch: int,
+    *,
+    model_state: dict[str, torch.Tensor],
+    best_state: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    keep: int = 1,
+) -> Path:
+    """Write checkpoint ``epoch`` atomically and keep only the newest ``keep`` checkpoints."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"epoch-{epoch:04d}"
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".tmp-epoch-{epoch:04d}-"))
+    os.chmod(tmp, 0o755)
+    save_file(_contiguous(model_state), str(tmp / "model.safetensors"))
+    save_file(_contiguous(best_state), str(tmp / "best.safetensors"))
+    opt_tensors, groups = _optimizer_tensors(optimizer)
+    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    (tmp / "state.json").write_text(
+        json.dumps({**state, "epoch": epoch, "optimizer_groups": groups}, indent=2, default=str), encoding="utf-8"
+    )
+    if final.exists():  # a re-run of the same epoch after a resume: replace it
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    done = sorted(p for p in folder.glob("epoch-*") if (p / "state.json").is_file())
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in folder.glob(".tmp-epoch-*"):  # left behind by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def load_latest_checkpoint(folder: Path) -> Checkpoint | None:
+    """(model_state, best_state, optimizer_tensors, state) of the newest complete checkpoint, or None."""
+    done = sorted(p for p in folder.glob("epoch-*") if (p / "state.json").is_file()) if folder.is_dir() else []
+    if not done:
+        return None
+    last = done[-1]
+    state = json.loads((last / "state.json").read_text(encoding="utf-8"))
+    return (
+        load_file(str(last / "model.safetensors")),
+        load_file(str(last / "best.safetensors")),
+        load_file(str(last / "optimizer.safetensors")),
+        state,
+    )

@@ -1,0 +1,118 @@
+"""The Gradio demo: an image in, the top-k labels with probabilities out.
+
+``build_demo(model_dir)`` returns the :class:`gradio.Blocks` (an ``Interface``); ``sortsight app
+MODEL`` launches it on 127.0.0.1. Gradio is an optional dependency (``pip install
+'sortsight[app]'``), imported only here and only when a demo is built; it is not re-exported from
+``sortsight`` so ``import sortsight`` stays light.
+
+Predictions go through :class:`sortsight.predict.Classifier`, so the demo gives the same answers
+as ``sortsight predict``. Nothing here reaches the network: analytics are off, examples are
+served from Gradio's local cache, and the default theme's fonts ship with Gradio.
+
+    >>> demo = build_demo("runs/covers")  # doctest: +SKIP
+    >>> demo.launch()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sortsight.errors import ConfigError, ImageError, SortsightError
+from sortsight.space import find_examples, read_card, resolve_model_dir
+
+__all__ = ["build_demo", "import_gradio"]
+
+log = logging.getLogger(__name__)
+
+_EXAMPLE_EDGE = 512
+
+
+def import_gradio() -> Any:
+    """Import gradio, or raise a :class:`SortsightError` saying how to install it."""
+    try:
+        import gradio
+    except ImportError:
+        raise SortsightError(
+            "the demo app needs gradio, which is not installed: pip install 'sortsight[app]'"
+        ) from None
+    return gradio
+
+
+def build_demo(
+    model_dir: str | Path,
+    *,
+    examples: str | Path | Sequence[str | Path] | None = None,
+    title: str | None = None,
+    description: str | None = None,
+    article: str | None = None,
+    top_k: int = 3,
+    max_examples: int = 8,
+    engine: str = "auto",
+) -> Any:
+    """Build the Gradio demo for a run folder or a model folder.
+
+    Args:
+        model_dir: a run folder (``runs/<name>``) or a model folder.
+        examples: a folder (or list) of example images; default: the run's validation images.
+        title, description, article: page texts (Markdown); default: from the model card.
+        top_k: how many labels to show.
+        max_examples: at most this many examples.
+        engine: the inference engine (see :meth:`sortsight.predict.Classifier.load`).
+
+    Returns:
+        A ``gradio.Blocks`` (a ``gradio.Interface``) ready to ``launch()``; its API endpoint is
+        ``/predict``.
+
+    Raises:
+        SortsightError: gradio missing, no model in ``model_dir``, bad ``examples`` or ``top_k``.
+    """
+    gr = import_gradio()
+    if top_k < 1:
+        raise ConfigError(f"top_k must be at least 1, got {top_k}")
+    model_path, _ = resolve_model_dir(model_dir)
+    card = read_card(model_path)
+    example_images = _load_examples(find_examples(model_dir, examples, limit=max_examples))
+    from sortsight.predict import Classifier
+
+    classifier = Classifier.load(model_path, engine=engine)
+
+    def classify(image: Any) -> dict[str, float]:
+        """Top-k labels with probabilities for one uploaded image, as ``gr.Label`` wants them."""
+        if image is None:
+            return {}
+        result = classifier.predict([image], top_k=top_k)
+        first = result[0] if result and not isinstance(result[0], dict) else result
+        return {str(r["label"]): float(r["score"]) for r in first}
+
+    return gr.Interface(
+        fn=classify,
+        inputs=gr.Image(type="pil", label="Image"),
+        outputs=gr.Label(num_top_classes=top_k, label="Prediction"),
+        examples=[[im] for im in example_images] or None,
+        cache_examples=False,
+        title=title or card.title,
+        description=description if description is not None else card.description,
+        article=article if article is not None else card.article,
+        flagging_mode="never",
+        analytics_enabled=False,
+        api_name="predict",
+    )
+
+
+def _load_examples(paths: Sequence[Path]) -> list[Any]:
+    """Example images, decoded like any sortsight image (EXIF turned, any format) and shrunk."""
+    from sortsight.images import open_image
+
+    images = []
+    for path in paths:
+        try:
+            image = open_image(path)
+        except ImageError as exc:
+            log.warning("example %s left out: %s", path, exc)
+            continue
+        image.thumbnail((_EXAMPLE_EDGE, _EXAMPLE_EDGE))
+        images.append(image)
+    return images

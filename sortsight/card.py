@@ -1,0 +1,164 @@
+"""The model card: ``model/README.md`` with Hugging Face YAML metadata and a plain-language body.
+
+A curator who receives a model folder should learn from this page what it sorts, from which
+images it learnt, how well it did on held-out images, how it was trained, and where it is likely
+to be wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["model_card"]
+
+
+def _yaml_str(value: str) -> str:
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * float(value):.1f} %" if isinstance(value, (int, float)) else "n/a"
+
+
+def model_card(
+    *,
+    model_name: str,
+    labels: Sequence[str],
+    counts: Mapping[str, Mapping[str, int]],
+    metrics: Mapping[str, float],
+    head_metrics: Mapping[str, float] | None = None,
+    chosen: str = "finetune",
+    parameters: Mapping[str, Any] | None = None,
+    image_size: int = 224,
+    dataset_fingerprint: str = "",
+    version: str = "",
+) -> str:
+    """Render the model card text.
+
+    Args:
+        model_name: the base model (e.g. ``efficientnet_lite0``).
+        labels: class names in output order.
+        counts: ``{class: {split: n}}`` images per class and split.
+        metrics: validation metrics of the kept model (``accuracy``, ``f1_macro``, ``loss``).
+        head_metrics: validation metrics of the logistic-regression head, for comparison.
+        chosen: ``"head"`` or ``"finetune"``: which of the two was kept.
+        parameters: the training options worth showing (lr, epochs, batch_size, ...).
+        image_size: the input side in pixels.
+        dataset_fingerprint: the dataset's hash (``ImageDataset.fingerprint()``).
+        version: sortsight's version.
+
+    Returns:
+        Markdown with a YAML front-matter block (``library_name``, ``tags``, ``metrics``, ``model-index``).
+
+    Example:
+        >>> card = model_card(model_name="efficientnet_lite0", labels=["a", "b"], counts={}, metrics={"accuracy": 1.0})
+        >>> card.startswith("---")
+        True
+    """
+    parameters = dict(parameters or {})
+    acc, f1 = metrics.get("accuracy"), metrics.get("f1_macro")
+    yaml = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: image-classification",
+        "tags:",
+        "- image-classification",
+        "- timm",
+        "- sortsight",
+        f"- {model_name.replace('/', '-')}",
+        "metrics:",
+        "- accuracy",
+        "- f1",
+        "model-index:",
+        f"- name: {_yaml_str(model_name + '-sortsight')}",
+        "  results:",
+        "  - task:",
+        "      type: image-classification",
+        "      name: Image Classification",
+        "    dataset:",
+        f"      name: {_yaml_str('local collection ' + dataset_fingerprint)}",
+        "      type: imagefolder",
+        "      split: validation",
+        "    metrics:",
+    ]
+    if acc is not None:
+        yaml += ["    - type: accuracy", f"      value: {float(acc):.4f}", "      name: Accuracy"]
+    if f1 is not None:
+        yaml += ["    - type: f1", f"      value: {float(f1):.4f}", "      name: F1 (macro)"]
+    yaml.append("---")
+
+    splits = sorted({s for row in counts.values() for s in row}, key=lambda s: ["train", "validation", "test"].index(s)
+                    if s in ("train", "validation", "test") else 9)
+    table = ["| label | " + " | ".join(splits or ["images"]) + " |", "|---|" + "---|" * max(1, len(splits))]
+    for label in labels:
+        row = counts.get(label, {})
+        table.append(f"| {label} | " + " | ".join(str(row.get(s, 0)) for s in splits) + " |")
+    params = "\n".join(f"- `{k}`: {v}" for k, v in parameters.items())
+    how = (
+        "the last stages of the network were fine-tuned on top of a logistic-regression head, and "
+        "scored better on the validation images than that head alone"
+        if chosen == "finetune"
+        else "a logistic-regression head on the frozen pretrained network's features scored best on the "
+        "validation images, so the pretrained layers were kept unchanged"
+    )
+    head_line = ""
+    if head_metrics:
+        head_line = (f"\nFor comparison, the logistic-regression head alone: accuracy {_pct(head_metrics.get('accuracy'))}, "
+                     f"macro F1 {_pct(head_metrics.get('f1_macro'))}.\n")
+    body = f"""
+# {model_name} fine-tuned with sortsight
+
+An image classifier that sorts images into {len(labels)} classes: {", ".join(f"`{x}`" for x in labels)}.
+It was trained with [sortsight](https://github.com/sortsight/sortsight) {version} from the pretrained
+`{model_name}` at {image_size}×{image_size} pixels; {how}.
+
+## Use
+
+```python
+from transformers import pipeline
+classify = pipeline("image-classification", model="path/to/this/folder")
+classify("image.jpg")
+```
+
+or `sortsight predict path/to/this/folder images/ --sort-into sorted/`.
+
+## Validation results
+
+| metric | value |
+|---|---|
+| accuracy | {_pct(acc)} |
+| macro F1 | {_pct(f1)} |
+| loss | {metrics.get("loss", float("nan")):.4f} |
+{head_line}
+## Training data
+
+Images per label and split (dataset fingerprint `{dataset_fingerprint}`):
+
+{chr(10).join(table)}
+
+## Training parameters
+
+{params}
+
+## Intended use
+
+Sorting, triaging and tagging images of a collection like the one it was trained on, with a person
+checking the uncertain cases (use a score threshold and review what falls below it).
+
+## Limitations
+
+- It only knows the labels above: every image gets one of them, even when none fits.
+- Scores are measured on a held-out part of the same collection; images from another source,
+  scanner, period or photographer may be classified worse. Re-check on a sample before relying on it.
+- Small classes (a few dozen images) give unstable results; the validation figures above come
+  from a small number of images and carry a wide margin of error.
+
+## Bias
+
+Collections reflect who and what was collected, photographed and catalogued, and the labels reflect
+past cataloguing decisions. The model learns those patterns, including gaps and historical bias in
+what was kept and how it was described. Do not use it to make decisions about people, and review
+its output where errors would misrepresent a community or an item.
+"""
+    return "\n".join(yaml) + "\n" + body

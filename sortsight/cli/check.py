@@ -1,0 +1,190 @@
+"""``sortsight check DATA``: verify the images, count classes × splits, show what is wrong.
+
+The first command a user runs. Thin: parse → :func:`sortsight.data.load_dataset` →
+:func:`sortsight.data.summarize` → render (a rich table, or JSON with ``--json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sortsight import data
+from sortsight.errors import ConfigError
+from sortsight.images import DEFAULT_MAX_PIXELS
+from sortsight.progress import ProgressEvent
+
+__all__ = ["check", "render_summary", "write_grid"]
+
+_PHASES = {"verify": "Checking images", "extract": "Extracting dataset images"}
+_GRID_MARK = "sortsight"
+
+
+class _RichProgress:
+    """Render :class:`ProgressEvent` s as rich progress bars on stderr."""
+
+    def __init__(self, console: Console) -> None:
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, event: ProgressEvent) -> None:
+        task = self.tasks.get(event.phase)
+        if task is None:
+            task = self.bar.add_task(_PHASES.get(event.phase, event.phase), total=event.total or None)
+            self.tasks[event.phase] = task
+        self.bar.update(task, completed=event.step, total=event.total or None)
+
+
+def write_grid(image: Any, path: Path) -> None:
+    """Save a sample grid PNG atomically; only a file sortsight wrote itself is replaced."""
+    from PIL import Image, PngImagePlugin
+
+    if path.suffix.lower() != ".png":
+        raise ConfigError(f"--grid '{path}' must end in .png.")
+    if path.exists():
+        try:
+            with Image.open(path) as old:
+                ours = old.format == "PNG" and old.info.get("Software") == _GRID_MARK
+        except Exception:
+            ours = False
+        if not ours:
+            raise ConfigError(
+                f"'{path}' already exists and was not written by sortsight; choose another name."
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", _GRID_MARK)
+    fd, tmp = tempfile.mkstemp(prefix=".grid-", suffix=".png", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            image.save(fh, "PNG", pnginfo=info)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def render_summary(console: Console, summary: dict[str, Any], *, max_skipped: int = 15) -> None:
+    """Print a :func:`sortsight.data.summarize` dict as tables and warnings."""
+    totals = summary["totals"]
+    console.print(
+        f"[bold]{summary['root']}[/bold] ({summary['source']}): {totals['total']} images, "
+        f"{len(summary['classes'])} classes, fingerprint {summary['fingerprint']}"
+    )
+    table = Table(show_footer=True)
+    table.add_column("class", footer="total")
+    for split in summary["splits"]:
+        table.add_column(split, justify="right", footer=str(totals[split]))
+    table.add_column("total", justify="right", footer=str(totals["total"]))
+    for label, row in summary["counts"].items():
+        table.add_row(label, *(str(row[s]) for s in summary["splits"]), str(row["total"]))
+    console.print(table)
+    skipped = summary["skipped"]
+    if skipped:
+        sk = Table(title=f"Skipped files ({len(skipped)})", title_justify="left")
+        sk.add_column("file")
+        sk.add_column("reason")
+        for entry in skipped[:max_skipped]:
+            sk.add_row(entry["path"], entry["reason"])
+        console.print(sk)
+        if len(skipped) > max_skipped:
+            console.print(f"… and {len(skipped) - max_skipped} more (use --json for the full list).")
+    for warning in summary["warnings"]:
+        console.print(f"[yellow]Warning:[/yellow] {warning['message']}", highlight=False)
+    if not summary["warnings"]:
+        console.print("[green]No problems found.[/green]")
+
+
+@click.command()
+@click.argument("data_path", metavar="DATA")
+@click.option(
+    "--valid-split", type=float, default=0.2, show_default=True, help="Fraction per class for validation."
+)
+@click.option("--test-split", type=float, default=0.0, show_default=True, help="Fraction per class for test.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the split.")
+@click.option(
+    "--max-samples", type=int, default=None, help="Use at most this many images, balanced per class."
+)
+@click.option("--image-column", default=None, help="Image column of a labels file or HF dataset.")
+@click.option("--target-column", default=None, help="Label column of a labels file or HF dataset.")
+@click.option(
+    "--max-pixels",
+    type=int,
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Refuse images with more pixels than this.",
+)
+@click.option("--no-verify", is_flag=True, help="Do not decode every image (faster, misses broken files).")
+@click.option(
+    "--grid",
+    "grid_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a labelled sample grid PNG here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary instead of tables.")
+# --doctor (duplicates, leakage, likely mislabels, quality flags) is added here by the doctor's owner.
+def check(
+    data_path: str,
+    valid_split: float,
+    test_split: float,
+    seed: int,
+    max_samples: int | None,
+    image_column: str | None,
+    target_column: str | None,
+    max_pixels: int,
+    no_verify: bool,
+    grid_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Check DATA: a folder of class subfolders, split folders, a CSV/TSV/JSONL labels file,
+    or a Hugging Face dataset folder / parquet files.
+
+    Shows images per class and split, skipped files and why, and warnings (imbalance, tiny
+    images). Example: sortsight check photos/ --grid sample.png
+    """
+    err = Console(stderr=True)
+    out = Console(highlight=False, soft_wrap=True)
+    progress = _RichProgress(err)
+    # Bad images are reported by reason below; Pillow's own warnings would only repeat them.
+    with progress.bar, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = data.load_dataset(
+            data_path,
+            valid_split=valid_split,
+            test_split=test_split,
+            seed=seed,
+            max_samples=max_samples,
+            image_column=image_column,
+            target_column=target_column,
+            verify=not no_verify,
+            max_pixels=max_pixels,
+            progress=progress,
+        )
+    summary = data.summarize(ds)
+    summary["split"] = {"valid_split": valid_split, "test_split": test_split, "seed": seed}
+    if grid_path is not None:
+        write_grid(data.sample_grid(ds, seed=seed), grid_path)
+        summary["grid"] = str(grid_path)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        return
+    render_summary(out, summary)
+    if grid_path is not None:
+        out.print(f"Sample grid written to {grid_path}")

@@ -1,0 +1,85 @@
+"""``sortsight evaluate MODEL [DATA]``: metrics, confusion matrix, top losses, calibration, report.html.
+
+Thin: parse → :func:`sortsight.evaluate.evaluate` → :meth:`Evaluation.save` → render.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sortsight.cli.predict import RichProgress
+from sortsight.config import PREDICT_ENGINES
+
+__all__ = ["evaluate"]
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@click.argument("data", required=False, type=click.Path())
+@click.option("--split", default=None, help="Split of DATA to use (default: test when it has one, else all images).")
+@click.option("--out", "-o", "out_dir", type=click.Path(), default=None,
+              help="Folder for report.html and evaluation.json (default: the run folder, else ./evaluation).")
+@click.option("--engine", type=click.Choice(PREDICT_ENGINES), default="auto", show_default=True)
+@click.option("--batch-size", default=32, show_default=True, type=int)
+@click.option("--workers", "num_workers", default=None, type=int, help="Image-decoding processes.")
+@click.option("--top-losses", default=24, show_default=True, type=int, help="Worst predictions shown.")
+@click.option("--no-thumbnails", is_flag=True, help="Leave image thumbnails out of report.html.")
+@click.option("--json", "as_json", is_flag=True, help="Print evaluation.json's numbers instead of tables.")
+def evaluate(model: str, data: str | None, split: str | None, out_dir: str | None, engine: str, batch_size: int,
+             num_workers: int | None, top_losses: int, no_thumbnails: bool, as_json: bool) -> None:
+    """Measure MODEL on labelled DATA and write report.html + evaluation.json.
+
+    MODEL is a run folder (runs/NAME; its held-out test split is used when DATA is omitted) or any
+    HF image-classification model folder, e.g. one saved by a transformers Trainer.
+
+    \b
+    Examples:
+      sortsight evaluate runs/covers
+      sortsight evaluate path/to/hf-model labelled_photos/ --out eval/
+    """
+    from sortsight.evaluate import evaluate as run_evaluate
+
+    err = Console(stderr=True)
+    with RichProgress(err) as progress:
+        ev = run_evaluate(model, data, split=split, engine=engine, batch_size=batch_size, num_workers=num_workers,
+                          top_losses=top_losses, progress=progress)
+    if out_dir is None:  # a run keeps its report; any other model gets ./evaluation
+        m = Path(model)
+        runs = [d for d in (m, m.parent) if (d / "sortsight.json").is_file()]
+        out_dir = str(runs[0]) if m.is_dir() and runs else "evaluation"
+    written = ev.save(out_dir, thumbnails=not no_thumbnails)
+    out = Console()
+    if as_json:
+        payload = {k: v for k, v in ev.to_dict().items() if k != "predictions"}
+        payload["files"] = {k: str(v) for k, v in written.items()}
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    if ev.note:
+        err.print(f"[yellow]Note:[/yellow] {ev.note}")
+    table = Table(title=f"{ev.model} on {ev.data} ({ev.split}, {ev.metrics['n_images']} images)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in ev.metrics.items():
+        if key != "n_images":
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    table.add_row("ece", f"{ev.calibration['ece']:.4f}")
+    out.print(table)
+    per_class = Table(title="Per class")
+    for name in ("label", "precision", "recall", "f1", "images"):
+        per_class.add_column(name, justify="left" if name == "label" else "right")
+    for row in ev.per_class:
+        per_class.add_row(row["label"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                          str(row["support"]))
+    out.print(per_class)
+    if ev.most_confused:
+        out.print("Most confused: " + "; ".join(f"{p['true']} → {p['predicted']} ({p['count']})"
+                                                for p in ev.most_confused[:5]))
+    if ev.skipped:
+        out.print(f"{len(ev.skipped)} images could not be read (listed in the report).")
+    out.print(f"Report: {written['report']}")
+    out.print(f"Numbers: {written['json']}")

@@ -1,0 +1,115 @@
+"""``sortsight fetch SOURCE --out DIR``: build an image-folder dataset from a URL list or a IIIF manifest.
+
+Thin: parse → :func:`sortsight.fetch.fetch` → render the summary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sortsight.fetch import FetchSummary, fetch as fetch_images
+from sortsight.progress import ProgressEvent
+
+__all__ = ["fetch", "render_fetch_summary"]
+
+
+class _Bar:
+    """One rich progress bar on stderr for the ``fetch`` phase."""
+
+    def __init__(self, console: Console) -> None:
+        self.bar = Progress(
+            TextColumn("Downloading"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task: Any = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("fetch", total=event.total or None, note="")
+        failed = event.metrics.get("broken", 0) + event.metrics.get("failed", 0)
+        self.bar.update(self.task, completed=event.step, note=f"{failed} failed" if failed else "")
+
+
+def render_fetch_summary(console: Console, summary: FetchSummary, *, max_rows: int = 20) -> None:
+    """Print what was downloaded, per label, and what failed and why."""
+    console.print(
+        f"[bold]{summary.out_dir}[/bold]: {summary.downloaded} downloaded, {summary.already_done} already there, "
+        f"{len(summary.broken)} broken, {len(summary.failed)} failed ({summary.seconds:.1f} s)"
+    )
+    if summary.by_label:
+        table = Table(title="Images per label", title_justify="left")
+        table.add_column("label")
+        table.add_column("images", justify="right")
+        for label, count in summary.by_label.items():
+            table.add_row(label, str(count))
+        console.print(table)
+    problems = [("broken", e) for e in summary.broken] + [("failed", e) for e in summary.failed]
+    if problems:
+        table = Table(title=f"Not downloaded ({len(problems)})", title_justify="left")
+        for name in ("url", "label", "why"):
+            table.add_column(name)
+        for kind, entry in problems[:max_rows]:
+            table.add_row(entry["url"], entry["label"], f"{kind}: {entry['reason']}")
+        console.print(table)
+        if len(problems) > max_rows:
+            console.print(f"… and {len(problems) - max_rows} more (see {summary.journal}).")
+        console.print("Run the same command again to retry the failed ones; finished images are skipped.")
+
+
+@click.command()
+@click.argument("source")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder to build.")
+@click.option("--label", default=None, help="One label (class folder) for every image.")
+@click.option("--label-field", default=None, help="CSV column or IIIF metadata field holding the label.")
+@click.option("--size", type=int, default=1024, show_default=True, help="IIIF: longest side to ask for (0: full size).")
+@click.option("--concurrency", type=int, default=4, show_default=True, help="Downloads at once.")
+@click.option("--per-host", type=int, default=2, show_default=True, help="Downloads at once from one server.")
+@click.option("--delay", type=float, default=0.2, show_default=True, help="Seconds between requests to one server.")
+@click.option("--retries", type=int, default=3, show_default=True, help="Retries after timeouts and 429/5xx.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for a server.")
+def fetch(
+    source: str,
+    out_dir: str,
+    label: str | None,
+    label_field: str | None,
+    size: int,
+    concurrency: int,
+    per_host: int,
+    delay: float,
+    retries: int,
+    timeout: float,
+) -> None:
+    """Download images listed in SOURCE into OUT/<label>/: a CSV with url,label columns, or a
+    IIIF Presentation v2/v3 manifest (file or URL). Rerun the same command to resume.
+
+    Examples: sortsight fetch maps.csv --out data/maps ;
+    sortsight fetch https://example.org/iiif/manifest.json --out data --label-field Genre --size 800
+    """
+    err = Console(stderr=True)
+    out = Console(highlight=False, soft_wrap=True)
+    bar = _Bar(err)
+    with bar.bar:
+        summary = fetch_images(
+            source,
+            out_dir,
+            label=label,
+            label_field=label_field,
+            size=size or None,
+            concurrency=concurrency,
+            per_host=per_host,
+            delay=delay,
+            retries=retries,
+            timeout=timeout,
+            progress=bar,
+        )
+    render_fetch_summary(out, summary)

@@ -1,0 +1,82 @@
+"""``sortsight fix DECISIONS.csv`` and ``sortsight undo LOG``: apply relabel/delete decisions, and undo them.
+
+Thin: parse → :func:`sortsight.fix.apply_decisions` / :func:`sortsight.fix.undo` → render.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sortsight.fix import apply_decisions, undo as undo_actions
+
+__all__ = ["fix", "undo"]
+
+
+def _default_root(decisions: Path) -> Path:
+    """The data folder: the CSV's folder for relative paths, else the folder above the class folders."""
+    with open(decisions, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        key = next((k for k in reader.fieldnames or [] if k.strip().lower() == "path"), None)
+        paths = [Path(row[key].strip()) for row in reader if key and (row.get(key) or "").strip()]
+    absolute = [p for p in paths if p.is_absolute()]
+    if not absolute or len(absolute) < len(paths):
+        return decisions.resolve().parent
+    return Path(os.path.commonpath([str(p.parent.parent) for p in absolute]))
+
+
+@click.command()
+@click.argument("decisions", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data folder the paths are in (default: the CSV's folder for relative paths, "
+                   "else the folder holding the class folders).")
+@click.option("--trash", "trash_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where deleted images go (default: ROOT/.sortsight-trash).")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Action log to append to (default: ROOT/sortsight-moves.jsonl).")
+@click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")
+def fix(decisions: Path, root: Path | None, trash_dir: Path | None, log_path: Path | None, dry_run: bool) -> None:
+    """Apply DECISIONS.csv (columns path,action,new_label; action relabel or delete).
+
+    relabel moves the image into the class folder NEW_LABEL next to its own; delete moves it to
+    a trash folder. Nothing is deleted outright, every action is logged, and `sortsight undo LOG`
+    puts everything back. Example: sortsight fix decisions.csv --dry-run
+    """
+    out = Console(highlight=False, soft_wrap=True)
+    if root is None and decisions.is_file():
+        root = _default_root(decisions)
+    summary = apply_decisions(decisions, root=root or Path("."), trash_dir=trash_dir, log=log_path, dry_run=dry_run)
+    table = Table(title="Planned (dry run)" if dry_run else "Done", title_justify="left")
+    for name in ("file", "action", "to"):
+        table.add_column(name)
+    for r in summary.results:
+        what = r.action if r.status in ("done", "planned") else f"{r.action} ({r.status})"
+        table.add_row(r.path, what, r.destination or "")
+    out.print(table)
+    verb = "Would relabel" if dry_run else "Relabelled"
+    out.print(f"{verb} {summary.relabelled}, {'would move' if dry_run else 'moved'} {summary.deleted} to the trash "
+              f"({summary.trash_dir}).")
+    if not dry_run:
+        out.print(f"Log: {summary.log_path} — undo with: sortsight undo {summary.log_path}")
+
+
+@click.command()
+@click.argument("log", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Show what would be restored; change nothing.")
+def undo(log: Path, dry_run: bool) -> None:
+    """Undo the file actions in LOG (a sortsight-moves.jsonl), newest first.
+
+    Moved, relabelled and trashed images go back where they were; copies are removed.
+    Running it twice does nothing the second time. Example: sortsight undo data/sortsight-moves.jsonl
+    """
+    out = Console(highlight=False, soft_wrap=True)
+    entries = undo_actions(log, dry_run=dry_run)
+    for entry in entries:
+        out.print(f"{entry['action']}: {entry['destination']} → {entry.get('restored_as', entry['source'])}")
+    verb = "Would undo" if dry_run else "Undid"
+    out.print(f"{verb} {len(entries)} action(s)." if entries else "Nothing to undo.")

@@ -1,0 +1,151 @@
+"""``sortsight train DATA``: train a classifier and write a run folder.
+
+Thin: flags (or an AutoTrain YAML via ``--config``) → :class:`TrainConfig` →
+:func:`sortsight.train.train` → render (progress bars, time estimate, leaderboard).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sortsight.config import (
+    AUGMENTATIONS,
+    LOGGERS,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULERS,
+    STRATEGIES,
+    TrainConfig,
+    config_from_dict,
+    load_train_config,
+)
+from sortsight.progress import ProgressEvent
+
+__all__ = ["train"]
+
+_PHASES = {
+    "verify": "Checking images",
+    "cache": "Decoding images",
+    "features": "Frozen features",
+    "train": "Fine-tuning",
+}
+
+
+class _TrainProgress:
+    """Render training :class:`ProgressEvent` s: bars per phase, messages and epoch lines above them."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
+                            transient=True)
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _TrainProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.phase == "validate":
+            m = event.metrics
+            self.console.print(f"  epoch {event.step}/{event.total}: train loss {m.get('train_loss') or 0:.4f}  "
+                               f"val accuracy {m['val_accuracy']:.3f}  macro F1 {m['val_f1_macro']:.3f}  "
+                               f"val loss {m['val_loss']:.4f}")
+            return
+        if event.message:
+            self.console.print(event.message)
+        if event.phase not in _PHASES or not event.total:
+            return
+        task = self.tasks.get(event.phase)
+        if task is None:
+            task = self.bar.add_task(_PHASES[event.phase], total=event.total, info="")
+            self.tasks[event.phase] = task
+        info = f"loss {event.metrics['loss']:.3f}" if "loss" in event.metrics else ""
+        self.bar.update(task, completed=event.step, total=event.total, info=info)
+
+
+def _leaderboard(console: Console, rows: list[dict[str, Any]]) -> None:
+    table = Table(title="Leaderboard (validation)")
+    for col in ("rank", "model", "size", "kept", "accuracy", "macro F1", "loss", "head acc.", "time"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["rank"]), r["model"], str(r["image_size"]), r["chosen"], f"{r['val_accuracy']:.3f}",
+                      f"{r['val_f1_macro']:.3f}", f"{r['val_loss']:.4f}", f"{r['head_accuracy']:.3f}",
+                      f"{r['seconds']:.0f} s")
+    console.print(table)
+
+
+@click.command("train")
+@click.argument("data", required=False)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="AutoTrain-style YAML or JSON config.")
+@click.option("--out", help="Run folder to write (default runs/<project-name>).")
+@click.option("--project-name", help="Run name when --out is not given.")
+@click.option("--model", help="Bundled (efficientnet_lite0/1/2), timm name, or HF model folder.")
+@click.option("--models", help="Candidates to compare, comma-separated; name@size for a size (lite0@160).")
+@click.option("--candidates", type=int, help="Try the first K default candidates and keep the best.")
+@click.option("--epochs", type=int)
+@click.option("--lr", type=float)
+@click.option("--batch-size", type=int)
+@click.option("--image-size", type=int, help="Input side in pixels (default: the model's own).")
+@click.option("--augmentation", type=click.Choice(AUGMENTATIONS), help="documents: never flip or rotate.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), help="auto (default), head only, or finetune.")
+@click.option("--time-budget", help="Stop with the best model so far after e.g. 90s, 10m, 1h.")
+@click.option("--valid-split", help="Validation fraction (0.2) when the data has no validation folder.")
+@click.option("--test-split", type=float)
+@click.option("--seed", type=int)
+@click.option("--max-samples", type=int)
+@click.option("--warmup-ratio", type=float)
+@click.option("--gradient-accumulation", type=int)
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS))
+@click.option("--scheduler", type=click.Choice(SCHEDULERS))
+@click.option("--weight-decay", type=float)
+@click.option("--early-stopping-patience", type=int)
+@click.option("--mixed-precision", type=click.Choice(PRECISIONS), help="auto: measured at run time (default).")
+@click.option("--auto-find-batch-size", is_flag=True, default=None, help="Halve the batch size if out of memory.")
+@click.option("--log", type=click.Choice(LOGGERS))
+@click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run in --out.")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace an existing run folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def train(data: str | None, config_file: str | None, as_json: bool, **flags: Any) -> None:
+    """Train an image classifier on DATA (a folder of class subfolders, split folders or a CSV).
+
+    \b
+    Examples:
+      sortsight train photos/ --out runs/photos
+      sortsight train photos/ --candidates 3 --time-budget 10m
+      sortsight train --config autotrain.yml
+      sortsight train --out runs/photos --resume
+    """
+    from sortsight.train import train as run_training
+
+    values = {k: v for k, v in flags.items() if v is not None}
+    if data is not None:
+        values["data_path"] = data
+    if config_file:
+        config = load_train_config(config_file, **values)
+    else:
+        config = config_from_dict(TrainConfig, values, what="training option")
+    console = Console(stderr=True)
+    with _TrainProgress(console) as bar:
+        result = run_training(config, progress=bar)
+    if as_json:
+        click.echo(json.dumps({"run_dir": str(result.run_dir), "model_dir": str(result.model_dir),
+                               "metrics": result.metrics, "leaderboard": result.leaderboard}, indent=2))
+        return
+    out = Console()
+    if len(result.candidates) > 1:
+        _leaderboard(out, result.leaderboard)
+    m = result.metrics
+    out.print(f"Kept {result.best.model} ({'fine-tuned' if result.best.chosen == 'finetune' else 'head only'}): "
+              f"validation accuracy {m['accuracy']:.3f}, macro F1 {m['f1_macro']:.3f} "
+              f"in {result.seconds:.0f} s ({result.best.stopped.replace('_', ' ')}).")
+    out.print(f"Model: {result.model_dir}  (next: sortsight evaluate {result.run_dir} DATA)")

@@ -1,0 +1,361 @@
+"""Inference engines: the same network run by eager PyTorch, a frozen TorchScript graph, or ONNX Runtime.
+
+An engine maps a batch of preprocessed images, a ``(B, 3, H, W)`` float32 tensor, to
+``(B, num_labels)`` float32 logits as a NumPy array. :func:`build_engine` picks one by name;
+``"auto"`` takes the fastest that works here. Measured on this 2-core AVX2 machine
+(EfficientNet-Lite0, batch 32, 224 px): ONNX Runtime ~80 img/s, ``torch.jit.freeze`` ~47,
+eager ~30 — so ``auto`` tries ONNX Runtime, then jit, then eager.
+
+ONNX graphs are exported once per model and cached (``$SORTSIGHT_CACHE/onnx`` or
+``~/.cache/sortsight/onnx``); a ``model.onnx`` written by ``sortsight export --onnx`` next to the
+weights is used directly when it was made from those weights. Exported files carry the labels
+and the preprocessing in their ``metadata_props``, so an ``.onnx`` file alone is enough to predict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from sortsight import __version__
+from sortsight.errors import ModelError
+from sortsight.models import DataConfig, LoadedModel
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ENGINE_NAMES",
+    "Engine",
+    "EagerEngine",
+    "JitEngine",
+    "OnnxEngine",
+    "build_engine",
+    "export_onnx",
+    "read_onnx_metadata",
+    "onnx_cache_dir",
+    "weights_digest",
+]
+
+ENGINE_NAMES = ("auto", "onnx", "jit", "eager")
+_AUTO_ORDER = ("onnx", "jit", "eager")  # fastest first, as measured (see the module docstring)
+_META_PREFIX = "sortsight."
+
+
+class Engine(Protocol):
+    """``engine(pixels) -> logits``: ``(B, 3, H, W)`` float32 tensor → ``(B, C)`` float32 array."""
+
+    name: str
+
+    def __call__(self, pixels: Any) -> np.ndarray: ...
+
+
+def _default_threads() -> int:
+    import torch
+
+    return max(1, torch.get_num_threads())
+
+
+class EagerEngine:
+    """Plain PyTorch in inference mode, channels-last memory layout (faster for convnets on CPU)."""
+
+    name = "eager"
+
+    def __init__(self, module: Any, *, channels_last: bool = True) -> None:
+        import torch
+
+        self.module = module.eval()
+        self.channels_last = channels_last
+        if channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
+
+    def __call__(self, pixels: Any) -> np.ndarray:
+        import torch
+
+        x = torch.as_tensor(pixels, dtype=torch.float32)  # (B, 3, H, W)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return self.module(x).float().numpy()  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide the exporters' deprecation chatter and progress lines (the library never prints)."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+class JitEngine:
+    """A traced and frozen TorchScript graph (``torch.jit.freeze``): constant folding, fused ops."""
+
+    name = "jit"
+
+    def __init__(self, module: Any, input_size: int) -> None:
+        import torch
+
+        example = torch.zeros(2, 3, input_size, input_size)  # (B, 3, H, W)
+        try:
+            with _quiet(), torch.inference_mode(False), torch.no_grad():
+                traced = torch.jit.trace(module.eval(), example, strict=False)
+                self.graph = torch.jit.freeze(traced)
+        except Exception as exc:  # tracing fails in many ways on exotic models
+            raise ModelError(f"This model cannot be traced for the jit engine ({type(exc).__name__}); "
+                             f"use --engine eager.") from exc
+
+    def __call__(self, pixels: Any) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            out = self.graph(torch.as_tensor(pixels, dtype=torch.float32))
+        return out.float().numpy()  # type: ignore[no-any-return]
+
+
+class OnnxEngine:
+    """An ONNX graph run by ONNX Runtime's CPU provider."""
+
+    name = "onnx"
+
+    def __init__(self, model: str | Path | bytes, *, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ModelError("The onnx engine needs onnxruntime. Run: pip install onnxruntime") from exc
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or _default_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        source = model if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelError(f"ONNX Runtime cannot load this model: {first}. Re-export it with "
+                             f"'sortsight export MODEL --onnx'.") from exc
+        self.input_name = self.session.get_inputs()[0].name
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def __call__(self, pixels: Any) -> np.ndarray:
+        x = pixels.numpy() if hasattr(pixels, "numpy") else np.asarray(pixels)
+        out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
+        return np.asarray(out[0], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- ONNX export
+
+
+def weights_digest(model_dir: str | Path) -> str:
+    """SHA-256 of a model folder's weight files (what an exported graph was made from)."""
+    digest = hashlib.sha256()
+    folder = Path(model_dir)
+    names = sorted(p.name for p in folder.glob("*.safetensors"))
+    if not names:
+        raise ModelError(f"No .safetensors weights in '{folder}'. Give an HF model folder.")
+    for name in names:
+        with open(folder / name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def onnx_cache_dir() -> Path:
+    """Where exported graphs are cached: ``$SORTSIGHT_CACHE/onnx`` or ``~/.cache/sortsight/onnx``."""
+    return Path(os.environ.get("SORTSIGHT_CACHE") or Path.home() / ".cache" / "sortsight").expanduser() / "onnx"
+
+
+def _metadata(labels: Sequence[str], data_config: DataConfig, name: str, digest: str) -> dict[str, str]:
+    dc = asdict(data_config)
+    return {
+        "labels": json.dumps(list(labels), ensure_ascii=False),
+        "id2label": json.dumps({str(i): label for i, label in enumerate(labels)}, ensure_ascii=False),
+        "input_size": str(dc["input_size"]),
+        "mean": json.dumps(list(dc["mean"])),
+        "std": json.dumps(list(dc["std"])),
+        "interpolation": str(dc["interpolation"]),
+        "crop_pct": str(dc["crop_pct"]),
+        "input_layout": "NCHW float32, RGB, normalised with mean/std after resize+centre crop",
+        "model_name": name,
+        _META_PREFIX + "weights_sha256": digest,
+        _META_PREFIX + "version": __version__,
+    }
+
+
+def _export_proto(module: Any, input_size: int) -> Any:
+    """The module as an ONNX ``ModelProto`` with a dynamic batch axis.
+
+    The torch.export-based exporter makes a graph ONNX Runtime runs faster (measured ~1.5x on
+    Lite0); the legacy TorchScript exporter is the fallback for models it cannot capture.
+    """
+    import onnx
+    import torch
+
+    module = module.eval()
+    example = (torch.zeros(2, 3, input_size, input_size),)  # (B, 3, H, W)
+    names = {"input_names": ["pixel_values"], "output_names": ["logits"]}
+    try:
+        with _quiet():
+            program = torch.onnx.export(module, example, None, dynamo=True, verbose=False,
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},), **names)
+        return program.model_proto
+    except Exception as exc:  # fall back to the legacy exporter
+        logger.info("torch.export-based ONNX export failed (%s); using the TorchScript exporter", exc)
+    buffer = io.BytesIO()
+    try:
+        with _quiet():
+            torch.onnx.export(module, example, buffer, dynamo=False, opset_version=17,
+                              dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}}, **names)
+    except Exception as exc:
+        raise ModelError(f"This model cannot be exported to ONNX ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); use --engine jit or eager.") from exc
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _write_proto(proto: Any, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(proto.SerializeToString())
+    os.replace(tmp, out)
+
+
+def export_onnx(loaded: LoadedModel, out: str | Path | None = None) -> Path:
+    """Export a loaded model folder to ONNX, with labels and preprocessing in ``metadata_props``.
+
+    Args:
+        loaded: from :func:`sortsight.models.load_model_folder`.
+        out: the ``.onnx`` file to write (default: ``model.onnx`` in the model folder).
+
+    Returns:
+        The path written (atomically: a temporary file, then a rename).
+
+    Raises:
+        ModelError: the model cannot be exported.
+
+    Example:
+        >>> from sortsight.models import load_model_folder
+        >>> export_onnx(load_model_folder("runs/covers"))  # doctest: +SKIP
+        PosixPath('runs/covers/model/model.onnx')
+    """
+    import onnx
+
+    target = Path(out) if out is not None else Path(loaded.path) / "model.onnx"
+    proto = _export_proto(loaded.module, loaded.data_config.input_size)
+    meta = _metadata(loaded.labels, loaded.data_config, loaded.name, weights_digest(loaded.path))
+    onnx.helper.set_model_props(proto, meta)
+    _check_parity(proto, loaded)
+    _write_proto(proto, target)
+    return target
+
+
+def _check_parity(proto: Any, loaded: LoadedModel, tolerance: float = 1e-3) -> None:
+    """Refuse an exported graph whose logits differ from PyTorch's on a random batch."""
+    import torch
+
+    size = loaded.data_config.input_size
+    x = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(0))  # (B, 3, H, W)
+    with torch.inference_mode():
+        expected = loaded.module.eval()(x).float().numpy()
+    got = OnnxEngine(proto.SerializeToString(), threads=1)(x)
+    diff = float(np.abs(expected - got).max())
+    if not diff <= tolerance:
+        raise ModelError(f"The ONNX export of this model differs from PyTorch (max logit difference {diff:.2g}); "
+                         f"use --engine jit or eager.")
+
+
+def read_onnx_metadata(path: str | Path) -> tuple[list[str], DataConfig, str, dict[str, str]]:
+    """Labels, preprocessing and model name stored in an exported ``.onnx`` file.
+
+    Raises:
+        ModelError: the file is missing or was not exported with this metadata.
+    """
+    import onnx
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"ONNX file '{p}' not found. Export one with 'sortsight export MODEL --onnx'.")
+    try:
+        proto = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:  # protobuf decode errors
+        raise ModelError(f"'{p}' is not a readable ONNX file. Export one with 'sortsight export MODEL "
+                         f"--onnx'.") from exc
+    meta = {prop.key: prop.value for prop in proto.metadata_props}
+    if "labels" not in meta or "input_size" not in meta:
+        raise ModelError(f"'{p}' has no labels/preprocessing metadata. Export it with 'sortsight export "
+                         f"MODEL --onnx', or give the model folder instead.")
+    data_config = DataConfig(
+        input_size=int(meta["input_size"]),
+        mean=tuple(json.loads(meta.get("mean", "[0.5, 0.5, 0.5]"))),  # type: ignore[arg-type]
+        std=tuple(json.loads(meta.get("std", "[0.5, 0.5, 0.5]"))),  # type: ignore[arg-type]
+        interpolation=meta.get("interpolation", "bicubic"),
+        crop_pct=float(meta.get("crop_pct", "1.0")),
+    )
+    return list(json.loads(meta["labels"])), data_config, meta.get("model_name", p.stem), meta
+
+
+def _onnx_for(loaded: LoadedModel, cache_dir: Path | None) -> Path:
+    """A current ONNX file for ``loaded``: the folder's own ``model.onnx``, the cache, or a new export."""
+    digest = weights_digest(loaded.path)
+    beside = Path(loaded.path) / "model.onnx"
+    if beside.is_file():
+        try:
+            _, dc, _, meta = read_onnx_metadata(beside)
+            if meta.get(_META_PREFIX + "weights_sha256") == digest and dc == loaded.data_config:
+                return beside
+        except ModelError:
+            pass
+    key = hashlib.sha256(
+        json.dumps([digest, asdict(loaded.data_config), loaded.labels, __version__]).encode()
+    ).hexdigest()[:32]
+    cached = (cache_dir or onnx_cache_dir()) / f"{key}.onnx"
+    if not cached.is_file():
+        export_onnx(loaded, cached)
+    return cached
+
+
+def build_engine(
+    loaded: LoadedModel,
+    engine: str = "auto",
+    *,
+    threads: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> Engine:
+    """An engine running ``loaded``; ``"auto"`` takes the fastest one that works (onnx → jit → eager).
+
+    Raises:
+        ModelError: an explicitly requested engine cannot run this model; an unknown engine name.
+    """
+    if engine not in ENGINE_NAMES:
+        from sortsight.config import closest
+
+        hint = closest(engine, ENGINE_NAMES)
+        tip = f" Did you mean '{hint}'?" if hint else ""
+        raise ModelError(f"Unknown engine '{engine}'.{tip} Choose one of: {', '.join(ENGINE_NAMES)}.")
+    order = _AUTO_ORDER if engine == "auto" else (engine,)
+    cache = Path(cache_dir) if cache_dir is not None else None
+    last: Exception | None = None
+    for name in order:
+        try:
+            if name == "onnx":
+                return OnnxEngine(_onnx_for(loaded, cache), threads=threads)
+            if name == "jit":
+                return JitEngine(loaded.module, loaded.data_config.input_size)
+            return EagerEngine(loaded.module)
+        except (ModelError, OSError) as exc:
+            if engine != "auto":
+                if isinstance(exc, OSError):
+                    raise ModelError(f"Could not prepare the {name} engine: {exc}. Try --engine eager.") from exc
+                raise
+            logger.info("engine %s unavailable for %s: %s", name, loaded.path, exc)
+            last = exc
+    raise last or ModelError("No inference engine could run this model.")  # pragma: no cover

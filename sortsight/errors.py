@@ -1,0 +1,65 @@
+"""The one exception family of sortsight.
+
+Every error a user can cause is a :class:`SortsightError` whose message is one line:
+what was found, and what to do about it. Front-ends print ``Error: <message>`` and exit
+non-zero; anything that is not a ``SortsightError`` is a bug and keeps its traceback.
+
+    SortsightError
+    ├── ConfigError        bad or unknown option, bad config file
+    ├── DataError          no images, one class, missing files, bad columns, ...
+    │   └── ImageError     one image cannot be used (carries ``reason``)
+    ├── ModelError         unknown model, weights not available offline, bad model folder
+    ├── TrainError         training cannot start or continue (out of memory, output exists, ...)
+    ├── PredictError       prediction / sorting problems
+    └── ExportError        export, Space folder, hub push
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "ExportError",
+    "ImageError",
+    "ModelError",
+    "PredictError",
+    "SortsightError",
+    "TrainError",
+]
+
+
+class SortsightError(Exception):
+    """Base class: a problem the user can fix. ``str(err)`` is a one-line message."""
+
+
+class ConfigError(SortsightError):
+    """An option or config file is wrong."""
+
+
+class DataError(SortsightError):
+    """The data cannot be used as given."""
+
+
+class ImageError(DataError):
+    """One image cannot be opened; ``reason`` is a short machine-friendly phrase."""
+
+    def __init__(self, message: str, *, reason: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.path = path
+
+
+class ModelError(SortsightError):
+    """A model cannot be created, loaded or found."""
+
+
+class TrainError(SortsightError):
+    """Training cannot start or go on."""
+
+
+class PredictError(SortsightError):
+    """Prediction or sorting cannot go on."""
+
+
+class ExportError(SortsightError):
+    """An export or upload failed."""

@@ -1,0 +1,538 @@
+"""Build an image-folder dataset from a ``url,label`` CSV or a IIIF Presentation manifest.
+
+``fetch(source, out_dir)`` downloads every image into ``out_dir/<label>/`` politely and safely:
+
+- a limited number of downloads at once (``concurrency``), at most ``per_host`` at a time to
+  any one server, with a small ``delay`` between requests to the same server;
+- retries with exponential backoff on timeouts, dropped connections and HTTP 408/425/429/5xx
+  (``Retry-After`` honoured up to 30 s); other HTTP errors fail at once;
+- every download is verified with :mod:`sortsight.images` before it is kept (broken ones are
+  reported, not kept), written through a temporary file and a rename, never over another file;
+- resumable: a journal (``out_dir/.sortsight-fetch.jsonl``) records each finished item, and a
+  rerun skips what is already there.
+
+IIIF: Presentation API 2 and 3 manifests; each canvas's image is requested through its Image
+API service at the chosen ``size`` (a bounding box, never upscaled), or taken as is when it has
+no service. The label comes from ``label`` or from a metadata field (``label_field``), looked up
+on the canvas first and then on the manifest.
+
+Example:
+    >>> summary = fetch("maps.csv", "data/maps")  # doctest: +SKIP
+    >>> summary.downloaded, summary.failed  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sortsight import __version__
+from sortsight.errors import DataError, ImageError
+from sortsight.fileops import place_file
+from sortsight.images import inspect_image
+from sortsight.progress import ProgressCallback, Ticker
+
+__all__ = ["FetchItem", "FetchSummary", "fetch", "read_source"]
+
+JOURNAL_NAME = ".sortsight-fetch.jsonl"
+_TMP_NAME = ".sortsight-fetch-tmp"
+_RETRY_CODES = {408, 425, 429, 500, 502, 503, 504}
+_EXT = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "GIF": ".gif",
+    "WEBP": ".webp",
+    "TIFF": ".tif",
+    "BMP": ".bmp",
+    "MPO": ".jpg",
+    "HEIF": ".heic",
+    "AVIF": ".avif",
+}
+_USER_AGENT = f"sortsight/{__version__} (dataset builder; polite, resumable)"
+
+
+@dataclass(frozen=True)
+class FetchItem:
+    """One image to download: where from, into which class folder, under which file stem."""
+
+    url: str
+    label: str
+    name: str
+
+
+@dataclass
+class FetchSummary:
+    """What :func:`fetch` did. ``broken`` and ``failed`` hold ``{"url", "label", "reason"}`` dicts."""
+
+    out_dir: str
+    total: int = 0
+    downloaded: int = 0
+    already_done: int = 0
+    broken: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    by_label: dict[str, int] = field(default_factory=dict)
+    journal: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every item is in place."""
+        return not self.broken and not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {**asdict(self), "ok": self.ok}
+
+
+class _Failed(Exception):
+    """A download that did not work out; ``broken`` when the bytes were not a usable image."""
+
+    def __init__(self, reason: str, *, broken: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.broken = broken
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class _HostGate:
+    """At most ``per_host`` requests at a time per host, started at least ``delay`` seconds apart."""
+
+    def __init__(self, per_host: int, delay: float) -> None:
+        self.per_host = max(1, per_host)
+        self.delay = max(0.0, delay)
+        self._lock = threading.Lock()
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._next_start: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, host: str) -> Iterator[None]:
+        with self._lock:
+            slot = self._slots.setdefault(host, threading.BoundedSemaphore(self.per_host))
+        with slot:
+            with self._lock:
+                now = time.monotonic()
+                start = max(now, self._next_start.get(host, 0.0))
+                self._next_start[host] = start + self.delay
+            if start > now:
+                time.sleep(start - now)
+            yield
+
+
+@dataclass
+class _Http:
+    timeout: float
+    retries: int
+    backoff: float
+    max_bytes: int
+    gate: _HostGate
+
+    def get(self, url: str) -> bytes:
+        """The body of ``url``, retried with exponential backoff; raises :class:`_Failed`."""
+        host = urllib.parse.urlsplit(url).netloc
+        reason = ""
+        for attempt in range(self.retries + 1):
+            wait_for = self.backoff * (2**attempt)
+            try:
+                with self.gate(host):
+                    return self._once(url)
+            except urllib.error.HTTPError as exc:
+                reason = f"HTTP {exc.code}"
+                if exc.code not in _RETRY_CODES:
+                    raise _Failed(reason) from exc
+                retry_after = exc.headers.get("Retry-After", "") if exc.headers else ""
+                if retry_after.strip().isdigit():
+                    wait_for = max(wait_for, min(30.0, float(retry_after)))
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+                detail = getattr(exc, "reason", None) or exc
+                reason = (
+                    f"network error: {str(detail).splitlines()[0] if str(detail) else type(exc).__name__}"
+                )
+            if attempt < self.retries:
+                time.sleep(wait_for)
+        raise _Failed(f"{reason} (after {self.retries + 1} attempts)")
+
+    def _once(self, url: str) -> bytes:
+        request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, "Accept": "*/*"})
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            body = response.read(self.max_bytes + 1)
+        if len(body) > self.max_bytes:
+            raise _Failed(f"larger than {self.max_bytes // 2**20} MB", broken=True)
+        return bytes(body)
+
+
+# --------------------------------------------------------------------------- reading the source
+
+
+def _slug(text: str, default: str = "image") -> str:
+    text = re.sub(r"[^\w\-]+", "-", text, flags=re.UNICODE).strip("-._")
+    return text[:60] or default
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+
+
+def _safe_label(label: str) -> str:
+    """A class-folder name from a label (no path separators, not hidden)."""
+    label = re.sub(r"[/\\\0]+", "-", label.strip()).lstrip(".").strip()
+    return label[:100]
+
+
+def _iiif_text(value: Any) -> str:
+    """Text of a IIIF v2 value (str, {"@value"}, list) or v3 language map ({"en": ["..."]})."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list):
+        return "; ".join(t for t in (_iiif_text(v) for v in value) if t)
+    if isinstance(value, dict):
+        if "@value" in value:
+            return _iiif_text(value["@value"])
+        for key in ("en", "none", *value.keys()):
+            if key in value:
+                return _iiif_text(value[key])
+    return str(value).strip()
+
+
+def _metadata(obj: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for entry in obj.get("metadata") or []:
+        if isinstance(entry, dict):
+            out.setdefault(_iiif_text(entry.get("label")).lower(), _iiif_text(entry.get("value")))
+    return out
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and value else value
+
+
+def _size_param(service: dict[str, Any], dims: tuple[int, int] | None, size: int | None, v3: bool) -> str:
+    full = "max" if v3 else "full"
+    profile = json.dumps(service.get("profile", "")).lower()
+    if size is None or "level0" in profile or (dims and max(dims) <= size):
+        return full
+    if "level1" in profile and dims:
+        return f"{size}," if dims[0] >= dims[1] else f",{size}"
+    return f"!{size},{size}"
+
+
+def _dims(*objs: dict[str, Any]) -> tuple[int, int] | None:
+    for obj in objs:
+        w, h = obj.get("width"), obj.get("height")
+        if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0:
+            return w, h
+    return None
+
+
+def _image_url(resource: dict[str, Any], canvas: dict[str, Any], size: int | None) -> str | None:
+    """The URL to fetch for one painting resource (via its image service when it has one)."""
+    if resource.get("type") == "Choice" or resource.get("@type") == "oa:Choice":
+        resource = _first(resource.get("items") or resource.get("default") or [])
+        if not isinstance(resource, dict):
+            return None
+    services = resource.get("service") or []
+    services = services if isinstance(services, list) else [services]
+    for service in services:
+        if not isinstance(service, dict):
+            continue
+        base = service.get("id") or service.get("@id")
+        kind = str(service.get("type") or service.get("@type") or "")
+        context = json.dumps(service.get("@context", ""))
+        if not base:
+            continue
+        v3 = kind == "ImageService3" or "image/3" in context
+        param = _size_param(service, _dims(service, resource, canvas), size, v3)
+        return f"{str(base).rstrip('/')}/full/{param}/0/default.jpg"
+    url = resource.get("id") or resource.get("@id")
+    return str(url) if url else None
+
+
+def _canvases(manifest: dict[str, Any]) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], bool]:
+    """(canvas, painting resource) pairs of a v2 or v3 manifest, and whether it is v3."""
+    context = json.dumps(manifest.get("@context", ""))
+    kind = str(manifest.get("type") or manifest.get("@type") or "")
+    if "Collection" in kind:
+        raise DataError("This IIIF document is a Collection; give the URL or file of one of its manifests.")
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    if kind == "Manifest" or "presentation/3" in context:
+        for canvas in manifest.get("items") or []:
+            for page in canvas.get("items") or []:
+                for annotation in page.get("items") or []:
+                    body = _first(annotation.get("body"))
+                    if isinstance(body, dict):
+                        pairs.append((canvas, body))
+                        break
+                else:
+                    continue
+                break
+        return pairs, True
+    if kind == "sc:Manifest" or "presentation/2" in context or "sequences" in manifest:
+        for sequence in (manifest.get("sequences") or [])[:1]:
+            for canvas in sequence.get("canvases") or []:
+                image = _first(canvas.get("images") or [])
+                if isinstance(image, dict) and isinstance(image.get("resource"), dict):
+                    pairs.append((canvas, image["resource"]))
+        return pairs, False
+    raise DataError("The JSON source is not a IIIF Presentation v2 or v3 manifest; give a manifest or a CSV.")
+
+
+def _items_from_manifest(
+    manifest: dict[str, Any], *, label: str | None, label_field: str | None, size: int | None
+) -> tuple[list[FetchItem], list[dict[str, str]]]:
+    if not label and not label_field:
+        raise DataError(
+            "A IIIF manifest needs --label NAME or --label-field FIELD (a metadata field) for its images."
+        )
+    pairs, _ = _canvases(manifest)
+    if not pairs:
+        raise DataError("The IIIF manifest has no canvases with images; check that it is the right manifest.")
+    title = _slug(_iiif_text(manifest.get("label")), "iiif")
+    top = _metadata(manifest)
+    field_key = (label_field or "").lower()
+    items: list[FetchItem] = []
+    skipped: list[dict[str, str]] = []
+    for index, (canvas, resource) in enumerate(pairs, start=1):
+        url = _image_url(resource, canvas, size)
+        if not url:
+            skipped.append({"url": "", "label": "", "reason": f"canvas {index} has no image URL"})
+            continue
+        value = label or _metadata(canvas).get(field_key) or top.get(field_key, "")
+        name = f"{title}_{index:04d}_{_short_hash(url)}"
+        if not value:
+            skipped.append({"url": url, "label": "", "reason": f"no metadata field '{label_field}'"})
+            continue
+        items.append(FetchItem(url, _safe_label(value), name))
+    if label_field and not label and not items:
+        fields = sorted({*top, *(k for c, _ in pairs for k in _metadata(c))})
+        raise DataError(
+            f"No canvas or manifest metadata field '{label_field}' found; fields here: "
+            f"{', '.join(fields) or 'none'}. Give --label-field with one of them, or --label."
+        )
+    return items, skipped
+
+
+def _items_from_csv(text: str, *, label: str | None, label_field: str | None) -> list[FetchItem]:
+    reader = csv.DictReader(
+        io.StringIO(text), dialect="excel-tab" if "\t" in text.split("\n", 1)[0] else "excel"
+    )
+    columns = {(c or "").strip().lower(): c for c in reader.fieldnames or []}
+    if "url" not in columns:
+        raise DataError(
+            f"The CSV has columns {list(columns) or 'none'}; it needs a 'url' column (and 'label')."
+        )
+    label_column = columns.get((label_field or "label").lower())
+    if not label and label_column is None:
+        raise DataError(
+            f"The CSV has no '{label_field or 'label'}' column; add one, or give --label NAME for all images."
+        )
+    items: list[FetchItem] = []
+    for row in reader:
+        url = (row.get(columns["url"]) or "").strip()
+        if not url:
+            continue
+        value = label or (row.get(label_column) or "" if label_column else "")
+        stem = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).stem
+        items.append(FetchItem(url, _safe_label(value), f"{_slug(stem)}_{_short_hash(url)}"))
+    if not items:
+        raise DataError("The CSV lists no URLs; give one image URL per row in the 'url' column.")
+    return items
+
+
+def read_source(
+    source: str | os.PathLike,
+    *,
+    label: str | None = None,
+    label_field: str | None = None,
+    size: int | None = 1024,
+    http: _Http | None = None,
+) -> tuple[list[FetchItem], list[dict[str, str]]]:
+    """The items to fetch from a CSV or IIIF manifest (file path or http(s) URL), and rows skipped.
+
+    Raises:
+        DataError: the source is missing, unreadable, or has no usable rows.
+    """
+    text_source = str(source)
+    if text_source.startswith(("http://", "https://")):
+        client = http or _Http(30.0, 3, 0.5, 50 * 2**20, _HostGate(2, 0.0))
+        try:
+            text = client.get(text_source).decode("utf-8-sig")
+        except _Failed as exc:
+            raise DataError(f"Could not download '{text_source}': {exc.reason}. Check the URL.") from exc
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise DataError(
+                f"Source '{path}' not found. Give a CSV with url,label columns or a IIIF manifest."
+            )
+        text = path.read_text(encoding="utf-8-sig")
+    if text.lstrip().startswith("{"):
+        try:
+            manifest = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"'{text_source}' is not valid JSON ({exc.msg}); give a IIIF manifest.") from exc
+        return _items_from_manifest(manifest, label=label, label_field=label_field, size=size)
+    items = _items_from_csv(text, label=label, label_field=label_field)
+    return [i for i in items if i.label], [
+        {"url": i.url, "label": "", "reason": "empty label"} for i in items if not i.label
+    ]
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def _read_journal(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+    if not path.exists():
+        return done
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line from a killed run
+        if entry.get("status") == "ok" and Path(entry.get("path", "")).is_file():
+            done[(entry["url"], entry["label"])] = entry
+    return done
+
+
+def _fetch_one(item: FetchItem, out_dir: Path, http: _Http) -> dict[str, Any]:
+    """Download, verify and place one image; returns the journal entry."""
+    entry: dict[str, Any] = {"url": item.url, "label": item.label}
+    tmp_dir = out_dir / _TMP_NAME
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"{item.name}.{threading.get_ident()}.part"
+    try:
+        body = http.get(item.url)
+        tmp.write_bytes(body)
+        try:
+            info = inspect_image(tmp)
+        except ImageError as exc:
+            raise _Failed(exc.reason, broken=True) from exc
+        placed = place_file(
+            tmp, out_dir / item.label, move=True, name=item.name + _EXT.get(info.format, ".img")
+        )
+        entry.update(
+            status="ok",
+            path=str(placed.destination),
+            sha256=placed.sha256,
+            width=info.width,
+            height=info.height,
+        )
+    except _Failed as exc:
+        entry.update(status="broken" if exc.broken else "failed", reason=exc.reason)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return entry
+
+
+def fetch(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    label: str | None = None,
+    label_field: str | None = None,
+    size: int | None = 1024,
+    concurrency: int = 4,
+    per_host: int = 2,
+    delay: float = 0.2,
+    retries: int = 3,
+    backoff: float = 0.5,
+    timeout: float = 30.0,
+    max_bytes: int = 100 * 2**20,
+    progress: ProgressCallback | None = None,
+) -> FetchSummary:
+    """Download the images listed in ``source`` into ``out_dir/<label>/``; resumable.
+
+    Args:
+        source: a CSV (``url,label``) or a IIIF Presentation v2/v3 manifest, as a file or an http(s) URL.
+        out_dir: the dataset folder to build (created; existing files are never overwritten).
+        label: one label for every image (overrides the CSV column / metadata field).
+        label_field: the CSV column or IIIF metadata field holding the label (CSV default: ``label``).
+        size: IIIF only: the longest side asked of the image service (a box, never upscaled);
+            None for the full size.
+        concurrency: downloads at once.
+        per_host: downloads at once from any one server.
+        delay: seconds between the starts of two requests to the same server.
+        retries: extra attempts after a timeout, dropped connection or HTTP 408/425/429/5xx.
+        backoff: first wait before a retry, in seconds; doubled each time.
+        timeout: seconds to wait for a server to answer.
+        max_bytes: larger downloads are refused.
+        progress: receives a ``fetch`` :class:`~sortsight.progress.ProgressEvent` per image.
+
+    Returns:
+        A :class:`FetchSummary`; broken and failed images are listed there (and in the journal).
+
+    Raises:
+        DataError: the source cannot be read or names no images.
+    """
+    started = time.perf_counter()
+    out = Path(out_dir)
+    http = _Http(timeout, max(0, retries), max(0.0, backoff), max_bytes, _HostGate(per_host, delay))
+    items, skipped = read_source(source, label=label, label_field=label_field, size=size, http=http)
+    out.mkdir(parents=True, exist_ok=True)
+    journal = out / JOURNAL_NAME
+    done = _read_journal(journal)
+    summary = FetchSummary(out_dir=str(out), total=len(items), journal=str(journal))
+    summary.failed.extend(skipped)
+    labels: Counter[str] = Counter(e["label"] for e in done.values())
+    todo: list[FetchItem] = []
+    seen: set[tuple[str, str]] = set()
+    for item in items:
+        key = (item.url, item.label)
+        if key in seen:
+            summary.total -= 1
+            continue
+        seen.add(key)
+        if key in done:
+            summary.already_done += 1
+        else:
+            todo.append(item)
+    ticker = Ticker(progress, "fetch", len(todo))
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sortsight-fetch")
+    try:
+        pending: set[Future[dict[str, Any]]] = {pool.submit(_fetch_one, item, out, http) for item in todo}
+        with open(journal, "a", encoding="utf-8") as log:
+            while pending:
+                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    entry = {**future.result(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                    log.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                    log.flush()
+                    status = entry["status"]
+                    if status == "ok":
+                        summary.downloaded += 1
+                        labels[entry["label"]] += 1
+                    else:
+                        target = summary.broken if status == "broken" else summary.failed
+                        target.append(
+                            {"url": entry["url"], "label": entry["label"], "reason": entry["reason"]}
+                        )
+                    ticker.advance(
+                        1, ok=summary.downloaded, broken=len(summary.broken), failed=len(summary.failed)
+                    )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(out / _TMP_NAME, ignore_errors=True)
+    summary.by_label = dict(sorted(labels.items()))
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary

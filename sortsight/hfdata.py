@@ -1,0 +1,263 @@
+"""Hugging Face datasets (``save_to_disk`` folders and parquet files) as image files.
+
+A dataset saved with ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk`` or stored as parquet
+(the Hub's layout: ``data/train-00000-of-00001.parquet``) is read with ``pyarrow`` directly — no
+``datasets`` import, no network — and its images are written once into a cache folder
+(``$SORTSIGHT_CACHE`` or ``~/.cache/sortsight``) keyed by the source files' names, sizes and
+times, so every later step works with plain file paths and a second scan is instant.
+
+Columns: the image column is the one typed ``Image`` (or named ``image``, ``img``, ...), the label
+column the one typed ``ClassLabel`` (or named ``label``, ``target``, ...); either can be named.
+Split names ``train``, ``validation``/``valid``/``val`` and ``test`` are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sortsight.errors import DataError
+from sortsight.labelfile import IMAGE_COLUMNS, TARGET_COLUMNS, pick_column
+from sortsight.progress import ProgressCallback, Ticker
+
+__all__ = ["cache_dir", "is_hf_source", "materialize"]
+
+_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, ".jpg"),
+    (b"\x89PNG", 0, ".png"),
+    (b"GIF8", 0, ".gif"),
+    (b"BM", 0, ".bmp"),
+    (b"II*\x00", 0, ".tif"),
+    (b"MM\x00*", 0, ".tif"),
+    (b"WEBP", 8, ".webp"),
+    (b"ftypavif", 4, ".avif"),
+    (b"ftyp", 4, ".heic"),
+)
+
+
+def cache_dir() -> Path:
+    """sortsight's cache folder: ``$SORTSIGHT_CACHE`` or ``~/.cache/sortsight``."""
+    return Path(os.environ.get("SORTSIGHT_CACHE") or Path.home() / ".cache" / "sortsight").expanduser()
+
+
+def _parquet_files(source: Path) -> list[Path]:
+    if source.is_file():
+        return [source] if source.suffix.lower() == ".parquet" else []
+    found = sorted(source.glob("*.parquet")) + sorted(source.glob("*/*.parquet"))
+    return [p for p in found if not p.name.startswith(".")]
+
+
+def is_hf_source(source: Path) -> bool:
+    """True for a ``save_to_disk`` folder, a parquet file, or a folder of parquet files."""
+    if source.is_dir() and (
+        (source / "dataset_dict.json").is_file()
+        or ((source / "state.json").is_file() and (source / "dataset_info.json").is_file())
+    ):
+        return True
+    return bool(_parquet_files(source))
+
+
+def _split_name(name: str) -> str:
+    from sortsight.data import SPLIT_ALIASES
+
+    return SPLIT_ALIASES.get(name.lower(), "")
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.ipc
+        import pyarrow.parquet
+    except ImportError as exc:
+        raise DataError(
+            "Reading Hugging Face datasets needs pyarrow; install it with pip install 'sortsight[datasets]'."
+        ) from exc
+    return pyarrow
+
+
+def _shards(source: Path) -> tuple[list[tuple[Path, str, str]], dict[str, Any], str]:
+    """``([(file, split, "arrow"|"parquet")], features, kind)`` for a source."""
+    pa = _pyarrow()
+    if (source / "dataset_dict.json").is_file() or (source / "state.json").is_file():
+        subsets: list[tuple[Path, str]] = []
+        if (source / "dataset_dict.json").is_file():
+            names = json.loads((source / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+            subsets = [(source / name, _split_name(name)) for name in names]
+        else:
+            state = json.loads((source / "state.json").read_text(encoding="utf-8"))
+            subsets = [(source, _split_name(str(state.get("_split") or "")))]
+        shards: list[tuple[Path, str, str]] = []
+        features: dict[str, Any] = {}
+        for folder, split in subsets:
+            state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+            info = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))
+            features = features or info.get("features") or {}
+            shards += [(folder / f["filename"], split, "arrow") for f in state.get("_data_files", [])]
+        return shards, features, "hf-disk"
+    files = _parquet_files(source)
+    shards = []
+    for file in files:
+        stem = file.stem.split("-")[0]
+        split = _split_name(stem) or (_split_name(file.parent.name) if file.parent != source else "")
+        shards.append((file, split, "parquet"))
+    meta = pa.parquet.read_schema(files[0]).metadata or {}
+    features = {}
+    if b"huggingface" in meta:
+        features = json.loads(meta[b"huggingface"]).get("info", {}).get("features", {}) or {}
+    return shards, features, "parquet"
+
+
+def _columns(shard: tuple[Path, str, str]) -> list[str]:
+    pa = _pyarrow()
+    file, _, fmt = shard
+    if fmt == "parquet":
+        return list(pa.parquet.read_schema(file).names)
+    with pa.memory_map(str(file)) as mm:
+        return list(pa.ipc.open_stream(mm).schema.names)
+
+
+def _batches(shard: tuple[Path, str, str], columns: list[str]) -> Iterator[list[dict[str, Any]]]:
+    pa = _pyarrow()
+    file, _, fmt = shard
+    if fmt == "parquet":
+        for batch in pa.parquet.ParquetFile(file).iter_batches(batch_size=256, columns=columns):
+            yield batch.to_pylist()
+        return
+    with pa.memory_map(str(file)) as mm:
+        for batch in pa.ipc.open_stream(mm):
+            yield batch.select(columns).to_pylist()
+
+
+def _extension(data: bytes, name: str | None) -> str:
+    if name and Path(name).suffix:
+        return Path(name).suffix.lower()
+    for magic, offset, ext in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            return ext
+    return ".bin"
+
+
+def _safe(label: str) -> str:
+    cleaned = "".join("_" if ch in '/\\:*?"<>|' or ord(ch) < 32 else ch for ch in label).strip(". ")
+    return cleaned[:80] or "_"
+
+
+def _cache_key(source: Path, shards: list[tuple[Path, str, str]], image_col: str, target_col: str) -> str:
+    digest = hashlib.sha256(str(source.resolve()).encode())
+    for file, split, _ in shards:
+        stat = file.stat()
+        digest.update(f"{file.name}|{split}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    digest.update(f"{image_col}|{target_col}".encode())
+    return digest.hexdigest()[:20]
+
+
+def materialize(
+    source: Path,
+    *,
+    image_column: str | None = None,
+    target_column: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> tuple[Path, list[tuple[Path, str, str]], list[tuple[Path, str]], str]:
+    """Write the dataset's images as files (once) and return ``(root, items, skipped, kind)``.
+
+    ``items`` are ``(path, label, split)``; ``skipped`` are ``(path, reason)`` for rows without
+    an image or a label.
+
+    Raises:
+        DataError: unknown column (closest suggested), unreadable dataset, pyarrow missing.
+    """
+    try:
+        shards, features, kind = _shards(source)
+        columns = _columns(shards[0]) if shards else []
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"'{source}' looks like a Hugging Face dataset but cannot be read ({exc}).") from exc
+    if not shards:
+        raise DataError(f"'{source}' holds no dataset files (.arrow or .parquet).")
+    typed = {name: (spec or {}).get("_type") for name, spec in features.items() if isinstance(spec, dict)}
+    where = f"dataset '{source.name}'"
+    image_defaults = tuple(n for n in columns if typed.get(n) == "Image") + IMAGE_COLUMNS
+    target_defaults = tuple(n for n in columns if typed.get(n) == "ClassLabel") + TARGET_COLUMNS
+    image_col = pick_column(columns, image_column, image_defaults, "image", where, "--image-column")
+    target_col = pick_column(columns, target_column, target_defaults, "label", where, "--target-column")
+    names: list[str] = list((features.get(target_col) or {}).get("names") or [])
+    out = cache_dir() / "datasets" / _cache_key(source, shards, image_col, target_col)
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        _write(source, shards, out, image_col, target_col, names, progress)
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    items = [(out / rel, label, split) for rel, label, split in data["items"]]
+    skipped = [(source / rel, reason) for rel, reason in data["skipped"]]
+    return out, items, skipped, kind
+
+
+def _write(
+    source: Path,
+    shards: list[tuple[Path, str, str]],
+    out: Path,
+    image_col: str,
+    target_col: str,
+    names: list[str],
+    progress: ProgressCallback | None,
+) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    items: list[tuple[str, str, str]] = []
+    skipped: list[tuple[str, str]] = []
+    ticker = Ticker(progress, "extract", total=0)
+    try:
+        row = 0
+        for shard in shards:
+            split = shard[1]
+            for batch in _batches(shard, [image_col, target_col]):
+                for record in batch:
+                    row += 1
+                    where = f"{shard[0].name}#row{row}"
+                    label = record.get(target_col)
+                    if isinstance(label, (list, dict)):
+                        raise DataError(
+                            f"Column '{target_col}' holds several labels per image; sortsight trains "
+                            "single-label classifiers — choose another column with --target-column."
+                        )
+                    if isinstance(label, int) and names:
+                        label = names[label] if 0 <= label < len(names) else None
+                    if label is None or str(label).strip() == "":
+                        skipped.append((where, "no label"))
+                        continue
+                    label = str(label).strip()
+                    value = record.get(image_col)
+                    data, name = None, None
+                    if isinstance(value, dict):
+                        data, name = value.get("bytes"), value.get("path")
+                    elif isinstance(value, (bytes, bytearray)):
+                        data = bytes(value)
+                    elif isinstance(value, str):
+                        name = value
+                    if not data and name:
+                        original = Path(name) if Path(name).is_absolute() else source / name
+                        if original.is_file():
+                            data = original.read_bytes()
+                    if not data:
+                        skipped.append((where, "no image data"))
+                        continue
+                    rel = f"{split or 'all'}/{_safe(label)}/{row:07d}{_extension(data, name)}"
+                    target = tmp / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(data)
+                    items.append((rel, label, split))
+                ticker.advance(len(batch))
+        (tmp / "manifest.json").write_text(
+            json.dumps({"source": str(source), "items": items, "skipped": skipped}), encoding="utf-8"
+        )
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process finished first: its copy is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

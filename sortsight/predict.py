@@ -1,0 +1,517 @@
+"""Predict new images: :class:`Classifier` for a few images in Python, :func:`predict_paths` for folders.
+
+``Classifier.load(dir).predict(images)`` answers in the shape of transformers'
+``pipeline("image-classification")``: for one image a list of ``{"label", "score"}`` (best
+first), for a list of images a list of such lists.
+
+:func:`predict_paths` streams any number of files through the model in batches — images are
+decoded (with PIL's JPEG draft mode) in DataLoader worker processes while the engine computes —
+and appends each batch to ``predictions.csv`` (``path,label,score,top_k,status,model,error``)
+or JSON Lines, flushed to disk. Running it again skips the paths already written, so an
+interrupted job (even ``kill -9``) finishes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sortsight.engines import Engine, build_engine, read_onnx_metadata
+from sortsight.config import PredictConfig
+from sortsight.errors import ImageError, PredictError
+from sortsight.images import SUPPORTED_EXTENSIONS, is_image_path, iter_image_files, open_image
+from sortsight.models import DataConfig, eval_transform
+from sortsight.progress import ProgressCallback, Ticker
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CSV_COLUMNS",
+    "Classifier",
+    "PredictSummary",
+    "collect_paths",
+    "default_workers",
+    "iter_probabilities",
+    "predict_paths",
+    "read_predictions",
+    "run_predict",
+    "softmax",
+    "top_k_of",
+]
+
+CSV_COLUMNS = ("path", "label", "score", "top_k", "status", "model", "error")
+_LIST_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl")
+_PATH_COLUMNS = ("path", "image", "file", "filepath", "filename")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``(N, C)`` logits, computed stably in float64."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+
+def top_k_of(probs: np.ndarray, labels: Sequence[str], k: int) -> list[dict[str, Any]]:
+    """The ``k`` best ``{"label", "score"}`` of one probability row, best first."""
+    k = max(1, min(int(k), len(labels)))
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [{"label": labels[i], "score": float(probs[i])} for i in order]
+
+
+@dataclass
+class Classifier:
+    """A trained model ready to predict: engine + labels + preprocessing.
+
+    Example:
+        >>> clf = Classifier.load("runs/covers")  # doctest: +SKIP
+        >>> clf.predict("scan_001.jpg", top_k=2)  # doctest: +SKIP
+        [{'label': 'useful', 'score': 0.93}, {'label': 'not useful', 'score': 0.07}]
+    """
+
+    engine: Engine
+    labels: list[str]
+    data_config: DataConfig
+    name: str
+    source: str
+    batch_size: int = 32
+    _transform: Any = field(default=None, repr=False)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        engine: str = "auto",
+        batch_size: int = 32,
+        threads: int | None = None,
+    ) -> Classifier:
+        """Load a run folder, an HF image-classification model folder, or an exported ``.onnx`` file.
+
+        Args:
+            path: ``runs/NAME``, its ``model/`` folder, any HF folder (e.g. saved by a
+                transformers ``Trainer``), or a ``.onnx`` file made by ``sortsight export --onnx``.
+            engine: ``"auto"`` (fastest available: onnx → jit → eager), ``"onnx"``, ``"jit"`` or ``"eager"``.
+            batch_size: images per forward pass.
+            threads: compute threads (default: torch's setting, one per core).
+
+        Raises:
+            ModelError: the folder or file cannot be loaded, or the engine cannot run it.
+        """
+        p = Path(path).expanduser()
+        if p.suffix.lower() == ".onnx":
+            from sortsight.engines import OnnxEngine
+
+            if engine not in ("auto", "onnx"):
+                raise PredictError(f"'{p}' is an ONNX file; it runs only with the onnx engine. "
+                                   f"Give the model folder to use --engine {engine}.")
+            labels, data_config, name, _ = read_onnx_metadata(p)
+            return cls(OnnxEngine(p, threads=threads), labels, data_config, name, str(path), batch_size)
+        from sortsight.models import load_model_folder
+
+        loaded = load_model_folder(p)
+        runner = build_engine(loaded, engine, threads=threads)
+        return cls(runner, list(loaded.labels), loaded.data_config, loaded.name, str(path), batch_size)
+
+    @property
+    def transform(self) -> Any:
+        """PIL image → normalised ``(3, H, W)`` tensor, as the model was evaluated."""
+        if self._transform is None:
+            self._transform = eval_transform(self.data_config)
+        return self._transform
+
+    @property
+    def draft_size(self) -> tuple[int, int]:
+        """The smallest JPEG decode size that still feeds the resize without upscaling."""
+        side = int(round(self.data_config.input_size / max(self.data_config.crop_pct, 1e-3)))
+        return (side, side)
+
+    def logits(self, pixels: Any) -> np.ndarray:
+        """Raw logits for a preprocessed ``(B, 3, H, W)`` batch."""
+        return self.engine(pixels)
+
+    def _to_pil(self, image: Any) -> Any:
+        if isinstance(image, np.ndarray):
+            from PIL import Image
+
+            image = Image.fromarray(image)
+        return open_image(image, draft=self.draft_size)
+
+    def predict_proba(self, images: Sequence[Any]) -> np.ndarray:
+        """Class probabilities ``(N, num_labels)`` for images (paths, bytes, PIL images or arrays).
+
+        Raises:
+            ImageError: an image cannot be opened.
+        """
+        import torch
+
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = [self.transform(self._to_pil(im)) for im in images[start : start + self.batch_size]]
+            out.append(softmax(self.engine(torch.stack(chunk))))  # (B, 3, H, W) -> (B, C)
+        if not out:
+            return np.zeros((0, len(self.labels)))
+        return np.concatenate(out)
+
+    def predict(self, images: Any, top_k: int = 5) -> Any:
+        """Top-k labels with probabilities, shaped like transformers' image-classification pipeline.
+
+        Args:
+            images: one image (path, bytes, PIL image, HxWx3 uint8 array) or a list of them.
+            top_k: how many labels per image (at most the number of labels).
+
+        Returns:
+            For one image ``[{"label": str, "score": float}, ...]`` best first; for a list, a list of those.
+
+        Raises:
+            ImageError: an image cannot be opened.
+        """
+        single = not isinstance(images, (list, tuple))
+        batch = [images] if single else list(images)
+        probs = self.predict_proba(batch)
+        results = [top_k_of(row, self.labels, top_k) for row in probs]
+        return results[0] if single else results
+
+
+# --------------------------------------------------------------------------- input paths
+
+
+def _paths_from_list(file: Path) -> Iterator[Path]:
+    base = file.parent
+    text = file.read_text(encoding="utf-8-sig")
+    if file.suffix.lower() == ".txt":
+        names: Iterable[str] = (line.strip() for line in text.splitlines())
+    elif file.suffix.lower() == ".jsonl":
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        key = next((c for c in _PATH_COLUMNS if rows and c in rows[0]), None)
+        if key is None:
+            raise PredictError(f"'{file}' has no path column; name one of: {', '.join(_PATH_COLUMNS)}.")
+        names = (str(r.get(key, "")) for r in rows)
+    else:
+        dialect = "excel-tab" if file.suffix.lower() == ".tsv" else "excel"
+        reader = csv.reader(io.StringIO(text), dialect=dialect)
+        header = next(reader, [])
+        lowered = [h.strip().lower() for h in header]
+        column = next((lowered.index(c) for c in _PATH_COLUMNS if c in lowered), None)
+        if column is None:
+            if header and is_image_path(header[0]):  # no header: first column holds paths
+                rows_iter: Iterable[list[str]] = [header, *reader]
+                column = 0
+            else:
+                raise PredictError(f"'{file}' has no path column; name one of: {', '.join(_PATH_COLUMNS)}.")
+        else:
+            rows_iter = reader
+        names = (row[column].strip() for row in rows_iter if len(row) > column)
+    for name in names:
+        if name:
+            p = Path(name).expanduser()
+            yield p if p.is_absolute() else base / p
+
+
+def collect_paths(inputs: Sequence[str | Path], *, exclude: Sequence[str | Path] = ()) -> list[Path]:
+    """Absolute image paths from files, folders (recursively) and CSV/TSV/TXT/JSONL lists of paths.
+
+    Order is kept (folders sorted the same on every OS); duplicates and files under ``exclude``
+    are dropped. Files listed in a CSV are kept even when missing, to be reported as unreadable.
+
+    Raises:
+        PredictError: an input does not exist, or nothing to predict was found.
+    """
+    if not inputs:
+        raise PredictError("No images given. Name image files, folders, or a CSV with a 'path' column.")
+    skip = [os.path.abspath(e) + os.sep for e in exclude]
+    seen: set[str] = set()
+    out: list[Path] = []
+
+    def add(p: Path) -> None:
+        key = os.path.abspath(p)
+        if key in seen or any(key.startswith(s) for s in skip):
+            return
+        seen.add(key)
+        out.append(Path(key))
+
+    for raw in inputs:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            for f in iter_image_files(p):
+                add(f)
+        elif p.is_file() and p.suffix.lower() in _LIST_SUFFIXES:
+            for f in _paths_from_list(p):
+                add(f)
+        elif p.is_file():
+            add(p)  # any file: one that is not an image is reported as unreadable
+        else:
+            raise PredictError(f"'{raw}' not found. Give image files, folders, or a CSV list of paths.")
+    if not out:
+        raise PredictError(f"No images found in {', '.join(map(str, inputs))}. Supported extensions: "
+                           f"{', '.join(SUPPORTED_EXTENSIONS)} (any case).")
+    return out
+
+
+# --------------------------------------------------------------------------- streaming predict
+
+
+@dataclass
+class PredictSummary:
+    """What :func:`predict_paths` did."""
+
+    output: Path
+    total: int  # paths asked for
+    already_done: int  # found in the output from an earlier run
+    ok: int = 0
+    unsure: int = 0
+    unreadable: int = 0
+    seconds: float = 0.0
+    engine: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def predicted(self) -> int:
+        return self.ok + self.unsure + self.unreadable
+
+    @property
+    def images_per_second(self) -> float:
+        return self.predicted / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Decode:
+    """Dataset: index → (index, (3, H, W) tensor or None, failure reason or "")."""
+
+    def __init__(self, paths: Sequence[Path], transform: Any, draft: tuple[int, int]) -> None:
+        self.paths, self.transform, self.draft = paths, transform, draft
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, Any, str]:
+        try:
+            return i, self.transform(open_image(self.paths[i], draft=self.draft)), ""
+        except ImageError as exc:
+            return i, None, exc.reason
+        except Exception as exc:  # a transform failing on a strange image must not stop the job
+            return i, None, type(exc).__name__
+
+
+def _collate(items: list[tuple[int, Any, str]]) -> tuple[list[int], Any, list[tuple[int, str]]]:
+    import torch
+
+    good = [(i, t) for i, t, _ in items if t is not None]
+    bad = [(i, reason) for i, t, reason in items if t is None]
+    pixels = torch.stack([t for _, t in good]) if good else None  # (B, 3, H, W)
+    return [i for i, _ in good], pixels, bad
+
+
+def _worker_init(_: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # decoding processes must not compete with the engine's threads
+
+
+def default_workers() -> int:
+    """Decoding processes for this machine: one per spare core, at least one, at most four."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores - 1))
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a torn last line (a process killed mid-write) so appending starts on a fresh line."""
+    with open(path, "rb+") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        if size == 0:
+            return
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return
+        block = min(size, 1 << 16)
+        fh.seek(size - block)
+        tail = fh.read(block)
+        cut = tail.rfind(b"\n")
+        fh.truncate(size - block + cut + 1 if cut >= 0 else 0)
+
+
+def read_predictions(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Rows of a ``predictions.csv`` or ``.jsonl`` (``top_k`` parsed, ``score`` a float or None)."""
+    p = Path(path)
+    if not p.is_file():
+        raise PredictError(f"Predictions file '{p}' not found. Run 'sortsight predict' first.")
+    with open(p, encoding="utf-8", newline="") as fh:
+        if p.suffix.lower() == ".jsonl":
+            for line in fh:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line
+                yield row
+            return
+        for raw in csv.DictReader(fh):
+            if raw.get("status") is None:  # a torn last line
+                continue
+            row: dict[str, Any] = dict(raw)
+            row["score"] = float(raw["score"]) if raw.get("score") else None
+            try:
+                row["top_k"] = json.loads(raw.get("top_k") or "[]")
+            except json.JSONDecodeError:
+                row["top_k"] = []
+            yield row
+
+
+def iter_probabilities(
+    classifier: Classifier, paths: Sequence[Path], *, num_workers: int | None = None
+) -> Iterator[tuple[list[int], np.ndarray, list[tuple[int, str]]]]:
+    """Stream ``paths`` through the model: per batch ``(indices, probabilities (B, C), [(index, reason)])``.
+
+    Images are decoded in ``num_workers`` processes (default :func:`default_workers`) while the
+    engine computes the previous batch; unreadable files come back as ``(index, reason)``.
+    """
+    from torch.utils.data import DataLoader
+
+    workers = default_workers() if num_workers is None else num_workers
+    workers = min(workers, max(1, len(paths) // classifier.batch_size))
+    loader = DataLoader(
+        _Decode(paths, classifier.transform, classifier.draft_size),
+        batch_size=classifier.batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        worker_init_fn=_worker_init if workers else None,
+        prefetch_factor=2 if workers else None,
+    )
+    for indices, pixels, bad in loader:
+        probs = softmax(classifier.logits(pixels)) if pixels is not None else np.zeros((0, len(classifier.labels)))
+        yield indices, probs, bad
+
+
+def _done_paths(output: Path, model: str) -> set[str]:
+    if not output.is_file() or output.stat().st_size == 0:
+        return set()
+    _repair_tail(output)
+    done: set[str] = set()
+    for row in read_predictions(output):
+        if row.get("model") not in (None, "", model):
+            raise PredictError(f"'{output}' holds predictions of another model ('{row.get('model')}'). Write to "
+                               f"another file (--out) or remove it.")
+        done.add(str(row["path"]))
+    return done
+
+
+def predict_paths(
+    classifier: Classifier,
+    paths: Sequence[Path],
+    output: str | Path,
+    *,
+    top_k: int = 5,
+    threshold: float = 0.0,
+    num_workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> PredictSummary:
+    """Predict every path and append one row per image to ``output`` (CSV, or JSON Lines for ``.jsonl``).
+
+    Rows already in ``output`` (same absolute path) are skipped, so rerunning an interrupted job
+    finishes it. Each batch is flushed and fsynced before the next one. A prediction whose best
+    score is below ``threshold`` gets status ``unsure``; a file that cannot be read gets
+    ``unreadable`` (with the reason in ``error``) and the job goes on.
+
+    Args:
+        classifier: from :meth:`Classifier.load`.
+        paths: absolute image paths (see :func:`collect_paths`).
+        output: ``predictions.csv`` or ``predictions.jsonl``.
+        top_k: labels kept per image in the ``top_k`` column.
+        threshold: minimum best score for status ``ok``.
+        num_workers: decoding processes (default: :func:`default_workers`; 0 decodes in this process).
+        progress: receives ``ProgressEvent(phase="predict", ...)`` after each batch.
+
+    Returns:
+        A :class:`PredictSummary`.
+    """
+    out = Path(output)
+    jsonl = out.suffix.lower() == ".jsonl"
+    done = _done_paths(out, classifier.source)
+    todo = [p for p in paths if str(p) not in done]
+    summary = PredictSummary(out, len(paths), len(paths) - len(todo), engine=classifier.engine.name)
+    if not todo:
+        return summary
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not out.is_file() or out.stat().st_size == 0
+    ticker = Ticker(progress, "predict", len(todo))
+    start = time.perf_counter()
+    with open(out, "a", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        if new_file and not jsonl:
+            writer.writerow(CSV_COLUMNS)
+        for indices, probs, bad in iter_probabilities(classifier, todo, num_workers=num_workers):
+            rows: list[tuple[int, dict[str, Any]]] = []
+            if len(indices):
+                for i, row in zip(indices, probs):
+                    best = top_k_of(row, classifier.labels, top_k)
+                    status = "ok" if best[0]["score"] >= threshold else "unsure"
+                    rows.append((i, {"label": best[0]["label"], "score": round(best[0]["score"], 6),
+                                     "top_k": [{**b, "score": round(b["score"], 6)} for b in best],
+                                     "status": status, "error": ""}))
+            for i, reason in bad:
+                rows.append((i, {"label": "", "score": None, "top_k": [], "status": "unreadable",
+                                 "error": reason}))
+                summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
+            for i, r in sorted(rows, key=lambda t: t[0]):
+                record = {"path": str(todo[i]), **r, "model": classifier.source}
+                if r["status"] == "ok":
+                    summary.ok += 1
+                elif r["status"] == "unsure":
+                    summary.unsure += 1
+                else:
+                    summary.unreadable += 1
+                if jsonl:
+                    fh.write(json.dumps({c: record[c] for c in CSV_COLUMNS}, ensure_ascii=False) + "\n")
+                else:
+                    writer.writerow([record["path"], record["label"],
+                                     "" if record["score"] is None else f"{record['score']:.6f}",
+                                     json.dumps(record["top_k"], ensure_ascii=False), record["status"],
+                                     record["model"], record["error"]])
+            fh.flush()
+            os.fsync(fh.fileno())
+            summary.seconds = time.perf_counter() - start
+            ticker.advance(len(rows), images_per_second=round(summary.images_per_second, 1))
+    return summary
+
+
+def run_predict(config: PredictConfig, *, progress: ProgressCallback | None = None) -> tuple[PredictSummary, Any]:
+    """``sortsight predict`` as a function: load, predict every input to the output file, then sort.
+
+    Files already inside ``config.sort_into`` are not taken as inputs (a rerun must not predict
+    the copies it made).
+
+    Returns:
+        ``(PredictSummary, SortSummary or None)``.
+
+    Raises:
+        SortsightError: bad inputs, model or options (one-line messages).
+    """
+    out = Path(config.output)
+    if config.jsonl and out.suffix.lower() != ".jsonl":
+        out = out.with_suffix(".jsonl") if config.output == "predictions.csv" else out
+        if out.suffix.lower() != ".jsonl":
+            raise PredictError(f"--jsonl writes JSON Lines; name the output '*.jsonl', not '{out}'.")
+    exclude = [config.sort_into] if config.sort_into else []
+    paths = collect_paths(config.inputs, exclude=exclude)
+    clf = Classifier.load(config.model, engine=config.engine, batch_size=config.batch_size)
+    summary = predict_paths(clf, paths, out, top_k=config.top_k, threshold=config.threshold,
+                            num_workers=config.num_workers, progress=progress)
+    sorted_summary = None
+    if config.sort_into:
+        from sortsight.sort import sort_into
+
+        sorted_summary = sort_into(out, config.sort_into, threshold=config.threshold, move=config.move,
+                                   dry_run=config.dry_run, progress=progress)
+    return summary, sorted_summary

@@ -1,0 +1,391 @@
+"""Distributed batch prediction with Ray Data: the same CSV as the local engine, on many machines.
+
+``sortsight predict MODEL PATHS --engine ray`` (or :func:`predict_paths_ray`) spreads decoding
+and inference over a pool of Ray actors, each holding one :class:`~sortsight.predict.Classifier`
+(the model is loaded once per actor, not once per batch)::
+
+    from_items([{"path": ...}, ...])                      # the images still to do (resume-aware)
+      .map_batches(_PredictBatch, concurrency=N, num_cpus=C, batch_size=B)   # sized actors
+      .iter_batches()  ->  appended to predictions.csv on the driver, flushed per batch
+
+Rows are the local engine's rows (``path,label,score,top_k,status,model,error``), in input
+order, so an interrupted job resumes with either engine and ``--sort-into`` sorts the same way.
+Images are opened with :func:`sortsight.images.open_image` inside the actors (EXIF orientation,
+CMYK/16-bit/palette to RGB, size limits, unreadable files reported, not fatal) — which is why
+this uses ``from_items`` and not ``ray.data.read_images``, whose plain decoding would stop the
+job at the first broken file and give different pixels for rotated photos.
+
+Paths may be local (files, folders, CSV lists — as :func:`sortsight.predict.collect_paths`) or
+object-store URIs read through pyarrow filesystems (``s3://bucket/prefix/``, ``gs://…``,
+``hdfs://…``, ``file://…``): a URI ending in ``/`` or naming a prefix is listed recursively.
+The model folder is shipped to the actors through Ray's object store, so the workers of a
+cluster need no shared disk. Without ``RAY_ADDRESS`` (set by ``ray job submit``) or
+``address=``, a local Ray instance is started for the job and stopped after it.
+
+Ray is optional: ``pip install 'sortsight[ray]'``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sortsight.errors import PredictError
+from sortsight.progress import ProgressCallback, Ticker
+
+__all__ = ["collect_sources", "default_actors", "is_uri", "list_uris", "predict_paths_ray", "run_predict_ray"]
+
+_INSTALL_HINT = "Ray is not installed. Run: pip install 'sortsight[ray]'"
+_MODEL_FILES = (
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "sortsight_model.json",
+    "model.onnx",
+)
+
+
+def is_uri(source: str | os.PathLike) -> bool:
+    """True for ``scheme://…`` sources (``s3://``, ``gs://``, ``file://`` …), read through pyarrow."""
+    text = str(source)
+    return "://" in text and text.split("://", 1)[0].isalnum()
+
+
+def list_uris(uri: str) -> list[str]:
+    """Image URIs under ``uri`` (one object, or every image below a prefix, sorted).
+
+    Raises:
+        PredictError: the filesystem cannot be reached or the URI holds no images.
+    """
+    from pyarrow import fs as pafs
+
+    from sortsight.images import is_image_path
+
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+        info = filesystem.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            return [uri]
+        if info.type == pafs.FileType.NotFound:
+            raise PredictError(f"'{uri}' not found. Check the bucket and prefix, and your credentials.")
+        found = filesystem.get_file_info(pafs.FileSelector(path.rstrip("/"), recursive=True))
+    except PredictError:
+        raise
+    except Exception as exc:  # pyarrow raises OSError/ArrowInvalid/... per filesystem
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PredictError(f"Could not list '{uri}': {first}. Check the URI and your credentials.") from exc
+    prefix_len = len(path.rstrip("/"))
+    base = uri.rstrip("/")
+    out = [
+        base + f.path[prefix_len:]
+        for f in found
+        if f.type == pafs.FileType.File and is_image_path(f.base_name) and not f.base_name.startswith(".")
+    ]
+    if not out:
+        raise PredictError(f"No images found under '{uri}'. Give a prefix holding image files.")
+    return sorted(out)
+
+
+def collect_sources(inputs: Sequence[str | os.PathLike], *, exclude: Sequence[str | os.PathLike] = ()) -> list[str]:
+    """Local inputs through :func:`sortsight.predict.collect_paths`, URIs listed; order kept.
+
+    Raises:
+        PredictError: an input does not exist or holds no images.
+    """
+    from sortsight.predict import collect_paths
+
+    out: list[str] = []
+    local: list[str | os.PathLike] = []
+
+    def flush() -> None:
+        if local:
+            out.extend(str(p) for p in collect_paths(local, exclude=exclude))
+            local.clear()
+
+    for source in inputs:
+        if is_uri(source):
+            flush()
+            out.extend(list_uris(str(source)))
+        else:
+            local.append(source)
+    flush()
+    seen: set[str] = set()
+    return [s for s in out if not (s in seen or seen.add(s))]  # type: ignore[func-returns-value]
+
+
+def _model_folder(model: str | Path) -> Path:
+    """The HF model folder of a run folder or model folder (what :meth:`Classifier.load` reads)."""
+    from sortsight.models import is_model_folder
+
+    p = Path(model).expanduser()
+    if not is_model_folder(p) and is_model_folder(p / "model"):
+        p = p / "model"
+    if not is_model_folder(p):
+        raise PredictError(f"'{model}' is not a model folder. Give a run folder (runs/NAME) or its model/ "
+                           f"folder; --engine ray does not take .onnx files.")
+    return p
+
+
+def _read_model_files(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in _MODEL_FILES if (folder / name).is_file()}
+
+
+class _PredictBatch:
+    """A Ray actor: holds one Classifier and turns a batch of paths into prediction rows."""
+
+    def __init__(self, model_files: dict[str, bytes], *, engine: str, batch_size: int, threads: int,
+                 top_k: int) -> None:
+        from sortsight.predict import Classifier
+
+        # Unpack the shipped model folder on this worker (clusters need no shared disk).
+        self._dir = tempfile.mkdtemp(prefix="sortsight-ray-model-")
+        for name, data in model_files.items():
+            Path(self._dir, name).write_bytes(data)
+        self.classifier = Classifier.load(self._dir, engine=engine, batch_size=batch_size, threads=threads)
+        self.top_k = top_k
+        self._filesystems: dict[str, Any] = {}
+
+    def _source(self, path: str) -> Any:
+        """A local path as is; an object-store URI as its bytes (open_image takes both)."""
+        if not is_uri(path):
+            return path
+        from pyarrow import fs as pafs
+
+        rest = path.split("://", 1)[1]
+        key = path[: len(path) - len(rest)] + rest.split("/", 1)[0]  # scheme://bucket-or-host
+        try:
+            if key not in self._filesystems:
+                filesystem, fs_path = pafs.FileSystem.from_uri(path)
+                self._filesystems[key] = (filesystem, len(rest) - len(fs_path))
+            filesystem, offset = self._filesystems[key]
+            with filesystem.open_input_stream(rest[offset:]) as stream:
+                return stream.read()
+        except Exception:  # missing object, no permission, network: reported as unreadable
+            return path
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        from sortsight.predict import _collate, _Decode, softmax, top_k_of
+
+        paths = [str(p) for p in batch["path"]]
+        clf = self.classifier
+        decode = _Decode([self._source(p) for p in paths], clf.transform, clf.draft_size)  # type: ignore[arg-type]
+        indices, pixels, bad = _collate([decode[i] for i in range(len(paths))])
+        label = [""] * len(paths)
+        score = [float("nan")] * len(paths)
+        top = ["[]"] * len(paths)
+        error = [""] * len(paths)
+        if pixels is not None:
+            probs = softmax(clf.logits(pixels))  # (B, C)
+            for i, row in zip(indices, probs):
+                best = top_k_of(row, clf.labels, self.top_k)
+                label[i], score[i] = best[0]["label"], best[0]["score"]
+                top[i] = json.dumps([{**b, "score": round(b["score"], 6)} for b in best], ensure_ascii=False)
+        for i, reason in bad:
+            error[i] = reason
+        return {
+            "path": np.array(paths, dtype=object),
+            "label": np.array(label, dtype=object),
+            "score": np.array(score, dtype=np.float64),
+            "top_k": np.array(top, dtype=object),
+            "error": np.array(error, dtype=object),
+        }
+
+
+def default_actors(cpus_per_actor: float) -> int:
+    """One actor per ``cpus_per_actor`` CPUs of the Ray cluster (at least one)."""
+    import ray
+
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    return max(1, int(cpus // max(cpus_per_actor, 1e-6)))
+
+
+def _start_ray(address: str | None) -> bool:
+    """Connect to (or start) Ray; True when this call started it (so it should stop it)."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise PredictError(_INSTALL_HINT) from exc
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PredictError(f"Could not start or reach Ray ({address or 'local'}): {first}. "
+                           f"Check RAY_ADDRESS / --ray-address, or run 'ray start --head'.") from exc
+    return True
+
+
+def predict_paths_ray(
+    model: str | Path,
+    paths: Sequence[str | os.PathLike],
+    output: str | Path,
+    *,
+    top_k: int = 5,
+    threshold: float = 0.0,
+    engine: str = "auto",
+    batch_size: int = 32,
+    actors: int | None = None,
+    cpus_per_actor: float = 1.0,
+    address: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> Any:
+    """Predict ``paths`` on a Ray cluster and append rows to ``output`` like the local engine.
+
+    Args:
+        model: a run folder or HF model folder (as for :meth:`Classifier.load`).
+        paths: image paths and/or object-store URIs (see :func:`collect_sources`).
+        output: ``predictions.csv`` (or ``.jsonl``); rows already there are skipped (resume).
+        top_k: labels kept per image in ``top_k``.
+        threshold: minimum best score for status ``ok`` (else ``unsure``).
+        engine: the engine inside each actor (``auto``, ``onnx``, ``jit``, ``eager``).
+        batch_size: images per actor call and per forward pass.
+        actors: size of the actor pool (default: cluster CPUs / ``cpus_per_actor``).
+        cpus_per_actor: CPUs reserved per actor — also its compute threads.
+        address: Ray address (default: ``RAY_ADDRESS``, else a local instance for this job).
+        progress: receives ``ProgressEvent(phase="predict", ...)`` after each batch.
+
+    Returns:
+        A :class:`sortsight.predict.PredictSummary` (its ``engine`` is ``"ray"``).
+
+    Raises:
+        PredictError: Ray missing or unreachable, no images, a bad model folder.
+
+    Example:
+        >>> predict_paths_ray("runs/covers", ["s3://archive/scans/"], "predictions.csv")  # doctest: +SKIP
+    """
+    from sortsight.predict import CSV_COLUMNS, PredictSummary, _done_paths
+
+    folder = _model_folder(model)
+    sources = [str(p) for p in paths]
+    out = Path(output)
+    done = _done_paths(out, str(model))  # also refuses a file holding another model's rows
+    todo = [p for p in sources if p not in done]
+    summary = PredictSummary(out, len(sources), len(sources) - len(todo), engine="ray")
+    if not todo:
+        return summary
+    started = _start_ray(address)
+    try:
+        import ray
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.execution_options.preserve_order = True  # rows in input order, as the local engine writes them
+        pool = actors or default_actors(cpus_per_actor)
+        pool = max(1, min(pool, -(-len(todo) // batch_size)))
+        dataset = ray.data.from_items([{"path": p} for p in todo]).map_batches(
+            _PredictBatch,
+            # the model folder's bytes travel in Ray's object store (no shared disk needed)
+            fn_constructor_args=(_read_model_files(folder),),
+            fn_constructor_kwargs={"engine": engine, "batch_size": batch_size,
+                                   "threads": max(1, int(cpus_per_actor)), "top_k": top_k},
+            batch_size=batch_size,
+            concurrency=pool,
+            num_cpus=cpus_per_actor,
+            batch_format="numpy",
+        )
+        _stream_rows(dataset, out, summary, model=str(model), threshold=threshold, columns=CSV_COLUMNS,
+                     ticker=Ticker(progress, "predict", len(todo)))
+    except PredictError:
+        raise
+    except Exception as exc:  # Ray wraps actor failures in its own error types
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise PredictError(f"The Ray job failed: {first[:300]}. Rows written so far are kept; "
+                           f"run the same command again to resume.") from exc
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    return summary
+
+
+def _stream_rows(dataset: Any, out: Path, summary: Any, *, model: str, threshold: float,
+                 columns: Sequence[str], ticker: Ticker) -> None:
+    """Append each batch the actors return to ``out``, flushed and fsynced, as the local engine does."""
+    import math
+
+    jsonl = out.suffix.lower() == ".jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not out.is_file() or out.stat().st_size == 0
+    start = time.perf_counter()
+    with open(out, "a", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        if new_file and not jsonl:
+            writer.writerow(columns)
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for path, label, score, top, error in zip(batch["path"], batch["label"], batch["score"],
+                                                      batch["top_k"], batch["error"]):
+                readable = not math.isnan(float(score))
+                status = "unreadable" if not readable else ("ok" if score >= threshold else "unsure")
+                if status == "unreadable":
+                    summary.unreadable += 1
+                    summary.reasons[str(error)] = summary.reasons.get(str(error), 0) + 1
+                elif status == "ok":
+                    summary.ok += 1
+                else:
+                    summary.unsure += 1
+                record = {"path": str(path), "label": str(label) if readable else "",
+                          "score": round(float(score), 6) if readable else None,
+                          "top_k": json.loads(str(top)), "status": status, "model": model,
+                          "error": str(error)}
+                if jsonl:
+                    fh.write(json.dumps({c: record[c] for c in columns}, ensure_ascii=False) + "\n")
+                else:
+                    writer.writerow([record["path"], record["label"],
+                                     "" if record["score"] is None else f"{record['score']:.6f}",
+                                     str(top), status, model, record["error"]])
+            fh.flush()
+            os.fsync(fh.fileno())
+            summary.seconds = time.perf_counter() - start
+            ticker.advance(len(batch["path"]), images_per_second=round(summary.images_per_second, 1))
+
+
+def run_predict_ray(
+    config: Any,
+    *,
+    progress: ProgressCallback | None = None,
+    actors: int | None = None,
+    cpus_per_actor: float = 1.0,
+    address: str | None = None,
+) -> tuple[Any, Any]:
+    """``sortsight predict --engine ray`` as a function: what :func:`sortsight.predict.run_predict`
+    does, with the predictions made by Ray actors (``config.engine`` is the engine inside them).
+
+    Returns:
+        ``(PredictSummary, SortSummary or None)``.
+
+    Raises:
+        SortsightError: bad inputs, model or options; Ray missing or unreachable.
+    """
+    out = Path(config.output)
+    if config.jsonl and out.suffix.lower() != ".jsonl":
+        out = out.with_suffix(".jsonl") if config.output == "predictions.csv" else out
+        if out.suffix.lower() != ".jsonl":
+            raise PredictError(f"--jsonl writes JSON Lines; name the output '*.jsonl', not '{out}'.")
+    sources = collect_sources(config.inputs, exclude=[config.sort_into] if config.sort_into else [])
+    if config.sort_into and any(is_uri(s) for s in sources):
+        raise PredictError("--sort-into copies local files; object-store images (s3://, gs://) cannot be "
+                           "sorted. Drop --sort-into, or copy the images to a local folder first.")
+    summary = predict_paths_ray(config.model, sources, out, top_k=config.top_k, threshold=config.threshold,
+                                engine=config.engine, batch_size=config.batch_size, actors=actors,
+                                cpus_per_actor=cpus_per_actor, address=address, progress=progress)
+    sorted_summary = None
+    if config.sort_into:
+        from sortsight.sort import sort_into
+
+        sorted_summary = sort_into(out, config.sort_into, threshold=config.threshold, move=config.move,
+                                   dry_run=config.dry_run, progress=progress)
+    return summary, sorted_summary

@@ -1,0 +1,100 @@
+"""The studio's shared state: home folder, store, jobs, limits, templates, and small helpers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from sortsight.studio.jobs import DEFAULT_CLI, JobManager, cli_step
+from sortsight.studio.store import Job, Project, Store
+from sortsight.studio.uploads import UploadLimits
+
+__all__ = ["Studio", "studio_of", "fmt_time", "fmt_bytes"]
+
+_HERE = Path(__file__).parent
+
+
+def fmt_time(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+@dataclass
+class Studio:
+    """Everything a request handler needs; one per app."""
+
+    home: Path
+    token: str | None = None
+    limits: UploadLimits = field(default_factory=UploadLimits)
+    cli: tuple[str, ...] = DEFAULT_CLI
+    store: Store = field(init=False)
+    jobs: JobManager = field(init=False)
+    templates: Jinja2Templates = field(init=False)
+    summaries: dict[int, tuple[Any, dict]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).expanduser().resolve()
+        (self.home / "projects").mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.home / "studio.sqlite")
+        self.jobs = JobManager(self.store)
+        self.templates = Jinja2Templates(directory=str(_HERE / "templates"))
+        self.templates.env.filters["when"] = fmt_time
+        self.templates.env.filters["bytes"] = fmt_bytes
+
+    # projects ---------------------------------------------------------------------------
+    def project(self, project_id: int) -> Project:
+        project = self.store.get_project(project_id)
+        if project is None:
+            raise HTTPException(404, f"Project {project_id} not found. It may have been deleted.")
+        return project
+
+    def project_dir(self, project: Project) -> Path:
+        folder = self.home / "projects" / project.slug
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    # jobs -------------------------------------------------------------------------------
+    def job(self, project: Project, job_id: int) -> Job:
+        job = self.store.get_job(job_id)
+        if job is None or job.project_id != project.id:
+            raise HTTPException(404, f"Job {job_id} not found in this project.")
+        return self.jobs.refresh(job)
+
+    def project_jobs(self, project: Project, kind: str | None = None) -> list[Job]:
+        return [self.jobs.refresh(j) for j in self.store.list_jobs(project.id, kind=kind)]
+
+    def active_job(self, project: Project, kind: str) -> Job | None:
+        for job in self.project_jobs(project, kind):
+            if job.active:
+                return job
+        return None
+
+    def step(self, *args: str) -> list[str]:
+        """A job step running ``sortsight ARGS...`` (through :attr:`cli`)."""
+        return cli_step(*args, cli=self.cli)
+
+    # rendering --------------------------------------------------------------------------
+    def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("message", request.query_params.get("msg", ""))
+        context.setdefault("error", request.query_params.get("err", ""))
+        return self.templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def studio_of(request: Request) -> Studio:
+    """The :class:`Studio` of the app serving ``request``."""
+    studio = request.app.state.studio
+    assert isinstance(studio, Studio)
+    return studio

@@ -1,0 +1,266 @@
+"""Projects (list, create, rename, delete) and the Data page (uploads, counts, samples, warnings)."""
+
+from __future__ import annotations
+
+import io
+import random
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from sortsight.errors import DataError, SortsightError
+from sortsight.studio import projects as pj
+from sortsight.studio.core import Studio, studio_of
+from sortsight.studio.store import Project
+from sortsight.studio.uploads import copy_limited, safe_name
+
+router = APIRouter()
+
+_SAMPLES_PER_CLASS = 8
+
+
+def _redirect(url: str, msg: str = "") -> RedirectResponse:
+    return RedirectResponse(f"{url}?msg={quote(msg)}" if msg else url, status_code=303)
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise DataError("A project needs a name of 1 to 100 characters.")
+    return name
+
+
+# projects ---------------------------------------------------------------------------------
+@router.get("/", response_class=HTMLResponse)
+def projects_page(request: Request) -> HTMLResponse:
+    studio = studio_of(request)
+    rows = []
+    for project in studio.store.list_projects():
+        jobs = studio.project_jobs(project)
+        rows.append({"project": project, "jobs": len(jobs), "last": jobs[0] if jobs else None})
+    return studio.render(request, "projects.html", rows=rows)
+
+
+@router.post("/projects")
+def create_project(request: Request, name: str = Form(...)) -> RedirectResponse:
+    studio = studio_of(request)
+    project = studio.store.create_project(_check_name(name))
+    pj.data_dir(studio.project_dir(project)).mkdir(parents=True, exist_ok=True)
+    return _redirect(f"/projects/{project.id}/data", f"Project '{project.name}' created. Now add images.")
+
+
+@router.get("/api/projects")
+def list_projects_api(request: Request) -> JSONResponse:
+    studio = studio_of(request)
+    return JSONResponse([{"id": p.id, "name": p.name, "slug": p.slug} for p in studio.store.list_projects()])
+
+
+@router.post("/projects/{project_id}/rename")
+def rename_project(request: Request, project_id: int, name: str = Form(...)) -> RedirectResponse:
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    studio.store.rename_project(project.id, _check_name(name))
+    return _redirect("/", "Project renamed.")
+
+
+@router.post("/projects/{project_id}/delete")
+def delete_project(request: Request, project_id: int, confirm: str = Form("")) -> RedirectResponse:
+    """Delete a project after confirmation (its name typed again); its folder goes to the home's trash."""
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    if confirm.strip() != project.name:
+        raise DataError(f"To delete '{project.name}', type its name exactly in the confirmation box.")
+    if studio.active_job(project, "train") or studio.active_job(project, "predict"):
+        raise DataError("A job of this project is still running. Stop it first, then delete the project.")
+    target = pj.move_project_to_trash(studio.home, studio.home / "projects" / project.slug)
+    studio.store.delete_project(project.id)
+    studio.summaries.pop(project.id, None)
+    return _redirect("/", f"Project '{project.name}' deleted (its files were moved to {target}).")
+
+
+# data -------------------------------------------------------------------------------------
+def _signature(data: Path) -> tuple[int, float]:
+    count, latest = 0, 0.0
+    for path in data.rglob("*"):
+        count += 1
+        latest = max(latest, path.stat().st_mtime)
+    return count, latest
+
+
+def data_summary(studio: Studio, project: Project) -> dict[str, Any]:
+    """The project's data summary (``sortsight.data.summarize``), cached until the files change.
+
+    Returns a dict with ``ok`` False and an ``error`` message when the data cannot be used yet.
+    """
+    from sortsight.data import scan, summarize
+
+    data = pj.data_dir(studio.project_dir(project))
+    data.mkdir(parents=True, exist_ok=True)
+    signature = _signature(data)
+    cached = studio.summaries.get(project.id)
+    if cached and cached[0] == signature:
+        return cached[1]
+    try:
+        ds = scan(data)
+    except SortsightError as exc:
+        result: dict[str, Any] = {"ok": False, "error": str(exc), "samples": {}, "classes": []}
+    else:
+        result = {"ok": True, **summarize(ds)}
+        rng = random.Random(42)
+        samples: dict[str, list[str]] = {}
+        for label in ds.classes:
+            members = [it.path for it in ds.items if it.label == label]
+            chosen = sorted(rng.sample(members, min(_SAMPLES_PER_CLASS, len(members))))
+            samples[label] = [str(Path("data") / ds.relative(p)) for p in chosen]
+        result["samples"] = samples
+        result["skipped"] = [{**s, "path": str(Path("data") / s["path"])} for s in result["skipped"]]
+    studio.summaries[project.id] = (signature, result)
+    return result
+
+
+def doctor_findings(studio: Studio, project: Project) -> dict[str, Any] | None:
+    """The data doctor's newest report for this project (``doctor.json`` of the last doctor job).
+
+    Image paths get a ``rel`` (project-relative, for thumbnails and fixes; None once moved).
+    """
+    from sortsight.studio.runs import read_json
+
+    folder = studio.project_dir(project).resolve()
+    for job in studio.project_jobs(project, "doctor"):
+        if job.status != "finished":
+            continue
+        report = read_json(Path(job.folder) / "doctor" / "doctor.json")
+        if not isinstance(report, dict):
+            continue
+        root = Path(str(report.get("root") or pj.data_dir(folder)))
+
+        def rel(path: str) -> str | None:
+            full = (root / path).resolve()
+            try:
+                out = str(full.relative_to(folder))
+            except ValueError:
+                return None
+            return out if full.is_file() else None
+
+        for issue in report.get("label_issues", []):
+            issue["rel"] = rel(issue.get("path", ""))
+        for flag in report.get("quality", []):
+            flag["rel"] = rel(flag.get("path", ""))
+        for group in report.get("duplicates", []):
+            group["rels"] = [rel(p) for p in group.get("paths", [])]
+        report["job"] = job.id
+        return report
+    return None
+
+
+@router.post("/projects/{project_id}/doctor")
+async def run_doctor(request: Request, project_id: int) -> RedirectResponse:
+    """Start the data doctor (duplicates, leakage, likely mislabels, quality) as a job."""
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    if studio.active_job(project, "doctor"):
+        raise DataError("The data doctor is already running for this project.")
+    folder = studio.project_dir(project)
+
+    def steps(job_folder: Path) -> list[list[str]]:
+        out = job_folder / "doctor"
+        return [studio.step("check", str(pj.data_dir(folder)), "--doctor", "--doctor-out", str(out))]
+
+    job = await run_in_threadpool(studio.jobs.start, project.id, "doctor", folder / "jobs", steps, {})
+    return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
+
+
+@router.get("/projects/{project_id}", response_class=HTMLResponse)
+def project_home(request: Request, project_id: int) -> RedirectResponse:
+    studio_of(request).project(project_id)
+    return RedirectResponse(f"/projects/{project_id}/data", status_code=303)
+
+
+@router.get("/projects/{project_id}/data", response_class=HTMLResponse)
+async def data_page(request: Request, project_id: int) -> HTMLResponse:
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    summary = await run_in_threadpool(data_summary, studio, project)
+    findings = await run_in_threadpool(doctor_findings, studio, project)
+    doctor_job = studio.active_job(project, "doctor")
+    return studio.render(request, "data.html", project=project, tab="data", summary=summary, doctor=findings,
+                         doctor_job=doctor_job)
+
+
+@router.get("/api/projects/{project_id}/data")
+async def data_api(request: Request, project_id: int) -> JSONResponse:
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    return JSONResponse(await run_in_threadpool(data_summary, studio, project))
+
+
+@router.post("/projects/{project_id}/data/zip")
+async def upload_zip(request: Request, project_id: int, archive: UploadFile = File(...)) -> RedirectResponse:
+    """Add a zip of class folders (or split folders) to the project's data."""
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    folder = studio.project_dir(project)
+    staging = folder / ".staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    upload = staging / f"{uuid.uuid4().hex}.zip"
+    try:
+        await run_in_threadpool(copy_limited, archive.file, upload, studio.limits.max_request_bytes)
+        report = await run_in_threadpool(pj.import_zip, folder, upload, studio.limits)
+    finally:
+        upload.unlink(missing_ok=True)
+    msg = f"Added {len(report.added)} image(s) from {archive.filename or 'the zip'}."
+    if report.skipped:
+        msg += f" Left out {len(report.skipped)}: " + "; ".join(f"{p} ({r})" for p, r in report.skipped[:5])
+    return _redirect(f"/projects/{project.id}/data", msg)
+
+
+@router.post("/projects/{project_id}/data/files")
+async def upload_files(
+    request: Request, project_id: int, label: str = Form(...), files: list[UploadFile] = File(...)
+) -> RedirectResponse:
+    """Add images (many files, or a folder picked in the browser) to one class."""
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    safe_name(label, what="class name")
+    folder = studio.project_dir(project)
+    staging = folder / ".staging" / uuid.uuid4().hex
+    saved: list[Path] = []
+    try:
+        for upload in files:
+            name = Path((upload.filename or "").replace("\\", "/")).name
+            if not name:
+                continue
+            target = staging / str(len(saved)) / safe_name(name, what="file name")
+            await run_in_threadpool(copy_limited, upload.file, target, studio.limits.max_request_bytes)
+            saved.append(target)
+        report = await run_in_threadpool(pj.add_files, folder, label, saved)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    msg = f"Added {len(report.added)} image(s) to '{label.strip()}'."
+    if report.skipped:
+        msg += f" Left out {len(report.skipped)}: " + ", ".join(f"{p} ({r})" for p, r in report.skipped[:5])
+    return _redirect(f"/projects/{project.id}/data", msg)
+
+
+@router.get("/projects/{project_id}/thumb")
+def thumbnail(request: Request, project_id: int, path: str, size: int = 160) -> Response:
+    """A JPEG thumbnail of an image of the project (any format sortsight reads, EXIF applied)."""
+    from sortsight.images import open_image
+
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    file = pj.resolve_inside(studio.project_dir(project), path)
+    if not file.is_file():
+        raise DataError(f"'{path}' not found in this project; it may have been moved.")
+    size = max(32, min(size, 512))
+    image = open_image(file, draft=(size, size))
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    return Response(buffer.getvalue(), media_type="image/jpeg", headers={"Cache-Control": "no-store"})

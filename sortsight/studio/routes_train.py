@@ -1,0 +1,346 @@
+"""The Train page (settings, estimate, start, live progress, stop) and the Results page (fixes, retrain)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from sortsight.errors import ConfigError, DataError
+from sortsight.studio import projects as pj
+from sortsight.studio import runs
+from sortsight.studio.core import Studio, studio_of
+from sortsight.studio.runner import read_state
+from sortsight.studio.store import Job, Project
+
+router = APIRouter()
+
+_ESTIMATE = re.compile(r"[^\n]*estimated about [^\n(]*")
+
+def advanced_options() -> dict[str, tuple[Any, str]]:
+    """AutoTrain parameter names offered in the "advanced" panel: name -> (type or choices, help)."""
+    from sortsight.config import AUGMENTATIONS, OPTIMIZERS, PRECISIONS, SCHEDULERS, STRATEGIES
+
+    return {
+        "lr": (float, "learning rate"),
+        "batch_size": (int, "images per step"),
+        "warmup_ratio": (float, "share of steps warming up the learning rate"),
+        "gradient_accumulation": (int, "steps summed before each update"),
+        "optimizer": (OPTIMIZERS, ""),
+        "scheduler": (SCHEDULERS, ""),
+        "weight_decay": (float, ""),
+        "seed": (int, "random seed (split and training)"),
+        "early_stopping_patience": (int, "epochs without improvement before stopping"),
+        "max_samples": (int, "use at most this many images (balanced per class)"),
+        "valid_split": (float, "share of images held out for validation"),
+        "test_split": (float, "share of images held out for the final test"),
+        "image_size": (int, "input side in pixels (default: the model's own)"),
+        "augmentation": (AUGMENTATIONS, "documents: never flip or rotate"),
+        "strategy": (STRATEGIES, "head only is fastest; finetune trains more layers"),
+        "mixed_precision": (PRECISIONS, "auto is measured at run time"),
+    }
+
+
+def model_choices() -> list[dict[str, Any]]:
+    """The models offered on the Train page: "auto" and the bundled ones with size and speed."""
+    from sortsight.models import BUNDLED_MODELS
+
+    choices = [{"name": "auto", "label": "auto (chosen from the data size and time budget)", "note": ""}]
+    for spec in BUNDLED_MODELS.values():
+        choices.append(
+            {"name": spec.name, "label": f"{spec.name} — {spec.params_m:.1f}M parameters, {spec.input_size}px",
+             "note": spec.note}
+        )
+    return choices
+
+
+def _train_params(form: dict[str, str]) -> dict[str, Any]:
+    """Validated training settings from the Train form."""
+    params: dict[str, Any] = {}
+    names = {c["name"] for c in model_choices()}
+    model = form.get("model", "auto").strip() or "auto"
+    if model not in names:
+        raise ConfigError(f"Unknown model '{model}'. Choose one of: {', '.join(sorted(names))}.")
+    params["model"] = model
+    for key, low, high in (("epochs", 1, 200), ("candidates", 1, 6)):
+        raw = form.get(key, "").strip()
+        if raw:
+            try:
+                value = int(raw)
+            except ValueError as exc:
+                raise ConfigError(f"'{key}' must be a whole number, got '{raw}'.") from exc
+            if not low <= value <= high:
+                raise ConfigError(f"'{key}' must be between {low} and {high}, got {value}.")
+            params[key] = value
+    budget = form.get("time_budget", "").strip()
+    if budget:
+        try:
+            minutes = float(budget)
+        except ValueError as exc:
+            raise ConfigError(f"The time budget must be a number of minutes, got '{budget}'.") from exc
+        if minutes <= 0:
+            raise ConfigError("The time budget must be more than 0 minutes.")
+        params["time_budget"] = f"{minutes:g}m"
+    for name, (kind, _) in advanced_options().items():
+        raw = form.get(name, "").strip()
+        if not raw:
+            continue
+        if isinstance(kind, tuple):
+            if raw not in kind:
+                raise ConfigError(f"'{name}' must be one of {', '.join(kind)}, got '{raw}'.")
+            params[name] = raw
+            continue
+        try:
+            params[name] = kind(raw)
+        except ValueError as exc:
+            raise ConfigError(f"'{name}' must be a {kind.__name__}, got '{raw}'.") from exc
+    return params
+
+
+def train_args(data: Path, run: Path, params: dict[str, Any]) -> list[str]:
+    """The ``sortsight train`` arguments for ``params``."""
+    args = ["train", str(data), "--out", str(run)]
+    for key, value in params.items():
+        if key == "model" and value == "auto":
+            continue
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+def _start_train(studio: Studio, project: Project, params: dict[str, Any]) -> Job:
+    if studio.active_job(project, "train"):
+        raise DataError("A training job is already running in this project. Stop it or wait for it to finish.")
+    folder = studio.project_dir(project)
+    data = pj.data_dir(folder)
+    summary_error = _data_problem(studio, project)
+    if summary_error:
+        raise DataError(f"The data is not ready for training: {summary_error}")
+
+    def steps(job_folder: Path) -> list[list[str]]:
+        run = runs.run_folder(job_folder)
+        return [studio.step(*train_args(data, run, params)), studio.step("evaluate", str(run))]
+
+    return studio.jobs.start(project.id, "train", folder / "jobs", steps, params)
+
+
+def _data_problem(studio: Studio, project: Project) -> str:
+    from sortsight.studio.routes_data import data_summary
+
+    summary = data_summary(studio, project)
+    if not summary.get("ok"):
+        return str(summary.get("error", "no images yet"))
+    if len(summary.get("classes", [])) < 2:
+        return "it needs at least two classes."
+    return ""
+def _form_dict(form: Any) -> dict[str, str]:
+    return {key: str(value) for key, value in form.items() if isinstance(value, str)}
+
+
+# train ------------------------------------------------------------------------------------
+@router.get("/projects/{project_id}/train", response_class=HTMLResponse)
+def train_page(request: Request, project_id: int) -> HTMLResponse:
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    jobs = studio.project_jobs(project, "train")
+    return studio.render(
+        request, "train.html", project=project, tab="train", jobs=jobs, models=model_choices(),
+        advanced=advanced_options(), active=next((j for j in jobs if j.active), None),
+    )
+
+
+@router.post("/projects/{project_id}/train")
+async def start_train(request: Request, project_id: int) -> RedirectResponse:
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    params = _train_params(_form_dict(await request.form()))
+    job = await run_in_threadpool(_start_train, studio, project, params)
+    return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
+
+
+# jobs -------------------------------------------------------------------------------------
+def job_view(studio: Studio, project: Project, job: Job) -> dict[str, Any]:
+    """Everything the job page shows, as JSON (polled by the page while the job runs)."""
+    folder = Path(job.folder) if job.folder else None
+    view: dict[str, Any] = {
+        "id": job.id, "kind": job.kind, "status": job.status, "error": job.error, "params": job.params,
+        "stop_requested": job.stop_requested, "created": job.created, "finished": job.finished,
+    }
+    if folder is None:
+        return view
+    state = read_state(folder)
+    view["step"], view["steps"] = state.get("step", 0), state.get("steps", 0)
+    try:
+        text = (folder / "log.txt").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    view["log_tail"] = text[-4000:]
+    # the training engine measures a short warm-up and says "… estimated about 6 min …"
+    found = _ESTIMATE.findall(text)
+    view["estimate"] = found[-1].strip() if found else ""
+    if job.kind == "train":
+        run = runs.run_folder(folder)
+        rows = runs.train_metrics(run)
+        view["series"] = runs.metric_series(rows)
+        view["last_metrics"] = rows[-1] if rows else {}
+        view["leaderboard"] = runs.read_leaderboard(run)
+        view["has_model"] = (run / "model" / "config.json").is_file()
+        view["has_evaluation"] = (run / "evaluation.json").is_file()
+    elif job.kind == "predict":
+        csv_path = folder / "predictions.csv"
+        _, total = runs.read_predictions(csv_path, limit=0)
+        view["predicted"] = total
+        view["expected"] = job.params.get("count", 0)
+    return view
+
+
+@router.get("/projects/{project_id}/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, project_id: int, job_id: int) -> HTMLResponse:
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    job = studio.job(project, job_id)
+    tab = {"train": "train", "predict": "use"}.get(job.kind, "data")
+    return studio.render(request, "job.html", project=project, tab=tab, job=job, view=job_view(studio, project, job))
+
+
+@router.get("/api/projects/{project_id}/jobs/{job_id}")
+def job_api(request: Request, project_id: int, job_id: int) -> JSONResponse:
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    return JSONResponse(job_view(studio, project, studio.job(project, job_id)))
+
+
+@router.get("/projects/{project_id}/jobs/{job_id}/log")
+def job_log(request: Request, project_id: int, job_id: int) -> PlainTextResponse:
+    studio = studio_of(request)
+    job = studio.job(studio.project(project_id), job_id)
+    try:
+        text = (Path(job.folder) / "log.txt").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    return PlainTextResponse(text)
+
+
+@router.post("/projects/{project_id}/jobs/{job_id}/stop")
+async def stop_job(request: Request, project_id: int, job_id: int) -> RedirectResponse:
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    job = studio.job(project, job_id)
+    job = await run_in_threadpool(studio.jobs.stop, job)
+    return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}?msg={quote('Job ' + job.status + '.')}", 303)
+
+
+# results ----------------------------------------------------------------------------------
+def _result_job(studio: Studio, project: Project, job_id: int | None) -> Job | None:
+    if job_id is not None:
+        return studio.job(project, job_id)
+    for job in studio.project_jobs(project, "train"):
+        if (runs.run_folder(job.folder) / "model" / "config.json").is_file():
+            return job
+    return None
+
+
+def _project_rel(project_dir: Path, path: str) -> str | None:
+    """A path from an evaluation made relative to the project, or None when it is outside it."""
+    try:
+        return str(Path(path).resolve().relative_to(project_dir.resolve()))
+    except (ValueError, OSError):
+        return None
+
+
+def _mistakes(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+    """Wrong predictions of an ``evaluation.json``, worst (highest loss) first."""
+    rows = evaluation.get("predictions") or evaluation.get("top_losses") or []
+    wrong = [r for r in rows if isinstance(r, dict) and r.get("true") != r.get("predicted")]
+    return sorted(wrong, key=lambda r: -float(r.get("loss") or 0.0))
+
+
+@router.get("/projects/{project_id}/results", response_class=HTMLResponse)
+def results_page(request: Request, project_id: int, job: int | None = None) -> HTMLResponse:
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    folder = studio.project_dir(project)
+    chosen = _result_job(studio, project, job)
+    evaluation: dict[str, Any] | None = None
+    mistakes: list[dict[str, Any]] = []
+    if chosen is not None:
+        run = runs.run_folder(chosen.folder)
+        data = runs.read_json(run / "evaluation.json")
+        evaluation = data if isinstance(data, dict) else None
+        for item in _mistakes(evaluation or {})[:60]:
+            rel = _project_rel(folder, str(item.get("path", "")))
+            exists = rel is not None and (folder / rel).is_file()
+            mistakes.append({**item, "rel": rel, "exists": exists})
+    summary_classes: list[str] = []
+    from sortsight.studio.routes_data import data_summary
+
+    summary = data_summary(studio, project)
+    summary_classes = list(summary.get("classes", []))
+    finished = [j for j in studio.project_jobs(project, "train") if j.status == "finished"]
+    return studio.render(
+        request, "results.html", project=project, tab="results", job=chosen, evaluation=evaluation,
+        mistakes=mistakes, classes=summary_classes, history=pj.fix_history(folder)[:20], finished=finished,
+    )
+
+
+@router.get("/projects/{project_id}/jobs/{job_id}/files/{name}")
+def run_file(request: Request, project_id: int, job_id: int, name: str) -> FileResponse:
+    """A file of a train job's run folder: report.html, confusion matrix PNG, leaderboard, ..."""
+    studio = studio_of(request)
+    job = studio.job(studio.project(project_id), job_id)
+    run = runs.run_folder(job.folder)
+    path = pj.resolve_inside(run, name)
+    if not path.is_file():
+        raise DataError(f"'{name}' does not exist in this run (yet).")
+    return FileResponse(path)
+
+
+@router.post("/projects/{project_id}/fix/relabel")
+def fix_relabel(request: Request, project_id: int, path: str = Form(...), label: str = Form(...)) -> Any:
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    folder = studio.project_dir(project)
+    destination = pj.relabel(folder, path, label)
+    return _after_fix(request, project, f"Moved {Path(path).name} to '{label}' ({destination.parent.name}/).")
+
+
+@router.post("/projects/{project_id}/fix/delete")
+def fix_delete(request: Request, project_id: int, path: str = Form(...)) -> Any:
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    pj.trash(studio.project_dir(project), path)
+    return _after_fix(request, project, f"Moved {Path(path).name} to the project's trash.")
+
+
+@router.post("/projects/{project_id}/fix/undo")
+def fix_undo(request: Request, project_id: int) -> Any:
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    item = pj.undo_last(studio.project_dir(project))
+    if item is None:
+        raise DataError("There is nothing to undo.")
+    return _after_fix(request, project, f"Undid the {item['action']} of {Path(item['source']).name}.")
+
+
+def _after_fix(request: Request, project: Project, message: str) -> Any:
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"ok": True, "message": message})
+    back = request.headers.get("referer") or f"/projects/{project.id}/results"
+    back = back.split("?")[0]
+    return RedirectResponse(f"{back}?msg={quote(message)}", status_code=303)
+
+
+@router.post("/projects/{project_id}/jobs/{job_id}/retrain")
+async def retrain(request: Request, project_id: int, job_id: int) -> RedirectResponse:
+    """Train again with the settings of an earlier job (after fixing the data)."""
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    old = studio.job(project, job_id)
+    if old.kind != "train":
+        raise DataError("Only a training job can be run again.")
+    job = await run_in_threadpool(_start_train, studio, project, dict(old.params))
+    return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)

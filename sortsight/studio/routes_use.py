@@ -1,0 +1,252 @@
+"""The Use page: predict uploaded images or a server-side folder, sort them, download CSV and model."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from sortsight.errors import DataError, PredictError
+from sortsight.images import iter_image_files
+from sortsight.studio import runs
+from sortsight.studio.core import Studio, studio_of
+from sortsight.studio.store import Job, Project
+from sortsight.studio.uploads import copy_limited, safe_name
+
+router = APIRouter()
+
+
+def _models(studio: Studio, project: Project) -> list[Job]:
+    return [
+        j for j in studio.project_jobs(project, "train")
+        if (runs.run_folder(j.folder) / "model" / "config.json").is_file()
+    ]
+
+
+def _model_job(studio: Studio, project: Project, job_id: int | None) -> Job:
+    models = _models(studio, project)
+    if not models:
+        raise PredictError("This project has no trained model yet. Train one on the Train page first.")
+    if job_id is None:
+        return models[0]
+    for job in models:
+        if job.id == job_id:
+            return job
+    raise PredictError(f"Training job {job_id} has no model. Choose a finished training job.")
+
+
+def _threshold(raw: str) -> float | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise DataError(f"The unsure threshold must be a number between 0 and 1, got '{raw}'.") from exc
+    if not 0 <= value <= 1:
+        raise DataError(f"The unsure threshold must be between 0 and 1, got {value}.")
+    return value
+
+
+def _start_predict(
+    studio: Studio, project: Project, model_job: Job, source: Path, *, threshold: float | None, sort: bool,
+    count: int, source_label: str,
+) -> Job:
+    model = runs.run_folder(model_job.folder) / "model"
+
+    def steps(folder: Path) -> list[list[str]]:
+        args = ["predict", str(model), str(source), "--csv", str(folder / "predictions.csv")]
+        if threshold is not None:
+            args += ["--threshold", str(threshold)]
+        if sort:
+            args += ["--sort-into", str(folder / "sorted")]
+        return [studio.step(*args)]
+
+    params = {"model_job": model_job.id, "source": source_label, "threshold": threshold, "sort": sort, "count": count}
+    return studio.jobs.start(project.id, "predict", studio.project_dir(project) / "jobs", steps, params)
+
+
+@router.get("/projects/{project_id}/use", response_class=HTMLResponse)
+def use_page(request: Request, project_id: int, job: int | None = None) -> HTMLResponse:
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    predict_jobs = studio.project_jobs(project, "predict")
+    shown = None
+    if job is not None:
+        shown = studio.job(project, job)
+    elif predict_jobs:
+        shown = predict_jobs[0]
+    rows: list[dict[str, Any]] = []
+    total = 0
+    if shown is not None:
+        rows, total = runs.read_predictions(Path(shown.folder) / "predictions.csv")
+        folder = studio.project_dir(project).resolve()
+        for row in rows:
+            try:
+                row["rel"] = str(Path(row.get("path", "")).resolve().relative_to(folder))
+            except ValueError:
+                row["rel"] = None
+    return studio.render(
+        request, "use.html", project=project, tab="use", models=_models(studio, project), jobs=predict_jobs,
+        shown=shown, rows=rows, total=total, space_available=_space_available(),
+    )
+
+
+@router.post("/projects/{project_id}/use/upload")
+async def predict_upload(
+    request: Request,
+    project_id: int,
+    files: list[UploadFile] = File(...),
+    model_job: int | None = Form(None),
+    threshold: str = Form(""),
+    sort: str = Form(""),
+) -> RedirectResponse:
+    """Predict images uploaded from the browser (kept in the project's ``uploads/``)."""
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    chosen = _model_job(studio, project, model_job)
+    limit = _threshold(threshold)
+    target = studio.project_dir(project) / "uploads" / uuid.uuid4().hex[:12]
+    count = 0
+    for upload in files:
+        name = Path((upload.filename or "").replace("\\", "/")).name
+        if not name:
+            continue
+        await run_in_threadpool(
+            copy_limited, upload.file, target / str(count) / safe_name(name, what="file name"),
+            studio.limits.max_request_bytes,
+        )
+        count += 1
+    if not count:
+        raise DataError("No files were uploaded. Choose one or more images.")
+    job = await run_in_threadpool(
+        lambda: _start_predict(studio, project, chosen, target, threshold=limit, sort=bool(sort), count=count,
+                               source_label=f"{count} uploaded file(s)")
+    )
+    return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
+
+
+@router.post("/projects/{project_id}/use/folder")
+async def predict_folder(
+    request: Request,
+    project_id: int,
+    folder: str = Form(...),
+    model_job: int | None = Form(None),
+    threshold: str = Form(""),
+    sort: str = Form(""),
+) -> RedirectResponse:
+    """Predict the images of a folder on the studio's machine (read only; sorted copies go in the job)."""
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    chosen = _model_job(studio, project, model_job)
+    limit = _threshold(threshold)
+    source = Path(folder.strip()).expanduser()
+    if not folder.strip() or not source.is_dir():
+        raise DataError(f"Folder '{folder}' not found on the studio's machine. Give the full path of a folder.")
+    count = await run_in_threadpool(lambda: sum(1 for _ in iter_image_files(source)))
+    if not count:
+        raise DataError(f"Folder '{folder}' holds no images sortsight can read.")
+    job = await run_in_threadpool(
+        lambda: _start_predict(studio, project, chosen, source.resolve(), threshold=limit, sort=bool(sort),
+                               count=count, source_label=str(source.resolve()))
+    )
+    return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
+
+
+@router.get("/projects/{project_id}/jobs/{job_id}/predictions.csv")
+def download_predictions(request: Request, project_id: int, job_id: int) -> FileResponse:
+    studio = studio_of(request)
+    job = studio.job(studio.project(project_id), job_id)
+    path = Path(job.folder) / "predictions.csv"
+    if job.kind != "predict" or not path.is_file():
+        raise DataError("This job has no predictions (yet).")
+    return FileResponse(path, media_type="text/csv", filename=f"predictions-{job.id}.csv")
+
+
+def _zip_folder(folder: Path, target: Path, prefix: str) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, f"{prefix}/{path.relative_to(folder).as_posix()}")
+    tmp.replace(target)
+
+
+@router.get("/projects/{project_id}/jobs/{job_id}/model.zip")
+async def download_model(request: Request, project_id: int, job_id: int) -> FileResponse:
+    """The trained model (the Hugging Face folder) as a zip."""
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    job = studio.job(project, job_id)
+    model = runs.run_folder(job.folder) / "model"
+    if job.kind != "train" or not (model / "config.json").is_file():
+        raise DataError("This job has no trained model.")
+    target = Path(job.folder) / "model.zip"
+    if not target.is_file() or target.stat().st_mtime < (model / "config.json").stat().st_mtime:
+        await run_in_threadpool(_zip_folder, model, target, f"{project.slug}-model")
+    return FileResponse(target, media_type="application/zip", filename=f"{project.slug}-model-{job.id}.zip")
+
+
+@router.get("/projects/{project_id}/jobs/{job_id}/sorted.zip")
+async def download_sorted(request: Request, project_id: int, job_id: int) -> FileResponse:
+    """The images a predict job sorted into class folders (and ``unsure/``), as a zip."""
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    job = studio.job(project, job_id)
+    sorted_dir = Path(job.folder) / "sorted"
+    if job.kind != "predict" or not sorted_dir.is_dir() or job.active:
+        raise DataError("This job has no finished sorted folders.")
+    target = Path(job.folder) / "sorted.zip"
+    if not target.is_file():
+        await run_in_threadpool(_zip_folder, sorted_dir, target, f"sorted-{job.id}")
+    return FileResponse(target, media_type="application/zip", filename=f"{project.slug}-sorted-{job.id}.zip")
+
+
+def _space_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("sortsight.space") is not None
+
+
+def _export_space(run: Path, target: Path) -> None:
+    from sortsight.space import export_space
+
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    export_space(run, staging)
+    staging.rename(target)
+
+
+@router.post("/projects/{project_id}/jobs/{job_id}/space")
+async def export_space_folder(request: Request, project_id: int, job_id: int) -> RedirectResponse:
+    """Write a Hugging Face Space folder for a trained model (``sortsight.space``), offered as a zip."""
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    job = studio.job(project, job_id)
+    run = runs.run_folder(job.folder)
+    if job.kind != "train" or not (run / "model" / "config.json").is_file():
+        raise DataError("This job has no trained model.")
+    space = Path(job.folder) / "space"
+    if not space.is_dir():
+        await run_in_threadpool(_export_space, run, space)
+    return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}/space.zip", status_code=303)
+
+
+@router.get("/projects/{project_id}/jobs/{job_id}/space.zip")
+async def download_space(request: Request, project_id: int, job_id: int) -> FileResponse:
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    job = studio.job(project, job_id)
+    space = Path(job.folder) / "space"
+    if not space.is_dir():
+        raise DataError("No Space folder was exported for this model yet. Use 'Export a Space folder' first.")
+    target = Path(job.folder) / "space.zip"
+    if not target.is_file():
+        await run_in_threadpool(_zip_folder, space, target, f"{project.slug}-space")
+    return FileResponse(target, media_type="application/zip", filename=f"{project.slug}-space-{job.id}.zip")

@@ -1,0 +1,98 @@
+"""Run a studio job's steps (sortsight CLI commands) one after another, recording the outcome.
+
+Started by :mod:`sortsight.studio.jobs` as ``python -m sortsight.studio.runner JOB_FOLDER`` in a
+session of its own. It reads ``steps.json`` (a list of argument lists), runs each with its
+output appended to ``log.txt``, and writes ``state.json`` atomically::
+
+    {"status": "running" | "finished" | "failed" | "stopped", "step": 1, "steps": 2,
+     "returncode": 0, "error": "one line"}
+
+The studio reads ``state.json`` (and whether this process is alive) to show a job's true state
+after a page reload or a studio restart. This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "read_state", "last_error_line"]
+
+
+def _write_state(folder: Path, state: dict[str, Any]) -> None:
+    tmp = folder / f".state.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({**state, "time": time.time()}), encoding="utf-8")
+    os.replace(tmp, folder / "state.json")
+
+
+def read_state(folder: str | Path) -> dict[str, Any]:
+    """The runner's last recorded state, or ``{}`` when it wrote none (yet)."""
+    path = Path(folder) / "state.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def last_error_line(log_path: str | Path) -> str:
+    """The most useful line of a failed command's output: its last ``Error: …`` line, else its last line."""
+    try:
+        lines = [line.strip() for line in Path(log_path).read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [line for line in lines if line]
+    for line in reversed(lines):
+        if line.startswith("Error:"):
+            return line[len("Error:") :].strip()
+    return lines[-1][:300] if lines else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the steps of the job folder given as the only argument; return the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    folder = Path(args[0])
+    steps: list[list[str]] = json.loads((folder / "steps.json").read_text(encoding="utf-8"))
+    log_path = folder / "log.txt"
+    child: list[subprocess.Popen[bytes]] = []
+    stopped = {"flag": False}
+
+    def on_term(signum: int, frame: Any) -> None:
+        stopped["flag"] = True
+        for proc in child:
+            if proc.poll() is None:
+                proc.terminate()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    for index, step in enumerate(steps, start=1):
+        _write_state(folder, {"status": "running", "step": index, "steps": len(steps), "pid": os.getpid()})
+        with open(log_path, "ab") as log:
+            log.write(f"$ {shlex.join(step)}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(step, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            child[:] = [proc]
+            returncode = proc.wait()
+        if stopped["flag"]:
+            _write_state(folder, {"status": "stopped", "step": index, "steps": len(steps), "returncode": returncode})
+            return 1
+        if returncode != 0:
+            error = last_error_line(log_path) or f"the command ended with exit code {returncode}"
+            _write_state(
+                folder,
+                {"status": "failed", "step": index, "steps": len(steps), "returncode": returncode, "error": error},
+            )
+            return 1
+    _write_state(folder, {"status": "finished", "step": len(steps), "steps": len(steps), "returncode": 0})
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

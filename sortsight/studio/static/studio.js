@@ -1,0 +1,126 @@
+// sortsight studio: a few lines of plain JavaScript (no build step, no framework).
+"use strict";
+
+function el(tag, attrs, text) {
+  const e = document.createElementNS(tag === "svg" || attrs && attrs.svg ? "http://www.w3.org/2000/svg" : "http://www.w3.org/1999/xhtml", tag);
+  for (const [k, v] of Object.entries(attrs || {})) if (k !== "svg") e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+const COLOURS = ["#2457c5", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285"];
+
+// Confirmation for dangerous forms.
+document.addEventListener("submit", (ev) => {
+  const msg = ev.target.getAttribute("data-confirm");
+  if (msg && !window.confirm(msg)) ev.preventDefault();
+});
+
+// "Pick a whole folder" toggles the file input into a directory picker.
+document.addEventListener("change", (ev) => {
+  if (!ev.target.matches("[data-folder-toggle]")) return;
+  const input = ev.target.closest("form").querySelector("input[type=file]");
+  if (ev.target.checked) input.setAttribute("webkitdirectory", ""); else input.removeAttribute("webkitdirectory");
+});
+
+// Sortable tables: click a header.
+function makeSortable(table) {
+  table.querySelectorAll("thead th").forEach((th, index) => {
+    th.addEventListener("click", () => {
+      const dir = th.dataset.dir === "asc" ? "desc" : "asc";
+      table.querySelectorAll("thead th").forEach((h) => delete h.dataset.dir);
+      th.dataset.dir = dir;
+      const body = table.tBodies[0];
+      const rows = Array.from(body.rows);
+      const key = (r) => { const t = (r.cells[index] || {}).textContent || ""; const n = parseFloat(t); return isNaN(n) ? t.trim().toLowerCase() : n; };
+      rows.sort((a, b) => { const x = key(a), y = key(b); return (x < y ? -1 : x > y ? 1 : 0) * (dir === "asc" ? 1 : -1); });
+      rows.forEach((r) => body.appendChild(r));
+    });
+  });
+}
+
+// Line chart of one metric, one line per candidate.
+function chart(title, perCandidate) {
+  const W = 360, H = 200, P = 34;
+  const pts = Object.values(perCandidate).flat();
+  if (!pts.length) return null;
+  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
+  let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+  if (x1 === x0) { x0 -= 1; x1 += 1; }
+  if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
+  const sx = (x) => P + (x - x0) / (x1 - x0) * (W - P - 8), sy = (y) => H - P + 8 - (y - y0) / (y1 - y0) * (H - P - 4);
+  const box = el("div", { class: "chart" });
+  box.appendChild(el("h3", {}, title));
+  const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
+  svg.appendChild(el("line", { svg: 1, x1: P, y1: H - P + 8, x2: W - 8, y2: H - P + 8, stroke: "#ccd" }));
+  svg.appendChild(el("line", { svg: 1, x1: P, y1: 4, x2: P, y2: H - P + 8, stroke: "#ccd" }));
+  [[y0, H - P + 8], [y1, 12]].forEach(([v, y]) => svg.appendChild(el("text", { svg: 1, x: 2, y, "font-size": 10, fill: "#567" }, v.toFixed(3))));
+  svg.appendChild(el("text", { svg: 1, x: W / 2, y: H - 4, "font-size": 10, fill: "#567" }, "epoch"));
+  const legend = el("div", { class: "legend" });
+  Object.entries(perCandidate).forEach(([name, points], i) => {
+    const colour = COLOURS[i % COLOURS.length];
+    svg.appendChild(el("polyline", { svg: 1, fill: "none", stroke: colour, "stroke-width": 2, points: points.map((p) => `${sx(p[0])},${sy(p[1])}`).join(" ") }));
+    points.forEach((p) => svg.appendChild(el("circle", { svg: 1, cx: sx(p[0]), cy: sy(p[1]), r: 2.5, fill: colour })));
+    const item = el("span"); const sw = el("i"); sw.style.background = colour; item.appendChild(sw); item.appendChild(document.createTextNode(name)); legend.appendChild(item);
+  });
+  box.appendChild(svg); box.appendChild(legend);
+  return box;
+}
+
+function renderCharts(series) {
+  const holder = document.getElementById("charts");
+  if (!holder || !series || !Object.keys(series).length) return;
+  const metrics = {};
+  for (const [cand, per] of Object.entries(series)) for (const [m, pts] of Object.entries(per)) (metrics[m] = metrics[m] || {})[cand] = pts;
+  holder.replaceChildren();
+  Object.keys(metrics).sort().forEach((m) => { const c = chart(m, metrics[m]); if (c) holder.appendChild(c); });
+}
+
+function fmt(v) { return typeof v === "number" && !Number.isInteger(v) ? v.toFixed(4) : (v === null || v === undefined ? "" : (typeof v === "object" ? JSON.stringify(v) : String(v))); }
+
+function renderLeaderboard(rows) {
+  const table = document.getElementById("leaderboard");
+  if (!table || !rows || !rows.length) return;
+  const cols = Object.keys(rows[0]).filter((k) => typeof rows[0][k] !== "object" || rows[0][k] === null);
+  const head = el("tr"); cols.forEach((c) => head.appendChild(el("th", {}, c)));
+  table.tHead.replaceChildren(head);
+  table.tBodies[0].replaceChildren(...rows.map((r) => { const tr = el("tr"); cols.forEach((c) => tr.appendChild(el("td", {}, fmt(r[c])))); return tr; }));
+  if (!table.dataset.sortable) { table.dataset.sortable = "1"; makeSortable(table); }
+}
+
+// Live job page: poll the job's JSON until it reaches a final state.
+function followJob() {
+  const box = document.getElementById("job");
+  if (!box) return;
+  const tick = async () => {
+    let view;
+    try { view = await (await fetch(box.dataset.url, { headers: { Accept: "application/json" } })).json(); } catch (err) { setTimeout(tick, 2000); return; }
+    const status = document.getElementById("job-status");
+    status.textContent = view.status; status.className = "status s-" + view.status;
+    box.dataset.status = view.status;
+    document.getElementById("job-error").textContent = view.error || "";
+    const log = document.getElementById("job-log");
+    if (log && view.log_tail !== undefined) { const end = log.scrollTop + log.clientHeight >= log.scrollHeight - 4; log.textContent = view.log_tail; if (end) log.scrollTop = log.scrollHeight; }
+    const progress = document.getElementById("job-progress");
+    const estimate = document.getElementById("job-estimate");
+    if (estimate && view.estimate) estimate.textContent = view.estimate;
+    if (view.kind === "train") {
+      renderCharts(view.series); renderLeaderboard(view.leaderboard);
+      const m = view.last_metrics || {};
+      const parts = Object.entries(m).filter(([k, v]) => typeof v === "number" || typeof v === "string").map(([k, v]) => `${k} ${fmt(v)}`);
+      progress.textContent = (view.steps > 1 ? `step ${view.step} of ${view.steps} (${view.step === 1 ? "training" : "evaluating"}) · ` : "") + parts.join(" · ");
+    } else if (view.kind === "predict") {
+      progress.textContent = `${view.predicted || 0} of ${view.expected || "?"} images`;
+    }
+    const active = view.status === "running" || view.status === "queued";
+    document.getElementById("stop-form").hidden = !active;
+    document.getElementById("job-done").hidden = view.status !== "finished";
+    if (active) setTimeout(tick, 1000);
+  };
+  tick();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("table.sortable").forEach((t) => { if (t.id !== "leaderboard") makeSortable(t); });
+  followJob();
+});

@@ -1,0 +1,111 @@
+"""Shared test fixtures: small generated images and folders (no network, no big files).
+
+Owners add fixtures here with care; fixtures used by one test file live in that file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+# One colour and one shape per class, so a tiny model can learn them in seconds.
+_COLOURS = [(220, 40, 40), (40, 160, 60), (40, 70, 220), (230, 200, 40), (160, 60, 200), (30, 200, 200)]
+
+
+def make_image(label_index: int, *, size: int = 48, seed: int = 0) -> Image.Image:
+    """A small RGB image whose colour and shape depend on ``label_index`` (with some noise)."""
+    rng = random.Random(seed * 1000 + label_index)
+    background = tuple(rng.randint(0, 60) for _ in range(3))
+    img = Image.new("RGB", (size, size), background)  # type: ignore[arg-type]
+    draw = ImageDraw.Draw(img)
+    colour = _COLOURS[label_index % len(_COLOURS)]
+    jitter = tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in colour)
+    a, b = rng.randint(2, size // 4), rng.randint(size // 2, size - 3)
+    if label_index % 2 == 0:
+        draw.ellipse([a, a, b, b], fill=jitter)  # type: ignore[arg-type]
+    else:
+        draw.rectangle([a, a, b, b], fill=jitter)  # type: ignore[arg-type]
+    return img
+
+
+def write_class_folder(
+    root: Path,
+    classes: Sequence[str] = ("cats", "dogs"),
+    per_class: int = 10,
+    *,
+    size: int = 48,
+    ext: str = ".png",
+    seed: int = 0,
+) -> Path:
+    """Write ``root/<class>/<class>_<i><ext>`` images and return ``root``."""
+    for ci, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            make_image(ci, size=size, seed=seed + i).save(folder / f"{name}_{i:03d}{ext}")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A two-class folder of 10 small PNGs per class."""
+    return write_class_folder(tmp_path / "data")
+
+
+@pytest.fixture
+def make_folder(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: ``make_folder(classes=..., per_class=..., size=..., ext=...)`` under tmp_path."""
+    counter = [0]
+
+    def _make(**kwargs: object) -> Path:
+        counter[0] += 1
+        return write_class_folder(tmp_path / f"data{counter[0]}", **kwargs)  # type: ignore[arg-type]
+
+    return _make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep sortsight's cache (verified images, extracted HF datasets) out of the user's home."""
+    old = os.environ.get("SORTSIGHT_CACHE")
+    os.environ["SORTSIGHT_CACHE"] = str(tmp_path_factory.mktemp("sortsight-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SORTSIGHT_CACHE", None)
+    else:
+        os.environ["SORTSIGHT_CACHE"] = old
+
+
+TINY_LABELS = ("bird", "cat", "dog")  # make_image(0 | 1 | 2): red ellipse | green rectangle | blue ellipse
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An HF model folder: EfficientNet-Lite0 (bundled weights) at 64 px with a head fitted in about a
+    second (logistic regression on frozen features) to tell ``make_image`` classes 0/1/2 apart,
+    labelled ``TINY_LABELS``. Session-scoped: do not modify it."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from sortsight.models import create_model, eval_transform, save_model_folder
+
+    torch.manual_seed(0)
+    model, data_config = create_model("efficientnet_lite0", list(TINY_LABELS), input_size=64)
+    model.eval()
+    transform = eval_transform(data_config)
+    images = [make_image(c, size=64, seed=100 + i) for c in range(3) for i in range(8)]
+    targets = [c for c in range(3) for _ in range(8)]
+    with torch.inference_mode():
+        x = torch.stack([transform(im) for im in images])  # (N, 3, 64, 64)
+        feats = model.forward_head(model.forward_features(x), pre_logits=True).numpy()  # (N, 1280)
+    head = LogisticRegression(C=1.0, max_iter=500).fit(feats, targets)
+    with torch.no_grad():
+        model.classifier.weight.copy_(torch.as_tensor(head.coef_, dtype=torch.float32))
+        model.classifier.bias.copy_(torch.as_tensor(head.intercept_, dtype=torch.float32))
+    out = tmp_path_factory.mktemp("tiny-model") / "model"
+    return save_model_folder(model, list(TINY_LABELS), data_config, out, name="efficientnet_lite0")

@@ -1,0 +1,98 @@
+"""A quick stand-in for the sortsight CLI, used by the studio's API tests through ``create_app(cli=...)``.
+
+It writes the same files as the real commands (run folder, evaluation.json, predictions.csv) in
+milliseconds, so the API tests exercise the studio, not training. ``FAKE_CLI_MODE`` in the
+environment makes it ``fail`` (exit 1 with an ``Error:`` line) or ``sleep`` (run until stopped).
+The browser test runs the real CLI.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _opt(args: list[str], name: str, default: str | None = None) -> str | None:
+    return args[args.index(name) + 1] if name in args else default
+
+
+def train(args: list[str]) -> int:
+    data, run = Path(args[0]), Path(_opt(args, "--out") or "run")
+    mode = os.environ.get("FAKE_CLI_MODE", "")
+    if mode == "fail":
+        print("loading…")
+        print("Error: Class 'dogs' has 1 image; add images or lower valid_split.", file=sys.stderr)
+        return 1
+    epochs = int(_opt(args, "--epochs", "2") or 2)
+    run.mkdir(parents=True, exist_ok=True)
+    classes = sorted(p.name for p in data.iterdir() if p.is_dir())
+    print("efficientnet_lite0 at 224px: estimated about 3 s")
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        for epoch in range(epochs + 1):
+            fh.write(json.dumps({"candidate": "efficientnet_lite0", "epoch": epoch, "val_accuracy": 0.5 + 0.1 * epoch,
+                                 "val_loss": 1.0 / (epoch + 1)}) + "\n")
+            fh.flush()
+            if mode == "sleep":
+                time.sleep(60)
+    model = run / "model"
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text(json.dumps({"id2label": dict(enumerate(classes))}), encoding="utf-8")
+    (model / "model.safetensors").write_bytes(b"not really weights")
+    (run / "sortsight.json").write_text(json.dumps({
+        "data_path": str(data), "status": "done",
+        "candidates": [{"rank": 1, "model": "efficientnet_lite0", "val_accuracy": 0.7, "model_dir": str(model)}],
+    }), encoding="utf-8")
+    return 0
+
+
+def evaluate(args: list[str]) -> int:
+    run = Path(args[0])
+    data = Path(json.loads((run / "sortsight.json").read_text())["data_path"])
+    classes = sorted(p.name for p in data.iterdir() if p.is_dir())
+    first = sorted((data / classes[0]).iterdir())[:2]
+    predictions = [{"path": str(p), "true": classes[0], "predicted": classes[1], "probability": 0.8,
+                    "loss": 1.6 + i} for i, p in enumerate(first)]
+    predictions.append({"path": str(sorted((data / classes[1]).iterdir())[0]), "true": classes[1],
+                        "predicted": classes[1], "probability": 0.9, "loss": 0.1})
+    (run / "evaluation.json").write_text(json.dumps({
+        "labels": classes, "split": "validation", "note": "no test split: the validation split was used",
+        "metrics": {"accuracy": 0.75, "f1_macro": 0.74, "n_images": 10},
+        "confusion_matrix": [[3, 2], [0, 5]],
+        "top_losses": predictions, "predictions": predictions,
+    }), encoding="utf-8")
+    (run / "report.html").write_text("<!doctype html><title>report</title>", encoding="utf-8")
+    return 0
+
+
+def predict(args: list[str]) -> int:
+    model, source = Path(args[0]), Path(args[1])
+    out = Path(_opt(args, "--csv") or "predictions.csv")
+    threshold = float(_opt(args, "--threshold", "0") or 0)
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "score", "top_k", "status", "model"])
+        for i, path in enumerate(files):
+            score = 0.9 if i % 2 == 0 else 0.4
+            status = "ok" if score >= threshold else "unsure"
+            top = [{"label": "cats", "score": score}, {"label": "dogs", "score": 1 - score}]
+            writer.writerow([str(path), "cats", f"{score:.4f}", json.dumps(top), status, str(model)])
+    sort_dir = _opt(args, "--sort-into")
+    if sort_dir:
+        (Path(sort_dir) / "cats").mkdir(parents=True, exist_ok=True)
+        for path in files:
+            (Path(sort_dir) / "cats" / path.name).write_bytes(path.read_bytes())
+    return 0
+
+
+def main() -> int:
+    command, *args = sys.argv[1:]
+    return {"train": train, "evaluate": evaluate, "predict": predict}[command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

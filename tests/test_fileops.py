@@ -1,0 +1,75 @@
+"""fileops.py: never overwrite, recognise identical content, log everything, undo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sortsight.errors import SortsightError
+from sortsight.fileops import ActionLog, atomic_write_text, place_file, sha256_file, undo_log
+
+
+def _file(path: Path, content: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def test_copy_clash_gets_suffix_and_identical_is_recognised(tmp_path: Path) -> None:
+    a = _file(tmp_path / "in" / "a.jpg", b"one")
+    b = _file(tmp_path / "in2" / "a.jpg", b"two")
+    dest = tmp_path / "out"
+    first = place_file(a, dest)
+    second = place_file(b, dest)
+    again = place_file(a, dest)
+    assert (first.action, first.destination.name) == ("copy", "a.jpg")
+    assert (second.action, second.destination.name) == ("copy", "a (1).jpg")
+    assert (again.action, again.destination) == ("identical", first.destination)
+    assert (dest / "a.jpg").read_bytes() == b"one" and (dest / "a (1).jpg").read_bytes() == b"two"
+    assert a.exists() and b.exists()
+    assert first.sha256 == sha256_file(a)
+
+
+def test_move_and_dry_run(tmp_path: Path) -> None:
+    a = _file(tmp_path / "a.png", b"data")
+    plan = place_file(a, tmp_path / "out", move=True, dry_run=True)
+    assert plan.action == "move" and a.exists() and not (tmp_path / "out").exists()
+    done = place_file(a, tmp_path / "out", move=True)
+    assert not a.exists() and done.destination.read_bytes() == b"data"
+
+
+def test_missing_source_is_clear(tmp_path: Path) -> None:
+    with pytest.raises(SortsightError, match="not found"):
+        place_file(tmp_path / "nope.jpg", tmp_path / "out")
+
+
+def test_log_and_undo_restore_everything(tmp_path: Path) -> None:
+    log = ActionLog(tmp_path / "out" / "sortsight-moves.jsonl")
+    moved_src = _file(tmp_path / "data" / "cats" / "x.jpg", b"cat")
+    copied_src = _file(tmp_path / "data" / "dogs" / "y.jpg", b"dog")
+    moved = place_file(moved_src, tmp_path / "data" / "dogs", move=True)
+    log.record("relabel", moved.source, moved.destination, moved.sha256)
+    copied = place_file(copied_src, tmp_path / "out" / "dogs")
+    log.record("copy", copied.source, copied.destination, copied.sha256)
+    with open(log.path, "a") as fh:
+        fh.write('{"torn line')  # a crash mid-write must not break the log
+    assert len(log.entries()) == 2
+    undone = undo_log(log.path)
+    assert len(undone) == 2
+    assert moved_src.read_bytes() == b"cat" and not moved.destination.exists()
+    assert not copied.destination.exists() and copied_src.exists()
+    assert undo_log(log.path) == []  # a second undo has nothing left to do
+
+
+def test_undo_missing_log(tmp_path: Path) -> None:
+    with pytest.raises(SortsightError, match="not found"):
+        undo_log(tmp_path / "missing.jsonl")
+
+
+def test_atomic_write(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "f.json"
+    atomic_write_text(target, "{}")
+    atomic_write_text(target, '{"a": 1}')
+    assert target.read_text() == '{"a": 1}'
+    assert [p.name for p in target.parent.iterdir()] == ["f.json"]

