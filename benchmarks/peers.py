@@ -74,7 +74,7 @@ def _hold_out(items: list[tuple[str, str, str]], fraction: float) -> tuple[list,
     tr_p, te_p, tr_l, te_l = train_test_split(
         paths, labels, test_size=fraction, stratify=labels, random_state=SEED
     )
-    return list(zip(tr_p, tr_l)), list(zip(te_p, te_l))
+    return list(zip(tr_p, tr_l, strict=True)), list(zip(te_p, te_l, strict=True))
 
 
 def _subsample(pairs: list, per_class: int, classes: int) -> list:
@@ -102,7 +102,7 @@ def _materialize(pairs: list, root: Path) -> Path:
 
 
 def _accuracy(predicted: list[str], truth: list[str]) -> float:
-    return sum(p == t for p, t in zip(predicted, truth)) / max(1, len(truth))
+    return sum(p == t for p, t in zip(predicted, truth, strict=True)) / max(1, len(truth))
 
 
 # -------------------------------------------------------------------------------------- recipes
@@ -169,20 +169,21 @@ class _RandomRotate90:
         return img.rotate(90 * random.randint(0, 3))
 
 
-class _ListDataset:
-    """(path, label) pairs -> ``{"pixel_values", "labels"}`` for a transformers ``Trainer``."""
+def _list_dataset(pairs: list, label2id: dict[str, int], transform: Any) -> Any:
+    """(path, label) pairs -> a torch Dataset of ``{"pixel_values", "labels"}`` for ``Trainer``."""
+    from torch.utils.data import Dataset
 
-    def __init__(self, pairs: list, label2id: dict[str, int], transform: Any) -> None:
-        self.pairs, self.label2id, self.transform = pairs, label2id, transform
+    class ListDataset(Dataset):
+        def __len__(self) -> int:
+            return len(pairs)
 
-    def __len__(self) -> int:
-        return len(self.pairs)
+        def __getitem__(self, i: int) -> dict[str, Any]:
+            from sortsight.images import open_image
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        from sortsight.images import open_image
+            path, label = pairs[i]
+            return {"pixel_values": transform(open_image(path)), "labels": label2id[label]}
 
-        path, label = self.pairs[i]
-        return {"pixel_values": self.transform(open_image(path)), "labels": self.label2id[label]}
+    return ListDataset()
 
 
 def run_autotrain(train_dir: Path, test: list, *, size: int, epochs: int) -> dict[str, Any]:
@@ -192,9 +193,9 @@ def run_autotrain(train_dir: Path, test: list, *, size: int, epochs: int) -> dic
     from torchvision import transforms as T
     from transformers import (
         EarlyStoppingCallback,
+        TimmWrapperForImageClassification,
         Trainer,
         TrainingArguments,
-        TimmWrapperForImageClassification,
     )
 
     from sortsight.images import iter_image_files
@@ -223,8 +224,8 @@ def run_autotrain(train_dir: Path, test: list, *, size: int, epochs: int) -> dic
         normalize,
     ])
     valid_tf = T.Compose([T.Resize((size, size)), T.ToTensor(), normalize])
-    train_ds = _ListDataset(tr, label2id, train_tf)
-    valid_ds = _ListDataset(va, label2id, valid_tf)
+    train_ds = _list_dataset(tr, label2id, train_tf)
+    valid_ds = _list_dataset(va, label2id, valid_tf)
 
     batch_size = 8
     args = TrainingArguments(
@@ -266,7 +267,7 @@ def run_autotrain(train_dir: Path, test: list, *, size: int, epochs: int) -> dic
     seconds = time.perf_counter() - start
     valid_accuracy = float(trainer.evaluate()["eval_accuracy"])
 
-    out = trainer.predict(_ListDataset(test, label2id, valid_tf))
+    out = trainer.predict(_list_dataset(test, label2id, valid_tf))
     predicted = [labels[i] for i in np.argmax(out.predictions, axis=1).tolist()]
     shutil.rmtree(work, ignore_errors=True)
     return {
@@ -274,7 +275,8 @@ def run_autotrain(train_dir: Path, test: list, *, size: int, epochs: int) -> dic
         "valid_accuracy": valid_accuracy,
         "test_accuracy": _accuracy(predicted, [lab for _, lab in test]),
         "train_images": len(train_ds),
-        "recipe": f"Trainer: lr 5e-5, {epochs} epochs, batch 8, warmup 0.1, linear, eval each epoch, best kept",
+        "recipe": f"Trainer: lr 5e-5, {epochs} epochs, batch 8, warmup 0.1, linear, "
+        "eval each epoch, best kept",
     }
 
 
@@ -285,8 +287,9 @@ def run_sortsight(train_dir: Path, test: list, *, size: int, epochs: int | None)
 
     out = Path(tempfile.mkdtemp(prefix="peers-sortsight-")) / "run"
     options: dict[str, Any] = {"data_path": str(train_dir), "out": str(out)}
-    if epochs is not None:
+    if epochs is not None:  # the quick smoke run: as few epochs and pixels as the peers get
         options["epochs"] = epochs
+        options["image_size"] = size
     start = time.perf_counter()
     result = sortsight.train(sortsight.TrainConfig(**options))
     seconds = time.perf_counter() - start
@@ -302,7 +305,7 @@ def run_sortsight(train_dir: Path, test: list, *, size: int, epochs: int | None)
         "test_accuracy": _accuracy(predicted, [lab for _, lab in test]),
         "train_images": None,
         "recipe": "sortsight.train(TrainConfig(data_path=..., out=...)) defaults"
-        + (f", epochs={epochs}" if epochs is not None else ""),
+        + (f", epochs={epochs}, image_size={size}" if epochs is not None else ""),
     }
 
 
@@ -407,8 +410,10 @@ def report(results: list[dict], info: dict[str, Any], data: dict[str, Any]) -> s
         for r in results:
             if r is ours or "error" in r:
                 continue
+            speed = r["train_seconds"] / ours["train_seconds"]
+            pace = f"{speed:.2f}x faster" if speed >= 1 else f"{1 / speed:.2f}x slower"
             lines.append(
-                f"sortsight vs {r['recipe_name']}: {r['train_seconds'] / ours['train_seconds']:.2f}x faster, "
+                f"sortsight vs {r['recipe_name']}: {pace}, "
                 f"test accuracy {ours['test_accuracy'] - r['test_accuracy']:+.3f}"
             )
     lines.append("")
@@ -420,10 +425,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("data", nargs="?", default=None, help="image data (default: the bundled sample)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run: few images, 1 epoch each")
-    parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated subset of " + ", ".join(RECIPES))
-    parser.add_argument("--size", type=int, default=224, help="input side for the peers' Resize (default 224)")
+    parser.add_argument("--recipes", default=",".join(RECIPES),
+                        help="comma-separated subset of " + ", ".join(RECIPES))
+    parser.add_argument("--size", type=int, default=224, help="input side for the peers' Resize")
     parser.add_argument("--test-fraction", type=float, default=0.2)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads in each recipe (default: torch's)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per recipe (default: torch's)")
     parser.add_argument("--json", default=None, help="also write the results here")
     # internal: run one recipe in this process
     parser.add_argument("--worker", choices=RECIPES, help=argparse.SUPPRESS)

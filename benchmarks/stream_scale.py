@@ -124,8 +124,10 @@ def run_predict(cmd: list[str], csv_path: Path, *, kill_at_rows: int | None, int
     import psutil
 
     stats = RunStats(rows_before=count_rows(csv_path))
+    log = csv_path.with_suffix(".stderr.txt")
     start = time.perf_counter()
-    popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    with open(log, "wb") as err:  # a file, not a pipe: a full pipe would block the job
+        popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     proc = psutil.Process(popen.pid)
     try:
         while popen.poll() is None:
@@ -150,10 +152,8 @@ def run_predict(cmd: list[str], csv_path: Path, *, kill_at_rows: int | None, int
     stats.rows_after = count_rows(csv_path)
     stats.returncode = popen.returncode
     if not stats.killed and popen.returncode != 0:
-        err = popen.stderr.read().decode(errors="replace") if popen.stderr else ""
-        raise SystemExit(f"sortsight predict failed (exit {popen.returncode}):\n{err[-2000:]}")
-    if popen.stderr:
-        popen.stderr.close()
+        tail = log.read_text(errors="replace")[-2000:]
+        raise SystemExit(f"sortsight predict failed (exit {popen.returncode}):\n{tail}")
     return stats
 
 
@@ -181,18 +181,18 @@ def timeline(stats: RunStats, points: int = 8) -> str:
     if not stats.samples:
         return "-"
     step = max(1, len(stats.samples) // points)
-    picked = stats.samples[::step][:points] + [stats.samples[-1]]
+    picked = [*stats.samples[::step][:points], stats.samples[-1]]
     return "  ".join(f"{rows:,}:{_mb(tree)}" for _, rows, _, tree in picked)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="streaming sortsight predict: memory, speed, resume")
     parser.add_argument("-n", "--images-count", type=int, default=100_000, help="images (default 100,000)")
-    parser.add_argument("--images", type=Path, default=None, help="reuse/keep generated images in this folder")
+    parser.add_argument("--images", type=Path, default=None, help="keep/reuse generated images here")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: bundled Lite0)")
     parser.add_argument("--kill-at", type=float, default=0.3, help="kill -9 when this fraction is done")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between memory samples")
-    parser.add_argument("predict_args", nargs=argparse.REMAINDER, help="-- then extra sortsight predict options")
+    parser.add_argument("predict_args", nargs=argparse.REMAINDER, help="-- then sortsight predict options")
     args = parser.parse_args(argv)
     extra = [a for a in args.predict_args if a != "--"]
 
@@ -201,14 +201,16 @@ def main(argv: list[str] | None = None) -> int:
         image_root = args.images or work / "images"
         t0 = time.perf_counter()
         paths = generate_images(image_root, args.images_count)
-        print(f"images: {len(paths):,} JPEGs 64x64 in {image_root} ({time.perf_counter() - t0:.0f}s to prepare)")
+        prepared = time.perf_counter() - t0
+        print(f"images: {len(paths):,} JPEGs 64x64 in {image_root} ({prepared:.0f}s to prepare)")
         model = args.model or make_model(work / "model")
         csv_path = work / "predictions.csv"
         cmd = [sys.executable, "-m", "sortsight", "predict", str(model), str(image_root),
                "--csv", str(csv_path), *extra]
         print("command:", " ".join(cmd))
 
-        first = run_predict(cmd, csv_path, kill_at_rows=int(args.kill_at * len(paths)), interval=args.interval)
+        kill_at = int(args.kill_at * len(paths))
+        first = run_predict(cmd, csv_path, kill_at_rows=kill_at, interval=args.interval)
         print(f"run 1: killed with kill -9 after {first.rows_after:,} rows, {first.seconds:.1f}s, "
               f"{first.images_per_second:.1f} img/s, peak RSS {_mb(first.peak_rss)} "
               f"(with workers {_mb(first.peak_tree_rss)})")
@@ -220,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         half = [s[3] for s in second.samples[len(second.samples) // 2:]]
         early = [s[3] for s in second.samples[len(second.samples) // 10: len(second.samples) // 2]]
         if half and early:
-            print(f"flatness: peak RSS in the second half / first half of run 2 = {max(half) / max(early):.2f}")
+            ratio = max(half) / max(early)
+            print(f"flatness: peak RSS in the second half / first half of run 2 = {ratio:.2f}")
         missing, duplicated, unexpected, statuses = check_once(csv_path, paths)
         ok = missing == 0 and duplicated == 0 and unexpected == 0
         print(f"resume check: {len(paths):,} images, {missing} missing, {duplicated} duplicated, "

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["save_checkpoint", "load_latest_checkpoint", "write_json_atomic", "Checkpoint"]
+__all__ = ["Checkpoint", "load_latest_checkpoint", "save_checkpoint", "write_json_atomic"]
 
 Checkpoint = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]
 
@@ -48,7 +48,9 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     return _contiguous(tensors), sd["param_groups"]
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[Any]) -> None:
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[Any]
+) -> None:
     """Load what :func:`save_checkpoint` stored back into ``optimizer``."""
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
@@ -77,7 +79,8 @@ def save_checkpoint(
     opt_tensors, groups = _optimizer_tensors(optimizer)
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     (tmp / "state.json").write_text(
-        json.dumps({**state, "epoch": epoch, "optimizer_groups": groups}, indent=2, default=str), encoding="utf-8"
+        json.dumps({**state, "epoch": epoch, "optimizer_groups": groups}, indent=2, default=str),
+        encoding="utf-8",
     )
     if final.exists():  # a re-run of the same epoch after a resume: replace it
         shutil.rmtree(final)
@@ -92,7 +95,9 @@ def save_checkpoint(
 
 def load_latest_checkpoint(folder: Path) -> Checkpoint | None:
     """(model_state, best_state, optimizer_tensors, state) of the newest complete checkpoint, or None."""
-    done = sorted(p for p in folder.glob("epoch-*") if (p / "state.json").is_file()) if folder.is_dir() else []
+    done = (
+        sorted(p for p in folder.glob("epoch-*") if (p / "state.json").is_file()) if folder.is_dir() else []
+    )
     if not done:
         return None
     last = done[-1]

@@ -56,15 +56,14 @@ def _to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)  # (3, S, S)
 
 
-def eval_view(img: Image.Image, size: int, *, crop_pct: float = 0.875, interpolation: str = "bicubic") -> Image.Image:
+def eval_view(
+    img: Image.Image, size: int, *, crop_pct: float = 0.875, interpolation: str = "bicubic"
+) -> Image.Image:
     """timm's eval geometry: shorter side to ``size / crop_pct``, then a centre crop of ``size``."""
     resample = _RESAMPLE.get(interpolation, Image.Resampling.BICUBIC)
     scale = int(size / crop_pct) if crop_pct else size
     w, h = img.size
-    if w <= h:
-        new = (scale, max(scale, round(h * scale / w)))
-    else:
-        new = (max(scale, round(w * scale / h)), scale)
+    new = (scale, max(scale, round(h * scale / w))) if w <= h else (max(scale, round(w * scale / h)), scale)
     img = img.resize(new, resample)
     left, top = (new[0] - size) // 2, (new[1] - size) // 2
     return img.crop((left, top, left + size, top + size))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Precision", "choose_precision", "autocast", "set_threads", "cpu_capability"]
+__all__ = ["Precision", "autocast", "choose_precision", "cpu_capability", "set_threads"]
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from sortsight.progress import ProgressCallback
 if TYPE_CHECKING:
     from sortsight.train import CandidateResult
 
-__all__ = ["Environment", "RunData", "setup_environment", "prepare_run_dir", "load_data", "candidate_specs"]
+__all__ = ["Environment", "RunData", "candidate_specs", "load_data", "prepare_run_dir", "setup_environment"]
 
 # what --candidates K tries, in order: cheap first
 DEFAULT_CANDIDATES: tuple[tuple[str, int | None], ...] = (
@@ -90,8 +90,9 @@ class Environment:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as exc:
-                raise ConfigError("log: tensorboard needs the tensorboard package: "
-                                  "pip install 'sortsight[tensorboard]'.") from exc
+                raise ConfigError(
+                    "log: tensorboard needs the tensorboard package: pip install 'sortsight[tensorboard]'."
+                ) from exc
             self.writers[str(folder)] = SummaryWriter(log_dir=str(folder / "tensorboard"))
         return self.writers[str(folder)]
 
@@ -102,7 +103,9 @@ def setup_environment() -> Environment:
     from accelerate import Accelerator
 
     acc = Accelerator(cpu=True)
-    return Environment(acc, acc.num_processes, acc.process_index, acc.is_main_process, cpu_capability(), threads)
+    return Environment(
+        acc, acc.num_processes, acc.process_index, acc.is_main_process, cpu_capability(), threads
+    )
 
 
 # ----------------------------------------------------------------------------- run folder
@@ -116,17 +119,23 @@ def prepare_run_dir(config: TrainConfig, env: Environment) -> TrainConfig:
     stored = run_dir / "sortsight.json"
     if config.resume:
         if not stored.is_file():
-            raise TrainError(f"Nothing to resume in '{run_dir}' (no sortsight.json). Start it without --resume.")
+            raise TrainError(
+                f"Nothing to resume in '{run_dir}' (no sortsight.json). Start it without --resume."
+            )
         saved = json.loads(stored.read_text(encoding="utf-8"))["config"]
         saved.update(resume=True, overwrite=False, time_budget=config.time_budget)
         config = config_from_dict(TrainConfig, saved, what="training option")
     elif run_dir.exists() and any(run_dir.iterdir()):
         if not config.overwrite:
-            raise TrainError(f"Output folder '{run_dir}' already exists. Use --overwrite to replace it, "
-                             f"--resume to continue it, or choose another --out.")
+            raise TrainError(
+                f"Output folder '{run_dir}' already exists. Use --overwrite to replace it, "
+                f"--resume to continue it, or choose another --out."
+            )
         if not stored.is_file():
-            raise TrainError(f"'{run_dir}' is not a sortsight run folder (no sortsight.json); sortsight will not "
-                             f"delete it even with --overwrite. Choose another --out.")
+            raise TrainError(
+                f"'{run_dir}' is not a sortsight run folder (no sortsight.json); sortsight will not "
+                f"delete it even with --overwrite. Choose another --out."
+            )
         env.wait()
         if env.is_main:
             shutil.rmtree(run_dir)
@@ -155,7 +164,9 @@ def candidate_specs(config: TrainConfig) -> list[tuple[str, int | None]]:
         for text in config.models:
             name, _, size = text.partition("@")
             if size and not size.isdigit():
-                raise ConfigError(f"Candidate '{text}' is not 'model' or 'model@size' (e.g. efficientnet_lite0@160).")
+                raise ConfigError(
+                    f"Candidate '{text}' is not 'model' or 'model@size' (e.g. efficientnet_lite0@160)."
+                )
             specs.append((name, int(size) if size else config.image_size))
         return specs
     if config.candidates == 1:
@@ -188,7 +199,9 @@ def copy_model(src: Path, dest: Path) -> None:
 
 
 def write_leaderboard(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    rows = sorted(rows, key=lambda r: (r.get("val_accuracy") or 0.0, -(r.get("val_loss") or 0.0)), reverse=True)
+    rows = sorted(
+        rows, key=lambda r: (r.get("val_accuracy") or 0.0, -(r.get("val_loss") or 0.0)), reverse=True
+    )
     rows = [{"rank": i + 1, **r} for i, r in enumerate(rows)]
     write_json_atomic(run_dir / "leaderboard.json", rows)
     buf = io.StringIO()
@@ -245,23 +258,35 @@ def load_data(config: TrainConfig, progress: ProgressCallback | None) -> RunData
         progress=progress,
     )
     if len(ds.classes) < 2:
-        raise DataError(f"Found only one class ('{ds.classes[0] if ds.classes else ''}') in '{config.data_path}'. "
-                        f"A classifier needs at least two: add a folder of images per class.")
+        raise DataError(
+            f"Found only one class ('{ds.classes[0] if ds.classes else ''}') in '{config.data_path}'. "
+            f"A classifier needs at least two: add a folder of images per class."
+        )
     index = {c: i for i, c in enumerate(ds.classes)}
     train, valid = ds.by_split("train"), ds.by_split("validation")
     if not valid:
-        raise DataError(f"'{config.data_path}' has no validation images. Set valid_split (e.g. 0.2) or add a "
-                        f"validation/ folder.")
-    return RunData(ds, tuple(ds.classes), [i.path for i in train], [index[i.label] for i in train],
-                   [i.path for i in valid], [index[i.label] for i in valid])
+        raise DataError(
+            f"'{config.data_path}' has no validation images. Set valid_split (e.g. 0.2) or add a "
+            f"validation/ folder."
+        )
+    return RunData(
+        ds,
+        tuple(ds.classes),
+        [i.path for i in train],
+        [index[i.label] for i in train],
+        [i.path for i in valid],
+        [index[i.label] for i in valid],
+    )
 
 
 def check_trainable(classes: Sequence[str], y_train: torch.Tensor, y_valid: torch.Tensor) -> None:
     counts = torch.bincount(y_train, minlength=len(classes))
     small = [f"'{classes[i]}' ({int(n)})" for i, n in enumerate(counts) if n < MIN_TRAIN_PER_CLASS]
     if small:
-        raise DataError(f"Too few training images for class {', '.join(small[:5])}: each class needs at least "
-                        f"{MIN_TRAIN_PER_CLASS} after the validation split. Add images or lower valid_split.")
+        raise DataError(
+            f"Too few training images for class {', '.join(small[:5])}: each class needs at least "
+            f"{MIN_TRAIN_PER_CLASS} after the validation split. Add images or lower valid_split."
+        )
     if len(y_valid) == 0:
         raise DataError("No readable validation images. Add images or raise valid_split.")
 
@@ -279,23 +304,46 @@ def run_info(config: TrainConfig, data: RunData, env: Environment) -> dict[str, 
         "sortsight_version": __version__,
         "config": config_to_dict(config),
         "data": {
-            "path": str(config.data_path), "source": ds.source, "fingerprint": ds.fingerprint(),
-            "classes": list(ds.classes), "counts": ds.counts(), "split_seed": config.seed,
-            "splits": {s: [ds.relative(i.path) for i in ds.by_split(s)] for s in ("train", "validation", "test")},
+            "path": str(config.data_path),
+            "source": ds.source,
+            "fingerprint": ds.fingerprint(),
+            "classes": list(ds.classes),
+            "counts": ds.counts(),
+            "split_seed": config.seed,
+            "splits": {
+                s: [ds.relative(i.path) for i in ds.by_split(s)] for s in ("train", "validation", "test")
+            },
             "skipped": [{"path": ds.relative(s.path), "reason": s.reason} for s in ds.skipped],
         },
-        "environment": {"cpu_capability": env.cpu, "threads": env.threads, "processes": env.world,
-                        "platform": platform.platform(), "python": platform.python_version()},
-        "versions": {"sortsight": __version__, "torch": torch.__version__, "timm": timm.__version__,
-                     "transformers": transformers.__version__, "scikit-learn": sklearn.__version__},
+        "environment": {
+            "cpu_capability": env.cpu,
+            "threads": env.threads,
+            "processes": env.world,
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "versions": {
+            "sortsight": __version__,
+            "torch": torch.__version__,
+            "timm": timm.__version__,
+            "transformers": transformers.__version__,
+            "scikit-learn": sklearn.__version__,
+        },
     }
 
 
 # ----------------------------------------------------------------------------- head and schedule
 
 
-def fit_head(classifier: nn.Linear, f_train: torch.Tensor, y_train: torch.Tensor, f_valid: torch.Tensor,
-             y_valid: torch.Tensor, *, seed: int) -> dict[str, float]:
+def fit_head(
+    classifier: nn.Linear,
+    f_train: torch.Tensor,
+    y_train: torch.Tensor,
+    f_valid: torch.Tensor,
+    y_valid: torch.Tensor,
+    *,
+    seed: int,
+) -> dict[str, float]:
     """Logistic regression on scaled features (C chosen on validation), folded into ``classifier``.
 
     One global scale, not per-feature standardisation: a feature that is almost constant on the
@@ -313,8 +361,10 @@ def fit_head(classifier: nn.Linear, f_train: torch.Tensor, y_train: torch.Tensor
     for c in (0.01, 0.1, 1.0):
         lr = LogisticRegression(C=c, max_iter=500, random_state=seed).fit(xs, y_train.numpy())
         proba = lr.predict_proba(xvs)
-        key = (float(accuracy_score(y_valid.numpy(), proba.argmax(1))),
-               -float(log_loss(y_valid.numpy(), proba, labels=list(range(n_classes)))))
+        key = (
+            float(accuracy_score(y_valid.numpy(), proba.argmax(1))),
+            -float(log_loss(y_valid.numpy(), proba, labels=list(range(n_classes)))),
+        )
         if best is None or key > best[0]:
             best = (key, lr)
     assert best is not None
@@ -331,8 +381,10 @@ def fit_head(classifier: nn.Linear, f_train: torch.Tensor, y_train: torch.Tensor
     return {"accuracy": best[0][0], "loss": -best[0][1], "C": float(lr.C)}
 
 
-def make_optimizer(config: TrainConfig, groups: list[list[nn.Parameter]], lrs: list[float]) -> torch.optim.Optimizer:
-    params = [{"params": g, "lr": lr} for g, lr in zip(groups, lrs)]
+def make_optimizer(
+    config: TrainConfig, groups: list[list[nn.Parameter]], lrs: list[float]
+) -> torch.optim.Optimizer:
+    params = [{"params": g, "lr": lr} for g, lr in zip(groups, lrs, strict=True)]
     if config.optimizer in ("adamw_torch", "adamw"):
         return torch.optim.AdamW(params, weight_decay=config.weight_decay)
     if config.optimizer == "adam":
@@ -360,12 +412,24 @@ def state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------- estimate and save
 
 
-def estimate_seconds(timing: dict[str, float], *, n_train: int, n_valid: int, views: int, epochs: int,
-                     batch_size: int, world: int) -> float:
+def estimate_seconds(
+    timing: dict[str, float],
+    *,
+    n_train: int,
+    n_valid: int,
+    views: int,
+    epochs: int,
+    batch_size: int,
+    world: int,
+) -> float:
     """Seconds for features + fine-tune, from the warm-up's measured trunk and step times."""
-    features = timing["trunk_seconds_per_image"] * (n_train * views + n_valid) * 1.3  # + pooling through the tail
+    features = (
+        timing["trunk_seconds_per_image"] * (n_train * views + n_valid) * 1.3
+    )  # + pooling through the tail
     steps = epochs * math.ceil(math.ceil(n_train / world) / batch_size)
-    finetune = steps * timing["step_seconds"] * 1.5 + epochs * n_valid * timing["trunk_seconds_per_image"] * 0.3
+    finetune = (
+        steps * timing["step_seconds"] * 1.5 + epochs * n_valid * timing["trunk_seconds_per_image"] * 0.3
+    )
     return features + finetune + 2.0
 
 
@@ -377,19 +441,39 @@ def human(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def save_model(model: nn.Module, data_config: Any, data: RunData, config: TrainConfig, result: CandidateResult) -> None:
+def save_model(
+    model: nn.Module, data_config: Any, data: RunData, config: TrainConfig, result: CandidateResult
+) -> None:
     from sortsight import __version__
     from sortsight.card import model_card
     from sortsight.models import save_model_folder
 
-    shown = ("lr", "epochs", "batch_size", "warmup_ratio", "optimizer", "scheduler", "weight_decay",
-             "augmentation", "seed", "valid_split")
+    shown = (
+        "lr",
+        "epochs",
+        "batch_size",
+        "warmup_ratio",
+        "optimizer",
+        "scheduler",
+        "weight_decay",
+        "augmentation",
+        "seed",
+        "valid_split",
+    )
     params = {k: getattr(config, k) for k in shown}
     params.update(precision=result.engine.get("precision"), epochs_run=result.epochs, stopped=result.stopped)
-    card = model_card(model_name=result.model, labels=list(data.classes), counts=data.dataset.counts(),
-                      metrics=result.metrics, head_metrics=result.head_metrics, chosen=result.chosen,
-                      parameters=params, image_size=result.image_size,
-                      dataset_fingerprint=data.dataset.fingerprint(), version=__version__)
+    card = model_card(
+        model_name=result.model,
+        labels=list(data.classes),
+        counts=data.dataset.counts(),
+        metrics=result.metrics,
+        head_metrics=result.head_metrics,
+        chosen=result.chosen,
+        parameters=params,
+        image_size=result.image_size,
+        dataset_fingerprint=data.dataset.fingerprint(),
+        version=__version__,
+    )
     model.eval()
     tmp = result.model_dir.with_name(result.model_dir.name + ".tmp")
     if tmp.exists():

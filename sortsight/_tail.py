@@ -13,6 +13,8 @@ whole network (an ordinary full fine-tune on the cached pixels).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -21,6 +23,9 @@ __all__ = ["Split", "split_model"]
 
 class _Normalize(nn.Module):
     """uint8 ``(B, 3, H, W)`` → normalised float, the model's mean/std."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
@@ -32,7 +37,7 @@ class _Normalize(nn.Module):
 
 
 class _EfficientNetTrunk(nn.Module):
-    def __init__(self, model: nn.Module, start: int, normalize: _Normalize) -> None:
+    def __init__(self, model: Any, start: int, normalize: _Normalize) -> None:
         super().__init__()
         self.normalize = normalize
         self.stem = nn.Sequential(model.conv_stem, model.bn1)
@@ -43,7 +48,7 @@ class _EfficientNetTrunk(nn.Module):
 
 
 class _EfficientNetTail(nn.Module):
-    def __init__(self, model: nn.Module, start: int) -> None:
+    def __init__(self, model: Any, start: int) -> None:
         super().__init__()
         self.blocks = nn.Sequential(*model.blocks[start:])
         self.conv_head = model.conv_head
@@ -69,7 +74,7 @@ class _EfficientNetTail(nn.Module):
 class _WholeTail(nn.Module):
     """Any timm model: the tail is the whole network (full fine-tune)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: Any) -> None:
         super().__init__()
         self.model = model
 
@@ -96,6 +101,9 @@ class Split:
         kind: ``"partial"`` (last stages trained) or ``"full"`` (everything trained).
     """
 
+    trunk: Any
+    tail: Any
+
     def __init__(self, trunk: nn.Module, tail: nn.Module, classifier: nn.Linear, kind: str) -> None:
         self.trunk = trunk.eval().requires_grad_(False)
         self.tail = tail
@@ -103,18 +111,26 @@ class Split:
         self.kind = kind
 
 
-def split_model(model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], *, tune_stages: int = 2) -> Split:
+def split_model(
+    model: Any, mean: tuple[float, ...], std: tuple[float, ...], *, tune_stages: int = 2
+) -> Split:
     """Cut ``model`` so that only its last ``tune_stages`` stages (+ head) are trained.
 
     Raises:
         TypeError: the model lacks timm's ``forward_features``/``forward_head``/``get_classifier``.
     """
     normalize = _Normalize(mean, std)
-    is_effnet = all(hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "classifier"))
+    is_effnet = all(
+        hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "classifier")
+    )
     if is_effnet and isinstance(model.classifier, nn.Linear) and len(model.blocks) > tune_stages:
         start = len(model.blocks) - tune_stages
-        return Split(_EfficientNetTrunk(model, start, normalize), _EfficientNetTail(model, start),
-                     model.classifier, "partial")
+        return Split(
+            _EfficientNetTrunk(model, start, normalize),
+            _EfficientNetTail(model, start),
+            model.classifier,
+            "partial",
+        )
     for attr in ("forward_features", "forward_head", "get_classifier"):
         if not hasattr(model, attr):
             raise TypeError(f"model has no {attr}()")

@@ -23,7 +23,7 @@ from typing import Any
 from sortsight.errors import ConfigError, ImageError, SortsightError
 from sortsight.space import find_examples, read_card, resolve_model_dir
 
-__all__ = ["build_demo", "import_gradio"]
+__all__ = ["build_demo", "import_gradio", "launch_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def build_demo(
 
     return gr.Interface(
         fn=classify,
-        inputs=gr.Image(type="pil", label="Image"),
+        inputs=gr.Image(type="pil", label="Image", height=320),
         outputs=gr.Label(num_top_classes=top_k, label="Prediction"),
         examples=[[im] for im in example_images] or None,
         cache_examples=False,
@@ -100,6 +100,40 @@ def build_demo(
         analytics_enabled=False,
         api_name="predict",
     )
+
+
+def launch_demo(
+    demo: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    share: bool = False,
+    block: bool = True,
+) -> str:
+    """Serve ``demo`` on ``host:port`` (127.0.0.1 and the first free port from 7860 by default).
+
+    Args:
+        demo: from :func:`build_demo`.
+        host: the address to listen on; ``0.0.0.0`` lets other machines in.
+        port: the port; ``None`` takes 7860 or the next free one.
+        share: also open a public gradio.live link (needs internet).
+        block: wait until Ctrl+C (``False`` returns at once, e.g. in tests and notebooks).
+
+    Returns:
+        The local URL.
+
+    Raises:
+        SortsightError: the port is taken or the address cannot be used.
+    """
+    try:
+        _, url, _ = demo.launch(server_name=host, server_port=port, share=share, show_error=True,
+                                prevent_thread_lock=not block, quiet=not block)
+    except OSError as exc:
+        where = f"{host}:{port}" if port else host
+        raise SortsightError(
+            f"cannot start the demo on {where} ({str(exc).split('.')[0]}): choose another --port or --host"
+        ) from None
+    return str(url or demo.local_url or "")
 
 
 def _load_examples(paths: Sequence[Path]) -> list[Any]:

@@ -52,7 +52,8 @@ def model_card(
         Markdown with a YAML front-matter block (``library_name``, ``tags``, ``metrics``, ``model-index``).
 
     Example:
-        >>> card = model_card(model_name="efficientnet_lite0", labels=["a", "b"], counts={}, metrics={"accuracy": 1.0})
+        >>> card = model_card(model_name="efficientnet_lite0", labels=["a", "b"], counts={},
+        ...                   metrics={"accuracy": 1.0})
         >>> card.startswith("---")
         True
     """
@@ -88,8 +89,10 @@ def model_card(
         yaml += ["    - type: f1", f"      value: {float(f1):.4f}", "      name: F1 (macro)"]
     yaml.append("---")
 
-    splits = sorted({s for row in counts.values() for s in row}, key=lambda s: ["train", "validation", "test"].index(s)
-                    if s in ("train", "validation", "test") else 9)
+    splits = sorted(
+        {s for row in counts.values() for s in row},
+        key=lambda s: ["train", "validation", "test"].index(s) if s in ("train", "validation", "test") else 9,
+    )
     table = ["| label | " + " | ".join(splits or ["images"]) + " |", "|---|" + "---|" * max(1, len(splits))]
     for label in labels:
         row = counts.get(label, {})
@@ -104,8 +107,11 @@ def model_card(
     )
     head_line = ""
     if head_metrics:
-        head_line = (f"\nFor comparison, the logistic-regression head alone: accuracy {_pct(head_metrics.get('accuracy'))}, "
-                     f"macro F1 {_pct(head_metrics.get('f1_macro'))}.\n")
+        head_line = (
+            "\nFor comparison, the logistic-regression head alone: "
+            f"accuracy {_pct(head_metrics.get('accuracy'))}, "
+            f"macro F1 {_pct(head_metrics.get('f1_macro'))}.\n"
+        )
     body = f"""
 # {model_name} fine-tuned with sortsight
 

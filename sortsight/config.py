@@ -16,14 +16,14 @@ from typing import Any, TypeVar
 from sortsight.errors import ConfigError
 
 __all__ = [
+    "PredictConfig",
+    "TrainConfig",
+    "closest",
     "config_from_dict",
     "config_to_dict",
-    "read_config_file",
-    "closest",
-    "TrainConfig",
-    "PredictConfig",
     "load_train_config",
     "parse_duration",
+    "read_config_file",
 ]
 
 C = TypeVar("C")
@@ -252,7 +252,9 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"Invalid training option: {message}.")
         if isinstance(vs, float) and not 0 < vs < 1:
-            raise ConfigError(f"valid_split must be a fraction between 0 and 1 (e.g. 0.2) or a split name, got {vs}.")
+            raise ConfigError(
+                f"valid_split must be a fraction between 0 and 1 (e.g. 0.2) or a split name, got {vs}."
+            )
 
     @property
     def run_dir(self) -> Path:
@@ -287,7 +289,9 @@ def _autotrain_to_flat(raw: dict[str, Any]) -> dict[str, Any]:
         flat["log"] = raw["log"]
     data = raw.get("data") or {}
     if not isinstance(data, dict):
-        raise ConfigError("AutoTrain 'data' must be a mapping with path, train_split, valid_split, column_mapping.")
+        raise ConfigError(
+            "AutoTrain 'data' must be a mapping with path, train_split, valid_split, column_mapping."
+        )
     if data.get("path") is not None:
         flat["data_path"] = data["path"]
     if data.get("train_split"):

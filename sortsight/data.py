@@ -1,16 +1,7 @@
 """Datasets: find labelled images, check them, and split them — deterministically.
 
-Sources :func:`scan` understands:
-
-* a folder of class subfolders: ``photos/cats/*.jpg``, ``photos/dogs/*.jpg``;
-* a folder of split folders: ``train/``, ``validation/`` (or ``valid/``, ``val/``) and an optional
-  ``test/``, each holding class subfolders — these splits are kept as they are;
-* a CSV / TSV / JSONL labels file with an image column and a label column (``image``/``target``
-  by default as in AutoTrain, or ``file``/``label`` as in fastai's ``from_csv``); paths are
-  relative to the labels file; optional ``split`` or ``is_valid`` column;
-* a Hugging Face ``datasets`` folder written by ``save_to_disk``, or parquet files (see
-  :mod:`sortsight.hfdata`); their images are written once into a cache folder so everything
-  downstream works with file paths.
+Sources (see :mod:`sortsight.sources`): class folders, split folders (kept as they are), a
+CSV/TSV/JSONL labels file, a Hugging Face ``save_to_disk`` folder or parquet files.
 
 Every image is checked with :mod:`sortsight.images`; unreadable files are skipped and reported
 with a reason. :func:`split_dataset` makes a stratified, seeded split that is the same on every
@@ -25,23 +16,23 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from sortsight import images
-from sortsight.errors import ConfigError, DataError, ImageError
-from sortsight.labelfile import read_labels_file
-from sortsight.progress import ProgressCallback, Ticker
+from sortsight import images, sources
+from sortsight._sampling import balanced_sample, shuffled
+from sortsight._verify import verify_images
+from sortsight.errors import ConfigError, DataError
+from sortsight.progress import ProgressCallback
+from sortsight.sources import SPLIT_ALIASES, SPLITS
 
 __all__ = [
     "SPLITS",
@@ -56,20 +47,8 @@ __all__ = [
     "summarize",
 ]
 
-#: Split names, in display order.
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
 #: Images whose shorter side is below this many pixels are reported as tiny.
 TINY_SIDE = 32
-SPLIT_ALIASES: dict[str, str] = {
-    "train": "train",
-    "training": "train",
-    "validation": "validation",
-    "valid": "validation",
-    "val": "validation",
-    "dev": "validation",
-    "test": "test",
-    "testing": "test",
-}
 _LAYOUT_HINT = (
     "Expected a folder of class subfolders (DATA/cats/*.jpg, DATA/dogs/*.jpg), split folders "
     "(DATA/train/<class>/, DATA/validation/<class>/), a CSV/TSV/JSONL labels file, "
@@ -169,176 +148,6 @@ def _nfc(text: str) -> str:
 # --------------------------------------------------------------------------- scanning
 
 
-def _split_folders(root: Path) -> dict[str, Path]:
-    """``{split: folder}`` when ``root`` holds split folders (train + validation/test)."""
-    found: dict[str, Path] = {}
-    for child in sorted(root.iterdir(), key=images.sort_key):
-        if child.is_dir() and not images.is_junk(child):
-            split = SPLIT_ALIASES.get(child.name.lower())
-            if split and split not in found:
-                found[split] = child
-    if "train" in found and len(found) >= 2:
-        return found
-    return {}
-
-
-def _scan_class_folders(root: Path, split: str) -> tuple[list[Item], list[Skipped]]:
-    items: list[Item] = []
-    skipped: list[Skipped] = []
-    for path in images.walk_files(root):
-        rel = path.relative_to(root)
-        suffix = path.suffix.lower()
-        if len(rel.parts) < 2:
-            if suffix in images.SUPPORTED_EXTENSIONS:
-                skipped.append(Skipped(path, "not in a class folder"))
-            continue
-        if suffix not in images.SUPPORTED_EXTENSIONS:
-            skipped.append(Skipped(path, f"unsupported file type '{path.suffix or path.name}'"))
-            continue
-        items.append(Item(path, _nfc(rel.parts[0]), split))
-    return items, skipped
-
-
-def _labels_file_in(root: Path) -> Path | None:
-    candidates = [
-        p
-        for p in sorted(root.iterdir(), key=images.sort_key)
-        if p.is_file() and p.suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson") and not images.is_junk(p)
-    ]
-    return candidates[0] if len(candidates) == 1 else None
-
-
-def _gather(
-    source: Path, image_column: str | None, target_column: str | None, progress: ProgressCallback | None
-) -> tuple[Path, list[Item], list[Skipped], str]:
-    """Find (root, items, skipped, kind) for any supported source, before verification."""
-    from sortsight import hfdata
-
-    if not source.exists():
-        raise DataError(f"'{source}' does not exist. Give a folder of class subfolders or a labels file.")
-    if hfdata.is_hf_source(source):
-        root, hf_rows, hf_skipped, kind = hfdata.materialize(
-            source, image_column=image_column, target_column=target_column, progress=progress
-        )
-        return root, [Item(*row) for row in hf_rows], [Skipped(*row) for row in hf_skipped], kind
-    if source.is_file():
-        root, rows, skipped_rows = read_labels_file(
-            source, image_column=image_column, target_column=target_column
-        )
-        return root, [Item(*row) for row in rows], [Skipped(*row) for row in skipped_rows], "labels-file"
-    splits = _split_folders(source)
-    if splits:
-        items: list[Item] = []
-        skipped: list[Skipped] = []
-        for split, folder in splits.items():
-            got, bad = _scan_class_folders(folder, split)
-            items += got
-            skipped += bad
-        return source, items, skipped, "split-folders"
-    items, skipped = _scan_class_folders(source, "")
-    if len({item.label for item in items}) < 2:  # e.g. labels.csv beside an images/ folder
-        labels_file = _labels_file_in(source)
-        if labels_file is not None:
-            return _gather(labels_file, image_column, target_column, progress)
-    return source, items, skipped, "folder"
-
-
-class _VerifyCache:
-    """Results of earlier checks, keyed by path + size + mtime, so ``check`` then ``train`` decodes once.
-
-    Stored as JSON in ``<cache>/verify/``; any problem reading or writing it just means re-checking.
-    """
-
-    version = 1
-
-    def __init__(self, root: Path, max_pixels: int | None) -> None:
-        from sortsight.hfdata import cache_dir
-
-        key = hashlib.sha256(f"{root.resolve()}|{max_pixels}|{self.version}".encode()).hexdigest()[:20]
-        self.file = cache_dir() / "verify" / f"{key}.json"
-        self.entries: dict[str, list[Any]] = {}
-        self.changed = False
-        try:
-            self.entries = json.loads(self.file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            self.entries = {}
-
-    @staticmethod
-    def _stamp(path: Path) -> list[int] | None:
-        try:
-            stat = path.stat()
-        except OSError:
-            return None
-        return [stat.st_size, stat.st_mtime_ns]
-
-    def get(self, path: Path) -> tuple[int, int] | str | None:
-        entry = self.entries.get(str(path))
-        if not entry or entry[:2] != self._stamp(path):
-            return None
-        return entry[2] if isinstance(entry[2], str) else (int(entry[2][0]), int(entry[2][1]))
-
-    def put(self, path: Path, result: tuple[int, int] | str) -> None:
-        stamp = self._stamp(path)
-        if stamp is not None:
-            self.entries[str(path)] = [*stamp, result if isinstance(result, str) else list(result)]
-            self.changed = True
-
-    def keep_only(self, paths: Sequence[Path]) -> None:
-        """Forget files that are no longer part of the data."""
-        wanted = {str(p) for p in paths}
-        if any(key not in wanted for key in self.entries):
-            self.entries = {k: v for k, v in self.entries.items() if k in wanted}
-            self.changed = True
-
-    def save(self) -> None:
-        if not self.changed:
-            return
-        try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.entries), encoding="utf-8")
-            os.replace(tmp, self.file)
-        except OSError:  # a read-only cache only costs time
-            pass
-
-
-def _verify(
-    paths: Sequence[Path], root: Path, max_pixels: int | None, progress: ProgressCallback | None
-) -> dict[Path, tuple[int, int] | str]:
-    """Decode every image (threads: Pillow releases the GIL); ``{path: (w, h) or reason}``."""
-    ticker = Ticker(progress, "verify", total=len(paths))
-    cache = _VerifyCache(root, max_pixels)
-
-    def check(path: Path) -> tuple[int, int] | str:
-        try:
-            info = images.inspect_image(path, max_pixels=max_pixels)
-        except ImageError as exc:
-            return exc.reason
-        return (info.width, info.height)
-
-    results: dict[Path, tuple[int, int] | str] = {}
-    todo: list[Path] = []
-    for path in paths:
-        known = cache.get(path)
-        if known is None:
-            todo.append(path)
-        else:
-            results[path] = known
-    if results:
-        ticker.advance(len(results))
-    workers = max(1, min(4, os.cpu_count() or 1))
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for path, result in zip(todo, pool.map(check, todo), strict=True):
-                results[path] = result
-                cache.put(path, result)
-                ticker.advance()
-        cache.keep_only(paths)
-    finally:
-        cache.save()  # an interrupted check keeps what it learnt
-    return results
-
-
 def scan(
     source: str | os.PathLike,
     *,
@@ -366,12 +175,14 @@ def scan(
     Raises:
         DataError: no images found, a labels file naming missing files, an unknown column, ...
     """
-    source = Path(source).expanduser()
-    root, found, skipped, kind = _gather(source, image_column, target_column, progress)
+    source = Path(source).expanduser().absolute()  # items stay valid if the working directory changes
+    root, rows, bad, kind = sources.gather(source, image_column, target_column, progress)
+    found = [Item(*row) for row in rows]
+    skipped = [Skipped(*entry) for entry in bad]
     sizes: dict[Path, tuple[int, int]] = {}
     items: list[Item] = []
     if verify:
-        results = _verify([item.path for item in found], root, max_pixels, progress)
+        results = verify_images([item.path for item in found], root, max_pixels, progress)
         for item in found:
             result = results[item.path]
             if isinstance(result, str):
@@ -416,59 +227,6 @@ def _no_images_message(source: Path, found: list[Item], skipped: list[Skipped]) 
 
 
 # --------------------------------------------------------------------------- splitting
-
-
-def _fair_share(sizes: Mapping[str, int], total: int) -> dict[str, int]:
-    """Split ``total`` as evenly as possible over groups no bigger than ``sizes`` (water-filling)."""
-    alloc: dict[str, int] = {}
-    remaining = total
-    order = sorted(sizes, key=lambda k: (sizes[k], k))
-    for i, key in enumerate(order):
-        share = remaining // (len(order) - i)
-        alloc[key] = min(sizes[key], share)
-        remaining -= alloc[key]
-    return alloc
-
-
-def _proportional(sizes: Mapping[str, int], total: int) -> dict[str, int]:
-    """Split ``total`` over groups in proportion to ``sizes`` (largest remainder, ties by name)."""
-    whole = sum(sizes.values())
-    if whole == 0:
-        return dict.fromkeys(sizes, 0)
-    exact = {k: total * n / whole for k, n in sizes.items()}
-    alloc = {k: int(v) for k, v in exact.items()}
-    left = total - sum(alloc.values())
-    for key in sorted(sizes, key=lambda k: (-(exact[k] - alloc[k]), k))[:left]:
-        alloc[key] += 1
-    return alloc
-
-
-def _shuffled(items: Iterable[Item], rng: random.Random) -> list[Item]:
-    ordered = sorted(items, key=lambda it: images.sort_key(it.path))
-    rng.shuffle(ordered)
-    return ordered
-
-
-def _balanced_sample(items: Sequence[Item], max_samples: int, seed: int) -> list[Item]:
-    by_class: dict[str, list[Item]] = defaultdict(list)
-    for item in items:
-        by_class[item.label].append(item)
-    if max_samples < len(by_class):
-        raise ConfigError(
-            f"max_samples={max_samples} is less than the number of classes ({len(by_class)}); "
-            f"use at least {len(by_class)}."
-        )
-    quota = _fair_share({k: len(v) for k, v in by_class.items()}, max_samples)
-    chosen: list[Item] = []
-    for label in sorted(by_class):
-        groups: dict[str, list[Item]] = defaultdict(list)
-        for item in by_class[label]:
-            groups[item.split].append(item)
-        per_split = _proportional({s: len(g) for s, g in groups.items()}, quota[label])
-        for split in sorted(groups):
-            rng = random.Random(f"{seed}:sample:{label}:{split}")
-            chosen += _shuffled(groups[split], rng)[: per_split[split]]
-    return chosen
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -520,7 +278,7 @@ def split_dataset(
         )
     items = list(ds.items)
     if max_samples is not None:
-        items = _balanced_sample(items, max_samples, seed)
+        items = balanced_sample(items, max_samples, seed)
     presplit = any(item.split for item in items)
     need_val = valid_split > 0 and not any(item.split == "validation" for item in items)
     need_test = test_split > 0 and not any(item.split == "test" for item in items)
@@ -536,7 +294,7 @@ def split_dataset(
     for label in sorted(by_class):
         group = by_class[label]
         kept = [it for it in group if it.split in ("validation", "test")]
-        pool = _shuffled(
+        pool = shuffled(
             (it for it in group if it.split not in ("validation", "test")), random.Random(f"{seed}:{label}")
         )
         n = len(pool)
@@ -604,7 +362,8 @@ def summarize(
     Keys: ``source``, ``root``, ``fingerprint``, ``classes``, ``splits`` (present, in order;
     "unsplit" for items without a split), ``counts`` (class → split → n, plus "total"),
     ``totals`` (split → n, plus "total"), ``skipped`` (path, reason), ``skipped_by_reason``,
-    ``tiny_images`` (path, width, height), ``warnings`` (kind, message).
+    ``tiny_images`` (path, width, height), ``image_sizes`` (median_width, median_height, min_side,
+    max_side; None when not verified), ``warnings`` (kind, message).
     """
     name = {s: s for s in SPLITS} | {"": "unsplit"}
     present = [s for s in (*SPLITS, "") if any(it.split == s for it in ds.items)]
@@ -664,7 +423,8 @@ def summarize(
         warnings.append(
             {
                 "kind": "tiny-images",
-                "message": f"{len(tiny)} image(s) are smaller than {tiny_side} px on their short side "
+                "message": ("All " if len(tiny) == len(ds.items) else "")
+                + f"{len(tiny)} image(s) are smaller than {tiny_side} px on their short side "
                 f"(e.g. {tiny[0]['path']}, {tiny[0]['width']}x{tiny[0]['height']}); "
                 "they carry little detail.",
             }
@@ -684,7 +444,22 @@ def summarize(
         "skipped": [{"path": ds.relative(s.path), "reason": s.reason} for s in ds.skipped],
         "skipped_by_reason": dict(sorted(by_reason.items())),
         "tiny_images": tiny,
+        "image_sizes": _size_stats([ds.image_sizes[it.path] for it in ds.items if it.path in ds.image_sizes]),
         "warnings": warnings,
+    }
+
+
+def _size_stats(sizes: list[tuple[int, int]]) -> dict[str, int] | None:
+    """Median width/height and the smallest short side of verified images (None if none)."""
+    if not sizes:
+        return None
+    widths = sorted(w for w, _ in sizes)
+    heights = sorted(h for _, h in sizes)
+    return {
+        "median_width": widths[len(widths) // 2],
+        "median_height": heights[len(heights) // 2],
+        "min_side": min(min(w, h) for w, h in sizes),
+        "max_side": max(max(w, h) for w, h in sizes),
     }
 
 
@@ -711,7 +486,7 @@ def sample_grid(
     pool = ds.items if split is None else tuple(ds.by_split(split))
     for label in ds.classes[:max_classes]:
         members = [it for it in pool if it.label == label]
-        chosen = _shuffled(members, random.Random(f"{seed}:grid:{label}"))[:per_class]
+        chosen = shuffled(members, random.Random(f"{seed}:grid:{label}"))[:per_class]
         entries += [(it.path, label) for it in chosen]
         entries += [(None, "")] * (per_class - len(chosen))
     more = len(ds.classes) - max_classes

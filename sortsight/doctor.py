@@ -35,11 +35,20 @@ from typing import Any
 
 import numpy as np
 
-from sortsight.data import TINY_SIDE, ImageDataset, load_dataset
+from sortsight._callable import make_module_callable
+from sortsight._doctor_checks import (
+    ImageStats,
+    QualityThresholds,
+    groups,
+    image_stats,
+    near_pairs_embedding,
+    near_pairs_hash,
+    quality_flags,
+)
+from sortsight.data import ImageDataset, load_dataset
 from sortsight.errors import ConfigError, ImageError
-from sortsight.fileops import atomic_write_text, sha256_file
+from sortsight.fileops import atomic_write_text
 from sortsight.images import contact_sheet as _sheet
-from sortsight.images import inspect_image, open_image
 from sortsight.progress import ProgressCallback, Ticker
 
 __all__ = [
@@ -58,50 +67,10 @@ __all__ = [
 REPORT_KIND = "sortsight-doctor"
 JSON_NAME = "doctor.json"
 SHEET_NAME = "doctor-contact-sheet.png"
-_STATS_SIDE = 512  # pixel statistics are measured on the image fitted into this box
+_LABEL_FILTERS = ("predicted_neq_given", "prune_by_noise_rate", "confident_learning", "both")
 
 
 # --------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class QualityThresholds:
-    """When an image gets a quality flag (brightness/contrast on a 0–1 scale).
-
-    Attributes:
-        dark: mean brightness below this → ``dark``.
-        bright: mean brightness above this → ``bright``.
-        blurry: variance of the Laplacian (8-bit grey, image fitted into 512 px) below this → ``blurry``.
-        low_information: grey-level entropy (bits, 0–8) below this → ``low_information``.
-        tiny: shorter side below this many pixels → ``tiny`` (the same limit as ``sortsight check``).
-        aspect: longer/shorter side above this → ``odd_aspect``.
-        grayscale: mean channel spread (0–255) below this counts as grayscale …
-        colour_share: … and is flagged only when at least this share of the set is in colour.
-    """
-
-    dark: float = 0.12
-    bright: float = 0.92
-    blurry: float = 20.0
-    low_information: float = 2.0
-    tiny: int = TINY_SIDE
-    aspect: float = 3.0
-    grayscale: float = 3.0
-    colour_share: float = 0.8
-
-
-@dataclass(frozen=True)
-class ImageStats:
-    """Measurements of one image (see :func:`image_stats`)."""
-
-    width: int
-    height: int
-    brightness: float
-    contrast: float
-    entropy: float
-    sharpness: float
-    colourfulness: float
-    sha256: str
-    phash: str
 
 
 @dataclass(frozen=True)
@@ -119,7 +88,12 @@ class DuplicateGroup:
 
 @dataclass(frozen=True)
 class LabelIssue:
-    """A likely mislabelled image, with the label the model suggests instead."""
+    """A likely mislabelled image, with the label the model suggests instead.
+
+    ``label_score`` is the out-of-sample probability of the given label, ``suggested_score`` that of
+    the suggested one; ``confident`` is True when cleanlab's stricter confident-learning filter
+    flags it too (review these first).
+    """
 
     rank: int
     path: str
@@ -128,6 +102,7 @@ class LabelIssue:
     label_score: float
     suggested_score: float
     split: str = ""
+    confident: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,7 +158,7 @@ class DoctorReport:
         """``(path, caption)`` for each flagged image, most important first (one entry per image)."""
         seen: dict[str, str] = {}
         for issue in self.label_issues:
-            seen.setdefault(issue.path, f"{issue.label}→{issue.suggested_label}? {issue.label_score:.2f}")
+            seen.setdefault(issue.path, f"{issue.label}->{issue.suggested_label}? {issue.label_score:.2f}")
         for group in self.duplicates:
             tag = "leak" if group.leakage else "conflict" if group.label_conflict else group.kind
             for path, label, split in zip(group.paths, group.labels, group.splits, strict=True):
@@ -213,144 +188,23 @@ class DoctorReport:
         return cls(**kwargs)
 
 
-# --------------------------------------------------------------------------- measurements
-
-
-def image_stats(path: str | os.PathLike, *, size: tuple[int, int] | None = None) -> ImageStats:
-    """Measure one image: size, brightness, contrast, entropy, sharpness, colour, hashes.
-
-    Args:
-        path: the image file.
-        size: its upright (width, height) when already known (saves reading the header).
-
-    Raises:
-        ImageError: the image cannot be read.
-    """
-    import imagehash
-    from PIL import Image
-
-    if size is None:
-        info = inspect_image(path, full=False)
-        size = (info.width, info.height)
-    img = open_image(path, draft=(_STATS_SIDE, _STATS_SIDE))
-    img.thumbnail((_STATS_SIDE, _STATS_SIDE), Image.Resampling.BILINEAR)
-    gray = img.convert("L")
-    grey = np.asarray(gray, dtype=np.float32)  # (H, W)
-    if min(grey.shape) >= 3:
-        lap = grey[1:-1, :-2] + grey[1:-1, 2:] + grey[:-2, 1:-1] + grey[2:, 1:-1] - 4 * grey[1:-1, 1:-1]
-        sharpness = float(lap.var())
-    else:
-        sharpness = 0.0
-    rgb = np.asarray(img.resize((64, 64), Image.Resampling.BILINEAR), dtype=np.int16)  # (64, 64, 3)
-    spread = rgb.max(axis=2) - rgb.min(axis=2)
-    return ImageStats(
-        width=size[0],
-        height=size[1],
-        brightness=round(float(grey.mean()) / 255.0, 4),
-        contrast=round(float(grey.std()) / 255.0, 4),
-        entropy=round(float(gray.entropy()), 4),
-        sharpness=round(sharpness, 2),
-        colourfulness=round(float(spread.mean()), 3),
-        sha256=sha256_file(Path(path)),
-        phash=str(imagehash.phash(img)),
-    )
-
-
-def quality_flags(
-    stats: ImageStats, thresholds: QualityThresholds, *, colour_set: bool
-) -> list[tuple[str, float, float]]:
-    """``(issue, value, threshold)`` for each quality problem of one image."""
-    t = thresholds
-    out: list[tuple[str, float, float]] = []
-    if stats.brightness < t.dark:
-        out.append(("dark", stats.brightness, t.dark))
-    if stats.brightness > t.bright:
-        out.append(("bright", stats.brightness, t.bright))
-    low_info = stats.entropy < t.low_information
-    if low_info:
-        out.append(("low_information", stats.entropy, t.low_information))
-    elif stats.sharpness < t.blurry:  # a blank image is low-information, not blurry
-        out.append(("blurry", stats.sharpness, t.blurry))
-    short, long = sorted((stats.width, stats.height))
-    if short < t.tiny:
-        out.append(("tiny", float(short), float(t.tiny)))
-    if short > 0 and long / short > t.aspect:
-        out.append(("odd_aspect", round(long / short, 2), t.aspect))
-    if colour_set and stats.colourfulness < t.grayscale:
-        out.append(("grayscale", stats.colourfulness, t.grayscale))
-    return out
-
-
-def _popcount(x: np.ndarray) -> np.ndarray:
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(x)
-    table = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
-    return table[x.view(np.uint8).reshape(*x.shape, 8)].sum(axis=-1)
-
-
-def _near_pairs_hash(hashes: Sequence[str], max_distance: int) -> list[tuple[int, int, int]]:
-    """``(i, j, bits)`` for pairs whose 64-bit perceptual hashes differ in at most ``max_distance`` bits."""
-    h = np.array([int(x, 16) for x in hashes], dtype=np.uint64)
-    n = len(h)
-    block = max(1, 8_000_000 // max(n, 1))
-    pairs: list[tuple[int, int, int]] = []
-    for start in range(0, n, block):
-        dist = _popcount(np.bitwise_xor(h[start : start + block, None], h[None, :]))  # (B, N)
-        for i, j in zip(*np.nonzero(dist <= max_distance), strict=True):
-            a = start + int(i)
-            if a < int(j):
-                pairs.append((a, int(j), int(dist[i, j])))
-    return pairs
-
-
-def _near_pairs_embedding(features: np.ndarray, min_similarity: float) -> list[tuple[int, int, int]]:
-    """``(i, j, 0)`` for pairs whose embedding cosine similarity is at least ``min_similarity``."""
-    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-    block = max(1, 8_000_000 // max(len(x), 1))
-    pairs: list[tuple[int, int, int]] = []
-    for start in range(0, len(x), block):
-        sim = x[start : start + block] @ x.T  # (B, N)
-        for i, j in zip(*np.nonzero(sim >= min_similarity), strict=True):
-            if start + int(i) < int(j):
-                pairs.append((start + int(i), int(j), 0))
-    return pairs
-
-
-def _groups(n: int, pairs: Sequence[tuple[int, int, int]]) -> list[tuple[list[int], int]]:
-    """Connected components (size ≥ 2) of the pair graph, with the largest distance inside."""
-    parent = list(range(n))
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    worst: dict[int, int] = {}
-    for a, b, d in pairs:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[rb] = ra
-            worst[ra] = max(worst.get(ra, 0), worst.pop(rb, 0))
-        worst[ra] = max(worst.get(ra, 0), d)
-    members: dict[int, list[int]] = {}
-    for i in range(n):
-        members.setdefault(find(i), []).append(i)
-    return [(m, worst.get(root, 0)) for root, m in members.items() if len(m) > 1]
-
-
 # --------------------------------------------------------------------------- label issues
 
 
 def _label_issues(
-    labels: Sequence[str], features: np.ndarray, *, folds: int, seed: int
-) -> tuple[list[tuple[int, str, float, float]], str]:
-    """``(index, suggested label, given-label prob, suggested prob)`` ranked, and a note if skipped."""
+    labels: Sequence[str], features: np.ndarray, *, folds: int, seed: int, filter_by: str
+) -> tuple[list[tuple[int, str, float, float, bool]], str]:
+    """Ranked ``(index, suggested label, p(given), p(suggested), confident)``, and a note if skipped.
+
+    ``confident`` marks the images cleanlab's stricter confident-learning filter
+    (``prune_by_noise_rate``) also flags.
+    """
     from cleanlab.filter import find_label_issues
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import Normalizer
+    from threadpoolctl import threadpool_limits
 
     names = sorted(set(labels))
     if len(names) < 2:
@@ -363,12 +217,17 @@ def _label_issues(
     # L2-normalised embeddings: as good as standardised ones here and ~5x faster to fit
     model = make_pipeline(Normalizer(), LogisticRegression(max_iter=1000, C=2.0))
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    probs = cross_val_predict(model, features, y, cv=cv, method="predict_proba")  # (N, C)
-    ranked = find_label_issues(y, probs, return_indices_ranked_by="self_confidence")
+    # One BLAS thread: these small fits ran ~30x slower with BLAS threads fighting for 2 busy cores.
+    with threadpool_limits(limits=1, user_api="blas"):
+        probs = cross_val_predict(model, features, y, cv=cv, method="predict_proba")  # (N, C)
+    ranked = find_label_issues(
+        y, probs, filter_by=filter_by, return_indices_ranked_by="self_confidence", n_jobs=1
+    )
+    strict = find_label_issues(y, probs, filter_by="prune_by_noise_rate", n_jobs=1)  # (N,) bool
     out = []
     for i in ranked:
         best = int(probs[i].argmax())
-        out.append((int(i), names[best], float(probs[i, y[i]]), float(probs[i, best])))
+        out.append((int(i), names[best], float(probs[i, y[i]]), float(probs[i, best]), bool(strict[i])))
     return out, ""
 
 
@@ -387,6 +246,7 @@ def doctor(
     seed: int = 42,
     near_distance: int = 4,
     near_similarity: float | None = None,
+    label_filter: str = "predicted_neq_given",
     thresholds: QualityThresholds | None = None,
     workers: int | None = None,
 ) -> DoctorReport:
@@ -404,6 +264,9 @@ def doctor(
         folds: cross-validation folds for the out-of-sample probabilities.
         seed: seed of the folds.
         near_distance: perceptual-hash bits (of 64) two near duplicates may differ by.
+        label_filter: cleanlab ``filter_by`` for likely mislabels: ``"predicted_neq_given"`` (every
+            image whose out-of-sample best class is not its label: the most complete) or the
+            stricter ``"prune_by_noise_rate"`` / ``"confident_learning"`` / ``"both"``.
         near_similarity: also count pairs with embedding cosine similarity at least this as near
             duplicates (None: perceptual hash only).
         thresholds: quality-flag thresholds.
@@ -418,6 +281,8 @@ def doctor(
     """
     ds = dataset if isinstance(dataset, ImageDataset) else load_dataset(dataset, seed=seed)
     t = thresholds or QualityThresholds()
+    if label_filter not in _LABEL_FILTERS:
+        raise ConfigError(f"Unknown label_filter '{label_filter}'; use one of {', '.join(_LABEL_FILTERS)}.")
     items = list(ds.items)
     paths = [str(item.path) for item in items]
     report = DoctorReport(
@@ -430,6 +295,7 @@ def doctor(
             "folds": folds,
             "seed": seed,
             "near_distance": near_distance,
+            "label_filter": label_filter,
             "near_similarity": near_similarity,
             "thresholds": asdict(t),
             "embeddings": "given" if embeddings is not None else "backbone",
@@ -468,22 +334,33 @@ def doctor(
             report.quality.append(QualityFlag(paths[i], items[i].label, issue, value, limit))
 
     # 3. likely mislabels from out-of-sample probabilities on frozen-backbone embeddings
-    feats = embeddings
+    feats: np.ndarray | None = None  # (len(ok), D), rows aligned with ``ok``
     if check_labels or near_similarity is not None:
-        if feats is None:
+        if embeddings is not None:
+            feats = np.asarray(embeddings, dtype=np.float32)[ok]
+        else:
             from sortsight.features import extract_features
 
-            feats = extract_features(paths, model=model, image_size=image_size, progress=progress)
-        feats = np.asarray(feats, dtype=np.float32)
+            readable = [paths[i] for i in ok]
+            feats = extract_features(readable, model=model, image_size=image_size, progress=progress)
     if check_labels and feats is not None:
-        found, note = _label_issues([items[i].label for i in ok], feats[ok], folds=folds, seed=seed)
+        found, note = _label_issues(
+            [items[i].label for i in ok], feats, folds=folds, seed=seed, filter_by=label_filter
+        )
         if note:
             report.notes.append(note)
-        for rank, (j, suggested, p_given, p_best) in enumerate(found, start=1):
+        for rank, (j, suggested, p_given, p_best, strict) in enumerate(found, start=1):
             item = items[ok[j]]
             report.label_issues.append(
                 LabelIssue(
-                    rank, paths[ok[j]], item.label, suggested, round(p_given, 4), round(p_best, 4), item.split
+                    rank,
+                    paths[ok[j]],
+                    item.label,
+                    suggested,
+                    round(p_given, 4),
+                    round(p_best, 4),
+                    item.split,
+                    strict,
                 )
             )
 
@@ -496,10 +373,10 @@ def doctor(
             pairs.append((sha_first[digest], k, 0))
         else:
             sha_first[digest] = k
-    pairs += _near_pairs_hash([stats[i].phash for i in ok], near_distance)  # type: ignore[union-attr]
+    pairs += near_pairs_hash([stats[i].phash for i in ok], near_distance)  # type: ignore[union-attr]
     if near_similarity is not None and feats is not None:
-        pairs += _near_pairs_embedding(feats[ok], near_similarity)
-    for members, worst in _groups(len(ok), pairs):
+        pairs += near_pairs_embedding(feats, near_similarity)
+    for members, worst in groups(len(ok), pairs):
         idx = [ok[m] for m in members]
         labels = [items[i].label for i in idx]
         splits = [items[i].split for i in idx]
@@ -582,3 +459,6 @@ def save_report(
         Path(tmp).unlink(missing_ok=True)
         raise
     return {"json": json_path, "contact_sheet": sheet_path}
+
+
+make_module_callable(__name__, doctor)

@@ -36,15 +36,16 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ENGINE_NAMES",
-    "Engine",
     "EagerEngine",
+    "Engine",
     "JitEngine",
     "OnnxEngine",
     "build_engine",
     "export_onnx",
-    "read_onnx_metadata",
+    "find_current_onnx",
     "onnx_cache_dir",
-    "weights_digest",
+    "read_onnx_metadata",
+    "source_digest",
 ]
 
 ENGINE_NAMES = ("auto", "onnx", "jit", "eager")
@@ -111,8 +112,9 @@ class JitEngine:
                 traced = torch.jit.trace(module.eval(), example, strict=False)
                 self.graph = torch.jit.freeze(traced)
         except Exception as exc:  # tracing fails in many ways on exotic models
-            raise ModelError(f"This model cannot be traced for the jit engine ({type(exc).__name__}); "
-                             f"use --engine eager.") from exc
+            raise ModelError(
+                f"This model cannot be traced for the jit engine ({type(exc).__name__}); use --engine eager."
+            ) from exc
 
     def __call__(self, pixels: Any) -> np.ndarray:
         import torch
@@ -142,8 +144,10 @@ class OnnxEngine:
             self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ModelError(f"ONNX Runtime cannot load this model: {first}. Re-export it with "
-                             f"'sortsight export MODEL --onnx'.") from exc
+            raise ModelError(
+                f"ONNX Runtime cannot load this model: {first}. Re-export it with "
+                f"'sortsight export MODEL --onnx'."
+            ) from exc
         self.input_name = self.session.get_inputs()[0].name
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
 
@@ -156,14 +160,17 @@ class OnnxEngine:
 # --------------------------------------------------------------------------- ONNX export
 
 
-def weights_digest(model_dir: str | Path) -> str:
-    """SHA-256 of a model folder's weight files (what an exported graph was made from)."""
+def source_digest(model_dir: str | Path) -> str:
+    """SHA-256 of what an exported graph is made from: a model folder's weights, config, processor."""
     digest = hashlib.sha256()
     folder = Path(model_dir)
-    names = sorted(p.name for p in folder.glob("*.safetensors"))
-    if not names:
+    weights = sorted(p.name for p in folder.glob("*.safetensors"))
+    if not weights:
         raise ModelError(f"No .safetensors weights in '{folder}'. Give an HF model folder.")
-    for name in names:
+    for name in [*weights, "config.json", "preprocessor_config.json"]:
+        if not (folder / name).is_file():
+            continue
+        digest.update(name.encode())
         with open(folder / name, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
@@ -172,7 +179,9 @@ def weights_digest(model_dir: str | Path) -> str:
 
 def onnx_cache_dir() -> Path:
     """Where exported graphs are cached: ``$SORTSIGHT_CACHE/onnx`` or ``~/.cache/sortsight/onnx``."""
-    return Path(os.environ.get("SORTSIGHT_CACHE") or Path.home() / ".cache" / "sortsight").expanduser() / "onnx"
+    return (
+        Path(os.environ.get("SORTSIGHT_CACHE") or Path.home() / ".cache" / "sortsight").expanduser() / "onnx"
+    )
 
 
 def _metadata(labels: Sequence[str], data_config: DataConfig, name: str, digest: str) -> dict[str, str]:
@@ -187,7 +196,7 @@ def _metadata(labels: Sequence[str], data_config: DataConfig, name: str, digest:
         "crop_pct": str(dc["crop_pct"]),
         "input_layout": "NCHW float32, RGB, normalised with mean/std after resize+centre crop",
         "model_name": name,
-        _META_PREFIX + "weights_sha256": digest,
+        _META_PREFIX + "source_sha256": digest,
         _META_PREFIX + "version": __version__,
     }
 
@@ -203,22 +212,40 @@ def _export_proto(module: Any, input_size: int) -> Any:
 
     module = module.eval()
     example = (torch.zeros(2, 3, input_size, input_size),)  # (B, 3, H, W)
-    names = {"input_names": ["pixel_values"], "output_names": ["logits"]}
     try:
         with _quiet():
-            program = torch.onnx.export(module, example, None, dynamo=True, verbose=False,
-                                        dynamic_shapes=({0: torch.export.Dim("batch")},), **names)
-        return program.model_proto
+            program = torch.onnx.export(
+                module,
+                example,
+                None,
+                dynamo=True,
+                verbose=False,
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                input_names=["pixel_values"],
+                output_names=["logits"],
+            )
+        if program is not None:
+            return program.model_proto
     except Exception as exc:  # fall back to the legacy exporter
         logger.info("torch.export-based ONNX export failed (%s); using the TorchScript exporter", exc)
     buffer = io.BytesIO()
     try:
         with _quiet():
-            torch.onnx.export(module, example, buffer, dynamo=False, opset_version=17,
-                              dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}}, **names)
+            torch.onnx.export(
+                module,
+                example,
+                buffer,  # type: ignore[arg-type]
+                dynamo=False,
+                opset_version=17,
+                dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}},
+                input_names=["pixel_values"],
+                output_names=["logits"],
+            )
     except Exception as exc:
-        raise ModelError(f"This model cannot be exported to ONNX ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}); use --engine jit or eager.") from exc
+        raise ModelError(
+            f"This model cannot be exported to ONNX ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); use --engine jit or eager."
+        ) from exc
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -251,7 +278,7 @@ def export_onnx(loaded: LoadedModel, out: str | Path | None = None) -> Path:
 
     target = Path(out) if out is not None else Path(loaded.path) / "model.onnx"
     proto = _export_proto(loaded.module, loaded.data_config.input_size)
-    meta = _metadata(loaded.labels, loaded.data_config, loaded.name, weights_digest(loaded.path))
+    meta = _metadata(loaded.labels, loaded.data_config, loaded.name, source_digest(loaded.path))
     onnx.helper.set_model_props(proto, meta)
     _check_parity(proto, loaded)
     _write_proto(proto, target)
@@ -269,8 +296,10 @@ def _check_parity(proto: Any, loaded: LoadedModel, tolerance: float = 1e-3) -> N
     got = OnnxEngine(proto.SerializeToString(), threads=1)(x)
     diff = float(np.abs(expected - got).max())
     if not diff <= tolerance:
-        raise ModelError(f"The ONNX export of this model differs from PyTorch (max logit difference {diff:.2g}); "
-                         f"use --engine jit or eager.")
+        raise ModelError(
+            f"The ONNX export of this model differs from PyTorch (max logit difference {diff:.2g}); "
+            f"use --engine jit or eager."
+        )
 
 
 def read_onnx_metadata(path: str | Path) -> tuple[list[str], DataConfig, str, dict[str, str]]:
@@ -287,12 +316,15 @@ def read_onnx_metadata(path: str | Path) -> tuple[list[str], DataConfig, str, di
     try:
         proto = onnx.load(str(p), load_external_data=False)
     except Exception as exc:  # protobuf decode errors
-        raise ModelError(f"'{p}' is not a readable ONNX file. Export one with 'sortsight export MODEL "
-                         f"--onnx'.") from exc
+        raise ModelError(
+            f"'{p}' is not a readable ONNX file. Export one with 'sortsight export MODEL --onnx'."
+        ) from exc
     meta = {prop.key: prop.value for prop in proto.metadata_props}
     if "labels" not in meta or "input_size" not in meta:
-        raise ModelError(f"'{p}' has no labels/preprocessing metadata. Export it with 'sortsight export "
-                         f"MODEL --onnx', or give the model folder instead.")
+        raise ModelError(
+            f"'{p}' has no labels/preprocessing metadata. Export it with 'sortsight export "
+            f"MODEL --onnx', or give the model folder instead."
+        )
     data_config = DataConfig(
         input_size=int(meta["input_size"]),
         mean=tuple(json.loads(meta.get("mean", "[0.5, 0.5, 0.5]"))),  # type: ignore[arg-type]
@@ -303,24 +335,34 @@ def read_onnx_metadata(path: str | Path) -> tuple[list[str], DataConfig, str, di
     return list(json.loads(meta["labels"])), data_config, meta.get("model_name", p.stem), meta
 
 
-def _onnx_for(loaded: LoadedModel, cache_dir: Path | None) -> Path:
-    """A current ONNX file for ``loaded``: the folder's own ``model.onnx``, the cache, or a new export."""
-    digest = weights_digest(loaded.path)
-    beside = Path(loaded.path) / "model.onnx"
+def _cache_file(digest: str, cache_dir: Path | None) -> Path:
+    return (cache_dir or onnx_cache_dir()) / f"{digest[:32]}-{__version__}.onnx"
+
+
+def find_current_onnx(model_dir: str | Path, cache_dir: str | Path | None = None) -> Path | None:
+    """An ONNX graph made from exactly this folder's files: its own ``model.onnx`` or a cached export.
+
+    Needs no model load, so a cached model starts fast and light.
+    """
+    folder = Path(model_dir)
+    digest = source_digest(folder)
+    beside = folder / "model.onnx"
     if beside.is_file():
         try:
-            _, dc, _, meta = read_onnx_metadata(beside)
-            if meta.get(_META_PREFIX + "weights_sha256") == digest and dc == loaded.data_config:
+            if read_onnx_metadata(beside)[3].get(_META_PREFIX + "source_sha256") == digest:
                 return beside
         except ModelError:
             pass
-    key = hashlib.sha256(
-        json.dumps([digest, asdict(loaded.data_config), loaded.labels, __version__]).encode()
-    ).hexdigest()[:32]
-    cached = (cache_dir or onnx_cache_dir()) / f"{key}.onnx"
-    if not cached.is_file():
-        export_onnx(loaded, cached)
-    return cached
+    cached = _cache_file(digest, Path(cache_dir) if cache_dir is not None else None)
+    return cached if cached.is_file() else None
+
+
+def _onnx_for(loaded: LoadedModel, cache_dir: Path | None) -> Path:
+    """A current ONNX file for ``loaded``: the folder's own ``model.onnx``, the cache, or a new export."""
+    found = find_current_onnx(loaded.path, cache_dir)
+    if found is not None:
+        return found
+    return export_onnx(loaded, _cache_file(source_digest(loaded.path), cache_dir))
 
 
 def build_engine(
@@ -354,7 +396,9 @@ def build_engine(
         except (ModelError, OSError) as exc:
             if engine != "auto":
                 if isinstance(exc, OSError):
-                    raise ModelError(f"Could not prepare the {name} engine: {exc}. Try --engine eager.") from exc
+                    raise ModelError(
+                        f"Could not prepare the {name} engine: {exc}. Try --engine eager."
+                    ) from exc
                 raise
             logger.info("engine %s unavailable for %s: %s", name, loaded.path, exc)
             last = exc

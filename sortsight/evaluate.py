@@ -29,7 +29,7 @@ from sortsight.errors import DataError
 from sortsight.predict import Classifier, iter_probabilities
 from sortsight.progress import ProgressCallback, Ticker
 
-__all__ = ["Evaluation", "evaluate", "compute_metrics", "calibration_bins", "held_out_items"]
+__all__ = ["Evaluation", "calibration_bins", "compute_metrics", "evaluate", "held_out_items"]
 
 
 @dataclass
@@ -57,11 +57,20 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "data": self.data, "split": self.split, "note": self.note,
-            "engine": self.engine, "labels": self.labels, "metrics": self.metrics,
-            "per_class": self.per_class, "confusion_matrix": self.confusion,
-            "most_confused": self.most_confused, "top_losses": self.top_losses,
-            "calibration": self.calibration, "skipped": self.skipped, "predictions": self.predictions,
+            "model": self.model,
+            "data": self.data,
+            "split": self.split,
+            "note": self.note,
+            "engine": self.engine,
+            "labels": self.labels,
+            "metrics": self.metrics,
+            "per_class": self.per_class,
+            "confusion_matrix": self.confusion,
+            "most_confused": self.most_confused,
+            "top_losses": self.top_losses,
+            "calibration": self.calibration,
+            "skipped": self.skipped,
+            "predictions": self.predictions,
         }
 
     def save(self, out_dir: str | Path, *, thumbnails: bool = True) -> dict[str, Path]:
@@ -75,8 +84,12 @@ class Evaluation:
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"json": out / "evaluation.json", "confusion": out / "confusion_matrix.png",
-                 "reliability": out / "reliability.png", "report": out / "report.html"}
+        paths = {
+            "json": out / "evaluation.json",
+            "confusion": out / "confusion_matrix.png",
+            "reliability": out / "reliability.png",
+            "report": out / "report.html",
+        }
         atomic_write_text(paths["json"], json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
         paths["confusion"].write_bytes(confusion_png(self))
         paths["reliability"].write_bytes(reliability_png(self))
@@ -107,8 +120,15 @@ def calibration_bins(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 10) ->
         conf = float(confidence[mask].mean()) if n else None
         if n:
             ece += n / len(y_true) * abs(acc - conf)  # type: ignore[operator]
-        bins.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": n,
-                     "accuracy": acc, "confidence": conf})
+        bins.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "count": n,
+                "accuracy": acc,
+                "confidence": conf,
+            }
+        )
     return {"bins": bins, "ece": float(ece), "n_bins": n_bins}
 
 
@@ -132,37 +152,61 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str]
     k = len(labels)
     classes = list(range(k))
     y_pred = probs.argmax(axis=1)
-    metrics: dict[str, Any] = {"accuracy": float(accuracy_score(y_true, y_pred)), "n_images": int(len(y_true))}
+    metrics: dict[str, Any] = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "n_images": len(y_true),
+    }
     present = sorted(set(y_true.tolist()))
     if k == 2:
-        metrics.update({
-            "positive_label": labels[1],
-            "f1": float(f1_score(y_true, y_pred, pos_label=1, zero_division=0)),
-            "precision": float(precision_score(y_true, y_pred, pos_label=1, zero_division=0)),
-            "recall": float(recall_score(y_true, y_pred, pos_label=1, zero_division=0)),
-        })
+        metrics.update(
+            {
+                "positive_label": labels[1],
+                "f1": float(f1_score(y_true, y_pred, pos_label=1, zero_division=0)),
+                "precision": float(precision_score(y_true, y_pred, pos_label=1, zero_division=0)),
+                "recall": float(recall_score(y_true, y_pred, pos_label=1, zero_division=0)),
+            }
+        )
         if len(present) == 2:
             metrics["roc_auc"] = float(roc_auc_score(y_true, probs[:, 1]))
     else:
         for avg in ("macro", "micro", "weighted"):
-            p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average=avg,
-                                                         zero_division=0)
+            p, r, f, _ = precision_recall_fscore_support(
+                y_true, y_pred, labels=present, average=avg, zero_division=0
+            )
             metrics.update({f"precision_{avg}": float(p), f"recall_{avg}": float(r), f"f1_{avg}": float(f)})
         if len(present) == k:
-            metrics["roc_auc_ovr_macro"] = float(roc_auc_score(y_true, probs, multi_class="ovr", labels=classes))
+            metrics["roc_auc_ovr_macro"] = float(
+                roc_auc_score(y_true, probs, multi_class="ovr", labels=classes)
+            )
     if len(y_true):
         clipped = np.clip(probs, 1e-15, 1.0)
-        metrics["log_loss"] = float(log_loss(y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=classes))
+        metrics["log_loss"] = float(
+            log_loss(y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=classes)
+        )
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
-    per_class = [{"label": labels[i], "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                  "support": int(s[i])} for i in classes]
+    per_class = [
+        {
+            "label": labels[i],
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(s[i]),
+        }
+        for i in classes
+    ]
     confusion = confusion_matrix(y_true, y_pred, labels=classes).tolist()
     return {"metrics": metrics, "per_class": per_class, "confusion": confusion}
 
 
-def _most_confused(confusion: list[list[int]], labels: Sequence[str], limit: int = 20) -> list[dict[str, Any]]:
-    pairs = [{"true": labels[i], "predicted": labels[j], "count": int(confusion[i][j])}
-             for i in range(len(labels)) for j in range(len(labels)) if i != j and confusion[i][j] > 0]
+def _most_confused(
+    confusion: list[list[int]], labels: Sequence[str], limit: int = 20
+) -> list[dict[str, Any]]:
+    pairs: list[dict[str, Any]] = [
+        {"true": labels[i], "predicted": labels[j], "count": int(confusion[i][j])}
+        for i in range(len(labels))
+        for j in range(len(labels))
+        if i != j and confusion[i][j] > 0
+    ]
     pairs.sort(key=lambda d: (-d["count"], d["true"], d["predicted"]))
     return pairs[:limit]
 
@@ -193,28 +237,36 @@ def held_out_items(run_dir: Path, info: dict[str, Any]) -> tuple[list[tuple[Path
     splits = data.get("splits") or {}
     source = data.get("path")
     if not source or not splits:
-        raise DataError(f"Run '{run_dir}' does not record its data splits. Give the data to evaluate on: "
-                        f"sortsight evaluate {run_dir} DATA.")
+        raise DataError(
+            f"Run '{run_dir}' does not record its data splits. Give the data to evaluate on: "
+            f"sortsight evaluate {run_dir} DATA."
+        )
     split, note = "test", ""
     wanted = splits.get("test") or []
     if not wanted:
         split, wanted = "validation", splits.get("validation") or []
-        note = ("No test split was held out for this run, so these are the validation images, which also "
-                "chose the best epoch: expect the numbers to be a little optimistic. Train with test_split "
-                "(e.g. 0.1) for an unbiased estimate.")
+        note = (
+            "No test split was held out for this run, so these are the validation images, which also "
+            "chose the best epoch: expect the numbers to be a little optimistic. Train with test_split "
+            "(e.g. 0.1) for an unbiased estimate."
+        )
     if not Path(source).exists():
-        raise DataError(f"The data of run '{run_dir}' ('{source}') is not there any more. Give the data to "
-                        f"evaluate on: sortsight evaluate {run_dir} DATA.")
+        raise DataError(
+            f"The data of run '{run_dir}' ('{source}') is not there any more. Give the data to "
+            f"evaluate on: sortsight evaluate {run_dir} DATA."
+        )
     ds = scan(source, verify=False)
     by_relative = {ds.relative(item.path): item for item in ds.items}
     items = [(by_relative[r].path, by_relative[r].label) for r in wanted if r in by_relative]
     if not items:
-        raise DataError(f"None of the {split} images of run '{run_dir}' were found in '{source}'. Give the data "
-                        f"to evaluate on: sortsight evaluate {run_dir} DATA.")
+        raise DataError(
+            f"None of the {split} images of run '{run_dir}' were found in '{source}'. Give the data "
+            f"to evaluate on: sortsight evaluate {run_dir} DATA."
+        )
     return items, str(source), split, note
 
 
-def _data_items(data: str | Path, split: str | None) -> tuple[list[tuple[Path, str]], str, str]:
+def _data_items(data: str | Path, split: str | None) -> tuple[list[tuple[Path, str]], str]:
     from sortsight.data import scan
 
     ds = scan(data, verify=False)
@@ -224,8 +276,10 @@ def _data_items(data: str | Path, split: str | None) -> tuple[list[tuple[Path, s
     if split:
         chosen = [item for item in ds.items if item.split == split]
         if not chosen:
-            raise DataError(f"'{data}' has no '{split}' split (it has: {', '.join(sorted(splits)) or 'none'}). "
-                            f"Choose another --split.")
+            raise DataError(
+                f"'{data}' has no '{split}' split (it has: {', '.join(sorted(splits)) or 'none'}). "
+                f"Choose another --split."
+            )
     else:
         chosen = list(ds.items)
     return [(item.path, item.label) for item in chosen], split or "all"
@@ -270,27 +324,36 @@ def evaluate(
         >>> round(ev.accuracy, 3), ev.split  # doctest: +SKIP
         (0.962, 'test')
     """
-    clf = model if isinstance(model, Classifier) else Classifier.load(model, engine=engine, batch_size=batch_size)
-    model_path = Path(clf.source)
+    model_path = Path(model.source if isinstance(model, Classifier) else model)
     run = _run_info(model_path) if model_path.is_dir() else None
+    if data is None and run is None:  # checked before the (slow) model load
+        raise DataError(
+            f"'{model_path}' is not a sortsight run folder, so it has no held-out split. Give "
+            f"labelled data: sortsight evaluate {model_path} DATA."
+        )
+    clf = (
+        model
+        if isinstance(model, Classifier)
+        else Classifier.load(model, engine=engine, batch_size=batch_size)
+    )
     note = ""
     same_data = False
     if data is not None and run is not None:
         recorded = (run[1].get("data") or {}).get("path")
         same_data = bool(recorded) and os.path.abspath(str(recorded)) == os.path.abspath(str(data))
-    if data is None or (same_data and split is None):
-        if run is None:
-            raise DataError(f"'{clf.source}' is not a sortsight run folder, so it has no held-out split. Give "
-                            f"labelled data: sortsight evaluate {clf.source} DATA.")
+    if run is not None and (data is None or (same_data and split is None)):
         items, data_name, split_name, note = held_out_items(*run)
     else:
+        assert data is not None
         items, split_name = _data_items(data, split)
         data_name = str(data)
     known = set(clf.labels)
     unknown = sorted({label for _, label in items} - known)
     if unknown:
-        raise DataError(f"The data has classes the model does not know: {', '.join(unknown[:5])}. The model "
-                        f"knows: {', '.join(clf.labels[:10])}. Evaluate on data with the model's classes.")
+        raise DataError(
+            f"The data has classes the model does not know: {', '.join(unknown[:5])}. The model "
+            f"knows: {', '.join(clf.labels[:10])}. Evaluate on data with the model's classes."
+        )
     index = {label: i for i, label in enumerate(clf.labels)}
     paths = [p for p, _ in items]
     y_all = np.array([index[label] for _, label in items], dtype=np.int64)
@@ -312,19 +375,34 @@ def evaluate(
     y_pred = probs.argmax(axis=1)
     p_true = probs[np.arange(len(kept)), y_true]
     losses = -np.log(np.clip(p_true, 1e-15, 1.0))
-    predictions = [{"path": str(paths[k]), "true": clf.labels[t], "predicted": clf.labels[p],
-                    "probability": round(float(probs[n, p]), 6), "probability_true": round(float(p_true[n]), 6),
-                    "loss": round(float(losses[n]), 6)}
-                   for n, (k, t, p) in enumerate(zip(kept, y_true, y_pred))]
+    predictions = [
+        {
+            "path": str(paths[k]),
+            "true": clf.labels[t],
+            "predicted": clf.labels[p],
+            "probability": round(float(probs[n, p]), 6),
+            "probability_true": round(float(p_true[n]), 6),
+            "loss": round(float(losses[n]), 6),
+        }
+        for n, (k, t, p) in enumerate(zip(kept, y_true, y_pred, strict=True))
+    ]
     worst = [predictions[n] for n in np.argsort(-losses, kind="stable")[:top_losses]]
     return Evaluation(
-        model=clf.source, data=data_name, split=split_name, note=note, labels=list(clf.labels),
-        metrics=result["metrics"], per_class=result["per_class"], confusion=result["confusion"],
-        most_confused=_most_confused(result["confusion"], clf.labels), top_losses=worst,
-        calibration=calibration_bins(probs, y_true), predictions=predictions, skipped=skipped,
+        model=clf.source,
+        data=data_name,
+        split=split_name,
+        note=note,
+        labels=list(clf.labels),
+        metrics=result["metrics"],
+        per_class=result["per_class"],
+        confusion=result["confusion"],
+        most_confused=_most_confused(result["confusion"], clf.labels),
+        top_losses=worst,
+        calibration=calibration_bins(probs, y_true),
+        predictions=predictions,
+        skipped=skipped,
         engine=clf.engine.name,
     )
-
 
 
 class _CallableModule(types.ModuleType):

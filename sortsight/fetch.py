@@ -43,7 +43,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sortsight import __version__
+from sortsight import __version__, _iiif
+from sortsight._callable import make_module_callable
 from sortsight.errors import DataError, ImageError
 from sortsight.fileops import place_file
 from sortsight.images import inspect_image
@@ -147,7 +148,10 @@ class _Http:
 
     def get(self, url: str) -> bytes:
         """The body of ``url``, retried with exponential backoff; raises :class:`_Failed`."""
-        host = urllib.parse.urlsplit(url).netloc
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise _Failed("not an http(s) URL")
+        host = parts.netloc
         reason = ""
         for attempt in range(self.retries + 1):
             wait_for = self.backoff * (2**attempt)
@@ -197,105 +201,6 @@ def _safe_label(label: str) -> str:
     return label[:100]
 
 
-def _iiif_text(value: Any) -> str:
-    """Text of a IIIF v2 value (str, {"@value"}, list) or v3 language map ({"en": ["..."]})."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, list):
-        return "; ".join(t for t in (_iiif_text(v) for v in value) if t)
-    if isinstance(value, dict):
-        if "@value" in value:
-            return _iiif_text(value["@value"])
-        for key in ("en", "none", *value.keys()):
-            if key in value:
-                return _iiif_text(value[key])
-    return str(value).strip()
-
-
-def _metadata(obj: dict[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for entry in obj.get("metadata") or []:
-        if isinstance(entry, dict):
-            out.setdefault(_iiif_text(entry.get("label")).lower(), _iiif_text(entry.get("value")))
-    return out
-
-
-def _first(value: Any) -> Any:
-    return value[0] if isinstance(value, list) and value else value
-
-
-def _size_param(service: dict[str, Any], dims: tuple[int, int] | None, size: int | None, v3: bool) -> str:
-    full = "max" if v3 else "full"
-    profile = json.dumps(service.get("profile", "")).lower()
-    if size is None or "level0" in profile or (dims and max(dims) <= size):
-        return full
-    if "level1" in profile and dims:
-        return f"{size}," if dims[0] >= dims[1] else f",{size}"
-    return f"!{size},{size}"
-
-
-def _dims(*objs: dict[str, Any]) -> tuple[int, int] | None:
-    for obj in objs:
-        w, h = obj.get("width"), obj.get("height")
-        if isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0:
-            return w, h
-    return None
-
-
-def _image_url(resource: dict[str, Any], canvas: dict[str, Any], size: int | None) -> str | None:
-    """The URL to fetch for one painting resource (via its image service when it has one)."""
-    if resource.get("type") == "Choice" or resource.get("@type") == "oa:Choice":
-        resource = _first(resource.get("items") or resource.get("default") or [])
-        if not isinstance(resource, dict):
-            return None
-    services = resource.get("service") or []
-    services = services if isinstance(services, list) else [services]
-    for service in services:
-        if not isinstance(service, dict):
-            continue
-        base = service.get("id") or service.get("@id")
-        kind = str(service.get("type") or service.get("@type") or "")
-        context = json.dumps(service.get("@context", ""))
-        if not base:
-            continue
-        v3 = kind == "ImageService3" or "image/3" in context
-        param = _size_param(service, _dims(service, resource, canvas), size, v3)
-        return f"{str(base).rstrip('/')}/full/{param}/0/default.jpg"
-    url = resource.get("id") or resource.get("@id")
-    return str(url) if url else None
-
-
-def _canvases(manifest: dict[str, Any]) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], bool]:
-    """(canvas, painting resource) pairs of a v2 or v3 manifest, and whether it is v3."""
-    context = json.dumps(manifest.get("@context", ""))
-    kind = str(manifest.get("type") or manifest.get("@type") or "")
-    if "Collection" in kind:
-        raise DataError("This IIIF document is a Collection; give the URL or file of one of its manifests.")
-    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    if kind == "Manifest" or "presentation/3" in context:
-        for canvas in manifest.get("items") or []:
-            for page in canvas.get("items") or []:
-                for annotation in page.get("items") or []:
-                    body = _first(annotation.get("body"))
-                    if isinstance(body, dict):
-                        pairs.append((canvas, body))
-                        break
-                else:
-                    continue
-                break
-        return pairs, True
-    if kind == "sc:Manifest" or "presentation/2" in context or "sequences" in manifest:
-        for sequence in (manifest.get("sequences") or [])[:1]:
-            for canvas in sequence.get("canvases") or []:
-                image = _first(canvas.get("images") or [])
-                if isinstance(image, dict) and isinstance(image.get("resource"), dict):
-                    pairs.append((canvas, image["resource"]))
-        return pairs, False
-    raise DataError("The JSON source is not a IIIF Presentation v2 or v3 manifest; give a manifest or a CSV.")
-
-
 def _items_from_manifest(
     manifest: dict[str, Any], *, label: str | None, label_field: str | None, size: int | None
 ) -> tuple[list[FetchItem], list[dict[str, str]]]:
@@ -303,27 +208,27 @@ def _items_from_manifest(
         raise DataError(
             "A IIIF manifest needs --label NAME or --label-field FIELD (a metadata field) for its images."
         )
-    pairs, _ = _canvases(manifest)
+    pairs, _ = _iiif.canvases(manifest)
     if not pairs:
         raise DataError("The IIIF manifest has no canvases with images; check that it is the right manifest.")
-    title = _slug(_iiif_text(manifest.get("label")), "iiif")
-    top = _metadata(manifest)
+    title = _slug(_iiif.text(manifest.get("label")), "iiif")
+    top = _iiif.metadata(manifest)
     field_key = (label_field or "").lower()
     items: list[FetchItem] = []
     skipped: list[dict[str, str]] = []
     for index, (canvas, resource) in enumerate(pairs, start=1):
-        url = _image_url(resource, canvas, size)
+        url = _iiif.image_url(resource, canvas, size)
         if not url:
             skipped.append({"url": "", "label": "", "reason": f"canvas {index} has no image URL"})
             continue
-        value = label or _metadata(canvas).get(field_key) or top.get(field_key, "")
+        value = label or _iiif.metadata(canvas).get(field_key) or top.get(field_key, "")
         name = f"{title}_{index:04d}_{_short_hash(url)}"
         if not value:
             skipped.append({"url": url, "label": "", "reason": f"no metadata field '{label_field}'"})
             continue
         items.append(FetchItem(url, _safe_label(value), name))
     if label_field and not label and not items:
-        fields = sorted({*top, *(k for c, _ in pairs for k in _metadata(c))})
+        fields = sorted({*top, *(k for c, _ in pairs for k in _iiif.metadata(c))})
         raise DataError(
             f"No canvas or manifest metadata field '{label_field}' found; fields here: "
             f"{', '.join(fields) or 'none'}. Give --label-field with one of them, or --label."
@@ -494,7 +399,7 @@ def fetch(
     done = _read_journal(journal)
     summary = FetchSummary(out_dir=str(out), total=len(items), journal=str(journal))
     summary.failed.extend(skipped)
-    labels: Counter[str] = Counter(e["label"] for e in done.values())
+    labels: Counter[str] = Counter()
     todo: list[FetchItem] = []
     seen: set[tuple[str, str]] = set()
     for item in items:
@@ -505,6 +410,7 @@ def fetch(
         seen.add(key)
         if key in done:
             summary.already_done += 1
+            labels[item.label] += 1
         else:
             todo.append(item)
     ticker = Ticker(progress, "fetch", len(todo))
@@ -536,3 +442,6 @@ def fetch(
     summary.by_label = dict(sorted(labels.items()))
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
+
+
+make_module_callable(__name__, fetch)

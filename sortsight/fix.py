@@ -177,7 +177,7 @@ def read_decisions(source: DecisionsSource, *, root: str | os.PathLike) -> list[
             problems.append(f"{where}: '{raw_path}' is outside the data folder '{root_path}'")
             continue
         if not path.is_file():
-            problems.append(f"{where}: file '{raw_path}' not found")
+            problems.append(f"{where}: file '{raw_path}' not found (moved already?)")
             continue
         if action == "relabel":
             issue = _check_label(new_label or "")

@@ -49,7 +49,9 @@ def cache_dir() -> Path:
 def _parquet_files(source: Path) -> list[Path]:
     if source.is_file():
         return [source] if source.suffix.lower() == ".parquet" else []
-    found = sorted(source.glob("*.parquet")) + sorted(source.glob("*/*.parquet"))
+    found = [
+        p for pattern in ("*.parquet", "*/*.parquet", "*/*/*.parquet") for p in sorted(source.glob(pattern))
+    ]
     return [p for p in found if not p.name.startswith(".")]
 
 
@@ -64,7 +66,7 @@ def is_hf_source(source: Path) -> bool:
 
 
 def _split_name(name: str) -> str:
-    from sortsight.data import SPLIT_ALIASES
+    from sortsight.sources import SPLIT_ALIASES
 
     return SPLIT_ALIASES.get(name.lower(), "")
 

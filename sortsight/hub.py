@@ -14,16 +14,15 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Literal
 
 from sortsight.errors import ExportError
 
-__all__ = ["push_to_hub", "check_hub_reachable", "IGNORE_PATTERNS"]
+__all__ = ["IGNORE_PATTERNS", "check_hub_reachable", "push_to_hub"]
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +49,8 @@ def push_to_hub(
     """Create (if needed) the repo ``repo_id`` and upload ``folder`` to it.
 
     Args:
-        folder: a model folder (``config.json`` inside; a run folder means its ``model/``) or a Space folder (``app.py`` and
-            ``README.md`` inside, see :func:`sortsight.space.export_space`).
+        folder: a model folder (``config.json`` inside; a run folder means its ``model/``) or a
+            Space folder (``app.py`` and ``README.md`` inside, see :func:`sortsight.space.export_space`).
         repo_id: ``"user/name"`` or ``"org/name"``.
         repo_type: ``"model"`` or ``"space"`` (a Gradio Space).
         private: create the repo private (the default); an existing repo keeps its visibility.
@@ -122,7 +121,7 @@ def check_hub_reachable(endpoint: str, *, timeout: float = 5.0) -> None:
     port = target.port or (443 if target.scheme == "https" else 80)
     try:
         _connect(host, port, timeout)
-    except (OSError, FutureTimeout) as exc:
+    except OSError as exc:
         reason = _short_reason(exc) or "timed out"
         raise ExportError(
             f"cannot reach the Hugging Face Hub at {endpoint} ({reason}): "
@@ -131,14 +130,26 @@ def check_hub_reachable(endpoint: str, *, timeout: float = 5.0) -> None:
 
 
 def _connect(host: str, port: int, timeout: float) -> None:
-    # getaddrinfo ignores socket timeouts, so the name lookup runs in a worker thread.
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        infos = pool.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM).result(timeout=timeout)
-    finally:
-        pool.shutdown(wait=False)
+    # getaddrinfo ignores socket timeouts, so the name lookup runs in a daemon thread that an
+    # unanswered lookup cannot keep alive at exit.
+    found: list[Any] = []
+    errors: list[OSError] = []
+
+    def lookup() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except OSError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=lookup, name="sortsight-hub-lookup", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise TimeoutError("name lookup timed out")
+    if errors:
+        raise errors[0]
     last: OSError | None = None
-    for family, kind, proto, _name, address in infos:
+    for family, kind, proto, _name, address in found:
         with socket.socket(family, kind, proto) as sock:
             sock.settimeout(timeout)
             try:
@@ -154,7 +165,7 @@ def _short_reason(exc: BaseException) -> str:
         return "name lookup failed"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(exc, (socket.timeout, TimeoutError, FutureTimeout)):
+    if isinstance(exc, (socket.timeout, TimeoutError)):
         return "timed out"
     return (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).splitlines()[0]
 

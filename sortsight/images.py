@@ -208,10 +208,8 @@ def _fail(reason: str, path: str | None, detail: str = "") -> ImageError:
 
 def _reason_of(exc: BaseException) -> str:
     text = str(exc).lower()
-    if "truncated" in text or "premature end" in text or "incomplete" in text or "broken data" in text:
+    if any(word in text for word in ("truncated", "premature end", "incomplete", "broken data")):
         return "truncated"
-    if isinstance(exc, (SyntaxError, EOFError)):
-        return "corrupt"
     return "corrupt"
 
 
@@ -245,10 +243,12 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
         arr = np.asarray(im, dtype=np.float64)
         top = float(arr.max()) if arr.size else 0.0
-        if mode == "F" and top <= 1.0:
+        if mode.startswith("I;16"):  # 16-bit by definition, however dark the picture
+            arr = arr / 257.0
+        elif mode == "F" and top <= 1.0:
             arr = arr * 255.0
-        elif top > 255.0:
-            arr = arr / (65535.0 if mode != "I" or top <= 65535 else top) * 255.0
+        elif top > 255.0:  # 32-bit integers: 16-bit data, or scale the range that is there
+            arr = arr / (65535.0 if top <= 65535 else top) * 255.0
         return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L").convert("RGB")
     has_alpha = mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info
     if has_alpha:
@@ -267,9 +267,12 @@ def _open_pil(fp: IO[bytes], path: str | None, max_pixels: int | None) -> Image.
         _ensure_heif(path)
     try:
         im = Image.open(fp)
-    except Image.DecompressionBombError as exc:
+    except Image.DecompressionBombError as exc:  # beyond Pillow's own limit, whatever max_pixels says
         raise ImageError(
-            f"Cannot read '{path or 'image'}': too many pixels ({exc}).", reason="too many pixels", path=path
+            f"Cannot read '{path or 'image'}': too many pixels (over Pillow's limit of "
+            f"{2 * (Image.MAX_IMAGE_PIXELS or 0):,}).",
+            reason="too many pixels",
+            path=path,
         ) from exc
     except UnidentifiedImageError as exc:
         if head[4:12] in (b"ftypavif", b"ftypavis"):
@@ -311,7 +314,7 @@ def _finish(im: Image.Image, path: str | None, draft: tuple[int, int] | None) ->
         raise
     except Image.DecompressionBombError as exc:
         raise ImageError(
-            f"Cannot read '{path or 'image'}': too many pixels.", reason="too many pixels"
+            f"Cannot read '{path or 'image'}': too many pixels.", reason="too many pixels", path=path
         ) from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as exc:
         reason = _reason_of(exc)

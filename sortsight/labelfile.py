@@ -61,10 +61,14 @@ def pick_column(
 
 def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     suffix = path.suffix.lower()
+    raw = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"Labels file '{path}' is not UTF-8 text; save it as UTF-8 CSV.") from exc
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:  # Excel on Windows saves "CSV (Comma delimited)" as cp1252
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"Labels file '{path}' is not UTF-8 text; save it as 'CSV UTF-8'.") from exc
     if suffix in (".jsonl", ".ndjson", ".json"):
         try:
             if suffix == ".json":
@@ -94,7 +98,7 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
 
 
 def _split_of(row: dict[str, Any], split_col: str | None, valid_col: str | None) -> str:
-    from sortsight.data import SPLIT_ALIASES
+    from sortsight.sources import SPLIT_ALIASES
 
     if split_col is not None:
         value = str(row.get(split_col) or "").strip().lower()
@@ -128,6 +132,8 @@ def read_labels_file(
             exist (the first few are shown).
     """
     path = Path(path)
+    if path.suffix.lower() in (".zip", ".tar", ".gz", ".tgz", ".7z"):
+        raise DataError(f"'{path}' is an archive; unpack it first and check the folder it holds.")
     if path.suffix.lower() not in _SUFFIXES:
         raise DataError(
             f"'{path}' is a file but not a labels file (.csv, .tsv, .jsonl) or parquet file; give a "
@@ -178,6 +184,11 @@ def read_labels_file(
         skipped += [(f, f"listed with different labels ({', '.join(ls)})") for f, ls in conflicts.items()]
     if missing:
         shown = ", ".join(missing[:3]) + (", …" if len(missing) > 3 else "")
+        if all(m.lower().startswith(("http://", "https://")) for m in missing[:3]):
+            raise DataError(
+                f"{where} lists image URLs ({shown}), not files; download them first with "
+                f"'sortsight fetch {path} --out DIR' (it reads columns 'url' and 'label'), then check DIR."
+            )
         raise DataError(
             f"{where} names {len(missing)} file(s) that do not exist ({shown}); paths are read relative "
             f"to '{root}' — fix them or remove those rows."

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from sortsight.engines import Engine, build_engine, read_onnx_metadata
 from sortsight.config import PredictConfig
+from sortsight.engines import Engine, build_engine, read_onnx_metadata
 from sortsight.errors import ImageError, PredictError
 from sortsight.images import SUPPORTED_EXTENSIONS, is_image_path, iter_image_files, open_image
 from sortsight.models import DataConfig, eval_transform
@@ -113,12 +113,23 @@ class Classifier:
             from sortsight.engines import OnnxEngine
 
             if engine not in ("auto", "onnx"):
-                raise PredictError(f"'{p}' is an ONNX file; it runs only with the onnx engine. "
-                                   f"Give the model folder to use --engine {engine}.")
+                raise PredictError(
+                    f"'{p}' is an ONNX file; it runs only with the onnx engine. "
+                    f"Give the model folder to use --engine {engine}."
+                )
             labels, data_config, name, _ = read_onnx_metadata(p)
             return cls(OnnxEngine(p, threads=threads), labels, data_config, name, str(path), batch_size)
-        from sortsight.models import load_model_folder
+        from sortsight.engines import OnnxEngine, find_current_onnx
+        from sortsight.models import is_model_folder, load_model_folder
 
+        folder = p / "model" if not is_model_folder(p) and is_model_folder(p / "model") else p
+        if engine in ("auto", "onnx") and is_model_folder(folder):
+            current = find_current_onnx(folder)  # exported before: no need to load the PyTorch model
+            if current is not None:
+                labels, data_config, name, _ = read_onnx_metadata(current)
+                return cls(
+                    OnnxEngine(current, threads=threads), labels, data_config, name, str(path), batch_size
+                )
         loaded = load_model_folder(p)
         runner = build_engine(loaded, engine, threads=threads)
         return cls(runner, list(loaded.labels), loaded.data_config, loaded.name, str(path), batch_size)
@@ -133,7 +144,7 @@ class Classifier:
     @property
     def draft_size(self) -> tuple[int, int]:
         """The smallest JPEG decode size that still feeds the resize without upscaling."""
-        side = int(round(self.data_config.input_size / max(self.data_config.crop_pct, 1e-3)))
+        side = round(self.data_config.input_size / max(self.data_config.crop_pct, 1e-3))
         return (side, side)
 
     def logits(self, pixels: Any) -> np.ndarray:
@@ -253,8 +264,10 @@ def collect_paths(inputs: Sequence[str | Path], *, exclude: Sequence[str | Path]
         else:
             raise PredictError(f"'{raw}' not found. Give image files, folders, or a CSV list of paths.")
     if not out:
-        raise PredictError(f"No images found in {', '.join(map(str, inputs))}. Supported extensions: "
-                           f"{', '.join(SUPPORTED_EXTENSIONS)} (any case).")
+        raise PredictError(
+            f"No images found in {', '.join(map(str, inputs))}. Supported extensions: "
+            f"{', '.join(SUPPORTED_EXTENSIONS)} (any case)."
+        )
     return out
 
 
@@ -352,10 +365,10 @@ def read_predictions(path: str | Path) -> Iterator[dict[str, Any]]:
         if p.suffix.lower() == ".jsonl":
             for line in fh:
                 try:
-                    row = json.loads(line)
+                    record = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a torn last line
-                yield row
+                yield record
             return
         for raw in csv.DictReader(fh):
             if raw.get("status") is None:  # a torn last line
@@ -381,8 +394,8 @@ def iter_probabilities(
 
     workers = default_workers() if num_workers is None else num_workers
     workers = min(workers, max(1, len(paths) // classifier.batch_size))
-    loader = DataLoader(
-        _Decode(paths, classifier.transform, classifier.draft_size),
+    loader: Any = DataLoader(
+        _Decode(paths, classifier.transform, classifier.draft_size),  # type: ignore[arg-type]
         batch_size=classifier.batch_size,
         num_workers=workers,
         collate_fn=_collate,
@@ -390,7 +403,11 @@ def iter_probabilities(
         prefetch_factor=2 if workers else None,
     )
     for indices, pixels, bad in loader:
-        probs = softmax(classifier.logits(pixels)) if pixels is not None else np.zeros((0, len(classifier.labels)))
+        probs = (
+            softmax(classifier.logits(pixels))
+            if pixels is not None
+            else np.zeros((0, len(classifier.labels)))
+        )
         yield indices, probs, bad
 
 
@@ -401,8 +418,10 @@ def _done_paths(output: Path, model: str) -> set[str]:
     done: set[str] = set()
     for row in read_predictions(output):
         if row.get("model") not in (None, "", model):
-            raise PredictError(f"'{output}' holds predictions of another model ('{row.get('model')}'). Write to "
-                               f"another file (--out) or remove it.")
+            raise PredictError(
+                f"'{output}' holds predictions of another model ('{row.get('model')}'). Write to "
+                f"another file (--out) or remove it."
+            )
         done.add(str(row["path"]))
     return done
 
@@ -454,15 +473,25 @@ def predict_paths(
         for indices, probs, bad in iter_probabilities(classifier, todo, num_workers=num_workers):
             rows: list[tuple[int, dict[str, Any]]] = []
             if len(indices):
-                for i, row in zip(indices, probs):
-                    best = top_k_of(row, classifier.labels, top_k)
+                for i, prob in zip(indices, probs, strict=True):
+                    best = top_k_of(prob, classifier.labels, top_k)
                     status = "ok" if best[0]["score"] >= threshold else "unsure"
-                    rows.append((i, {"label": best[0]["label"], "score": round(best[0]["score"], 6),
-                                     "top_k": [{**b, "score": round(b["score"], 6)} for b in best],
-                                     "status": status, "error": ""}))
+                    rows.append(
+                        (
+                            i,
+                            {
+                                "label": best[0]["label"],
+                                "score": round(best[0]["score"], 6),
+                                "top_k": [{**b, "score": round(b["score"], 6)} for b in best],
+                                "status": status,
+                                "error": "",
+                            },
+                        )
+                    )
             for i, reason in bad:
-                rows.append((i, {"label": "", "score": None, "top_k": [], "status": "unreadable",
-                                 "error": reason}))
+                rows.append(
+                    (i, {"label": "", "score": None, "top_k": [], "status": "unreadable", "error": reason})
+                )
                 summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
             for i, r in sorted(rows, key=lambda t: t[0]):
                 record = {"path": str(todo[i]), **r, "model": classifier.source}
@@ -475,10 +504,17 @@ def predict_paths(
                 if jsonl:
                     fh.write(json.dumps({c: record[c] for c in CSV_COLUMNS}, ensure_ascii=False) + "\n")
                 else:
-                    writer.writerow([record["path"], record["label"],
-                                     "" if record["score"] is None else f"{record['score']:.6f}",
-                                     json.dumps(record["top_k"], ensure_ascii=False), record["status"],
-                                     record["model"], record["error"]])
+                    writer.writerow(
+                        [
+                            record["path"],
+                            record["label"],
+                            "" if record["score"] is None else f"{record['score']:.6f}",
+                            json.dumps(record["top_k"], ensure_ascii=False),
+                            record["status"],
+                            record["model"],
+                            record["error"],
+                        ]
+                    )
             fh.flush()
             os.fsync(fh.fileno())
             summary.seconds = time.perf_counter() - start
@@ -486,7 +522,9 @@ def predict_paths(
     return summary
 
 
-def run_predict(config: PredictConfig, *, progress: ProgressCallback | None = None) -> tuple[PredictSummary, Any]:
+def run_predict(
+    config: PredictConfig, *, progress: ProgressCallback | None = None
+) -> tuple[PredictSummary, Any]:
     """``sortsight predict`` as a function: load, predict every input to the output file, then sort.
 
     Files already inside ``config.sort_into`` are not taken as inputs (a rerun must not predict
@@ -506,12 +544,25 @@ def run_predict(config: PredictConfig, *, progress: ProgressCallback | None = No
     exclude = [config.sort_into] if config.sort_into else []
     paths = collect_paths(config.inputs, exclude=exclude)
     clf = Classifier.load(config.model, engine=config.engine, batch_size=config.batch_size)
-    summary = predict_paths(clf, paths, out, top_k=config.top_k, threshold=config.threshold,
-                            num_workers=config.num_workers, progress=progress)
+    summary = predict_paths(
+        clf,
+        paths,
+        out,
+        top_k=config.top_k,
+        threshold=config.threshold,
+        num_workers=config.num_workers,
+        progress=progress,
+    )
     sorted_summary = None
     if config.sort_into:
         from sortsight.sort import sort_into
 
-        sorted_summary = sort_into(out, config.sort_into, threshold=config.threshold, move=config.move,
-                                   dry_run=config.dry_run, progress=progress)
+        sorted_summary = sort_into(
+            out,
+            config.sort_into,
+            threshold=config.threshold,
+            move=config.move,
+            dry_run=config.dry_run,
+            progress=progress,
+        )
     return summary, sorted_summary

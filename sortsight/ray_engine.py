@@ -27,12 +27,14 @@ Ray is optional: ``pip install 'sortsight[ray]'``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +94,7 @@ def list_uris(uri: str) -> list[str]:
     return sorted(out)
 
 
-def collect_sources(inputs: Sequence[str | os.PathLike], *, exclude: Sequence[str | os.PathLike] = ()) -> list[str]:
+def collect_sources(inputs: Sequence[str | Path], *, exclude: Sequence[str | Path] = ()) -> list[str]:
     """Local inputs through :func:`sortsight.predict.collect_paths`, URIs listed; order kept.
 
     Raises:
@@ -101,7 +103,7 @@ def collect_sources(inputs: Sequence[str | os.PathLike], *, exclude: Sequence[st
     from sortsight.predict import collect_paths
 
     out: list[str] = []
-    local: list[str | os.PathLike] = []
+    local: list[str | Path] = []
 
     def flush() -> None:
         if local:
@@ -139,13 +141,16 @@ def _read_model_files(folder: Path) -> dict[str, bytes]:
 class _PredictBatch:
     """A Ray actor: holds one Classifier and turns a batch of paths into prediction rows."""
 
-    def __init__(self, model_files: dict[str, bytes], *, engine: str, batch_size: int, threads: int,
+    def __init__(self, model: dict[str, Any], *, engine: str, batch_size: int, threads: int,
                  top_k: int) -> None:
+        import ray
+
         from sortsight.predict import Classifier
 
-        # Unpack the shipped model folder on this worker (clusters need no shared disk).
+        # Unpack the shipped model folder on this worker (clusters need no shared disk). The bytes
+        # come as a reference nested in ``model`` so Ray keeps the actor's own arguments small.
         self._dir = tempfile.mkdtemp(prefix="sortsight-ray-model-")
-        for name, data in model_files.items():
+        for name, data in ray.get(model["files"]).items():
             Path(self._dir, name).write_bytes(data)
         self.classifier = Classifier.load(self._dir, engine=engine, batch_size=batch_size, threads=threads)
         self.top_k = top_k
@@ -184,7 +189,7 @@ class _PredictBatch:
         error = [""] * len(paths)
         if pixels is not None:
             probs = softmax(clf.logits(pixels))  # (B, C)
-            for i, row in zip(indices, probs):
+            for i, row in zip(indices, probs, strict=True):
                 best = top_k_of(row, clf.labels, self.top_k)
                 label[i], score[i] = best[0]["label"], best[0]["score"]
                 top[i] = json.dumps([{**b, "score": round(b["score"], 6)} for b in best], ensure_ascii=False)
@@ -207,6 +212,18 @@ def default_actors(cpus_per_actor: float) -> int:
     return max(1, int(cpus // max(cpus_per_actor, 1e-6)))
 
 
+@contextlib.contextmanager
+def _quiet_ray_data() -> Iterator[None]:
+    """Ray Data logs each execution at INFO on the console; our progress callback reports instead."""
+    logger = logging.getLogger("ray.data")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _start_ray(address: str | None) -> bool:
     """Connect to (or start) Ray; True when this call started it (so it should stop it)."""
     try:
@@ -218,9 +235,9 @@ def _start_ray(address: str | None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS")
     try:
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         else:
-            ray.init(include_dashboard=False, log_to_driver=False)
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PredictError(f"Could not start or reach Ray ({address or 'local'}): {first}. "
@@ -285,19 +302,21 @@ def predict_paths_ray(
         ctx.execution_options.preserve_order = True  # rows in input order, as the local engine writes them
         pool = actors or default_actors(cpus_per_actor)
         pool = max(1, min(pool, -(-len(todo) // batch_size)))
+        # the model folder's bytes travel through Ray's object store (no shared disk needed)
+        model_ref = ray.put(_read_model_files(folder))
         dataset = ray.data.from_items([{"path": p} for p in todo]).map_batches(
             _PredictBatch,
-            # the model folder's bytes travel in Ray's object store (no shared disk needed)
-            fn_constructor_args=(_read_model_files(folder),),
+            fn_constructor_args=({"files": model_ref},),
             fn_constructor_kwargs={"engine": engine, "batch_size": batch_size,
                                    "threads": max(1, int(cpus_per_actor)), "top_k": top_k},
             batch_size=batch_size,
-            concurrency=pool,
+            compute=ray.data.ActorPoolStrategy(size=pool),  # a fixed pool of sized actors
             num_cpus=cpus_per_actor,
             batch_format="numpy",
         )
-        _stream_rows(dataset, out, summary, model=str(model), threshold=threshold, columns=CSV_COLUMNS,
-                     ticker=Ticker(progress, "predict", len(todo)))
+        with _quiet_ray_data():
+            _stream_rows(dataset, out, summary, model=str(model), threshold=threshold, columns=CSV_COLUMNS,
+                         ticker=Ticker(progress, "predict", len(todo)))
     except PredictError:
         raise
     except Exception as exc:  # Ray wraps actor failures in its own error types
@@ -327,7 +346,7 @@ def _stream_rows(dataset: Any, out: Path, summary: Any, *, model: str, threshold
             writer.writerow(columns)
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             for path, label, score, top, error in zip(batch["path"], batch["label"], batch["score"],
-                                                      batch["top_k"], batch["error"]):
+                                                      batch["top_k"], batch["error"], strict=True):
                 readable = not math.isnan(float(score))
                 status = "unreadable" if not readable else ("ok" if score >= threshold else "unsure")
                 if status == "unreadable":

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["confusion_png", "reliability_png", "render_report", "write_report", "thumbnail_data_uri"]
+__all__ = ["confusion_png", "reliability_png", "render_report", "thumbnail_data_uri", "write_report"]
 
 _THUMB = 160
 
@@ -47,8 +47,14 @@ def confusion_png(ev: Evaluation) -> bytes:
     fig = Figure(figsize=(side, side * 0.85))
     ax = fig.subplots()
     display = ConfusionMatrixDisplay(np.array(ev.confusion), display_labels=ev.labels)
-    display.plot(ax=ax, cmap="Blues", colorbar=False, values_format="d", include_values=k <= 30,
-                 xticks_rotation="vertical" if k > 6 else "horizontal")
+    display.plot(
+        ax=ax,
+        cmap="Blues",
+        colorbar=False,
+        values_format="d",
+        include_values=k <= 30,
+        xticks_rotation="vertical" if k > 6 else "horizontal",
+    )
     ax.set_title("Confusion matrix")
     return _figure_png(fig)
 
@@ -92,12 +98,23 @@ def _png_uri(data: bytes) -> str:
 
 def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     names = {
-        "accuracy": "Accuracy", "f1": "F1", "precision": "Precision", "recall": "Recall", "roc_auc": "ROC AUC",
-        "f1_macro": "F1 (macro)", "f1_micro": "F1 (micro)", "f1_weighted": "F1 (weighted)",
-        "precision_macro": "Precision (macro)", "precision_micro": "Precision (micro)",
-        "precision_weighted": "Precision (weighted)", "recall_macro": "Recall (macro)",
-        "recall_micro": "Recall (micro)", "recall_weighted": "Recall (weighted)",
-        "roc_auc_ovr_macro": "ROC AUC (one-vs-rest, macro)", "log_loss": "Log loss", "n_images": "Images",
+        "accuracy": "Accuracy",
+        "f1": "F1",
+        "precision": "Precision",
+        "recall": "Recall",
+        "roc_auc": "ROC AUC",
+        "f1_macro": "F1 (macro)",
+        "f1_micro": "F1 (micro)",
+        "f1_weighted": "F1 (weighted)",
+        "precision_macro": "Precision (macro)",
+        "precision_micro": "Precision (micro)",
+        "precision_weighted": "Precision (weighted)",
+        "recall_macro": "Recall (macro)",
+        "recall_micro": "Recall (micro)",
+        "recall_weighted": "Recall (weighted)",
+        "roc_auc_ovr_macro": "ROC AUC (one-vs-rest, macro)",
+        "log_loss": "Log loss",
+        "n_images": "Images",
         "positive_label": "Positive label",
     }
     rows = []

@@ -25,7 +25,7 @@ from sortsight.progress import ProgressCallback, Ticker
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LOG_NAME", "UNSURE", "SortAction", "SortSummary", "sort_into", "folder_name"]
+__all__ = ["LOG_NAME", "UNSURE", "SortAction", "SortSummary", "folder_name", "sort_into"]
 
 LOG_NAME = "sortsight-moves.jsonl"
 UNSURE = "unsure"
@@ -136,9 +136,8 @@ def sort_into(
             done.pop(str(entry.get("source")), None)
     labels = {str(r.get("label") or "") for r in rows}
     unsure_folder = UNSURE if UNSURE not in {folder_name(x) for x in labels} else f"_{UNSURE}"
-    if not dry_run:
-        if dest.is_dir():
-            _stale_part_files(dest)
+    if not dry_run and dest.is_dir():
+        _stale_part_files(dest)
     ticker = Ticker(progress, "sort", len(rows))
     for row in rows:
         source = str(row.get("path", ""))
@@ -153,7 +152,9 @@ def sort_into(
         unsure = (score is not None and score < threshold) if threshold is not None else status == "unsure"
         folder = dest / (unsure_folder if unsure else folder_name(label))
         if source in done:
-            summary.actions.append(SortAction(source, str(done[source].get("destination")), "done", label, score))
+            summary.actions.append(
+                SortAction(source, str(done[source].get("destination")), "done", label, score)
+            )
             ticker.advance()
             continue
         src = Path(source)
@@ -163,8 +164,12 @@ def sort_into(
             if action == "done" and not dry_run:  # killed between the move and its log line
                 from sortsight.fileops import sha256_file
 
-                log.record("move", source, found, sha256_file(found), label=label, score=score, recovered=True)
-            summary.actions.append(SortAction(source, str(found) if action == "done" else "", action, label, score))
+                log.record(
+                    "move", source, found, sha256_file(found), label=label, score=score, recovered=True
+                )
+            summary.actions.append(
+                SortAction(source, str(found) if action == "done" else "", action, label, score)
+            )
             ticker.advance()
             continue
         try:

@@ -33,12 +33,12 @@ from typing import Any
 from sortsight.errors import ExportError, ImageError
 
 __all__ = [
+    "SPACE_COLORS",
     "CardText",
     "export_space",
     "find_examples",
     "read_card",
     "resolve_model_dir",
-    "SPACE_COLORS",
 ]
 
 #: Colours the Hub accepts for ``colorFrom`` / ``colorTo``.
@@ -52,6 +52,7 @@ _LFS_PATTERNS = (
 )  # fmt: skip
 _VALIDATION_KEYS = ("validation", "valid", "val", "test")
 _EXAMPLE_EDGE = 512  # examples are shrunk to at most this many pixels on the longer side
+_SKIP_SECTIONS = {"use", "usage", "how to use", "training parameters"}  # card sections left off the demo
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def read_card(model_dir: str | Path) -> CardText:
     """Title, description, article, licence and labels from the model folder's card and config.
 
     The title is the card's first ``#`` heading (else the folder name), the description its
-    first paragraph, the article the rest of the card; a missing card gives a short default text.
+    first paragraph, the article the rest of the card but for its "Use" and "Training parameters"
+    sections; a missing card gives a short default text.
     """
     model_dir = Path(model_dir).resolve()
     labels = _labels(model_dir)
@@ -112,7 +114,7 @@ def read_card(model_dir: str | Path) -> CardText:
     return CardText(
         title=title,
         description=description,
-        article="\n\n".join(blocks),
+        article=_demo_sections("\n\n".join(blocks)),
         license=str(license_) if license_ else None,
         labels=tuple(labels),
     )
@@ -165,7 +167,7 @@ def export_space(
     title: str | None = None,
     description: str | None = None,
     article: str | None = None,
-    emoji: str = "🗂️",
+    emoji: str = "📚",
     color_from: str = "blue",
     color_to: str = "indigo",
     license: str | None = None,
@@ -199,7 +201,8 @@ def export_space(
         raise ExportError(f"{out} already exists and is not empty: choose a new folder for the Space")
     for name, colour in (("color_from", color_from), ("color_to", color_to)):
         if colour not in SPACE_COLORS:
-            raise ExportError(f"{name} {colour!r} is not a Space colour: use one of {', '.join(SPACE_COLORS)}")
+            choices = ", ".join(SPACE_COLORS)
+            raise ExportError(f"{name} {colour!r} is not a Space colour: use one of {choices}")
     if top_k < 1:
         raise ExportError(f"top_k must be at least 1, got {top_k}")
     card = read_card(model_path)
@@ -241,11 +244,19 @@ def _labels(model_dir: Path) -> list[str]:
     try:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ExportError(f"cannot read {model_dir / 'config.json'} ({exc}): export the model again") from None
+        where = model_dir / "config.json"
+        raise ExportError(f"cannot read {where} ({exc}): export the model again") from None
     id2label = config.get("id2label") or {}
     if id2label:
         return [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
     return [str(x) for x in config.get("label_names") or []]
+
+
+def _demo_sections(text: str) -> str:
+    """The card's sections worth showing under a demo (how-to-call and parameter lists left out)."""
+    parts = re.split(r"(?m)^(?=## )", text)
+    kept = [p for p in parts if p.strip() and p.splitlines()[0][3:].strip().lower() not in _SKIP_SECTIONS]
+    return "".join(kept).strip()
 
 
 def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
@@ -262,31 +273,43 @@ def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
 
 
 def _validation_items(run_dir: Path) -> dict[str, list[Path]]:
-    """Validation (else test) images of a run, by label, from ``sortsight.json``'s split lists."""
+    """Validation (else test) images of a run, grouped by folder name (the label, for class folders).
+
+    ``sortsight.json`` keeps the split lists under ``data.splits`` as paths relative to the data
+    folder (or to the labels file's folder); lists of ``{"path", "label"}`` objects work too.
+    """
     try:
         info = json.loads((run_dir / "sortsight.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    splits = info.get("splits") or info.get("split") or {}
+    data = info.get("data") if isinstance(info.get("data"), dict) else {}
+    splits = data.get("splits") or info.get("splits") or {}
     if not isinstance(splits, dict):
         return {}
-    items = next((splits[k] for k in _VALIDATION_KEYS if splits.get(k)), [])
+    items: list[Any] = next((splits[k] for k in _VALIDATION_KEYS if splits.get(k)), [])
+    roots = _data_roots(data.get("path"), run_dir)
     by_label: dict[str, list[Path]] = {}
     for item in items:
-        if isinstance(item, dict):
-            raw, label = item.get("path"), str(item.get("label", ""))
-        elif isinstance(item, (list, tuple)) and item:
-            raw, label = item[0], str(item[1]) if len(item) > 1 else ""
-        else:
-            raw, label = item, ""
+        raw, label = (item.get("path"), item.get("label")) if isinstance(item, dict) else (item, None)
         if not raw:
             continue
-        path = Path(str(raw))
-        if not path.is_absolute():
-            path = run_dir / path
-        if path.is_file():
-            by_label.setdefault(label, []).append(path)
+        rel = Path(str(raw))
+        candidates = [rel] if rel.is_absolute() else [root / rel for root in roots]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is not None:
+            by_label.setdefault(str(label if label is not None else path.parent.name), []).append(path)
     return by_label
+
+
+def _data_roots(data_path: Any, run_dir: Path) -> list[Path]:
+    """Folders the split lists may be relative to: the data folder, a labels file's folder, the run."""
+    roots: list[Path] = []
+    if data_path:
+        given = Path(str(data_path)).expanduser()
+        for base in (given, run_dir.parent / given, run_dir.parent.parent / given):
+            roots.append(base.parent if base.is_file() else base)
+    roots.append(run_dir)
+    return roots
 
 
 def _copy_model(src: Path, dest: Path) -> None:
@@ -324,7 +347,7 @@ def _version(package: str) -> str | None:
 
 
 def _requirements() -> str:
-    lines = ["# Exact versions the sortsight export was tested with; gradio comes from sdk_version in README.md."]
+    lines = ["# Versions the sortsight export was tested with; gradio comes from sdk_version in README.md."]
     for package in _REQUIREMENTS:
         version = _version(package)
         lines.append(f"{package}=={version}" if version else package)
@@ -393,7 +416,7 @@ def classify(image):
 
 demo = gr.Interface(
     fn=classify,
-    inputs=gr.Image(type="pil", label="Image"),
+    inputs=gr.Image(type="pil", label="Image", height=320),
     outputs=gr.Label(num_top_classes=TOP_K, label="Prediction"),
     examples=EXAMPLES or None,
     cache_examples=False,

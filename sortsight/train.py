@@ -42,7 +42,7 @@ from sortsight.config import TrainConfig
 from sortsight.errors import ModelError, TrainError
 from sortsight.progress import ProgressCallback, ProgressEvent, Ticker, emit
 
-__all__ = ["train", "TrainResult", "CandidateResult"]
+__all__ = ["CandidateResult", "TrainResult", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,18 @@ class CandidateResult:
     def row(self) -> dict[str, Any]:
         """A flat leaderboard row."""
         return {
-            "model": self.model, "image_size": self.image_size, "chosen": self.chosen,
-            "val_accuracy": self.metrics.get("accuracy"), "val_f1_macro": self.metrics.get("f1_macro"),
-            "val_loss": self.metrics.get("loss"), "head_accuracy": self.head_metrics.get("accuracy"),
-            "epochs": self.epochs, "steps": self.steps, "stopped": self.stopped,
-            "seconds": round(self.seconds, 1), "model_dir": str(self.model_dir),
+            "model": self.model,
+            "image_size": self.image_size,
+            "chosen": self.chosen,
+            "val_accuracy": self.metrics.get("accuracy"),
+            "val_f1_macro": self.metrics.get("f1_macro"),
+            "val_loss": self.metrics.get("loss"),
+            "head_accuracy": self.head_metrics.get("accuracy"),
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "stopped": self.stopped,
+            "seconds": round(self.seconds, 1),
+            "model_dir": str(self.model_dir),
         }
 
 
@@ -138,7 +145,11 @@ def train(config: TrainConfig, *, progress: ProgressCallback | None = None) -> T
             results.append(CandidateResult(**finished))
             continue
         # each candidate gets an equal share of what is left of the time budget
-        share = None if deadline is None else time.perf_counter() + (deadline - time.perf_counter()) / (len(specs) - i)
+        share = (
+            None
+            if deadline is None
+            else time.perf_counter() + (deadline - time.perf_counter()) / (len(specs) - i)
+        )
         results.append(_train_candidate(name, size, config, data, caches, out, env, progress, share))
     best = max(results, key=lambda c: _rank_key(c.row()))
     model_dir = run_dir / "model"
@@ -147,15 +158,26 @@ def train(config: TrainConfig, *, progress: ProgressCallback | None = None) -> T
             _runs.copy_model(best.model_dir, model_dir)
             _runs.write_leaderboard(run_dir, [c.row() for c in results])
         seconds = time.perf_counter() - start
-        _runs.write_run_json(run_dir, {
-            **info, "status": "done", "seconds": round(seconds, 1),
-            "best": best.row(), "metrics": best.metrics, "candidates": [c.row() for c in results],
-            "engine": best.engine,
-        })
+        _runs.write_run_json(
+            run_dir,
+            {
+                **info,
+                "status": "done",
+                "seconds": round(seconds, 1),
+                "best": best.row(),
+                "metrics": best.metrics,
+                "candidates": [c.row() for c in results],
+                "engine": best.engine,
+            },
+        )
     env.wait()
     result = TrainResult(run_dir, model_dir, best, results, time.perf_counter() - start)
-    emit(progress, ProgressEvent("done", 1, 1, dict(best.metrics), 0.0,
-                                 f"Kept {best.model} ({best.chosen}) in {model_dir}"))
+    emit(
+        progress,
+        ProgressEvent(
+            "done", 1, 1, dict(best.metrics), 0.0, f"Kept {best.model} ({best.chosen}) in {model_dir}"
+        ),
+    )
     return result
 
 
@@ -179,17 +201,32 @@ def _train_candidate(
     try:
         split = split_model(model, tuple(data_config.mean), tuple(data_config.std))
     except TypeError as exc:
-        raise ModelError(f"Model '{name}' cannot be fine-tuned by sortsight ({exc}); use a bundled model "
-                         f"(efficientnet_lite0/1/2) or a timm model name.") from exc
+        raise ModelError(
+            f"Model '{name}' cannot be fine-tuned by sortsight ({exc}); use a bundled model "
+            f"(efficientnet_lite0/1/2) or a timm model name."
+        ) from exc
 
     # 1. cache: decode once (shared by candidates of the same input size)
     if side not in caches:
         views = 0 if config.augmentation == "none" or config.strategy == "head" else AUG_VIEWS
         caches[side] = (
-            build_cache(data.train_paths, side, crop_pct=data_config.crop_pct, interpolation=data_config.interpolation,
-                        views=views, preset=config.augmentation, seed=config.seed, progress=progress),
-            build_cache(data.valid_paths, side, crop_pct=data_config.crop_pct,
-                        interpolation=data_config.interpolation, progress=progress),
+            build_cache(
+                data.train_paths,
+                side,
+                crop_pct=data_config.crop_pct,
+                interpolation=data_config.interpolation,
+                views=views,
+                preset=config.augmentation,
+                seed=config.seed,
+                progress=progress,
+            ),
+            build_cache(
+                data.valid_paths,
+                side,
+                crop_pct=data_config.crop_pct,
+                interpolation=data_config.interpolation,
+                progress=progress,
+            ),
         )
     train_cache, valid_cache = caches[side]
     y_train = torch.tensor([data.train_targets[i] for i in train_cache.kept])
@@ -200,11 +237,27 @@ def _train_candidate(
     batch_size, precision, timing = _warm_up(split, train_cache, y_train, config)
     n_views = 1 + train_cache.views.shape[0]
     epochs = config.epochs if config.strategy != "head" else 0
-    estimate = _runs.estimate_seconds(timing, n_train=len(y_train), n_valid=len(y_valid), views=n_views,
-                                      epochs=epochs, batch_size=batch_size, world=env.world)
-    emit(progress, ProgressEvent("estimate", 0, 0, {"seconds": estimate}, estimate,
-                                 f"{name} at {side}px: estimated about {_runs.human(estimate)} "
-                                 f"({precision.dtype}, {torch.get_num_threads()} threads)"))
+    estimate = _runs.estimate_seconds(
+        timing,
+        n_train=len(y_train),
+        n_valid=len(y_valid),
+        views=n_views,
+        epochs=epochs,
+        batch_size=batch_size,
+        world=env.world,
+    )
+    emit(
+        progress,
+        ProgressEvent(
+            "estimate",
+            0,
+            0,
+            {"seconds": estimate},
+            estimate,
+            f"{name} at {side}px: estimated about {_runs.human(estimate)} "
+            f"({precision.dtype}, {torch.get_num_threads()} threads)",
+        ),
+    )
 
     # 3. features: frozen trunk once per view; pooled features through the pretrained tail
     store = torch.bfloat16 if precision.dtype == "bf16" else torch.float16
@@ -219,27 +272,74 @@ def _train_candidate(
     head_metrics = _runs.fit_head(split.classifier, f_train, y_train, f_valid, y_valid, seed=config.seed)
     logits = _logits(split, acts_valid, precision)
     head_metrics = _metrics(logits, y_valid)  # as the network computes it (what predict will see)
-    _runs.append_metrics(out, env, {"candidate": name, "phase": "head", "epoch": 0, "step": 0,
-                                    **{f"val_{k}": v for k, v in head_metrics.items()}})
-    emit(progress, ProgressEvent("head", 1, 1, dict(head_metrics), 0.0,
-                                 f"Logistic-regression head: validation accuracy {head_metrics['accuracy']:.3f}"))
+    _runs.append_metrics(
+        out,
+        env,
+        {
+            "candidate": name,
+            "phase": "head",
+            "epoch": 0,
+            "step": 0,
+            **{f"val_{k}": v for k, v in head_metrics.items()},
+        },
+    )
+    emit(
+        progress,
+        ProgressEvent(
+            "head",
+            1,
+            1,
+            dict(head_metrics),
+            0.0,
+            f"Logistic-regression head: validation accuracy {head_metrics['accuracy']:.3f}",
+        ),
+    )
 
     # 5. fine-tune the tail (or stop at the head)
     chosen, metrics, epochs_run, steps, stopped = "head", head_metrics, 0, 0, "head_only"
     if epochs:
         chosen, metrics, epochs_run, steps, stopped = _finetune(
-            split, acts_train, y_train, acts_valid, y_valid, head_metrics,
-            config=replace(config, batch_size=batch_size), precision=precision, out=out, env=env,
-            name=name, progress=progress, deadline=deadline,
+            split,
+            acts_train,
+            y_train,
+            acts_valid,
+            y_valid,
+            head_metrics,
+            config=replace(config, batch_size=batch_size),
+            precision=precision,
+            out=out,
+            env=env,
+            name=name,
+            progress=progress,
+            deadline=deadline,
         )
 
     # 6. save the kept model (the tail now holds the best weights) and its card
     model_dir = out / "model"
-    engine = {"precision": precision.dtype, "precision_reason": precision.reason, "split": split.kind,
-              "threads": torch.get_num_threads(), "cpu": env.cpu, "batch_size": batch_size,
-              "processes": env.world, "estimate_seconds": round(estimate, 1), **timing}
-    result = CandidateResult(name, side, chosen, metrics, head_metrics, model_dir, epochs_run, steps,
-                             stopped, time.perf_counter() - t0, engine)
+    engine = {
+        "precision": precision.dtype,
+        "precision_reason": precision.reason,
+        "split": split.kind,
+        "threads": torch.get_num_threads(),
+        "cpu": env.cpu,
+        "batch_size": batch_size,
+        "processes": env.world,
+        "estimate_seconds": round(estimate, 1),
+        **timing,
+    }
+    result = CandidateResult(
+        name,
+        side,
+        chosen,
+        metrics,
+        head_metrics,
+        model_dir,
+        epochs_run,
+        steps,
+        stopped,
+        time.perf_counter() - t0,
+        engine,
+    )
     if env.is_main:
         emit(progress, ProgressEvent("save", 0, 1, message=f"Saving {model_dir}"))
         _runs.save_model(model, data_config, data, config, result)
@@ -287,7 +387,9 @@ def _finetune(
         restore_optimizer(optimizer, opt_tensors, state["optimizer_groups"])
         best, bad_epochs, chosen = state["best"], state["bad_epochs"], state["chosen"]
         first_epoch, step = state["epoch"], state["step"]
-        emit(progress, ProgressEvent("train", step, total_steps, message=f"Resumed after epoch {first_epoch}"))
+        emit(
+            progress, ProgressEvent("train", step, total_steps, message=f"Resumed after epoch {first_epoch}")
+        )
 
     ticker = Ticker(progress, "train", total=total_steps)
     ticker.step = step
@@ -309,7 +411,7 @@ def _finetune(
             losses.append(loss.item())
             if (micro + 1) % config.gradient_accumulation == 0 or micro + 1 == micro_per_epoch:
                 factor = _runs.lr_factor(step, total_steps, config.warmup_ratio, config.scheduler)
-                for group, base in zip(optimizer.param_groups, lrs):
+                for group, base in zip(optimizer.param_groups, lrs, strict=True):
                     group["lr"] = base * factor
                 if config.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(tail.parameters(), config.max_grad_norm)
@@ -325,22 +427,35 @@ def _finetune(
         # validate every epoch; keep the best weights (ties: lower loss wins)
         metrics = _metrics(_logits(split, acts_valid, precision), y_valid)
         improved = metrics["accuracy"] > best["accuracy"] + config.early_stopping_threshold or (
-            metrics["accuracy"] >= best["accuracy"] and metrics["loss"] < best["loss"])
+            metrics["accuracy"] >= best["accuracy"] and metrics["loss"] < best["loss"]
+        )
         if improved:
             best, best_state, bad_epochs, chosen = dict(metrics), _runs.state_copy(tail), 0, "finetune"
         else:
             bad_epochs += 1
-        record = {"candidate": name, "phase": "epoch", "epoch": epoch + 1, "step": step,
-                  "train_loss": float(np.mean(losses)) if losses else None, "lr": optimizer.param_groups[-1]["lr"],
-                  **{f"val_{k}": v for k, v in metrics.items()}}
+        record = {
+            "candidate": name,
+            "phase": "epoch",
+            "epoch": epoch + 1,
+            "step": step,
+            "train_loss": float(np.mean(losses)) if losses else None,
+            "lr": optimizer.param_groups[-1]["lr"],
+            **{f"val_{k}": v for k, v in metrics.items()},
+        }
         _runs.append_metrics(out, env, record)
         emit(progress, ProgressEvent("validate", epoch + 1, config.epochs, record))
         if stopped == "time_budget":
             break
         if env.is_main:
-            save_checkpoint(out / "checkpoints", epoch + 1, model_state=tail.state_dict(), best_state=best_state,
-                            optimizer=optimizer, keep=config.save_total_limit,
-                            state={"step": step, "best": best, "bad_epochs": bad_epochs, "chosen": chosen})
+            save_checkpoint(
+                out / "checkpoints",
+                epoch + 1,
+                model_state=tail.state_dict(),
+                best_state=best_state,
+                optimizer=optimizer,
+                keep=config.save_total_limit,
+                state={"step": step, "best": best, "bad_epochs": bad_epochs, "chosen": chosen},
+            )
         env.wait()
         if config.early_stopping_patience and bad_epochs >= config.early_stopping_patience:
             stopped = "early_stopping"
@@ -371,7 +486,9 @@ def _gather(acts: list[torch.Tensor], idx: torch.Tensor, views: torch.Tensor) ->
 
 
 @torch.no_grad()
-def _trunk(split: Split, pixels: torch.Tensor, precision: Precision, store: torch.dtype, ticker: Ticker) -> torch.Tensor:
+def _trunk(
+    split: Split, pixels: torch.Tensor, precision: Precision, store: torch.dtype, ticker: Ticker
+) -> torch.Tensor:
     """Frozen trunk over uint8 ``(N, 3, S, S)`` pixels → stored activations ``(N, C, h, w)``."""
     out: torch.Tensor | None = None
     for i in range(0, len(pixels), INFER_BATCH):
@@ -418,7 +535,9 @@ def _metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     }
 
 
-def _warm_up(split: Split, cache: ImageCache, y: torch.Tensor, config: TrainConfig) -> tuple[int, Precision, dict[str, float]]:
+def _warm_up(
+    split: Split, cache: ImageCache, y: torch.Tensor, config: TrainConfig
+) -> tuple[int, Precision, dict[str, float]]:
     """Time the trunk and a training step on real images; choose precision and a batch size that fits."""
     batch_size = min(config.batch_size, len(y))
     sample = cache.eval[:batch_size]
@@ -438,8 +557,11 @@ def _warm_up(split: Split, cache: ImageCache, y: torch.Tensor, config: TrainConf
 
     while True:
         try:
-            precision = choose_precision(str(config.mixed_precision), step) if config.strategy != "head" else \
-                choose_precision("no", step)
+            precision = (
+                choose_precision(str(config.mixed_precision), step)
+                if config.strategy != "head"
+                else choose_precision("no", step)
+            )
             start = time.perf_counter()
             if config.strategy != "head":
                 step(precision.dtype)
@@ -449,13 +571,19 @@ def _warm_up(split: Split, cache: ImageCache, y: torch.Tensor, config: TrainConf
             if "memory" not in str(exc).lower() and "alloc" not in str(exc).lower():
                 raise
             if not config.auto_find_batch_size or batch_size <= 1:
-                raise TrainError(f"Batch size {batch_size} does not fit in memory. Set a smaller batch_size "
-                                 f"or auto_find_batch_size: true (--auto-find-batch-size).") from exc
+                raise TrainError(
+                    f"Batch size {batch_size} does not fit in memory. Set a smaller batch_size "
+                    f"or auto_find_batch_size: true (--auto-find-batch-size)."
+                ) from exc
             batch_size //= 2
             log.warning("out of memory: trying batch size %d", batch_size)
     split.tail.load_state_dict(saved)
-    timing = {"trunk_seconds_per_image": trunk_img, "step_seconds": step_s,
-              "fp32_step_seconds": precision.fp32_seconds or 0.0, "bf16_step_seconds": precision.bf16_seconds or 0.0}
+    timing = {
+        "trunk_seconds_per_image": trunk_img,
+        "step_seconds": step_s,
+        "fp32_step_seconds": precision.fp32_seconds or 0.0,
+        "bf16_step_seconds": precision.bf16_seconds or 0.0,
+    }
     return batch_size, precision, timing
 
 

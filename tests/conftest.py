@@ -98,12 +98,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model, data_config = create_model("efficientnet_lite0", list(TINY_LABELS), input_size=64)
     model.eval()
     transform = eval_transform(data_config)
-    images = [make_image(c, size=64, seed=100 + i) for c in range(3) for i in range(8)]
-    targets = [c for c in range(3) for _ in range(8)]
+    images = [make_image(c, size=64, seed=100 + i) for c in range(3) for i in range(12)]
+    targets = [c for c in range(3) for _ in range(12)]
     with torch.inference_mode():
         x = torch.stack([transform(im) for im in images])  # (N, 3, 64, 64)
         feats = model.forward_head(model.forward_features(x), pre_logits=True).numpy()  # (N, 1280)
-    head = LogisticRegression(C=1.0, max_iter=500).fit(feats, targets)
+    head = LogisticRegression(C=10.0, max_iter=1000).fit(feats, targets)
     with torch.no_grad():
         model.classifier.weight.copy_(torch.as_tensor(head.coef_, dtype=torch.float32))
         model.classifier.bias.copy_(torch.as_tensor(head.intercept_, dtype=torch.float32))

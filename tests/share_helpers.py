@@ -46,15 +46,15 @@ def tiny_run(root: Path) -> Path:
     run = root / "run"
     model, data_config = create_model("efficientnet_lite0", list(LABELS), input_size=64)
     save_model_folder(model, list(LABELS), data_config, run / "model", name="efficientnet_lite0", card=CARD)
-    items = [
-        {"path": str(p), "label": p.parent.name}
-        for p in sorted(data.glob("*/*.png"))
-    ]
-    splits = {
-        "train": [it for it in items if not it["path"].endswith(("_002.png", "_003.png"))],
-        "validation": [it for it in items if it["path"].endswith(("_002.png", "_003.png"))],
+    relative = [p.relative_to(data).as_posix() for p in sorted(data.glob("*/*.png"))]
+    held_out = ("_002.png", "_003.png")
+    splits = {  # the layout of sortsight.json written by training (data.splits, relative paths)
+        "train": [r for r in relative if not r.endswith(held_out)],
+        "validation": [r for r in relative if r.endswith(held_out)],
+        "test": [],
     }
-    (run / "sortsight.json").write_text(json.dumps({"splits": splits}), encoding="utf-8")
+    info = {"data": {"path": str(data), "classes": list(LABELS), "splits": splits}}
+    (run / "sortsight.json").write_text(json.dumps(info), encoding="utf-8")
     _cache["run"] = run
     return run
 

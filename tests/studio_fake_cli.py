@@ -33,8 +33,17 @@ def train(args: list[str]) -> int:
     print("efficientnet_lite0 at 224px: estimated about 3 s")
     with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
         for epoch in range(epochs + 1):
-            fh.write(json.dumps({"candidate": "efficientnet_lite0", "epoch": epoch, "val_accuracy": 0.5 + 0.1 * epoch,
-                                 "val_loss": 1.0 / (epoch + 1)}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "candidate": "efficientnet_lite0",
+                        "epoch": epoch,
+                        "val_accuracy": 0.5 + 0.1 * epoch,
+                        "val_loss": 1.0 / (epoch + 1),
+                    }
+                )
+                + "\n"
+            )
             fh.flush()
             if mode == "sleep":
                 time.sleep(60)
@@ -42,10 +51,18 @@ def train(args: list[str]) -> int:
     model.mkdir(exist_ok=True)
     (model / "config.json").write_text(json.dumps({"id2label": dict(enumerate(classes))}), encoding="utf-8")
     (model / "model.safetensors").write_bytes(b"not really weights")
-    (run / "sortsight.json").write_text(json.dumps({
-        "data_path": str(data), "status": "done",
-        "candidates": [{"rank": 1, "model": "efficientnet_lite0", "val_accuracy": 0.7, "model_dir": str(model)}],
-    }), encoding="utf-8")
+    (run / "sortsight.json").write_text(
+        json.dumps(
+            {
+                "data_path": str(data),
+                "status": "done",
+                "candidates": [
+                    {"rank": 1, "model": "efficientnet_lite0", "val_accuracy": 0.7, "model_dir": str(model)}
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
     return 0
 
 
@@ -54,16 +71,33 @@ def evaluate(args: list[str]) -> int:
     data = Path(json.loads((run / "sortsight.json").read_text())["data_path"])
     classes = sorted(p.name for p in data.iterdir() if p.is_dir())
     first = sorted((data / classes[0]).iterdir())[:2]
-    predictions = [{"path": str(p), "true": classes[0], "predicted": classes[1], "probability": 0.8,
-                    "loss": 1.6 + i} for i, p in enumerate(first)]
-    predictions.append({"path": str(sorted((data / classes[1]).iterdir())[0]), "true": classes[1],
-                        "predicted": classes[1], "probability": 0.9, "loss": 0.1})
-    (run / "evaluation.json").write_text(json.dumps({
-        "labels": classes, "split": "validation", "note": "no test split: the validation split was used",
-        "metrics": {"accuracy": 0.75, "f1_macro": 0.74, "n_images": 10},
-        "confusion_matrix": [[3, 2], [0, 5]],
-        "top_losses": predictions, "predictions": predictions,
-    }), encoding="utf-8")
+    predictions = [
+        {"path": str(p), "true": classes[0], "predicted": classes[1], "probability": 0.8, "loss": 1.6 + i}
+        for i, p in enumerate(first)
+    ]
+    predictions.append(
+        {
+            "path": str(sorted((data / classes[1]).iterdir())[0]),
+            "true": classes[1],
+            "predicted": classes[1],
+            "probability": 0.9,
+            "loss": 0.1,
+        }
+    )
+    (run / "evaluation.json").write_text(
+        json.dumps(
+            {
+                "labels": classes,
+                "split": "validation",
+                "note": "no test split: the validation split was used",
+                "metrics": {"accuracy": 0.75, "f1_macro": 0.74, "n_images": 10},
+                "confusion_matrix": [[3, 2], [0, 5]],
+                "top_losses": predictions,
+                "predictions": predictions,
+            }
+        ),
+        encoding="utf-8",
+    )
     (run / "report.html").write_text("<!doctype html><title>report</title>", encoding="utf-8")
     return 0
 
@@ -89,9 +123,56 @@ def predict(args: list[str]) -> int:
     return 0
 
 
+def check(args: list[str]) -> int:
+    data, out = Path(args[0]), Path(_opt(args, "--doctor-out") or "doctor")
+    out.mkdir(parents=True, exist_ok=True)
+    suspect = sorted((data / "cats").iterdir())[0]
+    report = {
+        "kind": "sortsight-doctor",
+        "root": str(data),
+        "n_images": 12,
+        "classes": ["cats", "dogs"],
+        "summary": {
+            "images": 12,
+            "exact_duplicate_groups": 1,
+            "near_duplicate_groups": 0,
+            "leakage": 1,
+            "label_conflicts": 0,
+            "label_issues": 1,
+            "quality": {"dark": 1},
+        },
+        "duplicates": [
+            {
+                "kind": "exact",
+                "paths": ["cats/cats_1.png", "cats/cats_2.png"],
+                "labels": ["cats", "cats"],
+                "splits": ["train", "validation"],
+                "leakage": True,
+                "label_conflict": False,
+            }
+        ],
+        "label_issues": [
+            {
+                "rank": 1,
+                "path": str(suspect.relative_to(data)),
+                "label": "cats",
+                "suggested_label": "dogs",
+                "label_score": 0.1,
+                "suggested_score": 0.9,
+            }
+        ],
+        "quality": [
+            {"path": "dogs/dogs_0.png", "label": "dogs", "issue": "dark", "value": 5.0, "threshold": 20.0}
+        ],
+        "notes": [],
+    }
+    (out / "doctor.json").write_text(json.dumps(report), encoding="utf-8")
+    return 0
+
+
 def main() -> int:
     command, *args = sys.argv[1:]
-    return {"train": train, "evaluate": evaluate, "predict": predict}[command](args)
+    return {"train": train, "evaluate": evaluate, "predict": predict, "check": check}[command](args)
 
 
 if __name__ == "__main__":

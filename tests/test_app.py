@@ -75,10 +75,12 @@ def test_missing_gradio_says_how_to_install(run_dir: Path, monkeypatch: pytest.M
 
 def test_cli_app_launches_on_loopback_by_default(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(gr.Interface, "launch", lambda self, **kw: calls.append(kw))
+    monkeypatch.setattr(gr.Interface, "launch",
+                        lambda self, **kw: (calls.append(kw), "http://127.0.0.1:7860/", None))
     result = CliRunner().invoke(cli, ["app", str(run_dir), "--engine", "eager"])
     assert result.exit_code == 0, result.output
     assert calls[0]["server_name"] == "127.0.0.1" and calls[0]["share"] is False
+    assert calls[0]["prevent_thread_lock"] is False  # serves until Ctrl+C
     assert "Warning" not in result.output
 
     result = CliRunner().invoke(cli, ["app", str(run_dir), "--engine", "eager", "--host", "0.0.0.0",
@@ -101,4 +103,17 @@ def test_cli_app_user_errors(run_dir: Path, tmp_path: Path, args: list[str], mes
     result = CliRunner().invoke(cli, args)
     assert result.exit_code != 0
     assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_app_port_taken_is_a_one_line_error(run_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["app", str(run_dir), "--engine", "eager", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"Error: cannot start the demo on 127.0.0.1:{port}" in result.output
     assert "Traceback" not in result.output

@@ -88,7 +88,18 @@ def test_labels_file_and_columns(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "case", ["no-images", "loose", "one-class", "too-small", "missing-path", "bad-fraction", "unreadable"]
+    "case",
+    [
+        "no-images",
+        "loose",
+        "one-class",
+        "too-small",
+        "missing-path",
+        "archive",
+        "single-image",
+        "bad-fraction",
+        "unreadable",
+    ],
 )
 def test_data_errors(case: str, tmp_path: Path, make_folder: Callable[..., Path]) -> None:
     root = tmp_path / "d"
@@ -106,6 +117,14 @@ def test_data_errors(case: str, tmp_path: Path, make_folder: Callable[..., Path]
     elif case == "too-small":
         root = make_folder(classes=("a", "b"), per_class=1)
         needles = ["has only 1 image, too few to split"]
+    elif case == "archive":
+        root = tmp_path / "photos.zip"
+        root.write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+        needles = ["is an archive; unpack it first"]
+    elif case == "single-image":
+        root = tmp_path / "one.jpg"
+        make_image(0).save(root)
+        needles = ["is a file but not a labels file"]
     elif case == "missing-path":
         needles = ["does not exist"]
     elif case == "bad-fraction":
@@ -122,3 +141,35 @@ def test_data_errors(case: str, tmp_path: Path, make_folder: Callable[..., Path]
 def test_help_mentions_layouts() -> None:
     result = run("--help")
     assert result.exit_code == 0 and "--grid" in result.output and "labels file" in result.output
+
+
+def test_parquet_dataset_with_column_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import io
+
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("SORTSIGHT_CACHE", str(tmp_path / "cache"))
+
+    def png(i: int) -> bytes:
+        buf = io.BytesIO()
+        make_image(i % 2, seed=i).save(buf, "PNG")
+        return buf.getvalue()
+
+    table = pa.table({"img": [png(i) for i in range(6)], "kind": ["even", "odd"] * 3})
+    pq.write_table(table, tmp_path / "train.parquet")
+    result = run(
+        str(tmp_path / "train.parquet"),
+        "--image-column",
+        "img",
+        "--target-column",
+        "kind",
+        "--json",
+        "--valid-split",
+        "0.34",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["source"] == "parquet" and summary["classes"] == ["even", "odd"]
+    assert summary["totals"] == {"train": 4, "validation": 2, "total": 6}
+    assert_user_error(run(str(tmp_path / "train.parquet"), "--image-column", "imgs"), "Did you mean 'img'?")

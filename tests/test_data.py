@@ -134,6 +134,16 @@ def test_labels_file_formats(tmp_path: Path, filename: str, content: str) -> Non
     assert [(ds.relative(it.path), it.label) for it in ds.items] == [(names[0], "x"), (names[1], "y")]
 
 
+def test_labels_file_saved_by_excel_in_cp1252(tmp_path: Path) -> None:
+    (tmp_path / "imgs").mkdir()
+    for i, name in enumerate(("église.png", "forêt.png")):
+        make_image(i, seed=i).save(tmp_path / "imgs" / name)
+    text = "image;target\nimgs/église.png;bâtiment\nimgs/forêt.png;paysage\n"
+    (tmp_path / "labels.csv").write_bytes(text.encode("cp1252"))
+    ds = scan(tmp_path / "labels.csv")
+    assert {it.path.name: it.label for it in ds.items} == {"église.png": "bâtiment", "forêt.png": "paysage"}
+
+
 def test_labels_file_split_columns_and_folder_discovery(tmp_path: Path) -> None:
     names = _flat_images(tmp_path / "imgs", 6)
     lines = [f"{n},{'a' if i < 3 else 'b'},{'true' if i in (0, 3) else 'false'}" for i, n in enumerate(names)]
@@ -156,6 +166,14 @@ def test_labels_file_missing_files_are_listed(tmp_path: Path) -> None:
         and "imgs/gone0.png, imgs/gone1.png, imgs/gone2.png, …" in msg
     )
     assert "\n" not in msg
+
+
+def test_labels_file_of_urls_points_to_fetch(tmp_path: Path) -> None:
+    (tmp_path / "urls.csv").write_text(
+        "image,label\nhttps://example.org/a.jpg,a\nhttps://example.org/b.jpg,b\n"
+    )
+    with pytest.raises(DataError, match=r"lists image URLs .*'sortsight fetch"):
+        scan(tmp_path / "urls.csv")
 
 
 def test_unknown_column_suggests_closest(tmp_path: Path) -> None:
@@ -359,6 +377,7 @@ def test_summary_warnings(make_folder: Callable[..., Path]) -> None:
     assert kinds == {"imbalance", "few-images", "tiny-images", "skipped"}
     assert summary["tiny_images"] == [{"path": "small/tiny.png", "width": 16, "height": 16}]
     assert summary["skipped"] == [{"path": "small/bad.jpg", "reason": "empty file"}]
+    assert summary["image_sizes"] == {"median_width": 48, "median_height": 48, "min_side": 16, "max_side": 48}
     unsplit = summarize(scan(root))
     assert unsplit["splits"] == ["unsplit"] and unsplit["counts"]["big"] == {"unsplit": 16, "total": 16}
 
@@ -421,3 +440,41 @@ def test_lonely_split_folder_hint(tmp_path: Path) -> None:
     write_class_folder(tmp_path / "d" / "train", per_class=3)  # d/train/{cats,dogs}: no validation/ beside it
     with pytest.raises(DataError, match=r"Only one folder, 'train'.*add validation/"):
         load_dataset(tmp_path / "d")
+
+
+def test_heic_needs_plugin_then_loads_once_installed(
+    make_folder: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    root = make_folder(per_class=2)
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(make_image(0)).save(buf, quality=80)
+    (root / "cats" / "IMG_0001.HEIC").write_bytes(buf.getvalue())
+    with monkeypatch.context() as m:
+        m.setattr(data.images, "_import_heif", lambda: None)  # plugin "not installed"
+        ds = scan(root)
+        assert [(s.path.name, s.reason) for s in ds.skipped] == [("IMG_0001.HEIC", "needs pillow-heif")]
+    ds = scan(root)  # "installed" now: the earlier answer was not cached
+    assert not ds.skipped and len(ds) == 5
+
+
+def test_split_same_for_nfc_and_nfd_names(tmp_path: Path) -> None:
+    """macOS writes decomposed (NFD) names; the split must not depend on the normal form."""
+    import unicodedata
+
+    def build(root: Path, form: str) -> ImageDataset:
+        for ci, cls in enumerate(("café", "crème")):
+            folder = root / unicodedata.normalize(form, cls)
+            folder.mkdir(parents=True)
+            for i in range(10):
+                make_image(ci, seed=i).save(folder / unicodedata.normalize(form, f"été_{i}.png"))
+        return load_dataset(root, seed=5)
+
+    nfc, nfd = build(tmp_path / "nfc", "NFC"), build(tmp_path / "nfd", "NFD")
+    assert nfc.classes == nfd.classes == ("café", "crème")
+
+    def val(ds: ImageDataset) -> list[str]:
+        return sorted(unicodedata.normalize("NFC", r) for r in _rel(ds, "validation"))
+
+    assert val(nfc) == val(nfd) and len(val(nfc)) == 4
+    assert nfc.fingerprint() == nfd.fingerprint()

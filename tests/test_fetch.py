@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -17,6 +20,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sortsight.cli import cli
+from sortsight.data import scan
 from sortsight.errors import DataError
 from sortsight.fetch import JOURNAL_NAME, fetch
 from sortsight.images import iter_image_files, open_image
@@ -57,31 +61,33 @@ def _handler(state: _Server) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _send(self, code: int, body: bytes, ctype: str = "image/png") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (the timeout test)
 
         def do_GET(self) -> None:
             path = self.path
             with state.lock:
                 state.hits[path] += 1
                 hits = state.hits[path]
-                state.inflight += 1
-                state.max_inflight = max(state.max_inflight, state.inflight)
                 state.starts.append(time.monotonic())
-            try:
-                self._route(path, hits)
-            finally:
-                with state.lock:
-                    state.inflight -= 1
+            self._route(path, hits)
 
         def _route(self, path: str, hits: int) -> None:
             if m := re.fullmatch(r"/img/(\d+)\.png", path):
                 self._send(200, _png(int(m.group(1))))
             elif m := re.fullmatch(r"/slow/(\d+)\.png", path):
+                with state.lock:  # counted while the client is surely still waiting
+                    state.inflight += 1
+                    state.max_inflight = max(state.max_inflight, state.inflight)
                 time.sleep(0.25)
+                with state.lock:
+                    state.inflight -= 1
                 self._send(200, _png(int(m.group(1))))
             elif path == "/broken.jpg":
                 self._send(200, b"<html>not an image</html>", "image/jpeg")
@@ -92,6 +98,14 @@ def _handler(state: _Server) -> type[BaseHTTPRequestHandler]:
                     self._send(503, b"busy", "text/plain")
                 else:
                     self._send(200, _png(99))
+            elif path == "/limited.png":  # 429 with Retry-After once, then the image
+                if hits == 1:
+                    self.send_response(429)
+                    self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                else:
+                    self._send(200, _png(42))
             elif path == "/down.png":
                 self._send(503, b"busy", "text/plain")
             elif path == "/hang.png":
@@ -128,7 +142,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     httpd.daemon_threads = True
     state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield state
@@ -156,16 +170,18 @@ def test_csv_fetch_verifies_retries_and_reports(server: _Server, tmp_path: Path)
         (f"{b}/flaky.png", "letters"),
         (f"{b}/missing.png", "maps"),
         (f"{b}/down.png", "maps"),
+        ("file:///etc/hostname", "maps"),
     ]
     out = tmp_path / "out"
     summary = fetch(_csv(tmp_path, rows), out, retries=2, **FAST)
 
-    assert summary.total == 11
+    assert summary.total == 12
     assert summary.downloaded == 7  # 6 images + the flaky one after two 503s
     assert summary.by_label == {"letters": 4, "maps": 3}
     assert {e["url"].rsplit("/", 1)[1] for e in summary.broken} == {"broken.jpg", "truncated.png"}
     failed = {e["url"].rsplit("/", 1)[1]: e["reason"] for e in summary.failed}
-    assert failed.keys() == {"missing.png", "down.png"}
+    assert failed.keys() == {"missing.png", "down.png", "hostname"}
+    assert failed["hostname"] == "not an http(s) URL"
     assert "HTTP 404" in failed["missing.png"] and "HTTP 503" in failed["down.png"]
     assert server.hits["/flaky.png"] == 3
     assert server.hits["/missing.png"] == 1  # a 404 is not retried
@@ -177,6 +193,8 @@ def test_csv_fetch_verifies_retries_and_reports(server: _Server, tmp_path: Path)
     assert not any("broken" in p.name or "truncated" in p.name for p in out.rglob("*"))
     assert not (out / ".sortsight-fetch-tmp").exists()
     assert not summary.ok
+    ds = scan(out)  # the result is a dataset as it stands (the journal is not an image)
+    assert len(ds) == 7 and ds.classes == ("letters", "maps") and not ds.skipped
 
 
 def test_rerun_skips_done_items_and_retries_failures(server: _Server, tmp_path: Path) -> None:
@@ -220,6 +238,35 @@ def test_resume_after_interruption(server: _Server, tmp_path: Path) -> None:
     assert sum(server.hits[f"/img/{i}.png"] for i in range(10)) <= 10 + 2
 
 
+def test_resume_after_kill_9(server: _Server, tmp_path: Path) -> None:
+    b = server.base
+    source = _csv(tmp_path, [(f"{b}/slow/{i}.png", "pages") for i in range(12)])
+    out = tmp_path / "out"
+    code = (
+        "import sys; from sortsight.fetch import fetch; "
+        "fetch(sys.argv[1], sys.argv[2], concurrency=1, per_host=1, delay=0.0)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(source), str(out)])
+    journal = out / JOURNAL_NAME
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.02)
+    proc.kill()  # SIGKILL: no cleanup at all
+    proc.wait()
+    done_before = len(journal.read_text().splitlines())
+    assert 3 <= done_before < 12
+
+    summary = fetch(source, out, **FAST)
+    assert summary.ok and summary.already_done >= 3
+    assert summary.already_done + summary.downloaded == 12
+    files = _files(out)
+    assert len(files) == 12 and len({p.read_bytes() for p in files}) == 12
+    assert not (out / ".sortsight-fetch-tmp").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".part") or ".part-" in p.name]
+
+
 def test_politeness_limits_requests_per_host(server: _Server, tmp_path: Path) -> None:
     b = server.base
     source = _csv(tmp_path, [(f"{b}/slow/{i}.png", "x") for i in range(6)])
@@ -231,7 +278,7 @@ def test_politeness_limits_requests_per_host(server: _Server, tmp_path: Path) ->
     source2 = _csv(tmp_path, [(f"{b}/img/{i}.png", "x") for i in range(20, 24)], "two.csv")
     fetch(source2, tmp_path / "out2", concurrency=4, per_host=4, delay=0.15, backoff=0.01)
     starts = sorted(server.starts)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert len(starts) == 4 and min(gaps) >= 0.13
 
 
@@ -241,6 +288,14 @@ def test_timeout_is_retried_then_reported(server: _Server, tmp_path: Path) -> No
     assert summary.downloaded == 0 and len(summary.failed) == 1
     assert "network error" in summary.failed[0]["reason"]
     assert server.hits["/hang.png"] == 2
+
+
+def test_retry_after_is_honoured(server: _Server, tmp_path: Path) -> None:
+    source = _csv(tmp_path, [(f"{server.base}/limited.png", "x")])
+    started = time.monotonic()
+    summary = fetch(source, tmp_path / "out", retries=2, delay=0.0, backoff=0.01, timeout=5.0)
+    assert summary.ok and server.hits["/limited.png"] == 2
+    assert time.monotonic() - started >= 0.95  # waited as the server asked, not the 0.01 s backoff
 
 
 def _manifest_v2(base: str) -> dict:
@@ -293,7 +348,14 @@ def _manifest_v3(base: str) -> dict:
                 {
                     "id": f"{base}/c/{i}/p",
                     "type": "AnnotationPage",
-                    "items": [{"id": f"{base}/c/{i}/a", "type": "Annotation", "motivation": "painting", "body": body}],
+                    "items": [
+                        {
+                            "id": f"{base}/c/{i}/a",
+                            "type": "Annotation",
+                            "motivation": "painting",
+                            "body": body,
+                        }
+                    ],
                 }
             ],
         }
@@ -359,9 +421,8 @@ def test_bad_sources_are_clear_errors(server: _Server, tmp_path: Path) -> None:
 
 def test_cli_fetch(server: _Server, tmp_path: Path) -> None:
     b = server.base
-    server.files["/list.csv"] = "url,label\n".encode() + "".join(
-        f"{b}/img/{i}.png,cats\n" for i in range(3)
-    ).encode() + f"{b}/broken.jpg,cats\n".encode()
+    rows = [f"{b}/img/{i}.png,cats" for i in range(3)] + [f"{b}/broken.jpg,cats"]
+    server.files["/list.csv"] = ("url,label\n" + "\n".join(rows) + "\n").encode()
     out = tmp_path / "out"
     runner = CliRunner()
     result = runner.invoke(cli, ["fetch", f"{b}/list.csv", "--out", str(out), "--delay", "0"])

@@ -1,4 +1,4 @@
-"""Hub push: private by default, fails fast and clearly offline, never shows the token, never touches the folder."""
+"""Hub push: private by default, fails fast offline, never shows the token or alters the folder."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def test_unreachable_hub_fails_fast_clearly_and_keeps_the_folder(
 
 def test_closed_port_is_reported_at_once(run_dir: Path, no_login: None) -> None:
     start = time.monotonic()
-    with pytest.raises(ExportError, match="cannot reach .*connection refused"):
+    with pytest.raises(ExportError, match=r"cannot reach .*connection refused"):
         check_hub_reachable(f"http://127.0.0.1:{free_port()}", timeout=2)
     assert time.monotonic() - start < 3
 
@@ -169,3 +169,47 @@ def test_facade_guesses_the_repo_type(run_dir: Path, tmp_path: Path, monkeypatch
     push(space, "me/x")
     push(run_dir, "me/x")
     assert seen == [(space, "space", True), (run_dir / "model", "model", True)]
+
+
+def test_cli_push_fails_fast_without_showing_the_token(run_dir: Path, tmp_path: Path, no_login: None,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from sortsight.cli import cli
+
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    space = tmp_path / "space"
+    start = time.monotonic()
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--space", str(space),
+                                      "--push-to-hub", "me/shapes-demo"])
+    assert time.monotonic() - start < 20
+    assert result.exit_code == 1
+    assert "Pushing the space folder to me/shapes-demo (private)" in result.output
+    offline = "Error: cannot reach the Hugging Face Hub" in result.output
+    assert offline or "rejected the token" in result.output
+    assert "Traceback" not in result.output and FAKE_TOKEN not in result.output
+    assert (space / "app.py").is_file() and (space / "model" / "model.safetensors").is_file()  # intact
+
+    before = tree_digest(run_dir)
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--push-to-hub", "me/shapes"])
+    assert result.exit_code == 1 and "(private)" in result.output and FAKE_TOKEN not in result.output
+    assert tree_digest(run_dir) == before
+
+
+def test_cli_pushes_an_existing_space_folder_as_a_space(run_dir: Path, tmp_path: Path, no_login: None,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    import sortsight.export as export
+    from sortsight.cli import cli
+    from sortsight.space import export_space
+
+    seen: list[tuple[str, str, bool]] = []
+    monkeypatch.setattr(export, "push_to_hub", lambda folder, repo_id, **kw: seen.append(
+        (str(folder), kw["repo_type"], kw["private"])) or f"https://hub.test/{repo_id}")
+    space = export_space(run_dir, tmp_path / "space", examples=[])
+    result = CliRunner().invoke(cli, ["export", str(space), "--push-to-hub", "me/demo", "--public"])
+    assert result.exit_code == 0, result.output
+    assert seen == [(str(space), "space", False)]
+    assert "Pushing the space folder to me/demo (public)" in result.output
+    assert "https://hub.test/me/demo" in result.output

@@ -8,6 +8,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,8 +42,14 @@ def _with_orientation(path: Path, orientation: int) -> None:
     _halves().save(path, "JPEG", quality=95, exif=exif)
 
 
-def _close(pixel: tuple[int, ...], expected: tuple[int, int, int], tol: int = 40) -> bool:
+def _close(pixel: Any, expected: tuple[int, int, int], tol: int = 40) -> bool:
     return all(abs(int(a) - b) <= tol for a, b in zip(pixel[:3], expected, strict=True))
+
+
+def _px(img: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
+    pixel = img.getpixel(xy)
+    assert isinstance(pixel, tuple)
+    return pixel
 
 
 def _png_header_only(path: Path, width: int, height: int) -> None:
@@ -98,6 +105,31 @@ def make_cmyk(p: Path) -> Path:
 def make_png16(p: Path) -> Path:
     Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16)).save(p / "gray16.png")
     return p / "gray16.png"
+
+
+def make_png48(p: Path) -> Path:
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one, so the chunks are written here)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    arr = np.zeros((3, 4, 3), dtype=">u2")
+    arr[..., 0], arr[..., 2] = 65535, 32768
+    raw = b"".join(b"\x00" + arr[y].tobytes() for y in range(3))
+    ihdr = struct.pack(">IIBBBBB", 4, 3, 16, 2, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    (p / "rgb48.png").write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return p / "rgb48.png"
+
+
+def make_tiff16(p: Path) -> Path:
+    Image.fromarray(np.full((5, 5), 50000, dtype=np.uint16)).save(p / "gray16.tiff")
+    return p / "gray16.tiff"
+
+
+def make_png16_dark(p: Path) -> Path:
+    Image.fromarray(np.full((8, 8), 200, dtype=np.uint16)).save(p / "dark16.png")  # near-black in 16 bits
+    return p / "dark16.png"
 
 
 def make_palette_transparent(p: Path) -> Path:
@@ -227,7 +259,10 @@ LOADS: list[tuple[Callable[[Path], Path], Check]] = [
         ),
     ),
     (make_cmyk, lambda im: _close(im.getpixel((8, 8)), RED)),
-    (make_png16, lambda im: abs(im.getpixel((4, 4))[0] - round(40000 / 65535 * 255)) <= 1),
+    (make_png16_dark, lambda im: _px(im, (4, 4))[0] <= 1),
+    (make_png48, lambda im: im.size == (4, 3) and _close(im.getpixel((1, 1)), (255, 0, 128), tol=1)),
+    (make_tiff16, lambda im: abs(_px(im, (2, 2))[0] - round(50000 / 65535 * 255)) <= 1),
+    (make_png16, lambda im: abs(_px(im, (4, 4))[0] - round(40000 / 65535 * 255)) <= 1),
     (
         make_palette_transparent,
         lambda im: im.getpixel((1, 1)) == RED and im.getpixel((6, 1)) == (255, 255, 255),

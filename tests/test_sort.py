@@ -1,4 +1,4 @@
-"""sort_into: copy/move into label folders, unsure threshold, clashes, dry run, log, undo, resume after kill -9."""
+"""sort_into: copy/move into label folders, unsure threshold, clashes, dry run, log, undo, kill + resume."""
 
 from __future__ import annotations
 
@@ -52,10 +52,15 @@ def _files(root: Path) -> list[Path]:
 
 def test_copies_into_label_folders_with_unsure_and_log(tmp_path: Path) -> None:
     imgs = _write_images(tmp_path / "in", 4)
-    preds = _write_predictions(tmp_path / "p.csv", [
-        (imgs[0], "cat", 0.95, "ok"), (imgs[1], "dog", 0.80, "ok"),
-        (imgs[2], "dog", 0.40, "ok"), (imgs[3], "", 0.0, "unreadable"),
-    ])
+    preds = _write_predictions(
+        tmp_path / "p.csv",
+        [
+            (imgs[0], "cat", 0.95, "ok"),
+            (imgs[1], "dog", 0.80, "ok"),
+            (imgs[2], "dog", 0.40, "ok"),
+            (imgs[3], "", 0.0, "unreadable"),
+        ],
+    )
     dest = tmp_path / "sorted"
     summary = sort_into(preds, dest, threshold=0.5)
     assert (dest / "cat" / imgs[0].name).read_bytes() == imgs[0].read_bytes()
@@ -72,7 +77,9 @@ def test_copies_into_label_folders_with_unsure_and_log(tmp_path: Path) -> None:
 
 def test_status_column_decides_when_no_threshold(tmp_path: Path) -> None:
     imgs = _write_images(tmp_path / "in", 2)
-    preds = _write_predictions(tmp_path / "p.csv", [(imgs[0], "cat", 0.3, "unsure"), (imgs[1], "cat", 0.3, "ok")])
+    preds = _write_predictions(
+        tmp_path / "p.csv", [(imgs[0], "cat", 0.3, "unsure"), (imgs[1], "cat", 0.3, "ok")]
+    )
     sort_into(preds, tmp_path / "out")
     assert (tmp_path / "out" / "unsure" / imgs[0].name).is_file()
     assert (tmp_path / "out" / "cat" / imgs[1].name).is_file()
@@ -114,8 +121,10 @@ def test_dry_run_touches_nothing_and_shows_the_plan(tmp_path: Path) -> None:
 def test_move_then_undo_restores(tmp_path: Path) -> None:
     imgs = _write_images(tmp_path / "in", 3)
     before = {p: _digest(p) for p in imgs}
-    preds = _write_predictions(tmp_path / "p.csv", [(imgs[0], "cat", 0.9, "ok"), (imgs[1], "dog", 0.9, "ok"),
-                                                    (imgs[2], "dog", 0.1, "unsure")])
+    preds = _write_predictions(
+        tmp_path / "p.csv",
+        [(imgs[0], "cat", 0.9, "ok"), (imgs[1], "dog", 0.9, "ok"), (imgs[2], "dog", 0.1, "unsure")],
+    )
     dest = tmp_path / "out"
     summary = sort_into(preds, dest, move=True)
     assert summary.counts == {"move": 3}
@@ -132,7 +141,9 @@ def test_label_becomes_a_safe_folder_name_and_unsure_label_does_not_collide(tmp_
     assert folder_name("maps/plans") == "maps_plans"
     assert folder_name("..") == "_"
     imgs = _write_images(tmp_path / "in", 2)
-    preds = _write_predictions(tmp_path / "p.csv", [(imgs[0], "unsure", 0.9, "ok"), (imgs[1], "a/b", 0.1, "unsure")])
+    preds = _write_predictions(
+        tmp_path / "p.csv", [(imgs[0], "unsure", 0.9, "ok"), (imgs[1], "a/b", 0.1, "unsure")]
+    )
     sort_into(preds, tmp_path / "out")
     assert (tmp_path / "out" / "unsure" / imgs[0].name).is_file()  # the model's own class 'unsure'
     assert (tmp_path / "out" / "_unsure" / imgs[1].name).is_file()  # below threshold
@@ -157,7 +168,9 @@ sort_into(sys.argv[1], sys.argv[2], move=sys.argv[3] == "move")
 def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path: Path, mode: str) -> None:
     imgs = _write_images(tmp_path / "in", 300, size=20_000)
     digests = Counter(_digest(p) for p in imgs)
-    preds = _write_predictions(tmp_path / "p.csv", [(p, ("cat", "dog")[i % 2], 0.9, "ok") for i, p in enumerate(imgs)])
+    preds = _write_predictions(
+        tmp_path / "p.csv", [(p, ("cat", "dog")[i % 2], 0.9, "ok") for i, p in enumerate(imgs)]
+    )
     dest = tmp_path / "out"
     log = dest / LOG_NAME
     proc = subprocess.Popen([sys.executable, "-c", _SORT_SCRIPT, str(preds), str(dest), mode])
@@ -182,4 +195,4 @@ def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path: Path, mode: st
         assert all(p.exists() for p in imgs)
     sources = [e["source"] for e in ActionLog(log).entries()]
     assert sorted(sources) == sorted(str(p) for p in imgs)  # each source logged once
-    assert list(read_predictions(preds))[0]["score"] == pytest.approx(0.9)
+    assert next(iter(read_predictions(preds)))["score"] == pytest.approx(0.9)

@@ -189,3 +189,49 @@ def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, *, timeout: flo
                 return
         time.sleep(0.2)
     pytest.fail(f"the Space app did not listen on port {port} within {timeout}s")
+
+
+def test_cli_export_space(run_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sortsight.cli import cli
+
+    out = tmp_path / "cli-space"
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--space", str(out), "--title", "From CLI"])
+    assert result.exit_code == 0, result.output
+    assert "python app.py" in result.output
+    assert _front_matter((out / "README.md").read_text(encoding="utf-8"))["title"] == "From CLI"
+    assert len(list((out / "examples").iterdir())) == 4
+
+    again = CliRunner().invoke(cli, ["export", str(run_dir), "--space", str(out)])
+    assert again.exit_code == 1 and "Error:" in again.output and "not empty" in again.output
+    assert "Traceback" not in again.output
+
+
+def test_card_written_by_training_gives_a_demo_page(tmp_path: Path) -> None:
+    import json
+
+    from sortsight.card import model_card
+
+    (tmp_path / "config.json").write_text(json.dumps({"id2label": {"0": "maps", "1": "letters"}}))
+    (tmp_path / "README.md").write_text(model_card(
+        model_name="efficientnet_lite0", labels=["maps", "letters"],
+        counts={"maps": {"train": 8, "validation": 2}, "letters": {"train": 8, "validation": 2}},
+        metrics={"accuracy": 0.9, "f1_macro": 0.88, "loss": 0.3}, parameters={"epochs": 3}))
+    card = read_card(tmp_path)
+    assert card.title == "efficientnet_lite0 fine-tuned with sortsight"
+    assert card.description.startswith("An image classifier that sorts images into 2 classes")
+    assert "## Limitations" in card.article and "## Validation results" in card.article
+    assert "## Use" not in card.article and "## Training parameters" not in card.article
+    assert card.labels == ("maps", "letters") and card.license is None
+
+
+def test_cli_space_options_need_space(run_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from sortsight.cli import cli
+
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--title", "X"])
+    assert result.exit_code == 1 and "add --space DIR" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["export", str(run_dir), "--public"])
+    assert result.exit_code == 1 and "add --push-to-hub" in result.output

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi")
+from conftest import make_image
 from fastapi.testclient import TestClient
 
 from sortsight.studio import create_app
 from sortsight.studio.uploads import UploadLimits
-from tests.conftest import make_image
 
 FAKE_CLI = (sys.executable, str(Path(__file__).parent / "studio_fake_cli.py"))
 
@@ -49,10 +49,13 @@ def make_zip(entries: dict[str, bytes], *, symlink: str | None = None) -> bytes:
 
 
 def class_zip(per_class: int = 6, prefix: str = "") -> bytes:
-    return make_zip({
-        f"{prefix}{name}/{name}_{i}.png": png_bytes(ci, i) for ci, name in enumerate(("cats", "dogs"))
-        for i in range(per_class)
-    })
+    return make_zip(
+        {
+            f"{prefix}{name}/{name}_{i}.png": png_bytes(ci, i)
+            for ci, name in enumerate(("cats", "dogs"))
+            for i in range(per_class)
+        }
+    )
 
 
 @pytest.fixture
@@ -71,7 +74,9 @@ def new_project(client: TestClient, name: str = "Postcards", with_data: bool = T
     assert r.status_code == 200
     pid = int(str(r.url).split("/projects/")[1].split("/")[0])
     if with_data:
-        r = client.post(f"/projects/{pid}/data/zip", files={"archive": ("d.zip", class_zip(), "application/zip")})
+        r = client.post(
+            f"/projects/{pid}/data/zip", files={"archive": ("d.zip", class_zip(), "application/zip")}
+        )
         assert "Added 12 image(s)" in r.text
     return pid
 
@@ -123,12 +128,16 @@ def test_two_projects_with_one_name_get_separate_folders(client: TestClient, hom
 # data ---------------------------------------------------------------------------------------
 def test_zip_upload_counts_samples_and_skipped(client: TestClient, home: Path) -> None:
     pid = new_project(client, with_data=False)
-    entries = {f"photos/{n}/{n}_{i}.png": png_bytes(ci, i) for ci, n in enumerate(("cats", "dogs")) for i in range(5)}
+    entries = {
+        f"photos/{n}/{n}_{i}.png": png_bytes(ci, i) for ci, n in enumerate(("cats", "dogs")) for i in range(5)
+    }
     entries["photos/dogs/broken.jpg"] = b"this is text, not a jpeg"
     entries["photos/notes.txt"] = b"hello"
     entries["photos/__MACOSX/._cats"] = b"junk"
     entries["photos/cats/.DS_Store"] = b"junk"
-    r = client.post(f"/projects/{pid}/data/zip", files={"archive": ("p.zip", make_zip(entries), "application/zip")})
+    r = client.post(
+        f"/projects/{pid}/data/zip", files={"archive": ("p.zip", make_zip(entries), "application/zip")}
+    )
     assert r.status_code == 200
     assert "Added 11 image(s)" in r.text and "notes.txt (not inside a class folder)" in r.text
     data = home / "projects" / "postcards" / "data"
@@ -140,22 +149,41 @@ def test_zip_upload_counts_samples_and_skipped(client: TestClient, home: Path) -
     assert len(summary["samples"]["cats"]) == 5
     page = client.get(f"/projects/{pid}/data").text
     assert "broken.jpg" in page and page.count("/thumb?path=") == 10
+    # the check is kept across restarts (a big collection is not decoded again)
+    assert json.loads((home / "projects/postcards/.data-summary.json").read_text())["summary"]["classes"] == [
+        "cats",
+        "dogs",
+    ]
     # uploading the same zip again adds nothing twice (identical content is recognised)
-    client.post(f"/projects/{pid}/data/zip", files={"archive": ("p.zip", make_zip(entries), "application/zip")})
+    client.post(
+        f"/projects/{pid}/data/zip", files={"archive": ("p.zip", make_zip(entries), "application/zip")}
+    )
     assert client.get(f"/api/projects/{pid}/data").json()["totals"]["total"] == 10
 
 
 def test_zip_with_split_folders(client: TestClient) -> None:
     pid = new_project(client, with_data=False)
-    entries = {f"{split}/{n}/{n}_{split}{i}.png": png_bytes(ci, i)
-               for split in ("train", "validation") for ci, n in enumerate(("a", "b")) for i in range(3)}
-    client.post(f"/projects/{pid}/data/zip", files={"archive": ("s.zip", make_zip(entries), "application/zip")})
+    entries = {
+        f"{split}/{n}/{n}_{split}{i}.png": png_bytes(ci, i)
+        for split in ("train", "validation")
+        for ci, n in enumerate(("a", "b"))
+        for i in range(3)
+    }
+    client.post(
+        f"/projects/{pid}/data/zip", files={"archive": ("s.zip", make_zip(entries), "application/zip")}
+    )
     summary = client.get(f"/api/projects/{pid}/data").json()
     assert summary["splits"] == ["train", "validation"] and summary["counts"]["a"] == {
-        "train": 3, "validation": 3, "total": 6}
+        "train": 3,
+        "validation": 3,
+        "total": 6,
+    }
     # files added to a class go to the train split
-    client.post(f"/projects/{pid}/data/files", data={"label": "c"},
-                files=[("files", ("c1.png", png_bytes(2), "image/png"))])
+    client.post(
+        f"/projects/{pid}/data/files",
+        data={"label": "c"},
+        files=[("files", ("c1.png", png_bytes(2), "image/png"))],
+    )
     assert client.get(f"/api/projects/{pid}/data").json()["counts"]["c"]["train"] == 1
 
 
@@ -170,11 +198,14 @@ def test_zip_with_split_folders(client: TestClient) -> None:
         ({"cats/bomb.png": b"\0" * (3 * 1024**2)}, None, "zip bomb"),
     ],
 )
-def test_unsafe_zips_are_refused(client: TestClient, home: Path, entries: dict, symlink: str | None,
-                                 message: str) -> None:
+def test_unsafe_zips_are_refused(
+    client: TestClient, home: Path, entries: dict, symlink: str | None, message: str
+) -> None:
     pid = new_project(client, with_data=False)
-    r = client.post(f"/projects/{pid}/data/zip",
-                    files={"archive": ("bad.zip", make_zip(entries, symlink=symlink), "application/zip")})
+    r = client.post(
+        f"/projects/{pid}/data/zip",
+        files={"archive": ("bad.zip", make_zip(entries, symlink=symlink), "application/zip")},
+    )
     assert r.status_code == 400 and message in r.text
     project = home / "projects" / "postcards"
     assert not list((project / "data").rglob("*.png"))
@@ -192,15 +223,20 @@ def test_zip_size_caps_and_not_a_zip(home: Path) -> None:
         many = make_zip({f"cats/{i}.png": b"x" for i in range(31)})
         r = client.post(f"/projects/{pid}/data/zip", files={"archive": ("many.zip", many, "application/zip")})
         assert r.status_code == 400 and "31 entries" in r.text
-        r = client.post(f"/projects/{pid}/data/zip", files={"archive": ("x.zip", b"PK not a zip", "application/zip")})
+        r = client.post(
+            f"/projects/{pid}/data/zip", files={"archive": ("x.zip", b"PK not a zip", "application/zip")}
+        )
         assert r.status_code == 400 and "not a readable zip" in r.text
 
 
 def test_upload_body_limit_with_and_without_content_length(home: Path) -> None:
     with TestClient(create_app(home, limits=UploadLimits(max_request_bytes=100_000))) as client:
         pid = new_project(client, with_data=False)
-        r = client.post(f"/projects/{pid}/data/files", data={"label": "cats"},
-                        files=[("files", ("big.png", b"\0" * 200_000, "image/png"))])
+        r = client.post(
+            f"/projects/{pid}/data/files",
+            data={"label": "cats"},
+            files=[("files", ("big.png", b"\0" * 200_000, "image/png"))],
+        )
         assert r.status_code == 413 and "limit" in r.text
 
         def chunks() -> Iterator[bytes]:  # a valid multipart body, streamed with no Content-Length
@@ -211,36 +247,58 @@ def test_upload_body_limit_with_and_without_content_length(home: Path) -> None:
                 yield b"\1" * 10_000
             yield b"\r\n--xyz--\r\n"
 
-        r = client.post(f"/projects/{pid}/data/files", content=chunks(),
-                        headers={"content-type": "multipart/form-data; boundary=xyz"})
+        r = client.post(
+            f"/projects/{pid}/data/files",
+            content=chunks(),
+            headers={"content-type": "multipart/form-data; boundary=xyz"},
+        )
         assert r.status_code == 413
         assert not list((client.app.state.studio.home / "projects").rglob("*.png"))  # type: ignore[attr-defined]
 
 
 def test_files_upload_into_a_class_and_bad_class_names(client: TestClient, home: Path) -> None:
     pid = new_project(client, with_data=False)
-    r = client.post(f"/projects/{pid}/data/files", data={"label": "old maps"},
-                    files=[("files", ("a.png", png_bytes(0), "image/png")), ("files", ("b.png", png_bytes(1), "image/png")),
-                           ("files", ("notes.txt", b"hello", "text/plain"))])
-    assert "Added 2 image(s) to &#39;old maps&#39;" in r.text and "notes.txt (not an image file type)" in r.text
+    r = client.post(
+        f"/projects/{pid}/data/files",
+        data={"label": "old maps"},
+        files=[
+            ("files", ("a.png", png_bytes(0), "image/png")),
+            ("files", ("b.png", png_bytes(1), "image/png")),
+            ("files", ("notes.txt", b"hello", "text/plain")),
+        ],
+    )
+    assert (
+        "Added 2 image(s) to &#39;old maps&#39;" in r.text and "notes.txt (not an image file type)" in r.text
+    )
     assert sorted(p.name for p in (home / "projects/postcards/data/old maps").iterdir()) == ["a.png", "b.png"]
     for bad in ("../escape", ".hidden", "a/b", "train"):
-        r = client.post(f"/projects/{pid}/data/files", data={"label": bad},
-                        files=[("files", ("c.png", png_bytes(0), "image/png"))])
+        r = client.post(
+            f"/projects/{pid}/data/files",
+            data={"label": bad},
+            files=[("files", ("c.png", png_bytes(0), "image/png"))],
+        )
         assert r.status_code == 400, bad
     assert not (home / "projects/escape").exists()
     # a browser folder upload sends "folder/name.png": only the name is kept
-    client.post(f"/projects/{pid}/data/files", data={"label": "old maps"},
-                files=[("files", ("../../x/c.png", png_bytes(2), "image/png"))])
+    client.post(
+        f"/projects/{pid}/data/files",
+        data={"label": "old maps"},
+        files=[("files", ("../../x/c.png", png_bytes(2), "image/png"))],
+    )
     assert (home / "projects/postcards/data/old maps/c.png").is_file()
 
 
 def test_data_page_with_one_class_says_what_to_do(client: TestClient) -> None:
     pid = new_project(client, with_data=False)
-    assert "No images" in client.get(f"/projects/{pid}/data").text or "no images" in client.get(
-        f"/projects/{pid}/data").text.lower()
-    client.post(f"/projects/{pid}/data/files", data={"label": "cats"},
-                files=[("files", ("a.png", png_bytes(0), "image/png"))])
+    assert (
+        "No images" in client.get(f"/projects/{pid}/data").text
+        or "no images" in client.get(f"/projects/{pid}/data").text.lower()
+    )
+    client.post(
+        f"/projects/{pid}/data/files",
+        data={"label": "cats"},
+        files=[("files", ("a.png", png_bytes(0), "image/png"))],
+    )
     r = client.post(f"/projects/{pid}/train", data={"model": "auto"})
     assert r.status_code == 400 and "at least two classes" in r.text
 
@@ -296,9 +354,13 @@ def test_train_job_progress_leaderboard_and_results(client: TestClient, home: Pa
 
 def test_train_form_is_validated(client: TestClient) -> None:
     pid = new_project(client)
-    for form, message in (({"model": "resnet9000"}, "Unknown model"), ({"epochs": "many"}, "whole number"),
-                          ({"epochs": "0"}, "between 1 and 200"), ({"lr": "fast"}, "must be a float"),
-                          ({"time_budget": "-1"}, "more than 0")):
+    for form, message in (
+        ({"model": "resnet9000"}, "Unknown model"),
+        ({"epochs": "many"}, "whole number"),
+        ({"epochs": "0"}, "between 1 and 200"),
+        ({"lr": "fast"}, "must be a float"),
+        ({"time_budget": "-1"}, "more than 0"),
+    ):
         r = client.post(f"/projects/{pid}/train", data=form)
         assert r.status_code == 400 and message in r.text, form
     assert client.get("/api/projects/1/jobs/999").status_code == 404
@@ -344,7 +406,8 @@ def test_restart_shows_true_state_never_stuck_running(home: Path, monkeypatch: p
                 os.kill(pid_of_runner, 0)
                 # not our child any more in this app, but the first app's Popen still holds it: reap
                 first.app.state.studio.jobs.refresh(  # type: ignore[attr-defined]
-                    first.app.state.studio.store.get_job(jid))  # type: ignore[attr-defined]
+                    first.app.state.studio.store.get_job(jid)
+                )  # type: ignore[attr-defined]
             except ProcessLookupError:
                 break
             time.sleep(0.05)
@@ -359,13 +422,19 @@ def test_relabel_delete_undo_and_retrain(client: TestClient, home: Path) -> None
     jid = start_training(client, pid)
     assert wait_job(client, pid, jid)["status"] == "finished"
     data = home / "projects/postcards/data"
-    r = client.post(f"/projects/{pid}/fix/relabel", data={"path": "data/cats/cats_0.png", "label": "dogs"},
-                    headers={"referer": f"http://testserver/projects/{pid}/results"})
+    r = client.post(
+        f"/projects/{pid}/fix/relabel",
+        data={"path": "data/cats/cats_0.png", "label": "dogs"},
+        headers={"referer": f"http://testserver/projects/{pid}/results"},
+    )
     assert r.status_code == 200 and "Moved cats_0.png to &#39;dogs&#39;" in r.text
     assert (data / "dogs/cats_0.png").is_file() and not (data / "cats/cats_0.png").exists()
     assert "moved or fixed" in r.text  # the gallery knows the file left
-    r = client.post(f"/projects/{pid}/fix/delete", data={"path": "data/cats/cats_1.png"},
-                    headers={"accept": "application/json"})
+    r = client.post(
+        f"/projects/{pid}/fix/delete",
+        data={"path": "data/cats/cats_1.png"},
+        headers={"accept": "application/json"},
+    )
     assert r.json()["ok"] and (home / "projects/postcards/trash/cats/cats_1.png").is_file()
     assert not (data / "cats/cats_1.png").exists()
     client.post(f"/projects/{pid}/fix/undo")
@@ -380,6 +449,9 @@ def test_relabel_delete_undo_and_retrain(client: TestClient, home: Path) -> None
     assert (home / "studio.sqlite").is_file()
     r = client.post(f"/projects/{pid}/fix/relabel", data={"path": "data/cats/cats_2.png", "label": "../../x"})
     assert r.status_code == 400
+    other = new_project(client, "Other", with_data=False)  # a job is reachable only through its own project
+    assert client.get(f"/api/projects/{other}/jobs/{jid}").status_code == 404
+    assert client.get(f"/projects/{other}/jobs/{jid}/model.zip").status_code == 404
     r = client.post(f"/projects/{pid}/jobs/{jid}/retrain")
     assert r.status_code == 200
     new = int(str(r.url).split("/jobs/")[1].split("?")[0])
@@ -387,15 +459,22 @@ def test_relabel_delete_undo_and_retrain(client: TestClient, home: Path) -> None
 
 
 # use ----------------------------------------------------------------------------------------
-def test_predict_uploads_folder_csv_sort_and_model_zip(client: TestClient, home: Path, tmp_path: Path) -> None:
+def test_predict_uploads_folder_csv_sort_and_model_zip(
+    client: TestClient, home: Path, tmp_path: Path
+) -> None:
     pid = new_project(client)
     r = client.post(f"/projects/{pid}/use/folder", data={"folder": str(tmp_path)})
     assert r.status_code == 400 and "no trained model" in r.text
     jid = start_training(client, pid)
     wait_job(client, pid, jid)
-    r = client.post(f"/projects/{pid}/use/upload", data={"threshold": "0.6", "sort": "1"},
-                    files=[("files", ("new1.png", png_bytes(0), "image/png")),
-                           ("files", ("new2.png", png_bytes(1), "image/png"))])
+    r = client.post(
+        f"/projects/{pid}/use/upload",
+        data={"threshold": "0.6", "sort": "1"},
+        files=[
+            ("files", ("new1.png", png_bytes(0), "image/png")),
+            ("files", ("new2.png", png_bytes(1), "image/png")),
+        ],
+    )
     assert r.status_code == 200
     prid = int(str(r.url).split("/jobs/")[1].split("?")[0])
     view = wait_job(client, pid, prid)
@@ -418,18 +497,131 @@ def test_predict_uploads_folder_csv_sort_and_model_zip(client: TestClient, home:
     r = client.post(f"/projects/{pid}/use/folder", data={"folder": str(folder), "model_job": str(jid)})
     view = wait_job(client, pid, int(str(r.url).split("/jobs/")[1].split("?")[0]))
     assert view["predicted"] == 3
-    for form, message in (({"folder": str(tmp_path / "missing")}, "not found"),
-                          ({"folder": str(folder), "threshold": "2"}, "between 0 and 1"),
-                          ({"folder": str(folder), "model_job": "999"}, "has no model"),
-                          ({"folder": str(home / "projects/postcards/trash")}, "not found")):
+    for form, message in (
+        ({"folder": str(tmp_path / "missing")}, "not found"),
+        ({"folder": str(folder), "threshold": "2"}, "between 0 and 1"),
+        ({"folder": str(folder), "model_job": "999"}, "has no model"),
+        ({"folder": str(home / "projects/postcards/trash")}, "not found"),
+    ):
         r = client.post(f"/projects/{pid}/use/folder", data=form)
         assert r.status_code == 400 and message in r.text, form
 
 
+def test_data_doctor_findings_and_fix_from_the_data_page(client: TestClient, home: Path) -> None:
+    pid = new_project(client)
+    r = client.post(f"/projects/{pid}/doctor")
+    jid = int(str(r.url).split("/jobs/")[1].split("?")[0])
+    assert "Data doctor job" in r.text
+    assert wait_job(client, pid, jid)["status"] == "finished"
+    steps = json.loads((home / f"projects/postcards/jobs/{jid}/steps.json").read_text())
+    assert steps[0][2:4] == ["check", str(home / "projects/postcards/data")] and "--doctor" in steps[0]
+    page = client.get(f"/projects/{pid}/data").text
+    assert "1 leaking across splits" in page and "leakage across splits" in page and "dark" in page
+    assert "Relabel as dogs" in page
+    r = client.post(
+        f"/projects/{pid}/fix/relabel",
+        data={"path": "data/cats/cats_0.png", "label": "dogs"},
+        headers={"referer": f"http://testserver/projects/{pid}/data"},
+    )
+    assert r.status_code == 200 and "<h1>Data</h1>" in r.text and "moved or fixed" in r.text
+    assert (home / "projects/postcards/data/dogs/cats_0.png").is_file()
+
+
+def test_space_export_needs_a_model(client: TestClient) -> None:
+    pid = new_project(client)
+    r = client.post(f"/projects/{pid}/doctor")
+    jid = int(str(r.url).split("/jobs/")[1].split("?")[0])
+    wait_job(client, pid, jid)
+    assert client.post(f"/projects/{pid}/jobs/{jid}/space").status_code == 400
+    assert client.get(f"/projects/{pid}/jobs/{jid}/space.zip").status_code == 400
+
+
+def test_cross_site_posts_are_refused(client: TestClient) -> None:
+    r = client.post("/projects", data={"name": "x"}, headers={"origin": "http://evil.example"})
+    assert r.status_code == 403 and client.get("/api/projects").json() == []
+    r = client.post("/projects", data={"name": "x"}, headers={"origin": "http://testserver"})
+    assert r.status_code == 200
+
+
+def test_studio_command_prints_address_and_warns_on_open_host(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sortsight",
+            "studio",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+            "--home",
+            str(tmp_path / "h"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
+        warning = proc.stderr.readline()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert "WARNING" in warning and "reachable by every machine" in warning
+    assert f"http://127.0.0.1:{port}/?token=" in line  # an open host always gets a token
+
+
 def test_pages_render(client: TestClient) -> None:
     pid = new_project(client)
-    for url in ("/", f"/projects/{pid}", f"/projects/{pid}/data", f"/projects/{pid}/train",
-                f"/projects/{pid}/results", f"/projects/{pid}/use", "/static/studio.js"):
+    for url in (
+        "/",
+        f"/projects/{pid}",
+        f"/projects/{pid}/data",
+        f"/projects/{pid}/train",
+        f"/projects/{pid}/results",
+        f"/projects/{pid}/use",
+        "/static/studio.js",
+    ):
         assert client.get(url).status_code == 200, url
     assert "No trained model yet" in client.get(f"/projects/{pid}/results").text
     assert client.get("/no/such/page").status_code == 404
+
+
+def test_job_commands_parse_with_the_real_cli(tmp_path: Path) -> None:
+    """The commands the studio writes are accepted by sortsight's own CLI (parsed, not run)."""
+    from sortsight.cli import cli
+    from sortsight.studio.routes_train import _train_params, advanced_options, train_args
+
+    form = {"model": "efficientnet_lite1", "epochs": "3", "candidates": "2", "time_budget": "5"}
+    for name, (kind, _) in advanced_options().items():
+        form[name] = kind[0] if isinstance(kind, tuple) else {int: "4", float: "0.1", str: "x"}[kind]
+    args = train_args(tmp_path / "data", tmp_path / "run", _train_params(form))
+    commands = [
+        args,
+        ["evaluate", str(tmp_path / "run")],
+        [
+            "predict",
+            str(tmp_path / "model"),
+            str(tmp_path / "in"),
+            "--csv",
+            "p.csv",
+            "--threshold",
+            "0.6",
+            "--sort-into",
+            "out",
+        ],
+        ["check", str(tmp_path / "data"), "--doctor", "--doctor-out", str(tmp_path / "doc")],
+    ]
+    for command in commands:
+        sub = cli.get_command(None, command[0])  # type: ignore[arg-type]
+        assert sub is not None, command[0]
+        ctx = sub.make_context(command[0], list(command[1:]))
+        assert ctx.params, command
+    assert "--time-budget" in args and "5m" in args

@@ -30,6 +30,7 @@ _COMMANDS: dict[str, str] = {
     "fix": "sortsight.cli.fix:fix",
     "undo": "sortsight.cli.fix:undo",
     "fetch": "sortsight.cli.fetch:fetch",
+    "quickstart": "sortsight.cli.quickstart:quickstart",
 }
 
 

@@ -22,7 +22,7 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
               help="Folder of example images (default: the run's validation images).")
 @click.option("--title", default=None, help="Page title (default: from the model card).")
 @click.option("--description", default=None, help="Text under the title, Markdown (default: from the card).")
-@click.option("--article", default=None, help="Text under the demo, Markdown (default: the rest of the card).")
+@click.option("--article", default=None, help="Text under the demo, Markdown (default: rest of the card).")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Labels shown.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 lets other machines in.")
@@ -43,11 +43,11 @@ def app(
     share: bool,
     engine: str,
 ) -> None:
-    """Start the demo app for MODEL (a run folder or a model folder) and open it in a browser.
+    """Start the demo app for MODEL (a run folder or a model folder) and print its address.
 
     Example: sortsight app runs/covers --examples samples/
     """
-    from sortsight.app import build_demo
+    from sortsight.app import build_demo, launch_demo
 
     demo = build_demo(model, examples=examples, title=title, description=description, article=article,
                       top_k=top_k, engine=engine)
@@ -58,4 +58,4 @@ def app(
         click.secho("Warning: --share makes the demo public on a gradio.live address while it runs.",
                     fg="yellow", err=True)
     click.echo("Press Ctrl+C to stop.", err=True)
-    demo.launch(server_name=host, server_port=port, share=share, show_error=True)
+    launch_demo(demo, host=host, port=port, share=share)

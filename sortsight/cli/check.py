@@ -95,6 +95,12 @@ def render_summary(console: Console, summary: dict[str, Any], *, max_skipped: in
     for label, row in summary["counts"].items():
         table.add_row(label, *(str(row[s]) for s in summary["splits"]), str(row["total"]))
     console.print(table)
+    sizes = summary.get("image_sizes")
+    if sizes:
+        console.print(
+            f"Image sizes: median {sizes['median_width']}x{sizes['median_height']} px, "
+            f"short side from {sizes['min_side']} px, long side up to {sizes['max_side']} px."
+        )
     skipped = summary["skipped"]
     if skipped:
         sk = Table(title=f"Skipped files ({len(skipped)})", title_justify="left")
@@ -139,7 +145,18 @@ def render_summary(console: Console, summary: dict[str, Any], *, max_skipped: in
     help="Write a labelled sample grid PNG here.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary instead of tables.")
-# --doctor (duplicates, leakage, likely mislabels, quality flags) is added here by the doctor's owner.
+@click.option(
+    "--doctor",
+    "run_doctor",
+    is_flag=True,
+    help="Also find duplicates, train/test leakage, likely mislabels and quality problems.",
+)
+@click.option(
+    "--doctor-out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for doctor.json and the contact sheet (default: DATA-doctor beside DATA).",
+)
 def check(
     data_path: str,
     valid_split: float,
@@ -152,6 +169,8 @@ def check(
     no_verify: bool,
     grid_path: Path | None,
     as_json: bool,
+    run_doctor: bool,
+    doctor_out: Path | None,
 ) -> None:
     """Check DATA: a folder of class subfolders, split folders, a CSV/TSV/JSONL labels file,
     or a Hugging Face dataset folder / parquet files.
@@ -182,9 +201,18 @@ def check(
     if grid_path is not None:
         write_grid(data.sample_grid(ds, seed=seed), grid_path)
         summary["grid"] = str(grid_path)
+    if run_doctor:
+        from sortsight.cli import _doctor
+
+        doctor_progress = _RichProgress(err)
+        with doctor_progress.bar:
+            report, doctor_files = _doctor.run_doctor(ds, data_path, doctor_out, doctor_progress)
+        summary["doctor"] = {**doctor_files, "report": report.to_dict()}
     if as_json:
         click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
         return
     render_summary(out, summary)
+    if run_doctor:
+        _doctor.render_doctor(out, report, doctor_files)
     if grid_path is not None:
         out.print(f"Sample grid written to {grid_path}")

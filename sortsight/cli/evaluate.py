@@ -21,17 +21,35 @@ __all__ = ["evaluate"]
 @click.command()
 @click.argument("model", type=click.Path())
 @click.argument("data", required=False, type=click.Path())
-@click.option("--split", default=None, help="Split of DATA to use (default: test when it has one, else all images).")
-@click.option("--out", "-o", "out_dir", type=click.Path(), default=None,
-              help="Folder for report.html and evaluation.json (default: the run folder, else ./evaluation).")
+@click.option(
+    "--split", default=None, help="Split of DATA to use (default: test when it has one, else all images)."
+)
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    type=click.Path(),
+    default=None,
+    help="Folder for report.html and evaluation.json (default: the run folder, else ./evaluation).",
+)
 @click.option("--engine", type=click.Choice(PREDICT_ENGINES), default="auto", show_default=True)
 @click.option("--batch-size", default=32, show_default=True, type=int)
 @click.option("--workers", "num_workers", default=None, type=int, help="Image-decoding processes.")
 @click.option("--top-losses", default=24, show_default=True, type=int, help="Worst predictions shown.")
 @click.option("--no-thumbnails", is_flag=True, help="Leave image thumbnails out of report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print evaluation.json's numbers instead of tables.")
-def evaluate(model: str, data: str | None, split: str | None, out_dir: str | None, engine: str, batch_size: int,
-             num_workers: int | None, top_losses: int, no_thumbnails: bool, as_json: bool) -> None:
+def evaluate(
+    model: str,
+    data: str | None,
+    split: str | None,
+    out_dir: str | None,
+    engine: str,
+    batch_size: int,
+    num_workers: int | None,
+    top_losses: int,
+    no_thumbnails: bool,
+    as_json: bool,
+) -> None:
     """Measure MODEL on labelled DATA and write report.html + evaluation.json.
 
     MODEL is a run folder (runs/NAME; its held-out test split is used when DATA is omitted) or any
@@ -46,8 +64,16 @@ def evaluate(model: str, data: str | None, split: str | None, out_dir: str | Non
 
     err = Console(stderr=True)
     with RichProgress(err) as progress:
-        ev = run_evaluate(model, data, split=split, engine=engine, batch_size=batch_size, num_workers=num_workers,
-                          top_losses=top_losses, progress=progress)
+        ev = run_evaluate(
+            model,
+            data,
+            split=split,
+            engine=engine,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            top_losses=top_losses,
+            progress=progress,
+        )
     if out_dir is None:  # a run keeps its report; any other model gets ./evaluation
         m = Path(model)
         runs = [d for d in (m, m.parent) if (d / "sortsight.json").is_file()]
@@ -73,12 +99,19 @@ def evaluate(model: str, data: str | None, split: str | None, out_dir: str | Non
     for name in ("label", "precision", "recall", "f1", "images"):
         per_class.add_column(name, justify="left" if name == "label" else "right")
     for row in ev.per_class:
-        per_class.add_row(row["label"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                          str(row["support"]))
+        per_class.add_row(
+            row["label"],
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["support"]),
+        )
     out.print(per_class)
     if ev.most_confused:
-        out.print("Most confused: " + "; ".join(f"{p['true']} → {p['predicted']} ({p['count']})"
-                                                for p in ev.most_confused[:5]))
+        out.print(
+            "Most confused: "
+            + "; ".join(f"{p['true']} → {p['predicted']} ({p['count']})" for p in ev.most_confused[:5])
+        )
     if ev.skipped:
         out.print(f"{len(ev.skipped)} images could not be read (listed in the report).")
     out.print(f"Report: {written['report']}")

@@ -1,4 +1,4 @@
-"""``sortsight export MODEL``: ONNX (``--onnx``) — more targets (a Space folder, a Hub push) plug in here.
+"""``sortsight export MODEL``: ONNX (``--onnx``), a Space folder (``--space``), Hub push (``--push-to-hub``).
 
 Thin: parse → :mod:`sortsight.export` → render.
 """
@@ -6,6 +6,7 @@ Thin: parse → :mod:`sortsight.export` → render.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import click
 from rich.console import Console
@@ -17,20 +18,50 @@ __all__ = ["export"]
 
 @click.command()
 @click.argument("model", type=click.Path())
-@click.option("--onnx", "to_onnx", is_flag=True,
-              help="Write model.onnx (labels and preprocessing in its metadata) into the model folder.")
-@click.option("--onnx-file", type=click.Path(), default=None,
-              help="Where to write the ONNX file instead (implies --onnx).")
-@click.option("--space", "space_dir", type=click.Path(), default=None,
-              help="Write a Hugging Face Space folder (Gradio demo, runs as it is) into this new folder.")
-@click.option("--examples", type=click.Path(), default=None,
-              help="Example images for the Space (default: the run's validation images).")
+@click.option(
+    "--onnx",
+    "to_onnx",
+    is_flag=True,
+    help="Write model.onnx (labels and preprocessing in its metadata) into the model folder.",
+)
+@click.option(
+    "--onnx-file",
+    type=click.Path(),
+    default=None,
+    help="Where to write the ONNX file instead (implies --onnx).",
+)
+@click.option(
+    "--space",
+    "space_dir",
+    type=click.Path(),
+    default=None,
+    help="Write a Hugging Face Space folder (Gradio demo, runs as it is) into this new folder.",
+)
+@click.option(
+    "--examples",
+    type=click.Path(),
+    default=None,
+    help="Example images for the Space (default: the run's validation images).",
+)
 @click.option("--title", default=None, help="The Space's title (default: from the model card).")
-@click.option("--push-to-hub", "repo_id", default=None, metavar="USER/NAME",
-              help="Upload to the Hub: the Space folder with --space, else the model folder. Private.")
+@click.option(
+    "--push-to-hub",
+    "repo_id",
+    default=None,
+    metavar="USER/NAME",
+    help="Upload to the Hub: the Space folder with --space, else the model folder. Private.",
+)
 @click.option("--public", is_flag=True, help="Make a new Hub repo public (default: private).")
-def export(model: str, to_onnx: bool, onnx_file: str | None, space_dir: str | None, examples: str | None,
-           title: str | None, repo_id: str | None, public: bool) -> None:
+def export(
+    model: str,
+    to_onnx: bool,
+    onnx_file: str | None,
+    space_dir: str | None,
+    examples: str | None,
+    title: str | None,
+    repo_id: str | None,
+    public: bool,
+) -> None:
     """Export MODEL (a run folder or model folder) for use elsewhere.
 
     \b
@@ -47,20 +78,28 @@ def export(model: str, to_onnx: bool, onnx_file: str | None, space_dir: str | No
     if to_onnx or onnx_file:
         path = api.export_onnx(model, onnx_file)
         size = Path(path).stat().st_size / 1e6
-        out.print(f"ONNX: {path} ({size:.1f} MB; checked against PyTorch within 1e-3). "
-                  f"Predict with it: sortsight predict {path} IMAGES")
+        out.print(
+            f"ONNX: {path} ({size:.1f} MB; checked against PyTorch within 1e-3). "
+            f"Predict with it: sortsight predict {path} IMAGES"
+        )
         did = True
+    if (examples or title) and not space_dir:
+        raise ConfigError("--examples and --title belong to a Space: add --space DIR.")
+    if public and not repo_id:
+        raise ConfigError("--public only applies to an upload: add --push-to-hub USER/NAME.")
     if space_dir:
         space = api.export_space(model, space_dir, examples=examples, title=title)
         out.print(f"Space folder: {space}. Try it: cd {space} && python app.py")
         did = True
     if repo_id:
-        kind = "space" if space_dir else "model"
+        folder = space_dir or model  # MODEL may also be a Space folder exported before
+        kind: Literal["model", "space"] = "space" if (Path(folder) / "app.py").is_file() else "model"
         visibility = "public" if public else "private"
         out.print(f"Pushing the {kind} folder to {repo_id} ({visibility})…")
-        url = api.push(space_dir or model, repo_id, repo_type=kind, private=not public)
+        url = api.push(folder, repo_id, repo_type=kind, private=not public)
         out.print(f"Pushed: {url}")
         did = True
     if not did:
-        raise ConfigError("Nothing to export. Choose a target, e.g. --onnx or --space DIR. "
-                          "See 'sortsight export --help'.")
+        raise ConfigError(
+            "Nothing to export. Choose a target, e.g. --onnx or --space DIR. See 'sortsight export --help'."
+        )

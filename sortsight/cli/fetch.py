@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sortsight.fetch import FetchSummary, fetch as fetch_images
+from sortsight.fetch import FetchSummary
+from sortsight.fetch import fetch as fetch_images
 from sortsight.progress import ProgressEvent
 
 __all__ = ["fetch", "render_fetch_summary"]
@@ -43,8 +44,9 @@ class _Bar:
 def render_fetch_summary(console: Console, summary: FetchSummary, *, max_rows: int = 20) -> None:
     """Print what was downloaded, per label, and what failed and why."""
     console.print(
-        f"[bold]{summary.out_dir}[/bold]: {summary.downloaded} downloaded, {summary.already_done} already there, "
-        f"{len(summary.broken)} broken, {len(summary.failed)} failed ({summary.seconds:.1f} s)"
+        f"[bold]{summary.out_dir}[/bold]: {summary.downloaded} downloaded, "
+        f"{summary.already_done} already there, {len(summary.broken)} broken, "
+        f"{len(summary.failed)} failed ({summary.seconds:.1f} s)"
     )
     if summary.by_label:
         table = Table(title="Images per label", title_justify="left")
@@ -68,15 +70,49 @@ def render_fetch_summary(console: Console, summary: FetchSummary, *, max_rows: i
 
 @click.command()
 @click.argument("source")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder to build.")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder to build."
+)
 @click.option("--label", default=None, help="One label (class folder) for every image.")
 @click.option("--label-field", default=None, help="CSV column or IIIF metadata field holding the label.")
-@click.option("--size", type=int, default=1024, show_default=True, help="IIIF: longest side to ask for (0: full size).")
-@click.option("--concurrency", type=int, default=4, show_default=True, help="Downloads at once.")
-@click.option("--per-host", type=int, default=2, show_default=True, help="Downloads at once from one server.")
-@click.option("--delay", type=float, default=0.2, show_default=True, help="Seconds between requests to one server.")
-@click.option("--retries", type=int, default=3, show_default=True, help="Retries after timeouts and 429/5xx.")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for a server.")
+@click.option(
+    "--size",
+    type=click.IntRange(min=0),
+    default=1024,
+    show_default=True,
+    help="IIIF: longest side to ask for (0: full size).",
+)
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Downloads at once."
+)
+@click.option(
+    "--per-host",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Downloads at once from one server.",
+)
+@click.option(
+    "--delay",
+    type=click.FloatRange(min=0),
+    default=0.2,
+    show_default=True,
+    help="Seconds between requests to one server.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Retries after timeouts and 429/5xx.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for a server.",
+)
 def fetch(
     source: str,
     out_dir: str,
@@ -92,8 +128,11 @@ def fetch(
     """Download images listed in SOURCE into OUT/<label>/: a CSV with url,label columns, or a
     IIIF Presentation v2/v3 manifest (file or URL). Rerun the same command to resume.
 
-    Examples: sortsight fetch maps.csv --out data/maps ;
-    sortsight fetch https://example.org/iiif/manifest.json --out data --label-field Genre --size 800
+    Examples:
+
+    \b
+      sortsight fetch maps.csv --out data/maps
+      sortsight fetch https://example.org/iiif/manifest.json --out data --label-field Genre --size 800
     """
     err = Console(stderr=True)
     out = Console(highlight=False, soft_wrap=True)

@@ -13,7 +13,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sortsight.fix import apply_decisions, undo as undo_actions
+from sortsight.data import SPLIT_ALIASES
+from sortsight.fix import apply_decisions
+from sortsight.fix import undo as undo_actions
 
 __all__ = ["fix", "undo"]
 
@@ -27,20 +29,38 @@ def _default_root(decisions: Path) -> Path:
     absolute = [p for p in paths if p.is_absolute()]
     if not absolute or len(absolute) < len(paths):
         return decisions.resolve().parent
-    return Path(os.path.commonpath([str(p.parent.parent) for p in absolute]))
+    tops = [p.parent.parent for p in absolute]  # the folders holding the class folders
+    tops = [t.parent if t.name.lower() in SPLIT_ALIASES else t for t in tops]  # .../train/cats/x.jpg
+    return Path(os.path.commonpath([str(t) for t in tops]))
 
 
 @click.command()
 @click.argument("decisions", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Data folder the paths are in (default: the CSV's folder for relative paths, "
-                   "else the folder holding the class folders).")
-@click.option("--trash", "trash_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where deleted images go (default: ROOT/.sortsight-trash).")
-@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Action log to append to (default: ROOT/sortsight-moves.jsonl).")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data folder the paths are in (default: the CSV's folder for relative paths, "
+    "else the folder holding the class folders).",
+)
+@click.option(
+    "--trash",
+    "trash_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where deleted images go (default: ROOT/.sortsight-trash).",
+)
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Action log to append to (default: ROOT/sortsight-moves.jsonl).",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")
-def fix(decisions: Path, root: Path | None, trash_dir: Path | None, log_path: Path | None, dry_run: bool) -> None:
+def fix(
+    decisions: Path, root: Path | None, trash_dir: Path | None, log_path: Path | None, dry_run: bool
+) -> None:
     """Apply DECISIONS.csv (columns path,action,new_label; action relabel or delete).
 
     relabel moves the image into the class folder NEW_LABEL next to its own; delete moves it to
@@ -50,7 +70,9 @@ def fix(decisions: Path, root: Path | None, trash_dir: Path | None, log_path: Pa
     out = Console(highlight=False, soft_wrap=True)
     if root is None and decisions.is_file():
         root = _default_root(decisions)
-    summary = apply_decisions(decisions, root=root or Path("."), trash_dir=trash_dir, log=log_path, dry_run=dry_run)
+    summary = apply_decisions(
+        decisions, root=root or Path("."), trash_dir=trash_dir, log=log_path, dry_run=dry_run
+    )
     table = Table(title="Planned (dry run)" if dry_run else "Done", title_justify="left")
     for name in ("file", "action", "to"):
         table.add_column(name)
@@ -59,8 +81,10 @@ def fix(decisions: Path, root: Path | None, trash_dir: Path | None, log_path: Pa
         table.add_row(r.path, what, r.destination or "")
     out.print(table)
     verb = "Would relabel" if dry_run else "Relabelled"
-    out.print(f"{verb} {summary.relabelled}, {'would move' if dry_run else 'moved'} {summary.deleted} to the trash "
-              f"({summary.trash_dir}).")
+    out.print(
+        f"{verb} {summary.relabelled}, {'would move' if dry_run else 'moved'} {summary.deleted} to the trash "
+        f"({summary.trash_dir})."
+    )
     if not dry_run:
         out.print(f"Log: {summary.log_path} — undo with: sortsight undo {summary.log_path}")
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from sortsight.config import PREDICT_ENGINES, PredictConfig
 from sortsight.progress import ProgressEvent
 
-__all__ = ["predict", "RichProgress"]
+__all__ = ["RichProgress", "predict"]
 
 _PHASES = {"predict": "Predicting", "sort": "Sorting", "evaluate": "Evaluating"}
 
@@ -24,9 +24,15 @@ class RichProgress:
     """Render :class:`ProgressEvent` s as rich progress bars (with ETA) on stderr."""
 
     def __init__(self, console: Console) -> None:
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console,
-                            transient=True)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
         self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> RichProgress:
@@ -39,31 +45,61 @@ class RichProgress:
     def __call__(self, event: ProgressEvent) -> None:
         task = self.tasks.get(event.phase)
         if task is None:
-            task = self.bar.add_task(_PHASES.get(event.phase, event.phase), total=event.total or None, rate="")
+            task = self.bar.add_task(
+                _PHASES.get(event.phase, event.phase), total=event.total or None, rate=""
+            )
             self.tasks[event.phase] = task
         rate = event.metrics.get("images_per_second")
-        self.bar.update(task, completed=event.step, total=event.total or None,
-                        rate=f"{rate:.1f} img/s" if rate else "")
+        self.bar.update(
+            task, completed=event.step, total=event.total or None, rate=f"{rate:.1f} img/s" if rate else ""
+        )
 
 
 @click.command()
 @click.argument("model", type=click.Path())
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--out", "--csv", "-o", "output", default="predictions.csv", show_default=True,
-              help="Predictions file (CSV; JSON Lines when it ends in .jsonl). Rerunning resumes it.")
+@click.option(
+    "--out",
+    "--csv",
+    "-o",
+    "output",
+    default="predictions.csv",
+    show_default=True,
+    help="Predictions file (CSV; JSON Lines when it ends in .jsonl). Rerunning resumes it.",
+)
 @click.option("--jsonl", is_flag=True, help="Write JSON Lines (predictions.jsonl) instead of CSV.")
 @click.option("--top-k", default=5, show_default=True, type=int, help="Labels kept per image.")
-@click.option("--threshold", default=0.0, show_default=True, type=float,
-              help="Below this best score an image is 'unsure' (and sorted into unsure/).")
-@click.option("--sort-into", type=click.Path(), default=None,
-              help="Copy each image into DIR/<label>/ (unsure ones into DIR/unsure/).")
+@click.option(
+    "--threshold",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Below this best score an image is 'unsure' (and sorted into unsure/).",
+)
+@click.option(
+    "--sort-into",
+    type=click.Path(),
+    default=None,
+    help="Copy each image into DIR/<label>/ (unsure ones into DIR/unsure/).",
+)
 @click.option("--move", is_flag=True, help="With --sort-into: move the images instead of copying them.")
 @click.option("--dry-run", is_flag=True, help="With --sort-into: show the plan, touch no image.")
-@click.option("--engine", type=click.Choice(PREDICT_ENGINES), default="auto", show_default=True,
-              help="Inference engine; auto takes the fastest available (onnx, then jit, then eager).")
+@click.option(
+    "--engine",
+    type=click.Choice([*PREDICT_ENGINES, "ray"]),
+    default="auto",
+    show_default=True,
+    help="Inference engine; auto takes the fastest available (onnx, then jit, then eager); "
+    "ray spreads the job over a Ray cluster (RAY_ADDRESS, else a local one; see docs/scale.md).",
+)
 @click.option("--batch-size", default=32, show_default=True, type=int)
-@click.option("--workers", "num_workers", default=None, type=int,
-              help="Image-decoding processes (default: sized for this machine).")
+@click.option(
+    "--workers",
+    "num_workers",
+    default=None,
+    type=int,
+    help="Image-decoding processes (default: sized for this machine).",
+)
 def predict(model: str, paths: tuple[str, ...], **options: Any) -> None:
     """Predict labels for PATHS (image files, folders searched recursively, or a CSV of paths).
 
@@ -76,6 +112,10 @@ def predict(model: str, paths: tuple[str, ...], **options: Any) -> None:
     """
     from sortsight.predict import run_predict
 
+    if options["engine"] == "ray":  # Ray Data actors, each running the fastest local engine
+        from sortsight.ray_engine import run_predict_ray as run_predict
+
+        options["engine"] = "auto"
     config = PredictConfig(model=model, inputs=paths, **options)
     err = Console(stderr=True)
     with RichProgress(err) as progress:
@@ -86,7 +126,9 @@ def predict(model: str, paths: tuple[str, ...], **options: Any) -> None:
     rate = f" at {summary.images_per_second:.1f} images/s ({summary.engine})" if summary.predicted else ""
     out.print(f"Predicted {summary.predicted} images{rate}: {', '.join(parts)}{resumed}.")
     if summary.reasons:
-        out.print("Unreadable: " + ", ".join(f"{n} {reason}" for reason, n in sorted(summary.reasons.items())))
+        out.print(
+            "Unreadable: " + ", ".join(f"{n} {reason}" for reason, n in sorted(summary.reasons.items()))
+        )
     out.print(f"Predictions: {summary.output}")
     if sorted_summary is not None:
         table = Table(title="Dry run: nothing was copied or moved" if sorted_summary.dry_run else "Sorted")

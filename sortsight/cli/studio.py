@@ -13,15 +13,35 @@ _OPEN_HOSTS = ("0.0.0.0", "::", "")
 
 
 @click.command("studio")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on. Keep 127.0.0.1 unless "
-              "others must reach the studio.")
-@click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=Path("~/.sortsight"),
-              show_default=True, help="Folder holding the studio's projects and database.")
-@click.option("--token", default=None, help="Require this access token (given once as ?token=…). "
-              "With --host 0.0.0.0 and no token, a random one is made.")
-@click.option("--max-upload-mb", default=2048, show_default=True, type=click.IntRange(1, 1_000_000),
-              help="Largest upload (one request) in MB.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Keep 127.0.0.1 unless others must reach the studio.",
+)
+@click.option(
+    "--port", default=7860, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on."
+)
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("~/.sortsight"),
+    show_default=True,
+    help="Folder holding the studio's projects and database.",
+)
+@click.option(
+    "--token",
+    default=None,
+    help="Require this access token (given once as ?token=…). "
+    "With --host 0.0.0.0 and no token, a random one is made.",
+)
+@click.option(
+    "--max-upload-mb",
+    default=2048,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Largest upload (one request) in MB.",
+)
 def studio(host: str, port: int, home: Path, token: str | None, max_upload_mb: int) -> None:
     """Start the studio web app: projects, upload, train, fix mistakes, sort new images.
 
@@ -35,9 +55,13 @@ def studio(host: str, port: int, home: Path, token: str | None, max_upload_mb: i
         if token is None:
             token = secrets.token_urlsafe(16)
         click.secho(
-            "WARNING: --host " + (host or "''") + " makes the studio reachable by every machine on your network. "
+            "WARNING: --host "
+            + (host or "''")
+            + " makes the studio reachable by every machine on your network. "
             "Anyone with the address and token can read, move and upload images in your projects.",
-            fg="red", bold=True, err=True,
+            fg="red",
+            bold=True,
+            err=True,
         )
     limits = UploadLimits(max_request_bytes=max_upload_mb * 1024**2)
     app = create_app(home, token=token, limits=limits)

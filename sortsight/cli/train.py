@@ -42,9 +42,15 @@ class _TrainProgress:
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
-                            transient=True)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
         self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> _TrainProgress:
@@ -57,9 +63,11 @@ class _TrainProgress:
     def __call__(self, event: ProgressEvent) -> None:
         if event.phase == "validate":
             m = event.metrics
-            self.console.print(f"  epoch {event.step}/{event.total}: train loss {m.get('train_loss') or 0:.4f}  "
-                               f"val accuracy {m['val_accuracy']:.3f}  macro F1 {m['val_f1_macro']:.3f}  "
-                               f"val loss {m['val_loss']:.4f}")
+            self.console.print(
+                f"  epoch {event.step}/{event.total}: train loss {m.get('train_loss') or 0:.4f}  "
+                f"val accuracy {m['val_accuracy']:.3f}  macro F1 {m['val_f1_macro']:.3f}  "
+                f"val loss {m['val_loss']:.4f}"
+            )
             return
         if event.message:
             self.console.print(event.message)
@@ -78,15 +86,25 @@ def _leaderboard(console: Console, rows: list[dict[str, Any]]) -> None:
     for col in ("rank", "model", "size", "kept", "accuracy", "macro F1", "loss", "head acc.", "time"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["rank"]), r["model"], str(r["image_size"]), r["chosen"], f"{r['val_accuracy']:.3f}",
-                      f"{r['val_f1_macro']:.3f}", f"{r['val_loss']:.4f}", f"{r['head_accuracy']:.3f}",
-                      f"{r['seconds']:.0f} s")
+        table.add_row(
+            str(r["rank"]),
+            r["model"],
+            str(r["image_size"]),
+            r["chosen"],
+            f"{r['val_accuracy']:.3f}",
+            f"{r['val_f1_macro']:.3f}",
+            f"{r['val_loss']:.4f}",
+            f"{r['head_accuracy']:.3f}",
+            f"{r['seconds']:.0f} s",
+        )
     console.print(table)
 
 
 @click.command("train")
 @click.argument("data", required=False)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="AutoTrain-style YAML or JSON config.")
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), help="AutoTrain-style YAML or JSON config."
+)
 @click.option("--out", help="Run folder to write (default runs/<project-name>).")
 @click.option("--project-name", help="Run name when --out is not given.")
 @click.option("--model", help="Bundled (efficientnet_lite0/1/2), timm name, or HF model folder.")
@@ -109,8 +127,12 @@ def _leaderboard(console: Console, rows: list[dict[str, Any]]) -> None:
 @click.option("--scheduler", type=click.Choice(SCHEDULERS))
 @click.option("--weight-decay", type=float)
 @click.option("--early-stopping-patience", type=int)
-@click.option("--mixed-precision", type=click.Choice(PRECISIONS), help="auto: measured at run time (default).")
-@click.option("--auto-find-batch-size", is_flag=True, default=None, help="Halve the batch size if out of memory.")
+@click.option(
+    "--mixed-precision", type=click.Choice(PRECISIONS), help="auto: measured at run time (default)."
+)
+@click.option(
+    "--auto-find-batch-size", is_flag=True, default=None, help="Halve the batch size if out of memory."
+)
 @click.option("--log", type=click.Choice(LOGGERS))
 @click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run in --out.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing run folder.")
@@ -138,14 +160,25 @@ def train(data: str | None, config_file: str | None, as_json: bool, **flags: Any
     with _TrainProgress(console) as bar:
         result = run_training(config, progress=bar)
     if as_json:
-        click.echo(json.dumps({"run_dir": str(result.run_dir), "model_dir": str(result.model_dir),
-                               "metrics": result.metrics, "leaderboard": result.leaderboard}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "run_dir": str(result.run_dir),
+                    "model_dir": str(result.model_dir),
+                    "metrics": result.metrics,
+                    "leaderboard": result.leaderboard,
+                },
+                indent=2,
+            )
+        )
         return
     out = Console()
     if len(result.candidates) > 1:
         _leaderboard(out, result.leaderboard)
     m = result.metrics
-    out.print(f"Kept {result.best.model} ({'fine-tuned' if result.best.chosen == 'finetune' else 'head only'}): "
-              f"validation accuracy {m['accuracy']:.3f}, macro F1 {m['f1_macro']:.3f} "
-              f"in {result.seconds:.0f} s ({result.best.stopped.replace('_', ' ')}).")
+    out.print(
+        f"Kept {result.best.model} ({'fine-tuned' if result.best.chosen == 'finetune' else 'head only'}): "
+        f"validation accuracy {m['accuracy']:.3f}, macro F1 {m['f1_macro']:.3f} "
+        f"in {result.seconds:.0f} s ({result.best.stopped.replace('_', ' ')})."
+    )
     out.print(f"Model: {result.model_dir}  (next: sortsight evaluate {result.run_dir} DATA)")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hmac
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
-from starlette.exceptions import HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from sortsight.errors import SortsightError
 from sortsight.studio.core import Studio
@@ -52,6 +52,15 @@ def create_app(
     app.include_router(routes_data.router)
     app.include_router(routes_train.router)
     app.include_router(routes_use.router)
+
+    @app.middleware("http")
+    async def same_origin_only(request: Request, call_next: Any) -> Response:
+        # a page on another site must not drive the studio through the user's browser (CSRF)
+        origin = request.headers.get("origin")
+        cross_site = origin is not None and urlsplit(origin).netloc != request.headers.get("host", "")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and cross_site:
+            return PlainTextResponse("Requests from other sites are refused.", status_code=403)
+        return await call_next(request)  # type: ignore[no-any-return]
 
     @app.middleware("http")
     async def require_token(request: Request, call_next: Any) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from sortsight.studio.jobs import DEFAULT_CLI, JobManager, cli_step
 from sortsight.studio.store import Job, Project, Store
 from sortsight.studio.uploads import UploadLimits
 
-__all__ = ["Studio", "studio_of", "fmt_time", "fmt_bytes"]
+__all__ = ["Studio", "fmt_bytes", "fmt_time", "studio_of"]
 
 _HERE = Path(__file__).parent
 
@@ -44,6 +45,8 @@ class Studio:
     jobs: JobManager = field(init=False)
     templates: Jinja2Templates = field(init=False)
     summaries: dict[int, tuple[Any, dict]] = field(default_factory=dict)
+    #: held while checking "no job of this kind is running" and starting one
+    start_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser().resolve()

@@ -29,7 +29,7 @@ import psutil
 from sortsight.studio.runner import last_error_line, read_state
 from sortsight.studio.store import Job, Store
 
-__all__ = ["JobManager", "cli_step", "DEFAULT_CLI"]
+__all__ = ["DEFAULT_CLI", "JobManager", "cli_step"]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ class JobManager:
         folder.mkdir(parents=True, exist_ok=True)
         steps = make_steps(folder)
         (folder / "steps.json").write_text(json.dumps(steps), encoding="utf-8")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # unbuffered, and a wide console so the CLI's tables read well in the log
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "110"}
         proc = subprocess.Popen(
             [sys.executable, "-m", "sortsight.studio.runner", str(folder)],
             stdin=subprocess.DEVNULL,

@@ -21,24 +21,24 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sortsight.errors import DataError
 from sortsight import fix
+from sortsight.errors import DataError
 from sortsight.fileops import ActionLog, place_file
 from sortsight.images import is_image_path, is_junk
 from sortsight.studio.uploads import UploadLimits, safe_extract_zip, safe_name
 
 __all__ = [
-    "ImportReport",
     "SPLIT_NAMES",
-    "resolve_inside",
+    "ImportReport",
+    "add_files",
     "data_dir",
+    "fix_history",
     "has_split_folders",
     "import_zip",
-    "add_files",
     "relabel",
+    "resolve_inside",
     "trash",
     "undo_last",
-    "fix_history",
 ]
 
 SPLIT_NAMES = ("train", "validation", "valid", "val", "test")
@@ -104,7 +104,9 @@ def import_zip(project_dir: Path, zip_path: Path, limits: UploadLimits | None = 
     try:
         safe_extract_zip(zip_path, staging, limits)
         if not staging.exists():
-            raise DataError("The zip holds no files. Zip your class folders (one folder per label) and upload it.")
+            raise DataError(
+                "The zip holds no files. Zip your class folders (one folder per label) and upload it."
+            )
         root = _content_root(staging)
         data = data_dir(project_dir)
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -122,7 +124,9 @@ def import_zip(project_dir: Path, zip_path: Path, limits: UploadLimits | None = 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if not report.added and not report.skipped:
-        raise DataError("The zip holds no images. Zip your class folders (one folder per label) and upload it.")
+        raise DataError(
+            "The zip holds no images. Zip your class folders (one folder per label) and upload it."
+        )
     return report
 
 
@@ -166,7 +170,11 @@ def relabel(project_dir: Path, rel: str, new_label: str) -> Path:
     if path.parent.name == label:
         raise DataError(f"'{path.name}' is already labelled '{label}'.")
     result = fix.relabel(
-        path, label, root=data_dir(project_dir), log=_new_log(project_dir, "relabel"), trash_dir=_trash(project_dir)
+        path,
+        label,
+        root=data_dir(project_dir),
+        log=_new_log(project_dir, "relabel"),
+        trash_dir=_trash(project_dir),
     )
     return Path(result.destination or path)
 
@@ -174,7 +182,9 @@ def relabel(project_dir: Path, rel: str, new_label: str) -> Path:
 def trash(project_dir: Path, rel: str) -> Path:
     """Move an image of the data into the project's ``trash/`` (keeping its relative path); logged."""
     path = _image_in_data(project_dir, rel)
-    result = fix.trash(path, root=data_dir(project_dir), trash_dir=_trash(project_dir), log=_new_log(project_dir, "delete"))
+    result = fix.trash(
+        path, root=data_dir(project_dir), trash_dir=_trash(project_dir), log=_new_log(project_dir, "delete")
+    )
     return Path(result.destination or path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import random
 import shutil
 import uuid
@@ -15,14 +16,17 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 
 from sortsight.errors import DataError, SortsightError
+from sortsight.fileops import atomic_write_text
 from sortsight.studio import projects as pj
 from sortsight.studio.core import Studio, studio_of
-from sortsight.studio.store import Project
+from sortsight.studio.runs import read_json
+from sortsight.studio.store import Job, Project
 from sortsight.studio.uploads import copy_limited, safe_name
 
 router = APIRouter()
 
 _SAMPLES_PER_CLASS = 8
+_SUMMARY_FILE = ".data-summary.json"
 
 
 def _redirect(url: str, msg: str = "") -> RedirectResponse:
@@ -106,6 +110,11 @@ def data_summary(studio: Studio, project: Project) -> dict[str, Any]:
     cached = studio.summaries.get(project.id)
     if cached and cached[0] == signature:
         return cached[1]
+    # checking every image takes a while on a big collection: keep the result across restarts
+    saved = read_json(studio.project_dir(project) / _SUMMARY_FILE)
+    if isinstance(saved, dict) and saved.get("signature") == list(signature):
+        studio.summaries[project.id] = (signature, saved["summary"])
+        return dict(saved["summary"])
     try:
         ds = scan(data)
     except SortsightError as exc:
@@ -121,6 +130,8 @@ def data_summary(studio: Studio, project: Project) -> dict[str, Any]:
         result["samples"] = samples
         result["skipped"] = [{**s, "path": str(Path("data") / s["path"])} for s in result["skipped"]]
     studio.summaries[project.id] = (signature, result)
+    saved = {"signature": list(signature), "summary": result}
+    atomic_write_text(studio.project_dir(project) / _SUMMARY_FILE, json.dumps(saved))
     return result
 
 
@@ -129,8 +140,6 @@ def doctor_findings(studio: Studio, project: Project) -> dict[str, Any] | None:
 
     Image paths get a ``rel`` (project-relative, for thumbnails and fixes; None once moved).
     """
-    from sortsight.studio.runs import read_json
-
     folder = studio.project_dir(project).resolve()
     for job in studio.project_jobs(project, "doctor"):
         if job.status != "finished":
@@ -140,7 +149,7 @@ def doctor_findings(studio: Studio, project: Project) -> dict[str, Any] | None:
             continue
         root = Path(str(report.get("root") or pj.data_dir(folder)))
 
-        def rel(path: str) -> str | None:
+        def rel(path: str, root: Path = root) -> str | None:
             full = (root / path).resolve()
             try:
                 out = str(full.relative_to(folder))
@@ -164,15 +173,19 @@ async def run_doctor(request: Request, project_id: int) -> RedirectResponse:
     """Start the data doctor (duplicates, leakage, likely mislabels, quality) as a job."""
     studio = studio_of(request)
     project = studio.project(project_id)
-    if studio.active_job(project, "doctor"):
-        raise DataError("The data doctor is already running for this project.")
     folder = studio.project_dir(project)
 
     def steps(job_folder: Path) -> list[list[str]]:
         out = job_folder / "doctor"
         return [studio.step("check", str(pj.data_dir(folder)), "--doctor", "--doctor-out", str(out))]
 
-    job = await run_in_threadpool(studio.jobs.start, project.id, "doctor", folder / "jobs", steps, {})
+    def start() -> Job:
+        with studio.start_lock:
+            if studio.active_job(project, "doctor"):
+                raise DataError("The data doctor is already running for this project.")
+            return studio.jobs.start(project.id, "doctor", folder / "jobs", steps, {})
+
+    job = await run_in_threadpool(start)
     return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
 
 
@@ -189,8 +202,15 @@ async def data_page(request: Request, project_id: int) -> HTMLResponse:
     summary = await run_in_threadpool(data_summary, studio, project)
     findings = await run_in_threadpool(doctor_findings, studio, project)
     doctor_job = studio.active_job(project, "doctor")
-    return studio.render(request, "data.html", project=project, tab="data", summary=summary, doctor=findings,
-                         doctor_job=doctor_job)
+    return studio.render(
+        request,
+        "data.html",
+        project=project,
+        tab="data",
+        summary=summary,
+        doctor=findings,
+        doctor_job=doctor_job,
+    )
 
 
 @router.get("/api/projects/{project_id}/data")

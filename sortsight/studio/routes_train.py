@@ -22,6 +22,7 @@ router = APIRouter()
 
 _ESTIMATE = re.compile(r"[^\n]*estimated about [^\n(]*")
 
+
 def advanced_options() -> dict[str, tuple[Any, str]]:
     """AutoTrain parameter names offered in the "advanced" panel: name -> (type or choices, help)."""
     from sortsight.config import AUGMENTATIONS, OPTIMIZERS, PRECISIONS, SCHEDULERS, STRATEGIES
@@ -47,14 +48,20 @@ def advanced_options() -> dict[str, tuple[Any, str]]:
 
 
 def model_choices() -> list[dict[str, Any]]:
-    """The models offered on the Train page: "auto" and the bundled ones with size and speed."""
+    """The models offered on the Train page: the default ("auto": sortsight's own choice) and the
+    bundled ones with their size and speed."""
+    from sortsight.config import TrainConfig
     from sortsight.models import BUNDLED_MODELS
 
-    choices = [{"name": "auto", "label": "auto (chosen from the data size and time budget)", "note": ""}]
+    default = TrainConfig.__dataclass_fields__["model"].default
+    choices = [{"name": "auto", "label": f"default ({default})", "note": ""}]
     for spec in BUNDLED_MODELS.values():
         choices.append(
-            {"name": spec.name, "label": f"{spec.name} — {spec.params_m:.1f}M parameters, {spec.input_size}px",
-             "note": spec.note}
+            {
+                "name": spec.name,
+                "label": f"{spec.name} — {spec.params_m:.1f}M parameters, {spec.input_size}px",
+                "note": spec.note,
+            }
         )
     return choices
 
@@ -113,8 +120,6 @@ def train_args(data: Path, run: Path, params: dict[str, Any]) -> list[str]:
 
 
 def _start_train(studio: Studio, project: Project, params: dict[str, Any]) -> Job:
-    if studio.active_job(project, "train"):
-        raise DataError("A training job is already running in this project. Stop it or wait for it to finish.")
     folder = studio.project_dir(project)
     data = pj.data_dir(folder)
     summary_error = _data_problem(studio, project)
@@ -125,7 +130,12 @@ def _start_train(studio: Studio, project: Project, params: dict[str, Any]) -> Jo
         run = runs.run_folder(job_folder)
         return [studio.step(*train_args(data, run, params)), studio.step("evaluate", str(run))]
 
-    return studio.jobs.start(project.id, "train", folder / "jobs", steps, params)
+    with studio.start_lock:
+        if studio.active_job(project, "train"):
+            raise DataError(
+                "A training job is already running in this project. Stop it or wait for it to finish."
+            )
+        return studio.jobs.start(project.id, "train", folder / "jobs", steps, params)
 
 
 def _data_problem(studio: Studio, project: Project) -> str:
@@ -137,6 +147,8 @@ def _data_problem(studio: Studio, project: Project) -> str:
     if len(summary.get("classes", [])) < 2:
         return "it needs at least two classes."
     return ""
+
+
 def _form_dict(form: Any) -> dict[str, str]:
     return {key: str(value) for key, value in form.items() if isinstance(value, str)}
 
@@ -148,8 +160,14 @@ def train_page(request: Request, project_id: int) -> HTMLResponse:
     project = studio.project(project_id)
     jobs = studio.project_jobs(project, "train")
     return studio.render(
-        request, "train.html", project=project, tab="train", jobs=jobs, models=model_choices(),
-        advanced=advanced_options(), active=next((j for j in jobs if j.active), None),
+        request,
+        "train.html",
+        project=project,
+        tab="train",
+        jobs=jobs,
+        models=model_choices(),
+        advanced=advanced_options(),
+        active=next((j for j in jobs if j.active), None),
     )
 
 
@@ -167,8 +185,14 @@ def job_view(studio: Studio, project: Project, job: Job) -> dict[str, Any]:
     """Everything the job page shows, as JSON (polled by the page while the job runs)."""
     folder = Path(job.folder) if job.folder else None
     view: dict[str, Any] = {
-        "id": job.id, "kind": job.kind, "status": job.status, "error": job.error, "params": job.params,
-        "stop_requested": job.stop_requested, "created": job.created, "finished": job.finished,
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "error": job.error,
+        "params": job.params,
+        "stop_requested": job.stop_requested,
+        "created": job.created,
+        "finished": job.finished,
     }
     if folder is None:
         return view
@@ -204,7 +228,9 @@ def job_page(request: Request, project_id: int, job_id: int) -> HTMLResponse:
     project = studio.project(project_id)
     job = studio.job(project, job_id)
     tab = {"train": "train", "predict": "use"}.get(job.kind, "data")
-    return studio.render(request, "job.html", project=project, tab=tab, job=job, view=job_view(studio, project, job))
+    return studio.render(
+        request, "job.html", project=project, tab=tab, job=job, view=job_view(studio, project, job)
+    )
 
 
 @router.get("/api/projects/{project_id}/jobs/{job_id}")
@@ -231,7 +257,9 @@ async def stop_job(request: Request, project_id: int, job_id: int) -> RedirectRe
     project = studio.project(project_id)
     job = studio.job(project, job_id)
     job = await run_in_threadpool(studio.jobs.stop, job)
-    return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}?msg={quote('Job ' + job.status + '.')}", 303)
+    return RedirectResponse(
+        f"/projects/{project.id}/jobs/{job.id}?msg={quote('Job ' + job.status + '.')}", 303
+    )
 
 
 # results ----------------------------------------------------------------------------------
@@ -282,8 +310,16 @@ def results_page(request: Request, project_id: int, job: int | None = None) -> H
     summary_classes = list(summary.get("classes", []))
     finished = [j for j in studio.project_jobs(project, "train") if j.status == "finished"]
     return studio.render(
-        request, "results.html", project=project, tab="results", job=chosen, evaluation=evaluation,
-        mistakes=mistakes, classes=summary_classes, history=pj.fix_history(folder)[:20], finished=finished,
+        request,
+        "results.html",
+        project=project,
+        tab="results",
+        job=chosen,
+        evaluation=evaluation,
+        mistakes=mistakes,
+        classes=summary_classes,
+        history=pj.fix_history(folder)[:20],
+        finished=finished,
     )
 
 

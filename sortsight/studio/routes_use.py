@@ -24,7 +24,8 @@ router = APIRouter()
 
 def _models(studio: Studio, project: Project) -> list[Job]:
     return [
-        j for j in studio.project_jobs(project, "train")
+        j
+        for j in studio.project_jobs(project, "train")
         if (runs.run_folder(j.folder) / "model" / "config.json").is_file()
     ]
 
@@ -55,8 +56,15 @@ def _threshold(raw: str) -> float | None:
 
 
 def _start_predict(
-    studio: Studio, project: Project, model_job: Job, source: Path, *, threshold: float | None, sort: bool,
-    count: int, source_label: str,
+    studio: Studio,
+    project: Project,
+    model_job: Job,
+    source: Path,
+    *,
+    threshold: float | None,
+    sort: bool,
+    count: int,
+    source_label: str,
 ) -> Job:
     model = runs.run_folder(model_job.folder) / "model"
 
@@ -68,7 +76,13 @@ def _start_predict(
             args += ["--sort-into", str(folder / "sorted")]
         return [studio.step(*args)]
 
-    params = {"model_job": model_job.id, "source": source_label, "threshold": threshold, "sort": sort, "count": count}
+    params = {
+        "model_job": model_job.id,
+        "source": source_label,
+        "threshold": threshold,
+        "sort": sort,
+        "count": count,
+    }
     return studio.jobs.start(project.id, "predict", studio.project_dir(project) / "jobs", steps, params)
 
 
@@ -93,8 +107,16 @@ def use_page(request: Request, project_id: int, job: int | None = None) -> HTMLR
             except ValueError:
                 row["rel"] = None
     return studio.render(
-        request, "use.html", project=project, tab="use", models=_models(studio, project), jobs=predict_jobs,
-        shown=shown, rows=rows, total=total, space_available=_space_available(),
+        request,
+        "use.html",
+        project=project,
+        tab="use",
+        models=_models(studio, project),
+        jobs=predict_jobs,
+        shown=shown,
+        rows=rows,
+        total=total,
+        space_available=_space_available(),
     )
 
 
@@ -119,15 +141,25 @@ async def predict_upload(
         if not name:
             continue
         await run_in_threadpool(
-            copy_limited, upload.file, target / str(count) / safe_name(name, what="file name"),
+            copy_limited,
+            upload.file,
+            target / str(count) / safe_name(name, what="file name"),
             studio.limits.max_request_bytes,
         )
         count += 1
     if not count:
         raise DataError("No files were uploaded. Choose one or more images.")
     job = await run_in_threadpool(
-        lambda: _start_predict(studio, project, chosen, target, threshold=limit, sort=bool(sort), count=count,
-                               source_label=f"{count} uploaded file(s)")
+        lambda: _start_predict(
+            studio,
+            project,
+            chosen,
+            target,
+            threshold=limit,
+            sort=bool(sort),
+            count=count,
+            source_label=f"{count} uploaded file(s)",
+        )
     )
     return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
 
@@ -148,13 +180,23 @@ async def predict_folder(
     limit = _threshold(threshold)
     source = Path(folder.strip()).expanduser()
     if not folder.strip() or not source.is_dir():
-        raise DataError(f"Folder '{folder}' not found on the studio's machine. Give the full path of a folder.")
+        raise DataError(
+            f"Folder '{folder}' not found on the studio's machine. Give the full path of a folder."
+        )
     count = await run_in_threadpool(lambda: sum(1 for _ in iter_image_files(source)))
     if not count:
         raise DataError(f"Folder '{folder}' holds no images sortsight can read.")
     job = await run_in_threadpool(
-        lambda: _start_predict(studio, project, chosen, source.resolve(), threshold=limit, sort=bool(sort),
-                               count=count, source_label=str(source.resolve()))
+        lambda: _start_predict(
+            studio,
+            project,
+            chosen,
+            source.resolve(),
+            threshold=limit,
+            sort=bool(sort),
+            count=count,
+            source_label=str(source.resolve()),
+        )
     )
     return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "read_state", "last_error_line"]
+__all__ = ["last_error_line", "main", "read_state"]
 
 
 def _write_state(folder: Path, state: dict[str, Any]) -> None:
@@ -45,7 +45,9 @@ def read_state(folder: str | Path) -> dict[str, Any]:
 def last_error_line(log_path: str | Path) -> str:
     """The most useful line of a failed command's output: its last ``Error: …`` line, else its last line."""
     try:
-        lines = [line.strip() for line in Path(log_path).read_text(encoding="utf-8", errors="replace").splitlines()]
+        lines = [
+            line.strip() for line in Path(log_path).read_text(encoding="utf-8", errors="replace").splitlines()
+        ]
     except OSError:
         return ""
     lines = [line for line in lines if line]
@@ -81,13 +83,21 @@ def main(argv: list[str] | None = None) -> int:
             child[:] = [proc]
             returncode = proc.wait()
         if stopped["flag"]:
-            _write_state(folder, {"status": "stopped", "step": index, "steps": len(steps), "returncode": returncode})
+            _write_state(
+                folder, {"status": "stopped", "step": index, "steps": len(steps), "returncode": returncode}
+            )
             return 1
         if returncode != 0:
             error = last_error_line(log_path) or f"the command ended with exit code {returncode}"
             _write_state(
                 folder,
-                {"status": "failed", "step": index, "steps": len(steps), "returncode": returncode, "error": error},
+                {
+                    "status": "failed",
+                    "step": index,
+                    "steps": len(steps),
+                    "returncode": returncode,
+                    "error": error,
+                },
             )
             return 1
     _write_state(folder, {"status": "finished", "step": len(steps), "steps": len(steps), "returncode": 0})

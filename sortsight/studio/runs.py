@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "read_jsonl", "metric_series", "read_leaderboard", "read_json", "read_predictions", "run_folder", "train_metrics",
+    "metric_series",
+    "read_json",
+    "read_jsonl",
+    "read_leaderboard",
+    "read_predictions",
+    "run_folder",
+    "train_metrics",
 ]
 
 
@@ -93,9 +99,15 @@ def read_leaderboard(run: Path) -> list[dict[str, Any]]:
             result = read_json(path)
             if isinstance(result, dict):
                 metrics = result.get("metrics") or {}
-                data.append({"candidate": path.parent.parent.name, "model": result.get("model"),
-                             "image_size": result.get("image_size"), "chosen": result.get("chosen"),
-                             **{f"val_{k}": v for k, v in metrics.items()}})
+                data.append(
+                    {
+                        "candidate": path.parent.parent.name,
+                        "model": result.get("model"),
+                        "image_size": result.get("image_size"),
+                        "chosen": result.get("chosen"),
+                        **{f"val_{k}": v for k, v in metrics.items()},
+                    }
+                )
     rows = [{k: v for k, v in row.items() if k != "model_dir"} for row in data if isinstance(row, dict)]
     return rows
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Project", "Job", "Store", "JOB_STATES"]
+__all__ = ["JOB_STATES", "Job", "Project", "Store"]
 
 #: every state a job can be in; only "queued" and "running" are not final.
 JOB_STATES = ("queued", "running", "finished", "failed", "stopped")
@@ -176,7 +176,7 @@ class Store:
         return _job(row) if row else None
 
     def list_jobs(self, project_id: int | None = None, *, kind: str | None = None) -> list[Job]:
-        query, args = "SELECT * FROM jobs WHERE 1 = 1", []
+        query, args = "SELECT * FROM jobs WHERE 1 = 1", list[object]()
         if project_id is not None:
             query += " AND project_id = ?"
             args.append(project_id)

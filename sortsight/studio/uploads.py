@@ -21,7 +21,7 @@ from typing import Any
 
 from sortsight.errors import DataError
 
-__all__ = ["UploadLimits", "BodyLimit", "UploadTooLarge", "safe_extract_zip", "safe_name", "copy_limited"]
+__all__ = ["BodyLimit", "UploadLimits", "UploadTooLarge", "copy_limited", "safe_extract_zip", "safe_name"]
 
 _JUNK_PARTS = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
 
@@ -106,7 +106,10 @@ async def _too_large(send: Any, limit: int) -> None:
         {
             "type": "http.response.start",
             "status": 413,
-            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -159,16 +162,22 @@ def _check_member(info: zipfile.ZipInfo) -> PurePosixPath | None:
         raise DataError(f"The zip holds an entry with an absolute path ('{info.filename}'); it was refused.")
     path = PurePosixPath(name)
     if ".." in path.parts:
-        raise DataError(f"The zip holds an entry that points outside its folder ('{info.filename}'); it was refused.")
+        raise DataError(
+            f"The zip holds an entry that points outside its folder ('{info.filename}'); it was refused."
+        )
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
-        raise DataError(f"The zip holds a symbolic link ('{info.filename}'); links are refused. Zip the files themselves.")
+        raise DataError(
+            f"The zip holds a symbolic link ('{info.filename}'); links are refused. Zip the files themselves."
+        )
     if info.is_dir() or any(part in _JUNK_PARTS or part.startswith("._") for part in path.parts):
         return None
     return path
 
 
-def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: UploadLimits | None = None) -> list[Path]:
+def safe_extract_zip(
+    zip_path: str | Path, dest: str | Path, limits: UploadLimits | None = None
+) -> list[Path]:
     """Check every entry of a zip, then unpack its files under ``dest``; return their paths.
 
     Raises:
@@ -180,11 +189,15 @@ def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: UploadLimit
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError("The upload is not a readable zip file. Make the archive again and upload it.") from exc
+        raise DataError(
+            "The upload is not a readable zip file. Make the archive again and upload it."
+        ) from exc
     with archive:
         infos = archive.infolist()
         if len(infos) > limits.max_zip_entries:
-            raise DataError(f"The zip has {len(infos)} entries, more than the limit of {limits.max_zip_entries}.")
+            raise DataError(
+                f"The zip has {len(infos)} entries, more than the limit of {limits.max_zip_entries}."
+            )
         total = 0
         members: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
         for info in infos:
@@ -193,8 +206,9 @@ def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: UploadLimit
                 continue
             total += info.file_size
             if info.file_size > 1024**2 and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+                ratio = info.file_size // max(info.compress_size, 1)
                 raise DataError(
-                    f"The zip entry '{info.filename}' expands {info.file_size // max(info.compress_size, 1)} times; "
+                    f"The zip entry '{info.filename}' expands {ratio} times; "
                     "it looks like a zip bomb and was refused."
                 )
             members.append((info, rel))

@@ -81,7 +81,7 @@ function fmt(v) { return typeof v === "number" && !Number.isInteger(v) ? v.toFix
 function renderLeaderboard(rows) {
   const table = document.getElementById("leaderboard");
   if (!table || !rows || !rows.length) return;
-  const cols = Object.keys(rows[0]).filter((k) => typeof rows[0][k] !== "object" || rows[0][k] === null);
+  const cols = Object.keys(rows[0]).filter((k) => k !== "time" && (typeof rows[0][k] !== "object" || rows[0][k] === null));
   const head = el("tr"); cols.forEach((c) => head.appendChild(el("th", {}, c)));
   table.tHead.replaceChildren(head);
   table.tBodies[0].replaceChildren(...rows.map((r) => { const tr = el("tr"); cols.forEach((c) => tr.appendChild(el("td", {}, fmt(r[c])))); return tr; }));
@@ -103,12 +103,20 @@ function followJob() {
     if (log && view.log_tail !== undefined) { const end = log.scrollTop + log.clientHeight >= log.scrollHeight - 4; log.textContent = view.log_tail; if (end) log.scrollTop = log.scrollHeight; }
     const progress = document.getElementById("job-progress");
     const estimate = document.getElementById("job-estimate");
-    if (estimate && view.estimate) estimate.textContent = view.estimate;
+    if (estimate) {
+      const end = view.finished || Date.now() / 1000;
+      const secs = Math.max(0, Math.round(end - view.created));
+      const took = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, "0")}`;
+      const active = view.status === "running" || view.status === "queued";
+      estimate.textContent = (active ? `running for ${took}` : `took ${took}`) + (view.estimate ? ` · ${view.estimate}` : "");
+    }
     if (view.kind === "train") {
       renderCharts(view.series); renderLeaderboard(view.leaderboard);
       const m = view.last_metrics || {};
-      const parts = Object.entries(m).filter(([k, v]) => typeof v === "number" || typeof v === "string").map(([k, v]) => `${k} ${fmt(v)}`);
-      progress.textContent = (view.steps > 1 ? `step ${view.step} of ${view.steps} (${view.step === 1 ? "training" : "evaluating"}) · ` : "") + parts.join(" · ");
+      const shown = ["candidate", "epoch", "train_loss", "val_accuracy", "val_f1_macro", "val_loss"];
+      const parts = shown.filter((k) => m[k] !== undefined).map((k) => `${k} ${fmt(m[k])}`);
+      const stage = view.status === "running" && view.steps > 1 ? (view.step === 1 ? "training · " : "evaluating the model · ") : "";
+      progress.textContent = stage + parts.join(" · ");
     } else if (view.kind === "predict") {
       progress.textContent = `${view.predicted || 0} of ${view.expected || "?"} images`;
     }

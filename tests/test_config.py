@@ -1,0 +1,120 @@
+"""TrainConfig: AutoTrain names and YAML, validation with one-line errors, durations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sortsight.config import TrainConfig, config_from_dict, config_to_dict, load_train_config, parse_duration
+from sortsight.errors import ConfigError
+
+AUTOTRAIN_YAML = """\
+task: image_classification
+base_model: efficientnet_lite1
+project_name: autotrain-covers
+log: tensorboard
+backend: local
+
+data:
+  path: covers
+  train_split: train
+  valid_split: validation
+  column_mapping:
+    image_column: file
+    target_column: label
+
+params:
+  epochs: 2
+  batch_size: 4
+  lr: 2e-5
+  warmup_ratio: 0.1
+  optimizer: adamw_torch
+  scheduler: linear
+  gradient_accumulation: 2
+  mixed_precision: fp16
+  weight_decay: 0.0
+  max_grad_norm: 1.0
+  seed: 7
+  auto_find_batch_size: true
+  early_stopping_patience: 4
+  early_stopping_threshold: 0.01
+  save_total_limit: 2
+  max_samples: 100
+
+hub:
+  username: ${HF_USERNAME}
+  token: ${HF_TOKEN}
+  push_to_hub: false
+"""
+
+
+def test_autotrain_yaml_maps_every_name(tmp_path: Path) -> None:
+    (tmp_path / "covers").mkdir()
+    path = tmp_path / "autotrain.yml"
+    path.write_text(AUTOTRAIN_YAML, encoding="utf-8")
+    cfg = load_train_config(path)
+    assert cfg.model == "efficientnet_lite1" and cfg.project_name == "autotrain-covers"
+    assert cfg.data_path == str(tmp_path / "covers")  # relative to the YAML file
+    assert (cfg.train_split, cfg.valid_split) == ("train", "validation") and cfg.valid_fraction == 0.2
+    assert (cfg.image_column, cfg.target_column) == ("file", "label")
+    assert cfg.lr == 2e-5 and isinstance(cfg.lr, float)  # YAML reads 2e-5 as a string
+    assert (cfg.epochs, cfg.batch_size, cfg.gradient_accumulation, cfg.seed) == (2, 4, 2, 7)
+    assert cfg.scheduler == "linear" and cfg.mixed_precision == "fp16" and cfg.log == "tensorboard"
+    assert cfg.auto_find_batch_size is True and cfg.save_total_limit == 2 and cfg.max_samples == 100
+    assert cfg.early_stopping_patience == 4 and cfg.early_stopping_threshold == 0.01
+    assert cfg.run_dir == Path("runs") / "autotrain-covers"
+
+
+def test_overrides_win_and_flat_files_work(tmp_path: Path) -> None:
+    path = tmp_path / "flat.yaml"
+    path.write_text("data_path: photos\nepochs: 3\nvalid_split: 0.3\ntime_budget: 10m\n", encoding="utf-8")
+    cfg = load_train_config(path, epochs=9, out="runs/x")
+    assert cfg.epochs == 9 and cfg.valid_split == 0.3 and cfg.time_budget == 600.0 and cfg.out == "runs/x"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("task: text_classification\n", "not supported"),
+        ("params:\n  epoch: 3\n", "Did you mean 'epochs'"),
+        ("datas:\n  path: x\ntask: image_classification\n", "Did you mean 'data'"),
+        ("params:\n  optimizer: adamw_torc\n", "Did you mean 'adamw_torch'"),
+        ("params:\n  lr: fast\n", "must be a number"),
+        ("- just\n- a list\n", "mapping"),
+        ("epochs: [\n", "could not be parsed"),
+    ],
+)
+def test_bad_config_files_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_train_config(path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"valid_split": 1.5}, "valid_split must be a fraction"),
+        ({"augmentation": "document"}, "Did you mean 'documents'"),
+        ({"resume": True, "overwrite": True}, "not both"),
+        ({"warmup_ratio": 1.0}, "warmup_ratio"),
+        ({"image_size": 8}, "image_size"),
+        ({"time_budget": "-5m"}, "duration"),
+    ],
+)
+def test_invalid_values(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(TrainConfig, values, what="training option")
+    assert message in str(info.value)
+
+
+def test_durations_and_round_trip() -> None:
+    assert parse_duration("90s") == 90 and parse_duration("1h30m") == 5400 and parse_duration(45) == 45.0
+    assert parse_duration(None) is None
+    cfg = TrainConfig(models="efficientnet_lite0@160, efficientnet_lite1", mixed_precision=None, log=None)
+    assert cfg.models == ("efficientnet_lite0@160", "efficientnet_lite1")
+    assert cfg.mixed_precision == "no" and cfg.log == "none"
+    assert config_from_dict(TrainConfig, config_to_dict(cfg)) == cfg

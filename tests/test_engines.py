@@ -1,0 +1,119 @@
+"""Engines: jit and ONNX Runtime agree with eager PyTorch; ONNX export carries labels and preprocessing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sortsight.engines import (
+    EagerEngine,
+    JitEngine,
+    OnnxEngine,
+    build_engine,
+    export_onnx,
+    read_onnx_metadata,
+)
+from sortsight.errors import ModelError
+from sortsight.models import load_model_folder
+from sortsight.predict import Classifier
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    return load_model_folder(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def onnx_file(loaded, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    return export_onnx(loaded, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+def _batch(n: int = 5) -> torch.Tensor:
+    return torch.randn(n, 3, 64, 64, generator=torch.Generator().manual_seed(1))  # (B, 3, H, W)
+
+
+def test_jit_matches_eager(loaded) -> None:  # type: ignore[no-untyped-def]
+    x = _batch()
+    expected = EagerEngine(loaded.module)(x)
+    jit = JitEngine(loaded.module, 64)
+    got = jit(x)
+    assert got.shape == (5, 3)
+    assert np.abs(got - expected).max() < 1e-3
+    assert np.abs(jit(x[:1]) - expected[:1]).max() < 1e-3  # any batch size
+
+
+def test_onnx_matches_eager_for_any_batch_size(loaded, onnx_file: Path) -> None:  # type: ignore[no-untyped-def]
+    engine = OnnxEngine(onnx_file)
+    for n in (1, 5):
+        x = _batch(n)
+        assert np.abs(engine(x) - EagerEngine(loaded.module)(x)).max() < 1e-3
+
+
+def test_onnx_metadata_has_labels_and_preprocessing(loaded, onnx_file: Path) -> None:  # type: ignore[no-untyped-def]
+    labels, data_config, name, meta = read_onnx_metadata(onnx_file)
+    assert labels == loaded.labels == ["bird", "cat", "dog"]
+    assert data_config == loaded.data_config and data_config.input_size == 64
+    assert json.loads(meta["mean"]) == pytest.approx(list(loaded.data_config.mean))
+    assert json.loads(meta["id2label"]) == {"0": "bird", "1": "cat", "2": "dog"}
+    assert name == loaded.name
+
+
+def test_classifier_from_onnx_file_alone_agrees(
+    tiny_model_dir: Path, onnx_file: Path, tmp_path: Path
+) -> None:
+    from conftest import make_image
+
+    alone = tmp_path / "only.onnx"
+    shutil.copy(onnx_file, alone)  # no model folder beside it
+    images = [make_image(i % 3, size=64, seed=40 + i) for i in range(4)]
+    a = Classifier.load(alone).predict(images, top_k=3)
+    b = Classifier.load(tiny_model_dir, engine="eager").predict(images, top_k=3)
+    assert [[d["label"] for d in r] for r in a] == [[d["label"] for d in r] for r in b]
+    with pytest.raises(Exception, match="only with the onnx engine"):
+        Classifier.load(alone, engine="jit")
+
+
+def test_auto_uses_model_onnx_beside_the_weights_only_when_current(
+    tiny_model_dir: Path, onnx_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sortsight.engines as engines
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    shutil.copy(onnx_file, folder / "model.onnx")
+    cache = tmp_path / "cache"
+    engine = build_engine(load_model_folder(folder), "auto", cache_dir=cache)
+    assert engine.name == "onnx" and not cache.exists()  # the folder's own export, made from these weights
+    # the weights change after the export: the stale graph is not used; a new export goes to the cache
+    exports: list[Path] = []
+
+    def fake_export(loaded, out):  # type: ignore[no-untyped-def]
+        exports.append(Path(out))
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(onnx_file, out)
+        return Path(out)
+
+    monkeypatch.setattr(engines, "export_onnx", fake_export)
+    import onnx
+
+    stale = onnx.load(str(folder / "model.onnx"))
+    onnx.helper.set_model_props(
+        stale, {**{m.key: m.value for m in stale.metadata_props}, "sortsight.source_sha256": "0" * 64}
+    )  # made from other weights
+    onnx.save(stale, str(folder / "model.onnx"))
+    build_engine(load_model_folder(folder), "onnx", cache_dir=cache)
+    assert len(exports) == 1 and exports[0].parent == cache
+    build_engine(load_model_folder(folder), "onnx", cache_dir=cache)
+    assert len(exports) == 1  # cached: not exported again
+
+
+def test_unknown_engine_suggests(loaded) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ModelError, match="Did you mean 'onnx'"):
+        build_engine(loaded, "onx")
+    with pytest.raises(ModelError, match="not found"):
+        read_onnx_metadata("/nonexistent/model.onnx")
