@@ -116,7 +116,16 @@ class RunStats:
 
     @property
     def images_per_second(self) -> float:
+        """Over the whole run, start-up (imports, model load) included."""
         return (self.rows_after - self.rows_before) / self.seconds if self.seconds else 0.0
+
+    @property
+    def steady_images_per_second(self) -> float:
+        """From the first row written to the last sample: the streaming rate itself."""
+        moving = [(t, rows) for t, rows, _, _ in self.samples if rows > self.rows_before]
+        if len(moving) < 2 or moving[-1][0] <= moving[0][0]:
+            return 0.0
+        return (moving[-1][1] - moving[0][1]) / (moving[-1][0] - moving[0][0])
 
 
 def run_predict(cmd: list[str], csv_path: Path, *, kill_at_rows: int | None, interval: float) -> RunStats:
@@ -216,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(with workers {_mb(first.peak_tree_rss)})")
         second = run_predict(cmd, csv_path, kill_at_rows=None, interval=args.interval)
         print(f"run 2: resumed at {second.rows_before:,} rows, finished at {second.rows_after:,} rows in "
-              f"{second.seconds:.1f}s, {second.images_per_second:.1f} img/s, peak RSS {_mb(second.peak_rss)} "
+              f"{second.seconds:.1f}s, {second.images_per_second:.1f} img/s with start-up, "
+              f"{second.steady_images_per_second:.1f} img/s streaming, peak RSS {_mb(second.peak_rss)} "
               f"(with workers {_mb(second.peak_tree_rss)})")
         print(f"RSS over run 2 (rows:RSS with workers): {timeline(second)}")
         half = [s[3] for s in second.samples[len(second.samples) // 2:]]

@@ -144,6 +144,8 @@ def prepare_run_dir(config: TrainConfig, env: Environment) -> TrainConfig:
         run_dir.mkdir(parents=True, exist_ok=True)
     env.wait()
     env.log = config.log
+    if config.data_path and Path(config.data_path).exists():  # so --resume works from any folder
+        config = dataclasses.replace(config, data_path=str(Path(config.data_path).resolve()))
     return config
 
 

@@ -166,7 +166,7 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     # AutoTrain parameters
-    lr: float = 1e-3
+    lr: float = 3e-4
     epochs: int = 5
     batch_size: int = 32
     warmup_ratio: float = 0.1
@@ -178,7 +178,7 @@ class TrainConfig:
     seed: int = 42
     mixed_precision: str | None = "auto"  # auto | bf16 | fp16 | no
     auto_find_batch_size: bool = False
-    early_stopping_patience: int = 3
+    early_stopping_patience: int = 5
     early_stopping_threshold: float = 0.0
     save_total_limit: int = 1
     max_samples: int | None = None

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sortsight._callable import make_module_callable
 from sortsight.errors import DataError
 from sortsight.predict import Classifier, iter_probabilities
 from sortsight.progress import ProgressCallback, Ticker
@@ -405,16 +404,4 @@ def evaluate(
     )
 
 
-class _CallableModule(types.ModuleType):
-    """Lets ``sortsight.evaluate(...)`` call the function even after ``import sortsight.evaluate``.
-
-    The package re-exports the function :func:`evaluate` under the same name as this module;
-    importing the module makes Python bind the module to ``sortsight.evaluate``, which would
-    otherwise shadow the function depending on import order.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Evaluation:
-        return evaluate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, evaluate)  # sortsight.evaluate(...) works in every import order

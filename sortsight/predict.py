@@ -14,22 +14,22 @@ interrupted job (even ``kill -9``) finishes where it stopped.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sortsight._predict_io import _repair_tail, collect_paths, read_predictions
 from sortsight.config import PredictConfig
 from sortsight.engines import Engine, build_engine, read_onnx_metadata
 from sortsight.errors import ImageError, PredictError
-from sortsight.images import SUPPORTED_EXTENSIONS, is_image_path, iter_image_files, open_image
+from sortsight.images import open_image
 from sortsight.models import DataConfig, eval_transform
 from sortsight.progress import ProgressCallback, Ticker
 
@@ -50,8 +50,6 @@ __all__ = [
 ]
 
 CSV_COLUMNS = ("path", "label", "score", "top_k", "status", "model", "error")
-_LIST_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl")
-_PATH_COLUMNS = ("path", "image", "file", "filepath", "filename")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -142,6 +140,11 @@ class Classifier:
         return self._transform
 
     @property
+    def model_id(self) -> str:
+        """What the ``model`` column of predictions.csv records: the model's absolute path."""
+        return os.path.abspath(self.source)
+
+    @property
     def draft_size(self) -> tuple[int, int]:
         """The smallest JPEG decode size that still feeds the resize without upscaling."""
         side = round(self.data_config.input_size / max(self.data_config.crop_pct, 1e-3))
@@ -192,83 +195,6 @@ class Classifier:
         probs = self.predict_proba(batch)
         results = [top_k_of(row, self.labels, top_k) for row in probs]
         return results[0] if single else results
-
-
-# --------------------------------------------------------------------------- input paths
-
-
-def _paths_from_list(file: Path) -> Iterator[Path]:
-    base = file.parent
-    text = file.read_text(encoding="utf-8-sig")
-    if file.suffix.lower() == ".txt":
-        names: Iterable[str] = (line.strip() for line in text.splitlines())
-    elif file.suffix.lower() == ".jsonl":
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        key = next((c for c in _PATH_COLUMNS if rows and c in rows[0]), None)
-        if key is None:
-            raise PredictError(f"'{file}' has no path column; name one of: {', '.join(_PATH_COLUMNS)}.")
-        names = (str(r.get(key, "")) for r in rows)
-    else:
-        dialect = "excel-tab" if file.suffix.lower() == ".tsv" else "excel"
-        reader = csv.reader(io.StringIO(text), dialect=dialect)
-        header = next(reader, [])
-        lowered = [h.strip().lower() for h in header]
-        column = next((lowered.index(c) for c in _PATH_COLUMNS if c in lowered), None)
-        if column is None:
-            if header and is_image_path(header[0]):  # no header: first column holds paths
-                rows_iter: Iterable[list[str]] = [header, *reader]
-                column = 0
-            else:
-                raise PredictError(f"'{file}' has no path column; name one of: {', '.join(_PATH_COLUMNS)}.")
-        else:
-            rows_iter = reader
-        names = (row[column].strip() for row in rows_iter if len(row) > column)
-    for name in names:
-        if name:
-            p = Path(name).expanduser()
-            yield p if p.is_absolute() else base / p
-
-
-def collect_paths(inputs: Sequence[str | Path], *, exclude: Sequence[str | Path] = ()) -> list[Path]:
-    """Absolute image paths from files, folders (recursively) and CSV/TSV/TXT/JSONL lists of paths.
-
-    Order is kept (folders sorted the same on every OS); duplicates and files under ``exclude``
-    are dropped. Files listed in a CSV are kept even when missing, to be reported as unreadable.
-
-    Raises:
-        PredictError: an input does not exist, or nothing to predict was found.
-    """
-    if not inputs:
-        raise PredictError("No images given. Name image files, folders, or a CSV with a 'path' column.")
-    skip = [os.path.abspath(e) + os.sep for e in exclude]
-    seen: set[str] = set()
-    out: list[Path] = []
-
-    def add(p: Path) -> None:
-        key = os.path.abspath(p)
-        if key in seen or any(key.startswith(s) for s in skip):
-            return
-        seen.add(key)
-        out.append(Path(key))
-
-    for raw in inputs:
-        p = Path(raw).expanduser()
-        if p.is_dir():
-            for f in iter_image_files(p):
-                add(f)
-        elif p.is_file() and p.suffix.lower() in _LIST_SUFFIXES:
-            for f in _paths_from_list(p):
-                add(f)
-        elif p.is_file():
-            add(p)  # any file: one that is not an image is reported as unreadable
-        else:
-            raise PredictError(f"'{raw}' not found. Give image files, folders, or a CSV list of paths.")
-    if not out:
-        raise PredictError(
-            f"No images found in {', '.join(map(str, inputs))}. Supported extensions: "
-            f"{', '.join(SUPPORTED_EXTENSIONS)} (any case)."
-        )
-    return out
 
 
 # --------------------------------------------------------------------------- streaming predict
@@ -339,49 +265,6 @@ def default_workers() -> int:
     return max(1, min(4, cores - 1))
 
 
-def _repair_tail(path: Path) -> None:
-    """Cut a torn last line (a process killed mid-write) so appending starts on a fresh line."""
-    with open(path, "rb+") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        if size == 0:
-            return
-        fh.seek(size - 1)
-        if fh.read(1) == b"\n":
-            return
-        block = min(size, 1 << 16)
-        fh.seek(size - block)
-        tail = fh.read(block)
-        cut = tail.rfind(b"\n")
-        fh.truncate(size - block + cut + 1 if cut >= 0 else 0)
-
-
-def read_predictions(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Rows of a ``predictions.csv`` or ``.jsonl`` (``top_k`` parsed, ``score`` a float or None)."""
-    p = Path(path)
-    if not p.is_file():
-        raise PredictError(f"Predictions file '{p}' not found. Run 'sortsight predict' first.")
-    with open(p, encoding="utf-8", newline="") as fh:
-        if p.suffix.lower() == ".jsonl":
-            for line in fh:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a torn last line
-                yield record
-            return
-        for raw in csv.DictReader(fh):
-            if raw.get("status") is None:  # a torn last line
-                continue
-            row: dict[str, Any] = dict(raw)
-            row["score"] = float(raw["score"]) if raw.get("score") else None
-            try:
-                row["top_k"] = json.loads(raw.get("top_k") or "[]")
-            except json.JSONDecodeError:
-                row["top_k"] = []
-            yield row
-
-
 def iter_probabilities(
     classifier: Classifier, paths: Sequence[Path], *, num_workers: int | None = None
 ) -> Iterator[tuple[list[int], np.ndarray, list[tuple[int, str]]]]:
@@ -412,12 +295,14 @@ def iter_probabilities(
 
 
 def _done_paths(output: Path, model: str) -> set[str]:
+    """Paths already in ``output`` (its torn last line cut); rows of another model are an error."""
     if not output.is_file() or output.stat().st_size == 0:
         return set()
     _repair_tail(output)
     done: set[str] = set()
+    mine = os.path.abspath(model)
     for row in read_predictions(output):
-        if row.get("model") not in (None, "", model):
+        if row.get("model") and os.path.abspath(str(row["model"])) != mine:
             raise PredictError(
                 f"'{output}' holds predictions of another model ('{row.get('model')}'). Write to "
                 f"another file (--out) or remove it."
@@ -457,7 +342,7 @@ def predict_paths(
     """
     out = Path(output)
     jsonl = out.suffix.lower() == ".jsonl"
-    done = _done_paths(out, classifier.source)
+    done = _done_paths(out, classifier.model_id)
     todo = [p for p in paths if str(p) not in done]
     summary = PredictSummary(out, len(paths), len(paths) - len(todo), engine=classifier.engine.name)
     if not todo:
@@ -494,7 +379,7 @@ def predict_paths(
                 )
                 summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
             for i, r in sorted(rows, key=lambda t: t[0]):
-                record = {"path": str(todo[i]), **r, "model": classifier.source}
+                record = {"path": str(todo[i]), **r, "model": classifier.model_id}
                 if r["status"] == "ok":
                     summary.ok += 1
                 elif r["status"] == "unsure":

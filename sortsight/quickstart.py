@@ -49,6 +49,7 @@ def run_quickstart(
     *,
     threshold: float = 0.6,
     epochs: int | None = None,
+    train_options: dict[str, Any] | None = None,
     progress: ProgressCallback | None = None,
 ) -> QuickstartResult:
     """Train, evaluate, report and sort on the bundled sample.
@@ -57,6 +58,8 @@ def run_quickstart(
         workdir: where to write (a new folder; an existing one gets a ``-2``… sibling instead).
         threshold: below this score an inbox image is sorted into ``unsure/``.
         epochs: fine-tuning epochs (default: the training default).
+        train_options: further :class:`~sortsight.config.TrainConfig` options (e.g. a smaller
+            ``image_size`` for a faster run).
         progress: receives every step's progress events.
 
     Returns:
@@ -83,9 +86,14 @@ def run_quickstart(
 
     run_dir = work / "runs" / "fashion"
     emit(progress, ProgressEvent("quickstart", 2, 4, message=f"2/4 Training (run folder: {run_dir})"))
-    options: dict[str, Any] = {"data_path": str(data_path), "out": str(run_dir), "project_name": "fashion-sample"}
+    options: dict[str, Any] = {
+        "data_path": str(data_path),
+        "out": str(run_dir),
+        "project_name": "fashion-sample",
+    }
     if epochs is not None:
         options["epochs"] = epochs
+    options.update(train_options or {})
     trained = train(TrainConfig(**options), progress=progress)
 
     emit(progress, ProgressEvent("quickstart", 3, 4, message="3/4 Evaluating on the held-out test images"))

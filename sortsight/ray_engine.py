@@ -32,6 +32,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -67,7 +68,7 @@ def list_uris(uri: str) -> list[str]:
     """
     from pyarrow import fs as pafs
 
-    from sortsight.images import is_image_path
+    from sortsight.images import is_image_path, is_junk
 
     try:
         filesystem, path = pafs.FileSystem.from_uri(uri)
@@ -84,11 +85,14 @@ def list_uris(uri: str) -> list[str]:
         raise PredictError(f"Could not list '{uri}': {first}. Check the URI and your credentials.") from exc
     prefix_len = len(path.rstrip("/"))
     base = uri.rstrip("/")
-    out = [
-        base + f.path[prefix_len:]
-        for f in found
-        if f.type == pafs.FileType.File and is_image_path(f.base_name) and not f.base_name.startswith(".")
-    ]
+    out = []
+    for f in found:
+        relative = f.path[prefix_len:]  # "/sub/name.jpg"
+        # the same rules as for folders: image extensions in any case, no hidden or OS-junk parts
+        if f.type == pafs.FileType.File and is_image_path(f.base_name) and not any(
+            is_junk(part) for part in relative.split("/") if part
+        ):
+            out.append(base + relative)
     if not out:
         raise PredictError(f"No images found under '{uri}'. Give a prefix holding image files.")
     return sorted(out)
@@ -117,8 +121,7 @@ def collect_sources(inputs: Sequence[str | Path], *, exclude: Sequence[str | Pat
         else:
             local.append(source)
     flush()
-    seen: set[str] = set()
-    return [s for s in out if not (s in seen or seen.add(s))]  # type: ignore[func-returns-value]
+    return list(dict.fromkeys(out))  # duplicates dropped, order kept
 
 
 def _model_folder(model: str | Path) -> Path:
@@ -149,10 +152,13 @@ class _PredictBatch:
 
         # Unpack the shipped model folder on this worker (clusters need no shared disk). The bytes
         # come as a reference nested in ``model`` so Ray keeps the actor's own arguments small.
-        self._dir = tempfile.mkdtemp(prefix="sortsight-ray-model-")
-        for name, data in ray.get(model["files"]).items():
-            Path(self._dir, name).write_bytes(data)
-        self.classifier = Classifier.load(self._dir, engine=engine, batch_size=batch_size, threads=threads)
+        folder = tempfile.mkdtemp(prefix="sortsight-ray-model-")
+        try:
+            for name, data in ray.get(model["files"]).items():
+                Path(folder, name).write_bytes(data)
+            self.classifier = Classifier.load(folder, engine=engine, batch_size=batch_size, threads=threads)
+        finally:  # the engine holds the weights in memory now
+            shutil.rmtree(folder, ignore_errors=True)
         self.top_k = top_k
         self._filesystems: dict[str, Any] = {}
 

@@ -14,12 +14,12 @@ import logging
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sortsight.errors import PredictError, SortsightError
-from sortsight.fileops import ActionLog, place_file
+from sortsight.fileops import ActionLog, Placed, place_file
 from sortsight.predict import read_predictions
 from sortsight.progress import ProgressCallback, Ticker
 
@@ -91,6 +91,17 @@ def _stale_part_files(dest: Path) -> None:
             continue
 
 
+def _unplanned(placed: Placed, planned: set[Path]) -> Placed:
+    """In a dry run, give a later file with the same name the suffix a real run would give it."""
+    dest = placed.destination
+    stem, suffix, i = dest.stem, dest.suffix, 0
+    while dest in planned or dest.exists():
+        i += 1
+        dest = placed.destination.with_name(f"{stem} ({i}){suffix}")
+    planned.add(dest)
+    return replace(placed, destination=dest)
+
+
 def sort_into(
     predictions: str | Path | Iterable[dict[str, Any]],
     dest: str | Path,
@@ -138,6 +149,7 @@ def sort_into(
     unsure_folder = UNSURE if UNSURE not in {folder_name(x) for x in labels} else f"_{UNSURE}"
     if not dry_run and dest.is_dir():
         _stale_part_files(dest)
+    planned: set[Path] = set()  # destinations a dry run has already promised
     ticker = Ticker(progress, "sort", len(rows))
     for row in rows:
         source = str(row.get("path", ""))
@@ -179,6 +191,8 @@ def sort_into(
             summary.actions.append(SortAction(source, "", "missing", label, score))
             ticker.advance()
             continue
+        if dry_run and placed.action in ("copy", "move"):
+            placed = _unplanned(placed, planned)
         if not dry_run:
             extra: dict[str, Any] = {"label": label, "score": score, "folder": folder.name}
             if placed.action == "identical" and move:

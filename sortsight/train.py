@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from sortsight import _runs
+from sortsight._callable import make_module_callable
 from sortsight._checkpoint import load_latest_checkpoint, restore_optimizer, save_checkpoint
 from sortsight._imagecache import ImageCache, build_cache
 from sortsight._precision import Precision, autocast, choose_precision
@@ -259,12 +260,30 @@ def _train_candidate(
         ),
     )
 
+    if deadline is not None and time.perf_counter() + estimate > deadline:
+        left = max(0.0, deadline - time.perf_counter())
+        emit(
+            progress,
+            ProgressEvent(
+                "estimate",
+                0,
+                0,
+                message=(
+                    f"That is more than the {_runs.human(left)} left of the time budget: "
+                    "fine-tuning will stop early with the best model so far."
+                ),
+            ),
+        )
+
     # 3. features: frozen trunk once per view; pooled features through the pretrained tail
     store = torch.bfloat16 if precision.dtype == "bf16" else torch.float16
     ticker = Ticker(progress, "features", total=len(y_train) * n_views + len(y_valid))
     acts_train = [_trunk(split, train_cache.eval, precision, store, ticker)]
-    acts_train += [_trunk(split, v, precision, store, ticker) for v in train_cache.views]
     acts_valid = _trunk(split, valid_cache.eval, precision, store, ticker)
+    for view in train_cache.views:  # augmented views: skipped when the time budget is spent
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        acts_train.append(_trunk(split, view, precision, store, ticker))
     f_train = _pooled(split, acts_train[0], precision)
     f_valid = _pooled(split, acts_valid, precision)
 
@@ -393,8 +412,11 @@ def _finetune(
 
     ticker = Ticker(progress, "train", total=total_steps)
     ticker.step = step
-    stopped = "completed"
-    for epoch in range(first_epoch, config.epochs):
+    stopped, epochs_done = "completed", first_epoch
+    if config.early_stopping_patience and bad_epochs >= config.early_stopping_patience:
+        stopped = "early_stopping"  # killed after that decision, before the model was saved
+    last_epoch = config.epochs if stopped == "completed" else first_epoch
+    for epoch in range(first_epoch, last_epoch):
         # the same shuffle and views on every process and after a resume: seeded by epoch
         gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
         order = torch.randperm(n, generator=gen)
@@ -423,6 +445,7 @@ def _finetune(
                 stopped = "time_budget"
                 break
         env.sync_buffers(tail)  # BatchNorm statistics as rank 0 has them, so all ranks agree
+        epochs_done = epoch + 1
 
         # validate every epoch; keep the best weights (ties: lower loss wins)
         metrics = _metrics(_logits(split, acts_valid, precision), y_valid)
@@ -461,7 +484,7 @@ def _finetune(
             stopped = "early_stopping"
             break
     tail.load_state_dict(best_state)
-    return chosen, best, epoch + 1 if config.epochs else 0, step, stopped
+    return chosen, best, epochs_done, step, stopped
 
 
 def _train_mode(model: torch.nn.Module) -> None:
@@ -590,3 +613,6 @@ def _warm_up(
 def load_run_json(run_dir: str | Path) -> dict[str, Any]:
     """The ``sortsight.json`` of a run folder."""
     return dict(json.loads((Path(run_dir) / "sortsight.json").read_text(encoding="utf-8")))
+
+
+make_module_callable(__name__, train)  # sortsight.train(...) works in every import order

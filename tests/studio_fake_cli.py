@@ -31,6 +31,19 @@ def train(args: list[str]) -> int:
     run.mkdir(parents=True, exist_ok=True)
     classes = sorted(p.name for p in data.iterdir() if p.is_dir())
     print("efficientnet_lite0 at 224px: estimated about 3 s")
+    candidates = int(_opt(args, "--candidates", "1") or 1)
+    if candidates > 1:  # like the real engine: one folder per candidate, then leaderboard.json
+        rows = []
+        for i, slug in enumerate(("efficientnet_lite0", "efficientnet_lite1")[:candidates]):
+            out = run / "candidates" / slug
+            out.mkdir(parents=True)
+            with open(out / "metrics.jsonl", "w", encoding="utf-8") as fh:
+                for epoch in range(epochs + 1):
+                    fh.write(
+                        json.dumps({"candidate": slug, "epoch": epoch, "val_accuracy": 0.5 + 0.1 * i}) + "\n"
+                    )
+            rows.append({"rank": 2 - i, "model": slug, "val_accuracy": 0.5 + 0.1 * i, "model_dir": str(out)})
+        (run / "leaderboard.json").write_text(json.dumps(rows[::-1]), encoding="utf-8")
     with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
         for epoch in range(epochs + 1):
             fh.write(

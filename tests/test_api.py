@@ -21,7 +21,8 @@ def test_import_has_no_side_effects() -> None:
     code = (
         "import os, sys, warnings; before = dict(os.environ); filters = list(warnings.filters);"
         "import sortsight;"
-        "heavy = [m for m in ('torch', 'timm', 'transformers', 'gradio', 'fastapi', 'ray') if m in sys.modules];"
+        "heavy = [m for m in ('torch', 'timm', 'transformers', 'gradio', 'fastapi', 'ray')"
+        " if m in sys.modules];"
         "assert not heavy, heavy; assert dict(os.environ) == before; assert warnings.filters == filters;"
         "print('ok')"
     )
@@ -44,3 +45,12 @@ def test_unknown_command_suggests() -> None:
     assert result.exit_code == 2
     assert "Did you mean 'train'?" in result.output
     assert "Traceback" not in result.output
+
+
+def test_functions_named_like_their_modules_stay_callable() -> None:
+    # importing sortsight.train (the module) must not hide sortsight.train (the function)
+    import importlib
+
+    for name in ("train", "evaluate", "doctor", "fetch"):
+        importlib.import_module(f"sortsight.{name}")
+        assert callable(getattr(sortsight, name)), name

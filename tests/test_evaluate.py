@@ -187,3 +187,44 @@ def test_trainer_style_vit_folder_evaluates(vit_folder: Path, tmp_path: Path) ->
         assert ours[0]["score"] == pytest.approx(theirs[0]["score"], abs=1e-4)
     a, b = eager.predict_proba(images), onnx.predict_proba(images)
     assert np.abs(a - b).max() < 1e-3
+
+
+@pytest.mark.browser
+def test_report_exports_decisions_csv_in_a_browser(ev: Evaluation, tmp_path: Path) -> None:
+    """In Debian's chromium: mark one image relabel, one delete, download decisions.csv."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    report = ev.save(tmp_path / "out")["report"]
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+    ]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=args)
+        try:
+            page = browser.new_page(accept_downloads=True)
+            page.goto(report.as_uri())
+            cards = page.locator(".card")
+            cards.nth(0).locator("select.action").select_option("relabel")
+            cards.nth(0).locator("select.label").select_option("dog")
+            cards.nth(1).locator("select.action").select_option("delete")
+            assert page.locator("#count").text_content() == "2 decisions"
+            with page.expect_download() as download:
+                page.click("#download")
+            saved = tmp_path / "decisions.csv"
+            download.value.save_as(saved)
+        finally:
+            browser.close()
+    lines = saved.read_text().splitlines()
+    assert lines[0] == "path,action,new_label"
+    assert lines[1:] == [f"{ev.top_losses[0]['path']},relabel,dog", f"{ev.top_losses[1]['path']},delete,"]
+    from sortsight.fix import read_decisions
+
+    decisions = read_decisions(saved, root=Path(ev.data))  # the format `sortsight fix` reads
+    assert [d.action for d in decisions] == ["relabel", "delete"]

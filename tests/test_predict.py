@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +141,7 @@ def test_predict_paths_writes_csv_and_resumes(eager: Classifier, tmp_path: Path)
             and top[0]["label"] == r["label"]
             and float(r["score"]) == pytest.approx(top[0]["score"])
         )
-        assert r["model"] == str(eager.source) and r["status"] == "ok"
+        assert r["model"] == os.path.abspath(eager.source) and r["status"] == "ok"
 
 
 def test_threshold_marks_unsure_and_jsonl(eager: Classifier, tmp_path: Path) -> None:

@@ -116,6 +116,18 @@ def test_dry_run_touches_nothing_and_shows_the_plan(tmp_path: Path) -> None:
     assert all(p.is_file() for p in imgs)
     assert summary.dry_run and summary.counts == {"move": 3}
     assert [Path(a.destination) for a in summary.actions] == [dest / "cat" / p.name for p in imgs]
+    twin = tmp_path / "other" / imgs[0].name  # same name, other content: the plan shows its suffix
+    twin.parent.mkdir()
+    twin.write_bytes(b"other")
+    plan = sort_into(
+        [
+            {"path": str(imgs[0]), "label": "cat", "score": 0.9, "status": "ok"},
+            {"path": str(twin), "label": "cat", "score": 0.9, "status": "ok"},
+        ],
+        dest,
+        dry_run=True,
+    )
+    assert [Path(a.destination).name for a in plan.actions] == [imgs[0].name, f"{imgs[0].stem} (1).jpg"]
 
 
 def test_move_then_undo_restores(tmp_path: Path) -> None:

@@ -340,7 +340,7 @@ def test_train_job_progress_leaderboard_and_results(client: TestClient, home: Pa
     assert view["leaderboard"][0]["val_accuracy"] == 0.7
     steps = json.loads((home / f"projects/postcards/jobs/{jid}/steps.json").read_text())
     assert steps[0][-8:] == ["--epochs", "2", "--candidates", "1", "--lr", "0.001", "--batch-size", "8"]
-    assert "estimated about 3 s" in view["log_tail"]
+    assert "estimated about 3 s" in view["log_tail"] and view["estimate_seconds"] == 3
     assert client.get(f"/projects/{pid}/jobs/{jid}").status_code == 200
     assert "estimated about" in client.get(f"/projects/{pid}/jobs/{jid}/log").text
     results = client.get(f"/projects/{pid}/results").text
@@ -350,6 +350,15 @@ def test_train_job_progress_leaderboard_and_results(client: TestClient, home: Pa
         r = client.get(f"/projects/{pid}/jobs/{jid}/files/{bad}")
         assert r.status_code >= 400 and b"SQLite" not in r.content, bad
     assert client.get(f"/projects/{pid}/jobs/{jid}/files/nothing.png").status_code == 400
+
+
+def test_candidates_get_one_curve_each_and_a_leaderboard(client: TestClient) -> None:
+    pid = new_project(client)
+    view = wait_job(client, pid, start_training(client, pid, candidates="2", epochs="1"))
+    assert {"efficientnet_lite0", "efficientnet_lite1"} <= set(view["series"])
+    assert view["series"]["efficientnet_lite1"]["val_accuracy"] == [[0.0, 0.6], [1.0, 0.6]]
+    assert [row["model"] for row in view["leaderboard"]] == ["efficientnet_lite1", "efficientnet_lite0"]
+    assert all("model_dir" not in row for row in view["leaderboard"])
 
 
 def test_train_form_is_validated(client: TestClient) -> None:

@@ -9,11 +9,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sortsight.progress import ProgressEvent
 
-__all__ = ["ProgressView", "PHASES"]
+__all__ = ["PHASES", "ProgressView"]
 
 PHASES = {
     "scan": "Checking images",
     "verify": "Checking images",
+    "extract": "Extracting dataset images",
     "features": "Reading features",
     "cache": "Preparing images",
     "trunk": "Caching early layers",
@@ -79,5 +80,8 @@ class ProgressView:
 def _info(metrics: dict[str, Any]) -> str:
     if "loss" in metrics:
         return f"loss {metrics['loss']:.3f}"
+    failed = metrics.get("broken", 0) + metrics.get("failed", 0)
+    if failed:
+        return f"{failed} failed"
     rate = metrics.get("images_per_second")
     return f"{rate:.1f} img/s" if rate else ""

@@ -15,40 +15,16 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from sortsight import data
+from sortsight.cli._render import ProgressView
 from sortsight.errors import ConfigError
 from sortsight.images import DEFAULT_MAX_PIXELS
-from sortsight.progress import ProgressEvent
 
 __all__ = ["check", "render_summary", "write_grid"]
 
-_PHASES = {"verify": "Checking images", "extract": "Extracting dataset images"}
 _GRID_MARK = "sortsight"
-
-
-class _RichProgress:
-    """Render :class:`ProgressEvent` s as rich progress bars on stderr."""
-
-    def __init__(self, console: Console) -> None:
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self.tasks: dict[str, Any] = {}
-
-    def __call__(self, event: ProgressEvent) -> None:
-        task = self.tasks.get(event.phase)
-        if task is None:
-            task = self.bar.add_task(_PHASES.get(event.phase, event.phase), total=event.total or None)
-            self.tasks[event.phase] = task
-        self.bar.update(task, completed=event.step, total=event.total or None)
 
 
 def write_grid(image: Any, path: Path) -> None:
@@ -180,9 +156,8 @@ def check(
     """
     err = Console(stderr=True)
     out = Console(highlight=False, soft_wrap=True)
-    progress = _RichProgress(err)
     # Bad images are reported by reason below; Pillow's own warnings would only repeat them.
-    with progress.bar, warnings.catch_warnings():
+    with ProgressView(err) as progress, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = data.load_dataset(
             data_path,
@@ -204,8 +179,7 @@ def check(
     if run_doctor:
         from sortsight.cli import _doctor
 
-        doctor_progress = _RichProgress(err)
-        with doctor_progress.bar:
+        with ProgressView(err) as doctor_progress:
             report, doctor_files = _doctor.run_doctor(ds, data_path, doctor_out, doctor_progress)
         summary["doctor"] = {**doctor_files, "report": report.to_dict()}
     if as_json:

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sortsight.cli.predict import RichProgress
+from sortsight.cli._render import ProgressView
 from sortsight.config import PREDICT_ENGINES
 
 __all__ = ["evaluate"]
@@ -63,7 +63,7 @@ def evaluate(
     from sortsight.evaluate import evaluate as run_evaluate
 
     err = Console(stderr=True)
-    with RichProgress(err) as progress:
+    with ProgressView(err) as progress:
         ev = run_evaluate(
             model,
             data,

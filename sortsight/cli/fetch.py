@@ -5,40 +5,15 @@ Thin: parse → :func:`sortsight.fetch.fetch` → render the summary.
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from sortsight.cli._render import ProgressView
 from sortsight.fetch import FetchSummary
 from sortsight.fetch import fetch as fetch_images
-from sortsight.progress import ProgressEvent
 
 __all__ = ["fetch", "render_fetch_summary"]
-
-
-class _Bar:
-    """One rich progress bar on stderr for the ``fetch`` phase."""
-
-    def __init__(self, console: Console) -> None:
-        self.bar = Progress(
-            TextColumn("Downloading"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[note]}"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self.task: Any = None
-
-    def __call__(self, event: ProgressEvent) -> None:
-        if self.task is None:
-            self.task = self.bar.add_task("fetch", total=event.total or None, note="")
-        failed = event.metrics.get("broken", 0) + event.metrics.get("failed", 0)
-        self.bar.update(self.task, completed=event.step, note=f"{failed} failed" if failed else "")
 
 
 def render_fetch_summary(console: Console, summary: FetchSummary, *, max_rows: int = 20) -> None:
@@ -136,8 +111,7 @@ def fetch(
     """
     err = Console(stderr=True)
     out = Console(highlight=False, soft_wrap=True)
-    bar = _Bar(err)
-    with bar.bar:
+    with ProgressView(err) as bar:
         summary = fetch_images(
             source,
             out_dir,

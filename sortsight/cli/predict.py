@@ -9,50 +9,12 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from sortsight.cli._render import ProgressView
 from sortsight.config import PREDICT_ENGINES, PredictConfig
-from sortsight.progress import ProgressEvent
 
-__all__ = ["RichProgress", "predict"]
-
-_PHASES = {"predict": "Predicting", "sort": "Sorting", "evaluate": "Evaluating"}
-
-
-class RichProgress:
-    """Render :class:`ProgressEvent` s as rich progress bars (with ETA) on stderr."""
-
-    def __init__(self, console: Console) -> None:
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self.tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> RichProgress:
-        self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
-
-    def __call__(self, event: ProgressEvent) -> None:
-        task = self.tasks.get(event.phase)
-        if task is None:
-            task = self.bar.add_task(
-                _PHASES.get(event.phase, event.phase), total=event.total or None, rate=""
-            )
-            self.tasks[event.phase] = task
-        rate = event.metrics.get("images_per_second")
-        self.bar.update(
-            task, completed=event.step, total=event.total or None, rate=f"{rate:.1f} img/s" if rate else ""
-        )
+__all__ = ["predict"]
 
 
 @click.command()
@@ -118,7 +80,7 @@ def predict(model: str, paths: tuple[str, ...], **options: Any) -> None:
         options["engine"] = "auto"
     config = PredictConfig(model=model, inputs=paths, **options)
     err = Console(stderr=True)
-    with RichProgress(err) as progress:
+    with ProgressView(err) as progress:
         summary, sorted_summary = run_predict(config, progress=progress)
     out = Console()
     parts = [f"{summary.ok} ok", f"{summary.unsure} unsure", f"{summary.unreadable} unreadable"]

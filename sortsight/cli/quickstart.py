@@ -10,10 +10,21 @@ from sortsight.cli._render import ProgressView
 
 
 @click.command()
-@click.option("--out", "workdir", default="sortsight-quickstart", show_default=True, type=click.Path(),
-              help="Work folder (an existing one is kept; a new '-2' sibling is used).")
-@click.option("--threshold", default=0.6, show_default=True, type=float,
-              help="Inbox images scored below this go into sorted/unsure/.")
+@click.option(
+    "--out",
+    "workdir",
+    default="sortsight-quickstart",
+    show_default=True,
+    type=click.Path(),
+    help="Work folder (an existing one is kept; a new '-2' sibling is used).",
+)
+@click.option(
+    "--threshold",
+    default=0.6,
+    show_default=True,
+    type=float,
+    help="Inbox images scored below this go into sorted/unsure/.",
+)
 @click.option("--epochs", default=None, type=int, help="Fine-tuning epochs (default: the training default).")
 def quickstart(workdir: str, threshold: float, epochs: int | None) -> None:
     """Train → evaluate → report → sort on the bundled Fashion-MNIST sample (offline, CPU)."""
@@ -26,11 +37,17 @@ def quickstart(workdir: str, threshold: float, epochs: int | None) -> None:
     best = result.train.best
     table = Table(title="sortsight quickstart", show_header=False)
     totals = result.data["totals"]
-    table.add_row("data", f"{totals['total']} images in {len(result.data['classes'])} classes "
-                  f"({totals['train']} train, {totals['validation']} validation, {totals.get('test', 0)} test)")
+    table.add_row(
+        "data",
+        f"{totals['total']} images in {len(result.data['classes'])} classes "
+        f"({totals['train']} train, {totals['validation']} validation, {totals.get('test', 0)} test)",
+    )
     table.add_row("model", f"{best.model} at {best.image_size} px, kept: {best.chosen}")
-    table.add_row("validation accuracy", f"{best.metrics.get('accuracy', 0):.3f} "
-                  f"(logistic-regression head alone: {best.head_metrics.get('accuracy', 0):.3f})")
+    table.add_row(
+        "validation accuracy",
+        f"{best.metrics.get('accuracy', 0):.3f} "
+        f"(logistic-regression head alone: {best.head_metrics.get('accuracy', 0):.3f})",
+    )
     table.add_row(f"{result.evaluation.split} accuracy", f"{result.evaluation.accuracy:.3f}")
     table.add_row("training time", f"{result.train.seconds:.0f} s")
     table.add_row("report", str(result.report))
@@ -39,4 +56,6 @@ def quickstart(workdir: str, threshold: float, epochs: int | None) -> None:
     table.add_row("inbox sorted", ", ".join(f"{k}: {v}" for k, v in counts.items()))
     table.add_row("predictions", str(result.predictions.output))
     console.print(table)
-    console.print(f"Open {result.report} in a browser; try `sortsight app {result.train.run_dir}` for a demo.")
+    console.print(
+        f"Open {result.report} in a browser; try `sortsight app {result.train.run_dir}` for a demo."
+    )

@@ -10,6 +10,7 @@ import click
 __all__ = ["studio"]
 
 _OPEN_HOSTS = ("0.0.0.0", "::", "")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @click.command("studio")
@@ -33,7 +34,7 @@ _OPEN_HOSTS = ("0.0.0.0", "::", "")
     "--token",
     default=None,
     help="Require this access token (given once as ?token=…). "
-    "With --host 0.0.0.0 and no token, a random one is made.",
+    "When --host is not this computer (127.0.0.1) and no token is given, a random one is made.",
 )
 @click.option(
     "--max-upload-mb",
@@ -51,13 +52,12 @@ def studio(host: str, port: int, home: Path, token: str | None, max_upload_mb: i
     from sortsight.studio import create_app
     from sortsight.studio.uploads import UploadLimits
 
-    if host in _OPEN_HOSTS:
+    if host not in _LOOPBACK:
         if token is None:
             token = secrets.token_urlsafe(16)
+        reach = "every machine on your network" if host in _OPEN_HOSTS else f"other machines (via {host})"
         click.secho(
-            "WARNING: --host "
-            + (host or "''")
-            + " makes the studio reachable by every machine on your network. "
+            f"WARNING: --host {host or repr(host)} makes the studio reachable by {reach}. "
             "Anyone with the address and token can read, move and upload images in your projects.",
             fg="red",
             bold=True,

@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from sortsight.cli._render import ProgressView
 from sortsight.config import (
     AUGMENTATIONS,
     LOGGERS,
@@ -25,66 +25,14 @@ from sortsight.config import (
     config_from_dict,
     load_train_config,
 )
-from sortsight.progress import ProgressEvent
 
 __all__ = ["train"]
-
-_PHASES = {
-    "verify": "Checking images",
-    "cache": "Decoding images",
-    "features": "Frozen features",
-    "train": "Fine-tuning",
-}
-
-
-class _TrainProgress:
-    """Render training :class:`ProgressEvent` s: bars per phase, messages and epoch lines above them."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self.tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> _TrainProgress:
-        self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
-
-    def __call__(self, event: ProgressEvent) -> None:
-        if event.phase == "validate":
-            m = event.metrics
-            self.console.print(
-                f"  epoch {event.step}/{event.total}: train loss {m.get('train_loss') or 0:.4f}  "
-                f"val accuracy {m['val_accuracy']:.3f}  macro F1 {m['val_f1_macro']:.3f}  "
-                f"val loss {m['val_loss']:.4f}"
-            )
-            return
-        if event.message:
-            self.console.print(event.message)
-        if event.phase not in _PHASES or not event.total:
-            return
-        task = self.tasks.get(event.phase)
-        if task is None:
-            task = self.bar.add_task(_PHASES[event.phase], total=event.total, info="")
-            self.tasks[event.phase] = task
-        info = f"loss {event.metrics['loss']:.3f}" if "loss" in event.metrics else ""
-        self.bar.update(task, completed=event.step, total=event.total, info=info)
 
 
 def _leaderboard(console: Console, rows: list[dict[str, Any]]) -> None:
     table = Table(title="Leaderboard (validation)")
-    for col in ("rank", "model", "size", "kept", "accuracy", "macro F1", "loss", "head acc.", "time"):
-        table.add_column(col)
+    for col in ("#", "model", "px", "kept", "acc", "F1", "loss", "head acc", "time"):
+        table.add_column(col, no_wrap=True)
     for r in rows:
         table.add_row(
             str(r["rank"]),
@@ -107,7 +55,7 @@ def _leaderboard(console: Console, rows: list[dict[str, Any]]) -> None:
 )
 @click.option("--out", help="Run folder to write (default runs/<project-name>).")
 @click.option("--project-name", help="Run name when --out is not given.")
-@click.option("--model", help="Bundled (efficientnet_lite0/1/2), timm name, or HF model folder.")
+@click.option("--model", help="Bundled efficientnet_lite0/1/2 (offline) or a timm model name.")
 @click.option("--models", help="Candidates to compare, comma-separated; name@size for a size (lite0@160).")
 @click.option("--candidates", type=int, help="Try the first K default candidates and keep the best.")
 @click.option("--epochs", type=int)
@@ -157,7 +105,7 @@ def train(data: str | None, config_file: str | None, as_json: bool, **flags: Any
     else:
         config = config_from_dict(TrainConfig, values, what="training option")
     console = Console(stderr=True)
-    with _TrainProgress(console) as bar:
+    with ProgressView(console) as bar:
         result = run_training(config, progress=bar)
     if as_json:
         click.echo(

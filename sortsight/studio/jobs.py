@@ -147,13 +147,6 @@ class JobManager:
         assert fresh is not None
         return self.refresh(fresh)
 
-    def shutdown(self) -> None:
-        """Reap runners that already ended (never kills running jobs: they outlive the server)."""
-        with self._lock:
-            for job_id, proc in list(self._procs.items()):
-                if proc.poll() is not None:
-                    self._procs.pop(job_id, None)
-
     def _alive(self, job: Job) -> bool:
         if not job.pid:
             return False

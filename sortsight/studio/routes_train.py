@@ -21,6 +21,15 @@ from sortsight.studio.store import Job, Project
 router = APIRouter()
 
 _ESTIMATE = re.compile(r"[^\n]*estimated about [^\n(]*")
+_AMOUNT = re.compile(r"estimated about ([\d.]+) (s|min|h)\b")
+
+
+def _seconds(line: str) -> float:
+    """Seconds in an "estimated about 6 min" line (0 when it says no amount)."""
+    match = _AMOUNT.search(line)
+    if not match:
+        return 0.0
+    return float(match.group(1)) * {"s": 1, "min": 60, "h": 3600}[match.group(2)]
 
 
 def advanced_options() -> dict[str, tuple[Any, str]]:
@@ -206,6 +215,7 @@ def job_view(studio: Studio, project: Project, job: Job) -> dict[str, Any]:
     # the training engine measures a short warm-up and says "… estimated about 6 min …"
     found = _ESTIMATE.findall(text)
     view["estimate"] = found[-1].strip() if found else ""
+    view["estimate_seconds"] = sum(_seconds(line) for line in found)  # all candidates together
     if job.kind == "train":
         run = runs.run_folder(folder)
         rows = runs.train_metrics(run)

@@ -109,6 +109,12 @@ function followJob() {
       const took = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, "0")}`;
       const active = view.status === "running" || view.status === "queued";
       estimate.textContent = (active ? `running for ${took}` : `took ${took}`) + (view.estimate ? ` · ${view.estimate}` : "");
+      const bar = document.getElementById("job-bar");
+      if (bar && view.estimate_seconds) {
+        // time since the first estimate is only known roughly: elapsed against the estimate, never 100% early
+        bar.hidden = !active;
+        bar.value = Math.min(95, 100 * secs / view.estimate_seconds);
+      }
     }
     if (view.kind === "train") {
       renderCharts(view.series); renderLeaderboard(view.leaderboard);
