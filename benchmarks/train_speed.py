@@ -130,8 +130,12 @@ def lr_head(train_items: list[Any], valid_items: list[Any], classes: list[str]) 
     from sortsight.features import extract_features
 
     start = time.perf_counter()
-    xt = extract_features([i.path for i in train_items], model="efficientnet_lite0", image_size=224)
-    xv = extract_features([i.path for i in valid_items], model="efficientnet_lite0", image_size=224)
+    xt = extract_features(
+        [i.path for i in train_items], model="efficientnet_lite0", image_size=224, use_cache=False
+    )
+    xv = extract_features(
+        [i.path for i in valid_items], model="efficientnet_lite0", image_size=224, use_cache=False
+    )
     yt, yv = [i.label for i in train_items], [i.label for i in valid_items]
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000)).fit(xt, yt)
     return {
@@ -177,11 +181,18 @@ def main() -> None:
 
     print("\n2. sortsight default (cache → frozen trunk → LR head → fine-tune tail → keep the better)")
     events: list[Any] = []
+    reached: list[tuple[float, float]] = []  # (seconds since start, validation accuracy of a model made then)
     start = time.perf_counter()
+
+    def record(event: Any) -> None:
+        events.append(event)
+        if event.phase == "head" and "accuracy" in event.metrics:
+            reached.append((time.perf_counter() - start, event.metrics["accuracy"]))
+        if event.phase == "validate":
+            reached.append((time.perf_counter() - start, event.metrics["val_accuracy"]))
+
     overrides: dict[str, Any] = {"image_size": 64, "epochs": 1} if args.quick else {}
-    result = train(
-        TrainConfig(data_path=str(data), out=str(tmp / "run"), **overrides), progress=events.append
-    )
+    result = train(TrainConfig(data_path=str(data), out=str(tmp / "run"), **overrides), progress=record)
     ours_s = time.perf_counter() - start
     ours_acc = result.metrics["accuracy"]
     ours_ips = max(1, result.best.epochs) * len(train_items) / ours_s
@@ -199,7 +210,8 @@ def main() -> None:
 
     target = plain["accuracy"]
     plain_tta = next((t for t, a in plain["history"] if a >= target), math.nan)
-    ours_tta = ours_s if ours_acc >= target else math.nan
+    # the first moment sortsight held a model (the head, or an epoch's weights) at the target accuracy
+    ours_tta = next((t for t, a in reached if a >= target), math.nan)
     print("\n=== results", _cpu(), "===")
     print(
         f"plain fp32 loop : {plain['train_images_per_s']:7.1f} train img/s (training steps only), "
@@ -217,7 +229,8 @@ def main() -> None:
     )
     print(f"wall-time ratio (plain / sortsight): {plain['seconds'] / ours_s:.2f}x")
     print(
-        f"time to accuracy {target:.3f}: plain {plain_tta:.0f} s, sortsight {ours_tta:.0f} s, "
+        f"time to accuracy {target:.3f} (first model at least that good on validation): "
+        f"plain {plain_tta:.0f} s, sortsight {ours_tta:.0f} s, "
         f"ratio {plain_tta / ours_tta if ours_tta == ours_tta else float('nan'):.2f}x {_cpu()}"
     )
     print(

@@ -346,30 +346,37 @@ def fit_head(
     *,
     seed: int,
 ) -> dict[str, float]:
-    """Logistic regression on scaled features (C chosen on validation), folded into ``classifier``.
+    """Logistic regression on scaled features, folded into ``classifier``.
 
-    One global scale, not per-feature standardisation: a feature that is almost constant on the
-    training images would get a huge weight once folded into the layer, and fine-tuning (or an
-    augmented view) that moves it would blow the logits up.
+    Two scalings × three strengths are fitted and the best on validation is kept (accuracy,
+    then log loss): per-feature standardisation (scikit-learn's ``StandardScaler`` — the usual
+    linear probe, which the default must never score below) and one global scale (gentler when
+    folded into the layer: a feature almost constant on the training images would otherwise get
+    a huge weight that fine-tuning could blow up; per-feature scales are floored for that reason).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, log_loss
 
     x, xv = f_train.numpy().astype(np.float64), f_valid.numpy().astype(np.float64)
-    mu, sigma = x.mean(0), float(x.std()) + 1e-6
-    xs, xvs = (x - mu) / sigma, (xv - mu) / sigma
-    best: tuple[tuple[float, float], Any] | None = None
+    mu = x.mean(0)
+    global_sigma = float(x.std()) + 1e-6
+    per_feature = x.std(0)
+    per_feature = np.where(per_feature > 0, np.maximum(per_feature, 1e-3 * global_sigma), 1.0)
+    best: tuple[tuple[float, float], Any, Any] | None = None
     n_classes = classifier.out_features
-    for c in (0.01, 0.1, 1.0):
-        lr = LogisticRegression(C=c, max_iter=500, random_state=seed).fit(xs, y_train.numpy())
-        proba = lr.predict_proba(xvs)
-        key = (
-            float(accuracy_score(y_valid.numpy(), proba.argmax(1))),
-            -float(log_loss(y_valid.numpy(), proba, labels=list(range(n_classes)))),
-        )
-        if best is None or key > best[0]:
-            best = (key, lr)
+    for sigma in (per_feature, np.full_like(per_feature, global_sigma)):
+        xs, xvs = (x - mu) / sigma, (xv - mu) / sigma
+        for c in (0.01, 0.1, 1.0):
+            fitted = LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(xs, y_train.numpy())
+            proba = fitted.predict_proba(xvs)
+            key = (
+                float(accuracy_score(y_valid.numpy(), proba.argmax(1))),
+                -float(log_loss(y_valid.numpy(), proba, labels=list(range(n_classes)))),
+            )
+            if best is None or key > best[0]:
+                best = (key, fitted, sigma)
     assert best is not None
+    sigma = best[2]
     lr = best[1]
     coef, intercept = lr.coef_, lr.intercept_
     if coef.shape[0] == 1:  # binary: softmax([0, z]) == sigmoid(z)

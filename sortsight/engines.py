@@ -194,6 +194,7 @@ def _metadata(labels: Sequence[str], data_config: DataConfig, name: str, digest:
         "std": json.dumps(list(dc["std"])),
         "interpolation": str(dc["interpolation"]),
         "crop_pct": str(dc["crop_pct"]),
+        "crop_mode": str(dc["crop_mode"]),
         "input_layout": "NCHW float32, RGB, normalised with mean/std after resize+centre crop",
         "model_name": name,
         _META_PREFIX + "source_sha256": digest,
@@ -331,6 +332,7 @@ def read_onnx_metadata(path: str | Path) -> tuple[list[str], DataConfig, str, di
         std=tuple(json.loads(meta.get("std", "[0.5, 0.5, 0.5]"))),  # type: ignore[arg-type]
         interpolation=meta.get("interpolation", "bicubic"),
         crop_pct=float(meta.get("crop_pct", "1.0")),
+        crop_mode=meta.get("crop_mode", "center"),
     )
     return list(json.loads(meta["labels"])), data_config, meta.get("model_name", p.stem), meta
 

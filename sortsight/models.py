@@ -121,6 +121,7 @@ class DataConfig:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     interpolation: str = "bicubic"
     crop_pct: float = 0.875
+    crop_mode: str = "center"  # "center": resize the short side, centre-crop; "squash": resize to a square
 
     def with_size(self, input_size: int) -> DataConfig:
         return replace(self, input_size=int(input_size))
@@ -133,7 +134,7 @@ class DataConfig:
             "std": tuple(self.std),
             "interpolation": self.interpolation,
             "crop_pct": self.crop_pct,
-            "crop_mode": "center",
+            "crop_mode": self.crop_mode,
         }
 
     @classmethod
@@ -146,6 +147,7 @@ class DataConfig:
             std=tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))),  # type: ignore[arg-type]
             interpolation=str(cfg.get("interpolation", "bicubic")),
             crop_pct=float(cfg.get("crop_pct") or 1.0),
+            crop_mode=str(cfg.get("crop_mode") or "center"),
         )
 
 
@@ -392,7 +394,9 @@ def _processor_data_config(processor: Any) -> DataConfig:
     interpolation = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}.get(
         int(resample or 3), "bicubic"
     )
-    return DataConfig(input_size, mean, std, interpolation, crop_pct)  # type: ignore[arg-type]
+    # a ViT-style processor resizes straight to height x width (no crop): that is timm's "squash"
+    crop_mode = "center" if crop_side else "squash"
+    return DataConfig(input_size, mean, std, interpolation, crop_pct, crop_mode)  # type: ignore[arg-type]
 
 
 def _hf_model(name: str, labels: Sequence[str] | int, *, pretrained: bool) -> tuple[Any, DataConfig]:

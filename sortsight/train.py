@@ -280,10 +280,6 @@ def _train_candidate(
     ticker = Ticker(progress, "features", total=len(y_train) * n_views + len(y_valid))
     acts_train = [_trunk(split, train_cache.eval, precision, store, ticker)]
     acts_valid = _trunk(split, valid_cache.eval, precision, store, ticker)
-    for view in train_cache.views:  # augmented views: skipped when the time budget is spent
-        if deadline is not None and time.perf_counter() > deadline:
-            break
-        acts_train.append(_trunk(split, view, precision, store, ticker))
     f_train = _pooled(split, acts_train[0], precision)
     f_valid = _pooled(split, acts_valid, precision)
 
@@ -314,9 +310,14 @@ def _train_candidate(
         ),
     )
 
-    # 5. fine-tune the tail (or stop at the head)
+    # 5. fine-tune the tail (or stop at the head). The augmented views' trunk activations are
+    # computed only now, so the head — often already the kept model — is ready as early as possible.
     chosen, metrics, epochs_run, steps, stopped = "head", head_metrics, 0, 0, "head_only"
     if epochs:
+        for view in train_cache.views:  # skipped when the time budget is spent
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            acts_train.append(_trunk(split, view, precision, store, ticker))
         chosen, metrics, epochs_run, steps, stopped = _finetune(
             split,
             acts_train,

@@ -109,3 +109,25 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         model.classifier.bias.copy_(torch.as_tensor(head.intercept_, dtype=torch.float32))
     out = tmp_path_factory.mktemp("tiny-model") / "model"
     return save_model_folder(model, list(TINY_LABELS), data_config, out, name="efficientnet_lite0")
+
+
+def write_trainer_style_vit(folder: Path, labels: Sequence[str] = ("a", "b"), *, seed: int = 0) -> Path:
+    """A model folder as a transformers ``Trainer`` saves it (a tiny random ViT, not timm): 32 px."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(seed)
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    ViTForImageClassification(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder

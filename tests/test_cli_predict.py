@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_image, write_class_folder
+from conftest import make_image, write_class_folder, write_trainer_style_vit
 
 from sortsight.cli import cli
 
@@ -132,24 +132,7 @@ def test_evaluate_cli(tiny_model_dir: Path, tmp_path: Path) -> None:
 
 
 def test_export_onnx_cli_on_a_transformers_folder(tmp_path: Path) -> None:
-    import torch
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-
-    torch.manual_seed(0)
-    config = ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        num_labels=2,
-        id2label={0: "a", 1: "b"},
-        label2id={"a": 0, "b": 1},
-    )
-    folder = tmp_path / "vit"
-    ViTForImageClassification(config).save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    folder = write_trainer_style_vit(tmp_path / "vit", ("a", "b"))
     result = _run("export", str(folder), "--onnx")
     assert result.exit_code == 0, result.output
     assert (folder / "model.onnx").is_file()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_LABELS, write_class_folder
+from conftest import TINY_LABELS, write_class_folder, write_trainer_style_vit
 
 from sortsight.errors import DataError
 from sortsight.evaluate import Evaluation, calibration_bins, compute_metrics, evaluate
@@ -146,25 +146,7 @@ def test_errors(tiny_model_dir: Path, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def vit_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model folder as a transformers Trainer saves it (random weights; a ViT, not timm)."""
-    import torch
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-
-    torch.manual_seed(0)
-    config = ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        num_labels=2,
-        id2label={0: "bird", 1: "cat"},
-        label2id={"bird": 0, "cat": 1},
-    )
-    out = tmp_path_factory.mktemp("vit") / "vit"
-    ViTForImageClassification(config).save_pretrained(out)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(out)
-    return out
+    return write_trainer_style_vit(tmp_path_factory.mktemp("vit") / "vit", ("bird", "cat"))
 
 
 def test_trainer_style_vit_folder_evaluates(vit_folder: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_trainer_style_vit
 
 from sortsight.errors import ModelError
 from sortsight.models import (
@@ -93,24 +94,11 @@ def test_hf_folder_round_trip_and_pipeline(tmp_path: Path, chelsea) -> None:
 
 def test_hf_transformers_folder_loads(tmp_path: Path) -> None:
     # a folder as a transformers Trainer would save it (not written by sortsight)
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-
-    config = ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        num_labels=2,
-        id2label={0: "no", 1: "yes"},
-        label2id={"no": 0, "yes": 1},
-    )
-    ViTForImageClassification(config).save_pretrained(tmp_path)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    write_trainer_style_vit(tmp_path, ("no", "yes"))
     loaded = load_model_folder(tmp_path)
     assert loaded.labels == ["no", "yes"]
     assert loaded.data_config.input_size == 32
+    assert loaded.data_config.crop_mode == "squash"  # ViT processors resize to a square, no crop
     assert loaded.module(torch.zeros(2, 3, 32, 32)).shape == (2, 2)
     # and it can be the starting point of a new model with other labels
     model, cfg = create_model(str(tmp_path), ["x", "y", "z"], pretrained=True)

@@ -375,6 +375,22 @@ def test_train_form_is_validated(client: TestClient) -> None:
     assert client.get("/api/projects/1/jobs/999").status_code == 404
 
 
+def test_estimate_before_training(client: TestClient) -> None:
+    pid = new_project(client)
+    assert 'id="estimate-training"' in client.get(f"/projects/{pid}/train").text
+    r = client.post(f"/api/projects/{pid}/estimate", data={"image_size": "32", "epochs": "1"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["seconds"] > 0 and body["human"].startswith("about ")
+    assert body["n_train"] + body["n_valid"] == 12
+    assert [c["image_size"] for c in body["candidates"]] == [32]
+    bad = client.post(f"/api/projects/{pid}/estimate", data={"epochs": "many"})
+    assert bad.status_code == 400 and "whole number" in bad.json()["error"]
+    empty = new_project(client, "Empty", with_data=False)
+    refused = client.post(f"/api/projects/{empty}/estimate", data={})
+    assert refused.status_code == 400 and "not ready for training" in refused.json()["error"]
+
+
 def test_failed_job_shows_its_error(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     pid = new_project(client)
     monkeypatch.setenv("FAKE_CLI_MODE", "fail")

@@ -84,8 +84,13 @@ def _leaderboard(console: Console, rows: list[dict[str, Any]]) -> None:
 @click.option("--log", type=click.Choice(LOGGERS))
 @click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run in --out.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing run folder.")
+@click.option(
+    "--estimate-only", is_flag=True, help="Measure and print how long training would take; train nothing."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def train(data: str | None, config_file: str | None, as_json: bool, **flags: Any) -> None:
+def train(
+    data: str | None, config_file: str | None, as_json: bool, estimate_only: bool, **flags: Any
+) -> None:
     """Train an image classifier on DATA (a folder of class subfolders, split folders or a CSV).
 
     \b
@@ -94,6 +99,7 @@ def train(data: str | None, config_file: str | None, as_json: bool, **flags: Any
       sortsight train photos/ --candidates 3 --time-budget 10m
       sortsight train --config autotrain.yml
       sortsight train --out runs/photos --resume
+      sortsight train photos/ --estimate-only
     """
     from sortsight.train import train as run_training
 
@@ -105,6 +111,23 @@ def train(data: str | None, config_file: str | None, as_json: bool, **flags: Any
     else:
         config = config_from_dict(TrainConfig, values, what="training option")
     console = Console(stderr=True)
+    if estimate_only:
+        from sortsight.estimate import estimate_training
+
+        with ProgressView(console) as bar:
+            estimate = estimate_training(config, progress=bar)
+        if as_json:
+            click.echo(json.dumps(estimate.to_dict(), indent=2))
+        else:
+            for row in estimate.candidates:
+                click.echo(
+                    f"{row['model']} at {row['image_size']} px: about {row['seconds']:.0f} s "
+                    f"({row['precision']})"
+                )
+            click.echo(
+                f"Training {estimate.n_train} + {estimate.n_valid} images would take {estimate.human}."
+            )
+        return
     with ProgressView(console) as bar:
         result = run_training(config, progress=bar)
     if as_json:

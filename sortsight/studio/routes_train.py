@@ -189,6 +189,27 @@ async def start_train(request: Request, project_id: int) -> RedirectResponse:
     return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
 
 
+def _estimate(studio: Studio, project: Project, params: dict[str, Any]) -> dict[str, Any]:
+    from sortsight.config import TrainConfig, config_from_dict
+    from sortsight.estimate import estimate_training
+
+    problem = _data_problem(studio, project)
+    if problem:
+        raise DataError(f"The data is not ready for training: {problem}")
+    data = pj.data_dir(studio.project_dir(project))
+    config = config_from_dict(TrainConfig, {"data_path": str(data), **params}, what="training option")
+    return estimate_training(config).to_dict()
+
+
+@router.post("/api/projects/{project_id}/estimate")
+async def estimate_api(request: Request, project_id: int) -> JSONResponse:
+    """Measure how long the Train form's settings would take (a few seconds), before starting."""
+    studio = studio_of(request)
+    project = studio.project(project_id)
+    params = _train_params(_form_dict(await request.form()))
+    return JSONResponse(await run_in_threadpool(_estimate, studio, project, params))
+
+
 # jobs -------------------------------------------------------------------------------------
 def job_view(studio: Studio, project: Project, job: Job) -> dict[str, Any]:
     """Everything the job page shows, as JSON (polled by the page while the job runs)."""

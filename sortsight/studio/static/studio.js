@@ -23,6 +23,26 @@ document.addEventListener("change", (ev) => {
   if (ev.target.checked) input.setAttribute("webkitdirectory", ""); else input.removeAttribute("webkitdirectory");
 });
 
+// "Estimate the time" on the Train page: post the form's settings, show the measured estimate.
+document.addEventListener("click", async (ev) => {
+  const button = ev.target.closest("#estimate-training");
+  if (!button) return;
+  const out = document.getElementById("estimate-result");
+  button.disabled = true;
+  out.textContent = "Measuring…";
+  try {
+    const response = await fetch(button.dataset.url, { method: "POST", body: new FormData(button.closest("form")) });
+    const body = await response.json();
+    out.textContent = response.ok
+      ? `Estimated ${body.human} for ${body.n_train} training and ${body.n_valid} validation images.`
+      : (body.error || body.detail || "Could not estimate.");
+  } catch (err) {
+    out.textContent = "Could not estimate: " + err;
+  } finally {
+    button.disabled = false;
+  }
+});
+
 // Sortable tables: click a header.
 function makeSortable(table) {
   table.querySelectorAll("thead th").forEach((th, index) => {

@@ -1,0 +1,31 @@
+"""A measured time estimate before training, from the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from sortsight.cli import cli
+from sortsight.config import TrainConfig
+from sortsight.estimate import estimate_training
+
+
+def test_estimate_scales_with_epochs(image_folder: Path) -> None:
+    base = {"data_path": str(image_folder), "image_size": 32}
+    head_only = estimate_training(TrainConfig(**base, strategy="head"))
+    longer = estimate_training(TrainConfig(**base, epochs=20))
+    assert (head_only.n_train, head_only.n_valid) == (16, 4)
+    assert 0 < head_only.seconds < longer.seconds
+    assert head_only.candidates[0]["model"] == "efficientnet_lite0"
+
+
+def test_cli_estimate_only_trains_nothing(image_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", str(image_folder), "--image-size", "32", "--out", str(out), "--estimate-only", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["seconds"] > 0 and body["human"].startswith("about ")
+    assert not out.exists()
