@@ -57,10 +57,18 @@ def _to_tensor(img: Image.Image) -> torch.Tensor:
 
 
 def eval_view(
-    img: Image.Image, size: int, *, crop_pct: float = 0.875, interpolation: str = "bicubic"
+    img: Image.Image,
+    size: int,
+    *,
+    crop_pct: float = 0.875,
+    interpolation: str = "bicubic",
+    crop_mode: str = "center",
 ) -> Image.Image:
-    """timm's eval geometry: shorter side to ``size / crop_pct``, then a centre crop of ``size``."""
+    """timm's eval geometry: shorter side to ``size / crop_pct``, then a centre crop of ``size``
+    (``crop_mode="squash"``: straight to ``size`` x ``size``, as ViT-style processors do)."""
     resample = _RESAMPLE.get(interpolation, Image.Resampling.BICUBIC)
+    if crop_mode == "squash":
+        return img.resize((size, size), resample)
     scale = int(size / crop_pct) if crop_pct else size
     w, h = img.size
     new = (scale, max(scale, round(h * scale / w))) if w <= h else (max(scale, round(w * scale / h)), scale)
@@ -102,6 +110,7 @@ def build_cache(
     *,
     crop_pct: float = 0.875,
     interpolation: str = "bicubic",
+    crop_mode: str = "center",
     views: int = 0,
     preset: str = "default",
     seed: int = 42,
@@ -121,7 +130,9 @@ def build_cache(
             return getattr(exc, "reason", None) or str(exc).splitlines()[0]
         rng = random.Random(f"{seed}:{i}")
         aug = [_to_tensor(train_view(img, size, preset, rng)) for _ in range(n_views)]
-        return _to_tensor(eval_view(img, size, crop_pct=crop_pct, interpolation=interpolation)), aug
+        return _to_tensor(
+            eval_view(img, size, crop_pct=crop_pct, interpolation=interpolation, crop_mode=crop_mode)
+        ), aug
 
     ticker = Ticker(progress, "cache", total=len(paths))
     eval_list: list[torch.Tensor] = []

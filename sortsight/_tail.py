@@ -91,6 +91,47 @@ class _WholeTail(nn.Module):
         return [g for g in (body, head) if g]
 
 
+class _HFTail(nn.Module):
+    """A transformers image-classification model (ViT, ConvNeXt, ...): the whole network is trained.
+
+    Its pooled features are whatever enters its final ``nn.Linear`` classifier (caught with a
+    forward pre-hook), so the logistic-regression head can be folded into that layer.
+    """
+
+    def __init__(self, hf_model: Any, classifier: nn.Linear) -> None:
+        super().__init__()
+        self.model = hf_model
+        self.linear = classifier
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        caught: list[torch.Tensor] = []
+        hook = self.linear.register_forward_pre_hook(lambda _m, args: caught.append(args[0]))
+        try:
+            self.model(pixel_values=x)
+        finally:
+            hook.remove()
+        return caught[-1].flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=x).logits  # type: ignore[no-any-return]
+
+    def param_groups(self) -> list[list[nn.Parameter]]:
+        head_ids = {id(p) for p in self.linear.parameters()}
+        body = [p for p in self.model.parameters() if id(p) not in head_ids]
+        return [g for g in (body, list(self.linear.parameters())) if g]
+
+
+def _hf_classifier(hf_model: Any) -> nn.Linear | None:
+    """The final ``nn.Linear`` of a transformers classification model's ``classifier``, if any."""
+    head = getattr(hf_model, "classifier", None)
+    if isinstance(head, nn.Linear):
+        return head
+    if isinstance(head, nn.Module):
+        linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+        return linears[-1] if linears else None
+    return None
+
+
 class Split:
     """A model cut in two: ``tail(trunk(uint8 pixels))`` gives the model's logits.
 
@@ -131,6 +172,12 @@ def split_model(
             model.classifier,
             "partial",
         )
+    inner = getattr(model, "inner", None)  # a transformers model wrapped by models.create_model
+    if inner is not None and hasattr(inner, "save_pretrained"):
+        linear = _hf_classifier(inner)
+        if linear is None:
+            raise TypeError("the transformers model has no nn.Linear classifier")
+        return Split(normalize, _HFTail(inner, linear), linear, "full")
     for attr in ("forward_features", "forward_head", "get_classifier"):
         if not hasattr(model, attr):
             raise TypeError(f"model has no {attr}()")

@@ -86,6 +86,7 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
             sample,
             side,
             crop_pct=data_config.crop_pct,
+            crop_mode=data_config.crop_mode,
             interpolation=data_config.interpolation,
             views=views,
             preset=config.augmentation,

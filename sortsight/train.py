@@ -204,7 +204,7 @@ def _train_candidate(
     except TypeError as exc:
         raise ModelError(
             f"Model '{name}' cannot be fine-tuned by sortsight ({exc}); use a bundled model "
-            f"(efficientnet_lite0/1/2) or a timm model name."
+            f"(efficientnet_lite0/1/2), a timm model name or an HF image-classification model."
         ) from exc
 
     # 1. cache: decode once (shared by candidates of the same input size)
@@ -215,6 +215,7 @@ def _train_candidate(
                 data.train_paths,
                 side,
                 crop_pct=data_config.crop_pct,
+                crop_mode=data_config.crop_mode,
                 interpolation=data_config.interpolation,
                 views=views,
                 preset=config.augmentation,
@@ -225,6 +226,7 @@ def _train_candidate(
                 data.valid_paths,
                 side,
                 crop_pct=data_config.crop_pct,
+                crop_mode=data_config.crop_mode,
                 interpolation=data_config.interpolation,
                 progress=progress,
             ),
