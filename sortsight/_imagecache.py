@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from PIL import Image, ImageEnhance
 from sortsight.images import open_image
 from sortsight.progress import ProgressCallback, Ticker
 
-__all__ = ["ImageCache", "build_cache", "eval_view", "train_view"]
+__all__ = ["ImageCache", "build_cache", "eval_view", "geometry", "train_view"]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,15 @@ def train_view(img: Image.Image, size: int, preset: str, rng: random.Random) -> 
     for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
         img = enhance(img).enhance(rng.uniform(0.8, 1.2))
     return img
+
+
+def geometry(data_config: Any) -> dict[str, Any]:
+    """The eval-view options of :func:`build_cache` for a model's ``DataConfig``."""
+    return {
+        "crop_pct": data_config.crop_pct,
+        "crop_mode": data_config.crop_mode,
+        "interpolation": data_config.interpolation,
+    }
 
 
 def build_cache(

@@ -65,7 +65,7 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
     import torch
 
     from sortsight import _runs
-    from sortsight._imagecache import build_cache
+    from sortsight._imagecache import build_cache, geometry
     from sortsight._tail import split_model
     from sortsight.models import create_model
     from sortsight.train import AUG_VIEWS, _warm_up
@@ -83,14 +83,7 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
         sample = data.train_paths[: max(_SAMPLE, config.batch_size)]
         start = time.perf_counter()
         cache = build_cache(
-            sample,
-            side,
-            crop_pct=data_config.crop_pct,
-            crop_mode=data_config.crop_mode,
-            interpolation=data_config.interpolation,
-            views=views,
-            preset=config.augmentation,
-            seed=config.seed,
+            sample, side, **geometry(data_config), views=views, preset=config.augmentation, seed=config.seed
         )
         decode_per_image = (time.perf_counter() - start) / max(1, len(sample))
         y = torch.tensor([data.train_targets[i] for i in cache.kept])

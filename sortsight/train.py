@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from sortsight import _runs
 from sortsight._callable import make_module_callable
 from sortsight._checkpoint import load_latest_checkpoint, restore_optimizer, save_checkpoint
-from sortsight._imagecache import ImageCache, build_cache
+from sortsight._imagecache import ImageCache, build_cache, geometry
 from sortsight._precision import Precision, autocast, choose_precision
 from sortsight._tail import Split, split_model
 from sortsight.config import TrainConfig
@@ -214,22 +214,13 @@ def _train_candidate(
             build_cache(
                 data.train_paths,
                 side,
-                crop_pct=data_config.crop_pct,
-                crop_mode=data_config.crop_mode,
-                interpolation=data_config.interpolation,
+                **geometry(data_config),
                 views=views,
                 preset=config.augmentation,
                 seed=config.seed,
                 progress=progress,
             ),
-            build_cache(
-                data.valid_paths,
-                side,
-                crop_pct=data_config.crop_pct,
-                crop_mode=data_config.crop_mode,
-                interpolation=data_config.interpolation,
-                progress=progress,
-            ),
+            build_cache(data.valid_paths, side, **geometry(data_config), progress=progress),
         )
     train_cache, valid_cache = caches[side]
     y_train = torch.tensor([data.train_targets[i] for i in train_cache.kept])

@@ -60,9 +60,9 @@ class ProgressView:
         if event.phase == "validate":
             m = event.metrics
             self.console.print(
-                f"  epoch {event.step}/{event.total}: train loss {m.get('train_loss') or 0:.4f}  "
-                f"val accuracy {m.get('val_accuracy', 0):.3f}  macro F1 {m.get('val_f1_macro', 0):.3f}  "
-                f"val loss {m.get('val_loss', 0):.4f}"
+                f"  epoch {event.step}/{event.total}: loss {m.get('train_loss') or 0:.4f} | "
+                f"validation accuracy {m.get('val_accuracy', 0):.3f}, F1 {m.get('val_f1_macro', 0):.3f}, "
+                f"loss {m.get('val_loss', 0):.4f}"
             )
             return
         if event.message:
