@@ -28,6 +28,7 @@ from sortsight._checkpoint import write_json_atomic
 from sortsight._precision import cpu_capability, set_threads
 from sortsight.config import TrainConfig, config_from_dict, config_to_dict
 from sortsight.errors import ConfigError, DataError, TrainError
+from sortsight.fileops import atomic_write_text
 from sortsight.progress import ProgressCallback
 
 if TYPE_CHECKING:
@@ -210,9 +211,7 @@ def write_leaderboard(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    tmp = run_dir / ".leaderboard.csv.tmp"
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, run_dir / "leaderboard.csv")
+    atomic_write_text(run_dir / "leaderboard.csv", buf.getvalue())
 
 
 def append_metrics(out: Path, env: Environment, record: dict[str, Any]) -> None:

@@ -18,8 +18,9 @@ from typing import Any
 import PIL
 
 from sortsight import images
+from sortsight.config import cache_dir
 from sortsight.errors import ImageError
-from sortsight.hfdata import cache_dir
+from sortsight.fileops import atomic_write_text
 from sortsight.progress import ProgressCallback, Ticker
 
 __all__ = ["VerifyCache", "verify_images"]
@@ -80,10 +81,7 @@ class VerifyCache:
         if not self.changed:
             return
         try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.entries), encoding="utf-8")
-            os.replace(tmp, self.file)
+            atomic_write_text(self.file, json.dumps(self.entries))
         except OSError:  # a read-only cache only costs time
             pass
 

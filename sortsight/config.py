@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sortsight.errors import ConfigError
 
 __all__ = [
+    "cache_dir",
     "PredictConfig",
     "TrainConfig",
     "closest",
@@ -29,9 +31,14 @@ __all__ = [
 C = TypeVar("C")
 
 
-def closest(name: str, choices: list[str] | tuple[str, ...]) -> str | None:
+def cache_dir() -> Path:
+    """Where sortsight caches derived data: ``$SORTSIGHT_CACHE`` or ``~/.cache/sortsight``."""
+    return Path(os.environ.get("SORTSIGHT_CACHE") or Path.home() / ".cache" / "sortsight").expanduser()
+
+
+def closest(name: str, choices: list[str] | tuple[str, ...], *, cutoff: float = 0.5) -> str | None:
     """The valid name closest to ``name``, or None when nothing is close."""
-    found = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    found = difflib.get_close_matches(name, list(choices), n=1, cutoff=cutoff)
     return found[0] if found else None
 
 

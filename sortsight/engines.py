@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sortsight import __version__
+from sortsight.config import cache_dir as _cache_root
 from sortsight.errors import ModelError
 from sortsight.models import DataConfig, LoadedModel
 
@@ -179,9 +180,7 @@ def source_digest(model_dir: str | Path) -> str:
 
 def onnx_cache_dir() -> Path:
     """Where exported graphs are cached: ``$SORTSIGHT_CACHE/onnx`` or ``~/.cache/sortsight/onnx``."""
-    return (
-        Path(os.environ.get("SORTSIGHT_CACHE") or Path.home() / ".cache" / "sortsight").expanduser() / "onnx"
-    )
+    return _cache_root() / "onnx"
 
 
 def _metadata(labels: Sequence[str], data_config: DataConfig, name: str, digest: str) -> dict[str, str]:

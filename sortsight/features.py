@@ -17,17 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from sortsight.config import cache_dir
 from sortsight.errors import DataError
 from sortsight.progress import ProgressCallback, Ticker
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["cache_dir", "extract_features", "feature_backbone"]
-
-
-def cache_dir() -> Path:
-    """Where sortsight caches derived data (``$SORTSIGHT_CACHE`` or ``~/.cache/sortsight``)."""
-    return Path(os.environ.get("SORTSIGHT_CACHE") or Path.home() / ".cache" / "sortsight")
+__all__ = ["extract_features", "feature_backbone"]
 
 
 def feature_backbone(model: str = "efficientnet_lite0", image_size: int = 224) -> tuple[Any, Any]:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sortsight.config import cache_dir
 from sortsight.errors import DataError
 from sortsight.labelfile import IMAGE_COLUMNS, TARGET_COLUMNS, pick_column
 from sortsight.progress import ProgressCallback, Ticker
@@ -39,11 +40,6 @@ _MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"ftypavif", 4, ".avif"),
     (b"ftyp", 4, ".heic"),
 )
-
-
-def cache_dir() -> Path:
-    """sortsight's cache folder: ``$SORTSIGHT_CACHE`` or ``~/.cache/sortsight``."""
-    return Path(os.environ.get("SORTSIGHT_CACHE") or Path.home() / ".cache" / "sortsight").expanduser()
 
 
 def _parquet_files(source: Path) -> list[Path]:

@@ -15,6 +15,7 @@ shape for shape, onto timm's ``tf_efficientnet_lite0``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import logging
@@ -347,22 +348,24 @@ def create_model(
     return model, data_config
 
 
-class _HFLogits:
-    """Adapts a transformers image-classification model to ``module(images) -> logits``."""
+@functools.cache
+def _hf_logits_class() -> Any:
+    """``HFLogits(hf_model)``: a transformers image-classification model as ``module(images) -> logits``.
 
-    @staticmethod
-    def wrap(hf_model: Any) -> Any:
-        import torch
+    Built on first use (torch is not imported with this module), once, so every wrapped model
+    shares one class.
+    """
+    import torch
 
-        class HFLogits(torch.nn.Module):
-            def __init__(self, inner: Any) -> None:
-                super().__init__()
-                self.inner = inner
+    class HFLogits(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
 
-            def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-                return self.inner(pixel_values=pixel_values).logits  # type: ignore[no-any-return]
+        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+            return self.inner(pixel_values=pixel_values).logits  # type: ignore[no-any-return]
 
-        return HFLogits(hf_model)
+    return HFLogits
 
 
 def _processor_data_config(processor: Any) -> DataConfig:
@@ -426,7 +429,7 @@ def _hf_model(name: str, labels: Sequence[str] | int, *, pretrained: bool) -> tu
         raise ModelError(
             f"'{name}' is not an image-classification model folder or id: {str(exc).splitlines()[0]}"
         ) from exc
-    return _HFLogits.wrap(hf), _processor_data_config(processor)
+    return _hf_logits_class()(hf), _processor_data_config(processor)
 
 
 def _timm_core(model: Any) -> Any:
@@ -578,7 +581,7 @@ def load_model_folder(path: str | Path) -> LoadedModel:
     if hasattr(hf, "timm_model"):
         module, name = hf.timm_model, getattr(config, "architecture", "timm")
     else:
-        module, name = _HFLogits.wrap(hf), config.model_type
+        module, name = _hf_logits_class()(hf), config.model_type
     module.eval()
     return LoadedModel(module, labels, _processor_data_config(processor), name, p)
 

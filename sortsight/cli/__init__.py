@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from sortsight import __version__
+from sortsight.config import closest
 from sortsight.errors import SortsightError
 
 __all__ = ["cli", "main"]
@@ -54,10 +55,8 @@ class _LazyGroup(click.Group):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if name and not name.startswith("-") and name not in _COMMANDS:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(_COMMANDS), n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
+            close = closest(name, list(_COMMANDS), cutoff=0.6)  # difflib's default cutoff
+            hint = f" Did you mean '{close}'?" if close else ""
             raise click.UsageError(f"No such command '{name}'.{hint}", ctx)
         return super().resolve_command(ctx, args)
 
