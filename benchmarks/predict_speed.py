@@ -114,6 +114,42 @@ def speed(work: Path, n_images: int) -> None:
         c = Classifier.load(folder, engine=engine)
         (work / f"p-{engine}.csv").unlink(missing_ok=True)
         _timed(f"    {engine}", n_images, lambda c=c, e=engine: predict_paths(c, found, work / f"p-{e}.csv"))
+    onnx_settings(folder, found, work, n_images)
+
+
+def onnx_settings(folder: Path, found: list[Path], work: Path, n_images: int, rounds: int = 3) -> None:
+    """Why the ONNX engine runs a batch a few images at a time with threads that do not spin.
+
+    The three settings take turns, ``rounds`` times, on the same images; the median is printed
+    (single runs on a shared 2-core machine vary by +-15 %).
+    """
+    import dataclasses
+    import statistics
+
+    from sortsight.engines import OnnxEngine, find_current_onnx
+    from sortsight.predict import Classifier, predict_paths
+
+    clf = Classifier.load(folder, engine="onnx")
+    graph = find_current_onnx(folder)
+    if graph is None:
+        return
+    default = OnnxEngine(graph)
+    settings = {
+        "ONNX Runtime's defaults (whole batch, spinning)": OnnxEngine(graph, micro_batch=32, spin=True),
+        "whole batch of 32, no spinning": OnnxEngine(graph, micro_batch=32),
+        f"sortsight: micro-batch {default.micro_batch}, no spinning": default,
+    }
+    rates: dict[str, list[float]] = {name: [] for name in settings}
+    out = work / "p-settings.csv"
+    for _ in range(rounds):
+        for name, engine in settings.items():
+            out.unlink(missing_ok=True)
+            start = time.perf_counter()
+            predict_paths(dataclasses.replace(clf, engine=engine), found, out)
+            rates[name].append(n_images / (time.perf_counter() - start))
+    print(f"  ONNX engine settings, sortsight predict end to end (median of {rounds} interleaved runs):")
+    for name, values in rates.items():
+        print(f"    {name:<50} {statistics.median(values):8.1f} img/s  {_cpu()}")
 
 
 def memory(work: Path, n_images: int) -> None:

@@ -2,9 +2,10 @@
 
 An engine maps a batch of preprocessed images, a ``(B, 3, H, W)`` float32 tensor, to
 ``(B, num_labels)`` float32 logits as a NumPy array. :func:`build_engine` picks one by name;
-``"auto"`` takes the fastest that works here. Measured on this 2-core AVX2 machine
+``"auto"`` takes the fastest that works here. Measured on a 2-core AVX2 machine
 (EfficientNet-Lite0, batch 32, 224 px): ONNX Runtime ~80 img/s, ``torch.jit.freeze`` ~47,
-eager ~30 — so ``auto`` tries ONNX Runtime, then jit, then eager.
+eager ~30; on a 2-core AVX512 Xeon, end to end with decoding, 84 / 27 / 27 — so ``auto`` tries
+ONNX Runtime, then jit, then eager.
 
 ONNX graphs are exported once per model and cached (``$SORTSIGHT_CACHE/onnx`` or
 ``~/.cache/sortsight/onnx``); a ``model.onnx`` written by ``sortsight export --onnx`` next to the
@@ -126,19 +127,36 @@ class JitEngine:
 
 
 class OnnxEngine:
-    """An ONNX graph run by ONNX Runtime's CPU provider."""
+    """An ONNX graph run by ONNX Runtime's CPU provider.
+
+    Two settings differ from ONNX Runtime's defaults, for decoding and compute to share the
+    cores: a batch is run ``micro_batch`` images at a time, and idle threads sleep instead of
+    busy-waiting (``spin=False``), so the processes decoding the next batch get the cores
+    between the small runs. ``benchmarks/predict_speed.py`` compares them end to end; on a
+    2-core Xeon (AVX512, Lite0) the medians were ~80 img/s with the defaults, ~80 without
+    spinning alone, and ~93 with both. An image's logits do not depend on its batch.
+    """
 
     name = "onnx"
 
-    def __init__(self, model: str | Path | bytes, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: str | Path | bytes,
+        *,
+        threads: int | None = None,
+        micro_batch: int = 4,
+        spin: bool = False,
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
             raise ModelError("The onnx engine needs onnxruntime. Run: pip install onnxruntime") from exc
+        self.micro_batch = max(1, int(micro_batch))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or _default_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         options.log_severity_level = 3
         source = model if isinstance(model, bytes) else str(model)
         try:
@@ -154,8 +172,11 @@ class OnnxEngine:
 
     def __call__(self, pixels: Any) -> np.ndarray:
         x = pixels.numpy() if hasattr(pixels, "numpy") else np.asarray(pixels)
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
-        return np.asarray(out[0], dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)  # (B, 3, H, W)
+        step = self.micro_batch
+        chunks = [x[i : i + step] for i in range(0, len(x), step)] or [x]
+        outs = [self.session.run(None, {self.input_name: chunk})[0] for chunk in chunks]
+        return np.concatenate(outs).astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------- ONNX export

@@ -54,6 +54,14 @@ def test_onnx_matches_eager_for_any_batch_size(loaded, onnx_file: Path) -> None:
         assert np.abs(engine(x) - EagerEngine(loaded.module)(x)).max() < 1e-3
 
 
+def test_onnx_micro_batches_give_the_logits_of_whole_batches(onnx_file: Path) -> None:
+    x = _batch(7)  # not a multiple of the micro-batch: the last run has 3 images
+    whole = OnnxEngine(onnx_file, micro_batch=32, spin=True)(x)
+    got = OnnxEngine(onnx_file, micro_batch=4)(x)
+    assert got.shape == whole.shape == (7, 3) and got.dtype == np.float32
+    assert np.abs(got - whole).max() < 1e-5
+
+
 def test_onnx_metadata_has_labels_and_preprocessing(loaded, onnx_file: Path) -> None:  # type: ignore[no-untyped-def]
     labels, data_config, name, meta = read_onnx_metadata(onnx_file)
     assert labels == loaded.labels == ["bird", "cat", "dog"]
