@@ -79,7 +79,7 @@ def evaluate(
         runs = [d for d in (m, m.parent) if (d / "sortsight.json").is_file()]
         out_dir = str(runs[0]) if m.is_dir() and runs else "evaluation"
     written = ev.save(out_dir, thumbnails=not no_thumbnails)
-    out = Console()
+    out = Console(highlight=False, soft_wrap=True)
     if as_json:
         payload = {k: v for k, v in ev.to_dict().items() if k != "predictions"}
         payload["files"] = {k: str(v) for k, v in written.items()}

@@ -73,7 +73,7 @@ def export(
     """
     from sortsight import export as api
 
-    out = Console()
+    out = Console(highlight=False, soft_wrap=True)
     did = False
     if to_onnx or onnx_file:
         path = api.export_onnx(model, onnx_file)

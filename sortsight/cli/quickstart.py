@@ -30,7 +30,7 @@ def quickstart(workdir: str, threshold: float, epochs: int | None) -> None:
     """Train → evaluate → report → sort on the bundled Fashion-MNIST sample (offline, CPU)."""
     from sortsight.quickstart import run_quickstart
 
-    console = Console()
+    console = Console(highlight=False, soft_wrap=True)
     with ProgressView() as view:
         result = run_quickstart(workdir, threshold=threshold, epochs=epochs, progress=view)
 

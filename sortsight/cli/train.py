@@ -143,7 +143,7 @@ def train(
             )
         )
         return
-    out = Console()
+    out = Console(highlight=False, soft_wrap=True)
     if len(result.candidates) > 1:
         _leaderboard(out, result.leaderboard)
     m = result.metrics
