@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sortsight.progress import ProgressEvent
 
-__all__ = ["PHASES", "ProgressView"]
+__all__ = ["PHASES", "ProgressView", "output_console"]
 
 PHASES = {
     "scan": "Checking images",
@@ -28,6 +28,12 @@ PHASES = {
     "doctor": "Examining the data",
     "fetch": "Downloading",
 }
+
+
+def output_console() -> Console:
+    """The console for a command's results on stdout: paths and commands are never wrapped
+    (a wrapped ``cd … && python app.py`` cannot be pasted), and nothing is recoloured."""
+    return Console(highlight=False, soft_wrap=True)
 
 
 class ProgressView:

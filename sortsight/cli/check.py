@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sortsight import data
-from sortsight.cli._render import ProgressView
+from sortsight.cli._render import ProgressView, output_console
 from sortsight.errors import ConfigError
 from sortsight.images import DEFAULT_MAX_PIXELS
 
@@ -155,7 +155,7 @@ def check(
     images). Example: sortsight check photos/ --grid sample.png
     """
     err = Console(stderr=True)
-    out = Console(highlight=False, soft_wrap=True)
+    out = output_console()
     # Bad images are reported by reason below; Pillow's own warnings would only repeat them.
     with ProgressView(err) as progress, warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sortsight.cli._render import ProgressView
+from sortsight.cli._render import ProgressView, output_console
 from sortsight.config import PREDICT_ENGINES
 
 __all__ = ["evaluate"]
@@ -79,7 +79,7 @@ def evaluate(
         runs = [d for d in (m, m.parent) if (d / "sortsight.json").is_file()]
         out_dir = str(runs[0]) if m.is_dir() and runs else "evaluation"
     written = ev.save(out_dir, thumbnails=not no_thumbnails)
-    out = Console(highlight=False, soft_wrap=True)
+    out = output_console()
     if as_json:
         payload = {k: v for k, v in ev.to_dict().items() if k != "predictions"}
         payload["files"] = {k: str(v) for k, v in written.items()}

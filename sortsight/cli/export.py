@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Literal
 
 import click
-from rich.console import Console
 
+from sortsight.cli._render import output_console
 from sortsight.errors import ConfigError
 
 __all__ = ["export"]
@@ -73,7 +73,7 @@ def export(
     """
     from sortsight import export as api
 
-    out = Console(highlight=False, soft_wrap=True)
+    out = output_console()
     did = False
     if to_onnx or onnx_file:
         path = api.export_onnx(model, onnx_file)

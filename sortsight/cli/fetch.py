@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sortsight.cli._render import ProgressView
+from sortsight.cli._render import ProgressView, output_console
 from sortsight.fetch import FetchSummary
 from sortsight.fetch import fetch as fetch_images
 
@@ -110,7 +110,7 @@ def fetch(
       sortsight fetch https://example.org/iiif/manifest.json --out data --label-field Genre --size 800
     """
     err = Console(stderr=True)
-    out = Console(highlight=False, soft_wrap=True)
+    out = output_console()
     with ProgressView(err) as bar:
         summary = fetch_images(
             source,

@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from sortsight.cli._render import output_console
 from sortsight.data import SPLIT_ALIASES
 from sortsight.fix import apply_decisions
 from sortsight.fix import undo as undo_actions
@@ -67,7 +67,7 @@ def fix(
     a trash folder. Nothing is deleted outright, every action is logged, and `sortsight undo LOG`
     puts everything back. Example: sortsight fix decisions.csv --dry-run
     """
-    out = Console(highlight=False, soft_wrap=True)
+    out = output_console()
     if root is None and decisions.is_file():
         root = _default_root(decisions)
     summary = apply_decisions(
@@ -98,7 +98,7 @@ def undo(log: Path, dry_run: bool) -> None:
     Moved, relabelled and trashed images go back where they were; copies are removed.
     Running it twice does nothing the second time. Example: sortsight undo data/sortsight-moves.jsonl
     """
-    out = Console(highlight=False, soft_wrap=True)
+    out = output_console()
     entries = undo_actions(log, dry_run=dry_run)
     for entry in entries:
         out.print(f"{entry['action']}: {entry['destination']} → {entry.get('restored_as', entry['source'])}")

@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sortsight.cli._render import ProgressView
+from sortsight.cli._render import ProgressView, output_console
 from sortsight.config import PREDICT_ENGINES, PredictConfig
 
 __all__ = ["predict"]
@@ -82,7 +82,7 @@ def predict(model: str, paths: tuple[str, ...], **options: Any) -> None:
     err = Console(stderr=True)
     with ProgressView(err) as progress:
         summary, sorted_summary = run_predict(config, progress=progress)
-    out = Console(highlight=False, soft_wrap=True)
+    out = output_console()
     parts = [f"{summary.ok} ok", f"{summary.unsure} unsure", f"{summary.unreadable} unreadable"]
     resumed = f" ({summary.already_done} already done earlier)" if summary.already_done else ""
     rate = f" at {summary.images_per_second:.1f} images/s ({summary.engine})" if summary.predicted else ""

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from sortsight.cli._render import ProgressView
+from sortsight.cli._render import ProgressView, output_console
 
 
 @click.command()
@@ -30,7 +29,7 @@ def quickstart(workdir: str, threshold: float, epochs: int | None) -> None:
     """Train → evaluate → report → sort on the bundled Fashion-MNIST sample (offline, CPU)."""
     from sortsight.quickstart import run_quickstart
 
-    console = Console(highlight=False, soft_wrap=True)
+    console = output_console()
     with ProgressView() as view:
         result = run_quickstart(workdir, threshold=threshold, epochs=epochs, progress=view)
 

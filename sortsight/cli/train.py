@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sortsight.cli._render import ProgressView
+from sortsight.cli._render import ProgressView, output_console
 from sortsight.config import (
     AUGMENTATIONS,
     LOGGERS,
@@ -143,7 +143,7 @@ def train(
             )
         )
         return
-    out = Console(highlight=False, soft_wrap=True)
+    out = output_console()
     if len(result.candidates) > 1:
         _leaderboard(out, result.leaderboard)
     m = result.metrics
