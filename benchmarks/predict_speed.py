@@ -129,15 +129,14 @@ def onnx_settings(folder: Path, found: list[Path], work: Path, n_images: int, ro
     from sortsight.engines import OnnxEngine, find_current_onnx
     from sortsight.predict import Classifier, predict_paths
 
-    clf = Classifier.load(folder, engine="onnx")
+    clf = Classifier.load(folder, engine="onnx")  # the engine users get, as they get it
     graph = find_current_onnx(folder)
-    if graph is None:
+    if graph is None or not isinstance(clf.engine, OnnxEngine):
         return
-    default = OnnxEngine(graph)
     settings = {
         "ONNX Runtime's defaults (whole batch, spinning)": OnnxEngine(graph, micro_batch=32, spin=True),
         "whole batch of 32, no spinning": OnnxEngine(graph, micro_batch=32),
-        f"sortsight: micro-batch {default.micro_batch}, no spinning": default,
+        f"sortsight: micro-batch {clf.engine.micro_batch}, no spinning": clf.engine,
     }
     rates: dict[str, list[float]] = {name: [] for name in settings}
     out = work / "p-settings.csv"

@@ -133,8 +133,8 @@ class OnnxEngine:
     cores: a batch is run ``micro_batch`` images at a time, and idle threads sleep instead of
     busy-waiting (``spin=False``), so the processes decoding the next batch get the cores
     between the small runs. ``benchmarks/predict_speed.py`` compares them end to end; on a
-    2-core Xeon (AVX512, Lite0) the medians were ~80 img/s with the defaults, ~80 without
-    spinning alone, and ~93 with both. An image's logits do not depend on its batch.
+    2-core Xeon (AVX512, Lite0) its medians were 69.3 img/s with the defaults, 72.1 without
+    spinning alone, and 84.3 with both. An image's logits do not depend on its batch.
     """
 
     name = "onnx"
