@@ -91,6 +91,7 @@ class FetchSummary:
     by_label: dict[str, int] = field(default_factory=dict)
     journal: str = ""
     seconds: float = 0.0
+    duplicates: list[dict[str, str]] = field(default_factory=list)  # set aside by a web search fetch
 
     @property
     def ok(self) -> bool:
@@ -306,6 +307,7 @@ def read_source(
 
 
 def _read_journal(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Finished items by ``(url, label)``: downloaded and still there, or set aside as a duplicate."""
     done: dict[tuple[str, str], dict[str, Any]] = {}
     if not path.exists():
         return done
@@ -314,8 +316,13 @@ def _read_journal(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue  # a torn last line from a killed run
-        if entry.get("status") == "ok" and Path(entry.get("path", "")).is_file():
-            done[(entry["url"], entry["label"])] = entry
+        key = (entry.get("url", ""), entry.get("label", ""))
+        if entry.get("status") == "duplicate" or (
+            entry.get("status") == "ok" and Path(entry.get("path", "")).is_file()
+        ):
+            done[key] = entry
+        elif key in done and done[key].get("status") != "duplicate":
+            done.pop(key)
     return done
 
 
@@ -351,7 +358,7 @@ def _fetch_one(item: FetchItem, out_dir: Path, http: _Http) -> dict[str, Any]:
 
 
 def fetch(
-    source: str | os.PathLike,
+    source: str | os.PathLike | list[FetchItem],
     out_dir: str | os.PathLike,
     *,
     label: str | None = None,
@@ -369,7 +376,8 @@ def fetch(
     """Download the images listed in ``source`` into ``out_dir/<label>/``; resumable.
 
     Args:
-        source: a CSV (``url,label``) or a IIIF Presentation v2/v3 manifest, as a file or an http(s) URL.
+        source: a CSV (``url,label``) or a IIIF Presentation v2/v3 manifest, as a file or an http(s) URL;
+            or a list of :class:`FetchItem` (what :func:`sortsight.websearch.fetch_search` passes).
         out_dir: the dataset folder to build (created; existing files are never overwritten).
         label: one label for every image (overrides the CSV column / metadata field).
         label_field: the CSV column or IIIF metadata field holding the label (CSV default: ``label``).
@@ -393,7 +401,11 @@ def fetch(
     started = time.perf_counter()
     out = Path(out_dir)
     http = _Http(timeout, max(0, retries), max(0.0, backoff), max_bytes, _HostGate(per_host, delay))
-    items, skipped = read_source(source, label=label, label_field=label_field, size=size, http=http)
+    skipped: list[dict[str, str]] = []
+    if isinstance(source, list):
+        items = source
+    else:
+        items, skipped = read_source(source, label=label, label_field=label_field, size=size, http=http)
     out.mkdir(parents=True, exist_ok=True)
     journal = out / JOURNAL_NAME
     done = _read_journal(journal)
@@ -410,7 +422,8 @@ def fetch(
         seen.add(key)
         if key in done:
             summary.already_done += 1
-            labels[item.label] += 1
+            if done[key].get("status") == "ok":
+                labels[item.label] += 1
         else:
             todo.append(item)
     ticker = Ticker(progress, "fetch", len(todo))

@@ -26,7 +26,7 @@ __all__ = ["IGNORE_PATTERNS", "check_hub_reachable", "push_to_hub"]
 
 log = logging.getLogger(__name__)
 
-RepoType = Literal["model", "space"]
+RepoType = Literal["model", "space", "dataset"]
 
 # Local clutter that running the app or Python leaves behind; never uploaded.
 IGNORE_PATTERNS = [".gradio/**", "**/__pycache__/**", "*.pyc", ".cache/**", ".DS_Store", "**/.DS_Store"]
@@ -78,6 +78,7 @@ def push_to_hub(
     if api is None:
         from huggingface_hub import HfApi
 
+        endpoint = endpoint or _default_endpoint()
         api = HfApi(endpoint=endpoint, token=token, library_name="sortsight")
     endpoint = str(getattr(api, "endpoint", None) or endpoint or _default_endpoint())
     check_hub_reachable(endpoint, timeout=timeout)
@@ -196,9 +197,10 @@ def _stored_token() -> str | None:
 
 
 def _default_endpoint() -> str:
+    """``HF_ENDPOINT`` as it is now (huggingface_hub reads it once, at import), else the Hub's default."""
     from huggingface_hub import constants
 
-    return str(constants.ENDPOINT)
+    return (os.environ.get("HF_ENDPOINT") or str(constants.ENDPOINT)).rstrip("/")
 
 
 def _check_repo_id(repo_id: str) -> None:
@@ -216,17 +218,16 @@ def _check_repo_id(repo_id: str) -> None:
 
 
 def _check_folder(folder: Path, repo_type: str) -> None:
-    if repo_type not in {"model", "space"}:
-        raise ExportError(f"unknown repo type {repo_type!r}: use 'model' or 'space'")
+    if repo_type not in {"model", "space", "dataset"}:
+        raise ExportError(f"unknown repo type {repo_type!r}: use 'model', 'space' or 'dataset'")
     if not folder.is_dir():
         raise ExportError(f"{folder} is not a folder: give the model folder or the Space folder to push")
-    needed = ["app.py", "README.md"] if repo_type == "space" else ["config.json"]
+    needed = {"space": ["app.py", "README.md"], "dataset": ["README.md"]}.get(repo_type, ["config.json"])
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
-        what = "Space" if repo_type == "space" else "model"
-        hint = (
-            "create one with `sortsight export MODEL --space DIR`"
-            if repo_type == "space"
-            else "give a model folder (runs/<name>/model)"
-        )
+        what = {"space": "Space", "dataset": "dataset export"}.get(repo_type, "model")
+        hint = {
+            "space": "create one with `sortsight export MODEL --space DIR`",
+            "dataset": "write one with `sortsight export DATA --dataset-out DIR`",
+        }.get(repo_type, "give a model folder (runs/<name>/model)")
         raise ExportError(f"{folder} is not a {what} folder (no {', '.join(missing)}): {hint}")

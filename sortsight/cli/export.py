@@ -9,11 +9,37 @@ from pathlib import Path
 from typing import Literal
 
 import click
+from rich.console import Console
 
 from sortsight.cli._render import output_console
 from sortsight.errors import ConfigError
 
 __all__ = ["export"]
+
+
+def _free_folder(base: Path) -> Path:
+    candidate, n = base, 2
+    while candidate.exists():
+        candidate, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return candidate
+
+
+def _export_dataset(out: Console, data: str, folder: str | None, repo: str | None, public: bool) -> None:
+    from sortsight.dataset_export import export_dataset, push_dataset_to_hub
+
+    target = Path(folder) if folder else _free_folder(Path(Path(data).resolve().name + "-dataset"))
+    done = export_dataset(data, target)
+    splits = ", ".join(f"{s} {sum(c.values())}" for s, c in done.counts.items())
+    out.print(f"Dataset: {done.folder} ({done.total} images in {len(done.classes)} classes: {splits}).")
+    if repo:
+        visibility = "public" if public else "private"
+        out.print(f"Pushing the dataset folder to {repo} ({visibility})…")
+        url = push_dataset_to_hub(done.folder, repo, private=not public)
+        out.print(f"Pushed: {url}")
+    else:
+        out.print(
+            f"Next: datasets.load_dataset({str(done.folder)!r}) reads it; push it with --dataset-to-hub"
+        )
 
 
 @click.command()
@@ -51,9 +77,24 @@ __all__ = ["export"]
     metavar="USER/NAME",
     help="Upload to the Hub: the Space folder with --space, else the model folder. Private.",
 )
+@click.option(
+    "--dataset-out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="MODEL is then a dataset (DATA): write it in the HF datasets format into this new folder.",
+)
+@click.option(
+    "--dataset-to-hub",
+    "dataset_repo",
+    default=None,
+    metavar="USER/NAME",
+    help="MODEL is then a dataset (DATA): export it (to --dataset-out or DATA-dataset/) and upload. Private.",
+)
 @click.option("--public", is_flag=True, help="Make a new Hub repo public (default: private).")
 def export(
     model: str,
+    dataset_out: str | None,
+    dataset_repo: str | None,
     to_onnx: bool,
     onnx_file: str | None,
     space_dir: str | None,
@@ -70,10 +111,17 @@ def export(
       sortsight export runs/covers --onnx-file covers.onnx
       sortsight export runs/covers --space covers-space
       sortsight export runs/covers --space covers-space --push-to-hub me/covers
+      sortsight export birds/ --dataset-out birds-dataset
+      sortsight export birds/ --dataset-to-hub me/birds
     """
     from sortsight import export as api
 
     out = output_console()
+    if dataset_out or dataset_repo:
+        if to_onnx or onnx_file or space_dir or repo_id:
+            raise ConfigError("--dataset-out/--dataset-to-hub export a dataset: leave out the model options.")
+        _export_dataset(out, model, dataset_out, dataset_repo, public)
+        return
     did = False
     if to_onnx or onnx_file:
         path = api.export_onnx(model, onnx_file)

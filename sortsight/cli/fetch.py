@@ -12,6 +12,7 @@ from rich.table import Table
 from sortsight.cli._render import ProgressView, output_console
 from sortsight.fetch import FetchSummary
 from sortsight.fetch import fetch as fetch_images
+from sortsight.websearch import DEFAULT_ENDPOINT, fetch_search
 
 __all__ = ["fetch", "render_fetch_summary"]
 
@@ -30,6 +31,11 @@ def render_fetch_summary(console: Console, summary: FetchSummary, *, max_rows: i
         for label, count in summary.by_label.items():
             table.add_row(label, str(count))
         console.print(table)
+    if summary.duplicates:
+        console.print(
+            f"{len(summary.duplicates)} duplicate(s) set aside in {summary.out_dir}/.sortsight-duplicates/ "
+            "(see sources.csv)."
+        )
     problems = [("broken", e) for e in summary.broken] + [("failed", e) for e in summary.failed]
     if problems:
         table = Table(title=f"Not downloaded ({len(problems)})", title_justify="left")
@@ -44,11 +50,35 @@ def render_fetch_summary(console: Console, summary: FetchSummary, *, max_rows: i
 
 
 @click.command()
-@click.argument("source")
+@click.argument("source", required=False)
+@click.option(
+    "--search",
+    "queries",
+    multiple=True,
+    help="Web image search for a class, e.g. --search duckling --search cygnet (repeatable).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=150,
+    show_default=True,
+    help="--search: images asked of the search per query.",
+)
+@click.option(
+    "--search-endpoint",
+    default=DEFAULT_ENDPOINT,
+    show_default=True,
+    help="--search: the search host (DuckDuckGo's protocol).",
+)
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Dataset folder to build."
 )
-@click.option("--label", default=None, help="One label (class folder) for every image.")
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    help="Label (class folder) for every image; with --search: one for all or one per query.",
+)
 @click.option("--label-field", default=None, help="CSV column or IIIF metadata field holding the label.")
 @click.option(
     "--size",
@@ -89,9 +119,12 @@ def render_fetch_summary(console: Console, summary: FetchSummary, *, max_rows: i
     help="Seconds to wait for a server.",
 )
 def fetch(
-    source: str,
+    source: str | None,
+    queries: tuple[str, ...],
+    limit: int,
+    search_endpoint: str,
     out_dir: str,
-    label: str | None,
+    labels: tuple[str, ...],
     label_field: str | None,
     size: int,
     concurrency: int,
@@ -100,22 +133,46 @@ def fetch(
     retries: int,
     timeout: float,
 ) -> None:
-    """Download images listed in SOURCE into OUT/<label>/: a CSV with url,label columns, or a
-    IIIF Presentation v2/v3 manifest (file or URL). Rerun the same command to resume.
+    """Download images into OUT/<label>/ from SOURCE — a CSV with url,label columns, or a IIIF
+    Presentation v2/v3 manifest (file or URL) — or from a web image search (--search, one class
+    folder per query). Verified, de-duplicated, never overwriting; rerun the same command to resume.
 
     Examples:
 
     \b
+      sortsight fetch --search duckling --search cygnet --limit 150 --out birds
       sortsight fetch maps.csv --out data/maps
       sortsight fetch https://example.org/iiif/manifest.json --out data --label-field Genre --size 800
     """
     err = Console(stderr=True)
     out = output_console()
+    if bool(source) == bool(queries):
+        raise click.UsageError("Give either SOURCE (a CSV or IIIF manifest) or --search QUERY, not both.")
+    if queries:
+        with ProgressView(err) as bar:
+            summary = fetch_search(
+                list(queries),
+                out_dir,
+                limit=limit,
+                labels=list(labels) or None,
+                endpoint=search_endpoint,
+                concurrency=concurrency,
+                per_host=per_host,
+                delay=delay,
+                retries=retries,
+                timeout=timeout,
+                progress=bar,
+            )
+        render_fetch_summary(out, summary)
+        out.print(f"Sources: {summary.out_dir}/sources.csv. Next: sortsight check {summary.out_dir}")
+        return
+    if len(labels) > 1:
+        raise click.UsageError("Give --label once with a CSV or IIIF source.")
     with ProgressView(err) as bar:
         summary = fetch_images(
-            source,
+            source or "",
             out_dir,
-            label=label,
+            label=labels[0] if labels else None,
             label_field=label_field,
             size=size or None,
             concurrency=concurrency,
