@@ -24,7 +24,7 @@ _PATH_COLUMNS = ("path", "image", "file", "filepath", "filename")
 
 def _paths_from_list(file: Path) -> Iterator[Path]:
     base = file.parent
-    text = file.read_text(encoding="utf-8-sig")
+    text = file.read_text(encoding="utf-8-sig", errors="surrogateescape")
     if file.suffix.lower() == ".txt":
         names: Iterable[str] = (line.strip() for line in text.splitlines())
     elif file.suffix.lower() == ".jsonl":
@@ -54,11 +54,15 @@ def _paths_from_list(file: Path) -> Iterator[Path]:
             yield p if p.is_absolute() else base / p
 
 
-def collect_paths(inputs: Sequence[str | Path], *, exclude: Sequence[str | Path] = ()) -> list[Path]:
+def collect_paths(
+    inputs: Sequence[str | Path], *, exclude: Sequence[str | Path] = (), follow_links: bool = False
+) -> list[Path]:
     """Absolute image paths from files, folders (recursively) and CSV/TSV/TXT/JSONL lists of paths.
 
-    Order is kept (folders sorted the same on every OS); duplicates and files under ``exclude``
-    are dropped. Files listed in a CSV are kept even when missing, to be reported as unreadable.
+    Order is kept (folders sorted the same on every OS); duplicates and files under (or equal
+    to) ``exclude`` are dropped. Files listed in a CSV are kept even when missing, to be
+    reported as unreadable. Folders reached through a symbolic link are searched only with
+    ``follow_links`` (a linked file inside a folder is always read).
 
     Raises:
         PredictError: an input does not exist, or nothing to predict was found.
@@ -66,12 +70,13 @@ def collect_paths(inputs: Sequence[str | Path], *, exclude: Sequence[str | Path]
     if not inputs:
         raise PredictError("No images given. Name image files, folders, or a CSV with a 'path' column.")
     skip = [os.path.abspath(e) + os.sep for e in exclude]
+    skip_files = {os.path.abspath(e) for e in exclude}
     seen: set[str] = set()
     out: list[Path] = []
 
     def add(p: Path) -> None:
         key = os.path.abspath(p)
-        if key in seen or any(key.startswith(s) for s in skip):
+        if key in seen or key in skip_files or any(key.startswith(s) for s in skip):
             return
         seen.add(key)
         out.append(Path(key))
@@ -79,7 +84,7 @@ def collect_paths(inputs: Sequence[str | Path], *, exclude: Sequence[str | Path]
     for raw in inputs:
         p = Path(raw).expanduser()
         if p.is_dir():
-            for f in iter_image_files(p):
+            for f in iter_image_files(p, follow_links=follow_links):
                 add(f)
         elif p.is_file() and p.suffix.lower() in _LIST_SUFFIXES:
             for f in _paths_from_list(p):
@@ -118,7 +123,7 @@ def read_predictions(path: str | Path) -> Iterator[dict[str, Any]]:
     p = Path(path)
     if not p.is_file():
         raise PredictError(f"Predictions file '{p}' not found. Run 'sortsight predict' first.")
-    with open(p, encoding="utf-8", newline="") as fh:
+    with open(p, encoding="utf-8", errors="surrogateescape", newline="") as fh:
         if p.suffix.lower() == ".jsonl":
             for line in fh:
                 try:

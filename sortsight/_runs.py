@@ -28,7 +28,7 @@ from sortsight._checkpoint import write_json_atomic
 from sortsight._precision import cpu_capability, set_threads
 from sortsight.config import TrainConfig, config_from_dict, config_to_dict
 from sortsight.errors import ConfigError, DataError, TrainError
-from sortsight.fileops import atomic_write_text
+from sortsight.fileops import atomic_write_text, clear_for_overwrite, ensure_output_dir
 from sortsight.progress import ProgressCallback
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ def prepare_run_dir(config: TrainConfig, env: Environment) -> TrainConfig:
     """Refuse to overwrite, clear on ``overwrite``, or reload the stored config on ``resume``."""
     if not config.data_path and not config.resume:
         raise ConfigError("No data given. Pass the folder of labelled images: sortsight train DATA.")
-    run_dir = config.run_dir
+    run_dir = ensure_output_dir(config.run_dir, what="--out folder")
     stored = run_dir / "sortsight.json"
     if config.resume:
         if not stored.is_file():
@@ -139,7 +139,7 @@ def prepare_run_dir(config: TrainConfig, env: Environment) -> TrainConfig:
             )
         env.wait()
         if env.is_main:
-            shutil.rmtree(run_dir)
+            clear_for_overwrite(run_dir, inputs=[config.data_path])
     env.wait()
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -364,6 +364,17 @@ class PredictConfig:
     sort_into: str | None = None
     move: bool = False
     dry_run: bool = False
+    merge_identical: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "With --sort-into: do not add a suffixed copy of content already in the label "
+            "folder (with --move the source is removed; logged, undo restores it)."
+        },
+    )
+    follow_links: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Also search folders reached through symbolic links (never moved through)."},
+    )
 
     def __post_init__(self) -> None:
         fix = object.__setattr__
@@ -388,6 +399,9 @@ class PredictConfig:
             (0.0 <= self.threshold <= 1.0, "threshold must be between 0 and 1, e.g. 0.6"),
             (self.num_workers is None or self.num_workers >= 0, "num_workers must be >= 0"),
             (not (self.move and self.sort_into is None), "move needs sort_into (a destination folder)"),
+            (not (self.dry_run and self.sort_into is None), "dry_run needs sort_into (a destination folder)"),
+            (not (self.merge_identical and self.sort_into is None), "merge_identical needs sort_into"),
+            (not (self.follow_links and self.move), "follow_links reads through links; it cannot --move"),
         ]
         for ok, message in checks:
             if not ok:

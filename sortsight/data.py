@@ -137,7 +137,7 @@ class ImageDataset:
                 size = -1
             lines.append(f"{_nfc(self.relative(item.path))}\t{item.label}\t{size}\n")
         for line in sorted(lines):
-            digest.update(line.encode("utf-8"))
+            digest.update(line.encode("utf-8", "surrogateescape"))  # names need not be UTF-8 on disk
         return digest.hexdigest()[:16]
 
 

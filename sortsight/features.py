@@ -40,7 +40,7 @@ def _cache_key(paths: Sequence[Path], model: str, image_size: int) -> str:
     digest = hashlib.sha256(f"{model}|{image_size}".encode())
     for p in paths:
         st = p.stat()
-        digest.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        digest.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:32]
 
 

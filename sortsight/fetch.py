@@ -340,7 +340,11 @@ def _fetch_one(item: FetchItem, out_dir: Path, http: _Http) -> dict[str, Any]:
         except ImageError as exc:
             raise _Failed(exc.reason, broken=True) from exc
         placed = place_file(
-            tmp, out_dir / item.label, move=True, name=item.name + _EXT.get(info.format, ".img")
+            tmp,
+            out_dir / item.label,
+            move=True,
+            name=item.name + _EXT.get(info.format, ".img"),
+            merge_identical=True,  # a temporary download: the same image already there is enough
         )
         entry.update(
             status="ok",

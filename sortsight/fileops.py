@@ -2,7 +2,10 @@
 
 Every copy, move, relabel or delete that sortsight does to a user's files goes through
 :func:`place_file` and is written to an :class:`ActionLog` (``sortsight-moves.jsonl``), so it
-can be replayed backwards with :func:`undo_log`.
+can be replayed backwards with :func:`undo_log`. Outputs are written atomically through
+unique temporary names (:func:`atomic_write`), with the mode the user's umask gives; output
+paths are checked up front (:func:`ensure_output_dir`, :func:`ensure_output_file`), and a run
+folder is replaced only through :func:`clear_for_overwrite`.
 """
 
 from __future__ import annotations
@@ -10,16 +13,36 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from sortsight._outputs import clear_for_overwrite, ensure_output_dir, ensure_output_file, output_error
 from sortsight.errors import SortsightError
 
-__all__ = ["ActionLog", "Placed", "atomic_write_text", "place_file", "sha256_file", "undo_log"]
+__all__ = [
+    "UNDOABLE",
+    "ActionLog",
+    "Placed",
+    "active_entries",
+    "atomic_write",
+    "atomic_write_text",
+    "clear_for_overwrite",
+    "ensure_output_dir",
+    "ensure_output_file",
+    "file_mode",
+    "honour_umask",
+    "json_line",
+    "output_error",
+    "part_name",
+    "place_file",
+    "sha256_file",
+    "undo_log",
+]
 
 _CHUNK = 1 << 20
 
@@ -33,16 +56,78 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+def file_mode() -> int:
+    """The permission bits a plain ``open()`` would give a new file (0o666 less the umask)."""
+    try:  # Linux: read it without touching the process-wide setting
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def honour_umask(*paths: str | Path) -> None:
+    """Give files written by libraries that create them private (0600: ``mkstemp``, safetensors)
+    the mode an ordinary output file gets, so outputs are as readable as the user's umask says."""
+    mode = file_mode()
+    for path in paths:
+        try:
+            os.chmod(path, mode)
+        except OSError:  # not ours to change: leave it
+            pass
+
+
+def _temp_name(path: Path, tag: str = "tmp") -> Path:
+    """A hidden name beside ``path`` that no other process or thread picks (pid + random part)."""
+    return path.with_name(f".{path.name[:150]}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Write a file through a unique temporary file and a rename: never half-written, never two
+    writers on the same temporary file. ``write(fh)`` fills the binary file; the mode honours
+    the umask (unlike ``tempfile.mkstemp``, which makes files private).
+
+    Raises:
+        OSError: the folder cannot be written (callers turn it into a one-line error).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = _temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written).
+
+    Text that UTF-8 cannot hold (lone surrogates: file names that were not UTF-8 on disk) is
+    written as ``\\udcXX`` escapes, which a JSON reader turns back into the same string.
+    """
+    data = text.encode("utf-8", "backslashreplace")
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def json_line(entry: Any) -> str:
+    """One JSON line, readable UTF-8 where possible; names with undecodable bytes (surrogate
+    escapes) are written as ``\\u`` escapes so the line stays valid UTF-8 and reads back exactly."""
+    text = json.dumps(entry, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(entry)
+    return text
 
 
 @dataclass(frozen=True)
@@ -50,13 +135,17 @@ class Placed:
     """What :func:`place_file` did (or would do, in a dry run).
 
     ``action`` is ``"copy"``, ``"move"`` or ``"identical"`` (the same content already sits in
-    the destination folder under the wanted name or a suffixed one, so nothing was written).
+    the destination, so nothing was written; with ``source_removed`` a merging move removed
+    the source). ``note`` says what went wrong on the way, e.g. a move whose source could not
+    be deleted (then ``action`` is ``"copy"``: the source is still there).
     """
 
     source: Path
     destination: Path
     action: str
     sha256: str
+    source_removed: bool = False
+    note: str = ""
 
 
 def _candidates(dest_dir: Path, name: str) -> Iterator[Path]:
@@ -64,6 +153,22 @@ def _candidates(dest_dir: Path, name: str) -> Iterator[Path]:
     yield dest_dir / name
     for i in range(1, 100_000):
         yield dest_dir / f"{stem} ({i}){suffix}"
+
+
+def part_name(candidate: Path) -> Path:
+    """The temporary hard link ``.NAME.part-PID`` that stays beside a placed file until its log
+    line is written; one found later with the same inode proves sortsight placed that file."""
+    return candidate.with_name(f".{candidate.name}.part-{os.getpid()}")
+
+
+def _unlink_source(src: Path) -> str:
+    try:
+        src.unlink()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        return f"source could not be removed ({exc.strerror or type(exc).__name__})"
+    return ""
 
 
 def place_file(
@@ -74,26 +179,33 @@ def place_file(
     name: str | None = None,
     dry_run: bool = False,
     sha256: str | None = None,
+    merge_identical: bool = False,
+    record: Callable[[Placed], object] | None = None,
 ) -> Placed:
     """Copy (or move) ``src`` into ``dest_dir`` without ever overwriting anything.
 
-    A name clash with different content gets a suffix (``photo (1).jpg``); the same content
-    already present under the name or one of its suffixed forms is recognised, and then
-    nothing is written (a move then removes the source, which is safely duplicated).
+    A name clash gets a suffix (``photo (1).jpg``), so every source becomes its own file. With
+    ``merge_identical`` the same content already present under the name or one of its suffixed
+    forms is recognised instead, and nothing is written (a move then removes the source, after
+    ``record`` has logged it, so undo can bring the path back).
 
     Args:
         src: the file to place.
         dest_dir: the folder to place it in (created when needed).
-        move: move instead of copy.
+        move: move instead of copy. When the source cannot be deleted afterwards the result is a
+            copy (``action="copy"``, ``note`` says why) and the source stays.
         name: file name in ``dest_dir`` (default: the source's name).
         dry_run: decide and return the plan, touch nothing.
         sha256: the source's digest when already known.
+        merge_identical: reuse a file with the same content instead of adding a suffixed copy.
+        record: called with the outcome once the file is in place and before the temporary link
+            is removed (write the log line here: a crash before it leaves a provable trace).
 
     Returns:
         A :class:`Placed` saying where the file went.
 
     Raises:
-        SortsightError: the source is missing.
+        SortsightError: the source is missing, or the destination cannot be written.
 
     Example:
         >>> placed = place_file("in/cat.jpg", "sorted/cats")  # doctest: +SKIP
@@ -101,43 +213,81 @@ def place_file(
         'cat.jpg'
     """
     src, dest_dir = Path(src), Path(dest_dir)
+    if src.is_symlink() and move:
+        raise SortsightError(f"'{src}' is a symbolic link; sortsight never moves through a link.")
     if not src.is_file():
         raise SortsightError(f"File '{src}' not found; it may have been moved already. Check the path.")
     digest = sha256 or sha256_file(src)
     size = src.stat().st_size
     for candidate in _candidates(dest_dir, name or src.name):
-        if candidate.exists():
-            if candidate.resolve() == src.resolve():
+        if candidate.exists() or candidate.is_symlink():
+            if candidate.resolve() == src.resolve():  # the source is already where it should be
                 return Placed(src, candidate, "identical", digest)
-            if candidate.is_file() and candidate.stat().st_size == size and sha256_file(candidate) == digest:
-                if move and not dry_run:
-                    src.unlink()
-                return Placed(src, candidate, "identical", digest)
+            if (
+                merge_identical
+                and not candidate.is_symlink()
+                and candidate.is_file()
+                and candidate.stat().st_size == size
+                and sha256_file(candidate) == digest
+            ):
+                placed = Placed(src, candidate, "identical", digest, source_removed=move)
+                if dry_run:
+                    return placed
+                if record is not None:
+                    record(placed)  # logged before the source goes: undo can restore it
+                note = _unlink_source(src) if move else ""
+                if note:
+                    placed = replace(placed, source_removed=False, note=note)
+                    if record is not None:
+                        record(placed)
+                return placed
             continue
         if dry_run:
             return Placed(src, candidate, "move" if move else "copy", digest)
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        tmp = candidate.with_name(f".{candidate.name}.part-{os.getpid()}")
+        put = _put(src, candidate, move, digest, record)
+        if put is not None:
+            return put
+    raise SortsightError(f"Too many files named like '{src.name}' in '{dest_dir}'. Tidy that folder first.")
+
+
+def _put(
+    src: Path, candidate: Path, move: bool, digest: str, record: Callable[[Placed], object] | None
+) -> Placed | None:
+    """Place ``src`` at exactly ``candidate`` (None when that name was taken meanwhile)."""
+    try:
+        candidate.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(candidate.parent, exc) from exc
+    tmp = part_name(candidate)
+    try:
         if move:
             try:
-                os.link(src, tmp)  # same filesystem: cheap, and the source stays until the rename
+                os.link(src, tmp)  # same filesystem: cheap, and the source stays until the end
             except OSError:
                 shutil.copy2(src, tmp)
         else:
             shutil.copy2(src, tmp)
         try:
-            # link-then-rename never replaces an existing file (os.link fails on a clash)
-            os.link(tmp, candidate)
+            os.link(tmp, candidate)  # link-then-rename never replaces an existing file
         except FileExistsError:
             tmp.unlink()
-            continue
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        if move:
-            src.unlink()
-        return Placed(src, candidate, "move" if move else "copy", digest)
-    raise SortsightError(f"Too many files named like '{src.name}' in '{dest_dir}'. Tidy that folder first.")
+            return None
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(candidate.parent, exc) from exc
+    try:
+        note = _unlink_source(src) if move else ""
+        placed = Placed(src, candidate, "copy" if (not move or note) else "move", digest, note=note)
+        if record is not None:
+            record(placed)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return placed
+
+
+def _write_error(folder: Path, exc: OSError) -> SortsightError:
+    why = exc.strerror or type(exc).__name__
+    return SortsightError(f"Cannot write into '{folder}' ({why}). Choose a folder you can write to.")
 
 
 class ActionLog:
@@ -145,7 +295,7 @@ class ActionLog:
 
     Each line: ``{"time", "action", "source", "destination", "sha256", ...extra}``. Lines are
     flushed and fsynced one by one, so a killed process leaves a log that is true up to its
-    last line.
+    last line. File names that are not valid UTF-8 are kept exactly (see :func:`json_line`).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -162,11 +312,14 @@ class ActionLog:
             "sha256": sha256,
             **extra,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json_line(entry) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise _write_error(self.path.parent, exc) from exc
         return entry
 
     def entries(self) -> list[dict]:
@@ -174,23 +327,97 @@ class ActionLog:
         if not self.path.exists():
             return []
         out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for line in self.path.read_text(encoding="utf-8", errors="surrogateescape").splitlines():
             try:
-                out.append(json.loads(line))
+                entry = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(entry, dict):
+                out.append(entry)
         return out
 
 
-_UNDOABLE = {"move", "relabel", "delete", "copy"}
+#: What a log line can record and undo can reverse: ``copy`` (the copy is removed), ``move``,
+#: ``relabel`` and ``delete`` (moved back), ``identical`` (nothing was written; when a merging
+#: move removed its source, the content is copied back to the source path).
+UNDOABLE = ("copy", "move", "relabel", "delete", "identical")
+
+
+def active_entries(entries: list[dict]) -> list[dict]:
+    """The logged actions not yet undone, in log order (each ``undo`` line cancels the latest
+    earlier action with the same source and destination, so sort → undo → sort → undo works)."""
+    active: list[dict] = []
+    for entry in entries:
+        if entry.get("action") == "undo":
+            key = (entry.get("source"), entry.get("destination"))
+            for i in range(len(active) - 1, -1, -1):
+                if (active[i].get("source"), active[i].get("destination")) == key:
+                    del active[i]
+                    break
+        elif entry.get("action") in UNDOABLE:
+            active.append(entry)
+    return active
+
+
+def _holds(path: Path, sha256: Any) -> bool:
+    try:
+        return path.is_file() and not path.is_symlink() and sha256_file(path) == sha256
+    except OSError:
+        return False
+
+
+def _content_source(entry: dict, entries: list[dict]) -> Path | None:
+    """A file that still holds ``entry``'s logged content: its destination, else any path of the log."""
+    sha = entry.get("sha256")
+    same = [e for e in reversed(entries) if e.get("sha256") == sha]
+    seen = [entry.get("destination")] + [p for e in same for p in (e.get("destination"), e.get("source"))]
+    for path in dict.fromkeys(p for p in seen if p):
+        if _holds(Path(path), sha):
+            return Path(path)
+    return None
+
+
+def _undo_one(entry: dict, entries: list[dict], dry_run: bool) -> dict | None:
+    """Reverse one action; the entry (with ``restored_as`` when the path was taken) or None."""
+    action, sha = entry.get("action"), entry.get("sha256")
+    src, dst = Path(str(entry["source"])), Path(str(entry["destination"]))
+    if action == "copy":
+        if not _holds(dst, sha):
+            return None  # gone, or changed since: not ours to remove
+        if not dry_run:
+            dst.unlink()
+        return entry
+    if action == "identical":
+        if not entry.get("source_removed") or src.exists() or src.is_symlink():
+            return None
+        origin = _content_source(entry, entries)
+        if origin is None:
+            raise SortsightError(f"The content of '{src}' is no longer in any file the log names.")
+        placed = place_file(origin, src.parent, name=src.name, dry_run=dry_run)
+        return entry if placed.destination == src else {**entry, "restored_as": str(placed.destination)}
+    if not dst.is_file() or dst.is_symlink():
+        return None  # already gone or moved on: nothing safe to do
+    if src.exists() or src.is_symlink():
+        if _holds(src, sha) and _holds(dst, sha):  # the source is back already (or never left)
+            if not dry_run:
+                dst.unlink()
+            return entry
+        placed = place_file(dst, src.parent, move=True, dry_run=dry_run)
+        return {**entry, "restored_as": str(placed.destination)}
+    place_file(dst, src.parent, move=True, name=src.name, dry_run=dry_run)
+    return entry
 
 
 def undo_log(path: str | Path, *, dry_run: bool = False) -> list[dict]:
     """Undo every action in the log at ``path``, newest first; return what was (or would be) undone.
 
-    Moves (including relabel and delete-to-trash) are moved back; copies are removed only when
-    the copy still has the logged content. Undone entries are recorded in the same log with
-    action ``undo``, so running undo twice does nothing the second time.
+    Every source path comes back in every mode: moves (including relabel and delete-to-trash)
+    are moved back; copies are removed only when the copy still has the logged content; a
+    source that a merging move removed is restored from the identical file it was merged with.
+    A path taken meanwhile gets a suffix (``restored_as``). Undone entries are recorded in the
+    same log with action ``undo``, so running undo twice does nothing the second time. An entry
+    that cannot be undone (a read-only folder, say) is returned with ``failed`` and left in the
+    log for a later try.
 
     Raises:
         SortsightError: the log does not exist.
@@ -201,27 +428,17 @@ def undo_log(path: str | Path, *, dry_run: bool = False) -> list[dict]:
             f"Action log '{path}' not found. Give the sortsight-moves.jsonl written by the job."
         )
     entries = log.entries()
-    undone_ids = {(e.get("source"), e.get("destination")) for e in entries if e.get("action") == "undo"}
     done: list[dict] = []
-    for entry in reversed(entries):
-        action = entry.get("action")
-        key = (entry.get("source"), entry.get("destination"))
-        if action not in _UNDOABLE or key in undone_ids:
+    for entry in reversed(active_entries(entries)):
+        try:
+            result = _undo_one(entry, entries, dry_run)
+        except (SortsightError, OSError) as exc:
+            done.append({**entry, "failed": str(exc)})
             continue
-        src, dst = Path(entry["source"]), Path(entry["destination"])
-        if not dst.is_file():
-            continue  # already gone or moved on: nothing safe to do
         if not dry_run:
-            if action == "copy":
-                if sha256_file(dst) == entry.get("sha256"):
-                    dst.unlink()
-            else:
-                if src.exists():
-                    placed = place_file(dst, src.parent, move=True)
-                    if placed.destination != src and placed.action != "identical":
-                        entry = {**entry, "restored_as": str(placed.destination)}
-                else:
-                    place_file(dst, src.parent, move=True, name=src.name)
-            log.record("undo", entry["source"], entry["destination"], entry.get("sha256", ""), undid=action)
-        done.append(entry)
+            log.record(
+                "undo", entry["source"], entry["destination"], entry.get("sha256", ""), undid=entry["action"]
+            )
+        if result is not None:
+            done.append(result)
     return done

@@ -274,7 +274,7 @@ def relabel(
     if old_label == new_label:
         return FixResult(str(src), "relabel", str(src), new_label, "unchanged")
     target = src.parent.parent / new_label
-    plan = place_file(src, target, move=True, dry_run=True)
+    plan = place_file(src, target, move=True, dry_run=True, merge_identical=True)
     if plan.action == "identical":
         # The class folder already holds this exact content: trash this copy (undo restores it)
         # rather than let the move drop it silently.

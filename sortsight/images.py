@@ -23,7 +23,7 @@ import io
 import logging
 import os
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Union
@@ -125,10 +125,17 @@ def sort_key(path: str | os.PathLike) -> str:
     return unicodedata.normalize("NFC", Path(path).as_posix())
 
 
-def walk_files(root: str | os.PathLike) -> Iterator[Path]:
+def walk_files(
+    root: str | os.PathLike,
+    *,
+    follow_links: bool = True,
+    on_error: Callable[[Path, str], object] | None = None,
+) -> Iterator[Path]:
     """Every non-junk file under ``root``, recursively, in a deterministic order.
 
-    Hidden and junk folders are not entered; symlinked folders are followed once.
+    Hidden and junk folders are not entered. Folders reached through a symbolic link are
+    entered only with ``follow_links`` (each real folder once, so a link loop ends). A folder
+    that cannot be read is passed to ``on_error(path, reason)`` (and otherwise skipped).
     """
     root = Path(root)
     seen: set[str] = set()
@@ -140,7 +147,9 @@ def walk_files(root: str | os.PathLike) -> Iterator[Path]:
         seen.add(real)
         try:
             entries = sorted(os.scandir(folder), key=lambda e: sort_key(e.name))
-        except OSError:
+        except OSError as exc:
+            if on_error is not None:
+                on_error(folder, f"folder cannot be read ({(exc.strerror or type(exc).__name__).lower()})")
             return
         for entry in entries:
             if is_junk(entry.name):
@@ -148,7 +157,8 @@ def walk_files(root: str | os.PathLike) -> Iterator[Path]:
             path = folder / entry.name
             try:
                 if entry.is_dir():
-                    yield from walk(path)
+                    if follow_links or not entry.is_symlink():
+                        yield from walk(path)
                 elif entry.is_file():
                     yield path
             except OSError:
@@ -157,9 +167,9 @@ def walk_files(root: str | os.PathLike) -> Iterator[Path]:
     yield from walk(root)
 
 
-def iter_image_files(root: str | os.PathLike) -> Iterator[Path]:
+def iter_image_files(root: str | os.PathLike, *, follow_links: bool = True) -> Iterator[Path]:
     """Image files under ``root`` (recursive, sorted the same way on every OS, junk skipped)."""
-    return (p for p in walk_files(root) if is_image_path(p))
+    return (p for p in walk_files(root, follow_links=follow_links) if is_image_path(p))
 
 
 # --------------------------------------------------------------------------- opening

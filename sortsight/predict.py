@@ -29,6 +29,7 @@ from sortsight._predict_io import _repair_tail, collect_paths, read_predictions
 from sortsight.config import PredictConfig
 from sortsight.engines import Engine, build_engine, read_onnx_metadata
 from sortsight.errors import ImageError, PredictError
+from sortsight.fileops import json_line
 from sortsight.images import open_image
 from sortsight.models import DataConfig, eval_transform
 from sortsight.progress import ProgressCallback, Ticker
@@ -351,7 +352,9 @@ def predict_paths(
     new_file = not out.is_file() or out.stat().st_size == 0
     ticker = Ticker(progress, "predict", len(todo))
     start = time.perf_counter()
-    with open(out, "a", encoding="utf-8", newline="") as fh:
+    # surrogateescape: a file name that is not UTF-8 on disk is written as its own bytes and
+    # read back (read_predictions) as the same path
+    with open(out, "a", encoding="utf-8", errors="surrogateescape", newline="") as fh:
         writer = csv.writer(fh)
         if new_file and not jsonl:
             writer.writerow(CSV_COLUMNS)
@@ -387,7 +390,7 @@ def predict_paths(
                 else:
                     summary.unreadable += 1
                 if jsonl:
-                    fh.write(json.dumps({c: record[c] for c in CSV_COLUMNS}, ensure_ascii=False) + "\n")
+                    fh.write(json_line({c: record[c] for c in CSV_COLUMNS}) + "\n")
                 else:
                     writer.writerow(
                         [
@@ -405,6 +408,23 @@ def predict_paths(
             summary.seconds = time.perf_counter() - start
             ticker.advance(len(rows), images_per_second=round(summary.images_per_second, 1))
     return summary
+
+
+def _sorted_already(config: PredictConfig) -> list[str]:
+    """What a rerun must not predict again: the whole ``sort_into`` folder when it lies inside an
+    input, or only the files its log placed when an input lies inside it (``predict DATA
+    --sort-into DATA`` sorts a folder in place)."""
+    if not config.sort_into:
+        return []
+    dest = Path(config.sort_into).expanduser().resolve()
+    inputs = [Path(i).expanduser().resolve() for i in config.inputs]
+    if not any(i == dest or dest in i.parents for i in inputs):
+        return [config.sort_into]
+    from sortsight.fileops import ActionLog, active_entries
+    from sortsight.sort import LOG_NAME
+
+    placed = active_entries(ActionLog(dest / LOG_NAME).entries())
+    return [str(e["destination"]) for e in placed if e.get("destination")]
 
 
 def run_predict(
@@ -426,8 +446,7 @@ def run_predict(
         out = out.with_suffix(".jsonl") if config.output == "predictions.csv" else out
         if out.suffix.lower() != ".jsonl":
             raise PredictError(f"--jsonl writes JSON Lines; name the output '*.jsonl', not '{out}'.")
-    exclude = [config.sort_into] if config.sort_into else []
-    paths = collect_paths(config.inputs, exclude=exclude)
+    paths = collect_paths(config.inputs, exclude=_sorted_already(config), follow_links=config.follow_links)
     clf = Classifier.load(config.model, engine=config.engine, batch_size=config.batch_size)
     summary = predict_paths(
         clf,
@@ -448,6 +467,7 @@ def run_predict(
             threshold=config.threshold,
             move=config.move,
             dry_run=config.dry_run,
+            merge_identical=config.merge_identical,
             progress=progress,
         )
     return summary, sorted_summary

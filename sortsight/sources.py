@@ -50,7 +50,8 @@ def _split_folders(root: Path) -> dict[str, Path]:
 def _scan_class_folders(root: Path, split: str) -> tuple[list[Row], list[Bad]]:
     items: list[Row] = []
     skipped: list[Bad] = []
-    for path in images.walk_files(root):
+    unreadable = lambda folder, reason: skipped.append((folder, reason))  # noqa: E731
+    for path in images.walk_files(root, on_error=unreadable):
         rel = path.relative_to(root)
         suffix = path.suffix.lower()
         if len(rel.parts) < 2:

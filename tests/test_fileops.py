@@ -22,10 +22,12 @@ def test_copy_clash_gets_suffix_and_identical_is_recognised(tmp_path: Path) -> N
     dest = tmp_path / "out"
     first = place_file(a, dest)
     second = place_file(b, dest)
-    again = place_file(a, dest)
+    again = place_file(a, dest, merge_identical=True)
+    own = place_file(a, dest)  # by default every source becomes its own file
     assert (first.action, first.destination.name) == ("copy", "a.jpg")
     assert (second.action, second.destination.name) == ("copy", "a (1).jpg")
     assert (again.action, again.destination) == ("identical", first.destination)
+    assert (own.action, own.destination.name) == ("copy", "a (2).jpg")
     assert (dest / "a.jpg").read_bytes() == b"one" and (dest / "a (1).jpg").read_bytes() == b"two"
     assert a.exists() and b.exists()
     assert first.sha256 == sha256_file(a)

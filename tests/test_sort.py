@@ -100,9 +100,9 @@ def test_clash_gets_suffix_and_identical_content_is_not_copied_twice(tmp_path: P
     assert existing.read_bytes() == b"a user's own file"  # never overwritten
     names = sorted(p.name for p in (dest / "cat").iterdir())
     assert names == sorted([a.name, f"{a.stem} (1){a.suffix}", f"{a.stem} (2){a.suffix}"])
-    # a second, fresh sort of the same files elsewhere in the log's absence: identical content recognised
+    # a second, fresh sort in the log's absence, asked to merge identical content: nothing copied twice
     (dest / LOG_NAME).unlink()
-    again = sort_into(preds, dest)
+    again = sort_into(preds, dest, merge_identical=True)
     assert again.counts == {"identical": 2}
     assert len(list((dest / "cat").iterdir())) == 3
 

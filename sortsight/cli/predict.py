@@ -47,6 +47,17 @@ __all__ = ["predict"]
 @click.option("--move", is_flag=True, help="With --sort-into: move the images instead of copying them.")
 @click.option("--dry-run", is_flag=True, help="With --sort-into: show the plan, touch no image.")
 @click.option(
+    "--merge-identical",
+    is_flag=True,
+    help="With --sort-into: content already in the label folder is not copied again "
+    "(with --move the source is removed; logged, undo restores it).",
+)
+@click.option(
+    "--follow-links",
+    is_flag=True,
+    help="Also search folders reached through symbolic links (not with --move).",
+)
+@click.option(
     "--engine",
     type=click.Choice([*PREDICT_ENGINES, "ray"]),
     default="auto",

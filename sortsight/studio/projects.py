@@ -119,7 +119,7 @@ def import_zip(project_dir: Path, zip_path: Path, limits: UploadLimits | None = 
             if not is_image_path(path):
                 report.skipped.append((str(rel), "not an image file type"))
                 continue
-            placed = place_file(path, data.joinpath(*rel.parts[:-1]), move=True)
+            placed = place_file(path, data.joinpath(*rel.parts[:-1]), move=True, merge_identical=True)
             report.added.append(str(placed.destination.relative_to(project_dir)))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -143,7 +143,7 @@ def add_files(project_dir: Path, class_name: str, files: list[Path]) -> ImportRe
             report.skipped.append((path.name, "not an image file type"))
             path.unlink(missing_ok=True)
             continue
-        placed = place_file(path, target, move=True)
+        placed = place_file(path, target, move=True, merge_identical=True)
         report.added.append(str(placed.destination.relative_to(project_dir)))
     return report
 
