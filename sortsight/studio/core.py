@@ -41,6 +41,8 @@ class Studio:
     token: str | None = None
     limits: UploadLimits = field(default_factory=UploadLimits)
     cli: tuple[str, ...] = DEFAULT_CLI
+    #: folders the Use page may read (see :func:`sortsight.studio.security.check_folder`)
+    folders: tuple[Path, ...] = ()
     store: Store = field(init=False)
     jobs: JobManager = field(init=False)
     templates: Jinja2Templates = field(init=False)

@@ -16,6 +16,7 @@ from sortsight.errors import DataError, PredictError
 from sortsight.images import iter_image_files
 from sortsight.studio import runs
 from sortsight.studio.core import Studio, studio_of
+from sortsight.studio.security import FOLDERS_ENV, check_folder
 from sortsight.studio.store import Job, Project
 from sortsight.studio.uploads import copy_limited, safe_name
 
@@ -117,6 +118,8 @@ def use_page(request: Request, project_id: int, job: int | None = None) -> HTMLR
         rows=rows,
         total=total,
         space_available=_space_available(),
+        folders=studio.folders,
+        folders_env=FOLDERS_ENV,
     )
 
 
@@ -178,11 +181,9 @@ async def predict_folder(
     project = studio.project(project_id)
     chosen = _model_job(studio, project, model_job)
     limit = _threshold(threshold)
-    source = Path(folder.strip()).expanduser()
-    if not folder.strip() or not source.is_dir():
-        raise DataError(
-            f"Folder '{folder}' not found on the studio's machine. Give the full path of a folder."
-        )
+    source = check_folder(folder, studio.folders)  # before any look at the disk
+    if not source.is_dir():
+        raise DataError(f"Folder '{folder}' not found on the studio's computer. Check the path.")
     count = await run_in_threadpool(lambda: sum(1 for _ in iter_image_files(source)))
     if not count:
         raise DataError(f"Folder '{folder}' holds no images sortsight can read.")
