@@ -49,6 +49,7 @@ class Studio:
     summaries: dict[int, tuple[Any, dict]] = field(default_factory=dict)
     #: held while checking "no job of this kind is running" and starting one
     start_lock: threading.Lock = field(default_factory=threading.Lock)
+    _file_locks: dict[Path, threading.Lock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser().resolve()
@@ -90,6 +91,11 @@ class Studio:
     def step(self, *args: str) -> list[str]:
         """A job step running ``sortsight ARGS...`` (through :attr:`cli`)."""
         return cli_step(*args, cli=self.cli)
+
+    def lock_for(self, path: Path) -> threading.Lock:
+        """One lock per file the studio builds on request (a zip), so it is built once at a time."""
+        with self.start_lock:
+            return self._file_locks.setdefault(Path(path), threading.Lock())
 
     # rendering --------------------------------------------------------------------------
     def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:

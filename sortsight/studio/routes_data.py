@@ -235,6 +235,12 @@ async def upload_zip(request: Request, project_id: int, archive: UploadFile = Fi
     finally:
         upload.unlink(missing_ok=True)
     msg = f"Added {len(report.added)} image(s) from {archive.filename or 'the zip'}."
+    if report.renamed:
+        msg += (
+            f" {len(report.renamed)} had the name of another file in the zip and were kept under a new name: "
+            + "; ".join(f"{old} → {Path(new).name}" for old, new in report.renamed[:5])
+            + "."
+        )
     if report.skipped:
         msg += f" Left out {len(report.skipped)}: " + "; ".join(f"{p} ({r})" for p, r in report.skipped[:5])
     return _redirect(f"/projects/{project.id}/data", msg)
@@ -247,7 +253,7 @@ async def upload_files(
     """Add images (many files, or a folder picked in the browser) to one class."""
     studio = studio_of(request)
     project = studio.project(project_id)
-    safe_name(label, what="class name")
+    pj.class_label(label)  # refused before anything is saved
     folder = studio.project_dir(project)
     staging = folder / ".staging" / uuid.uuid4().hex
     saved: list[Path] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import uuid
 import zipfile
@@ -21,6 +22,7 @@ from sortsight.studio.store import Job, Project
 from sortsight.studio.uploads import copy_limited, safe_name
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 
 def _models(studio: Studio, project: Project) -> list[Job]:
@@ -213,12 +215,27 @@ def download_predictions(request: Request, project_id: int, job_id: int) -> File
 
 
 def _zip_folder(folder: Path, target: Path, prefix: str) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, f"{prefix}/{path.relative_to(folder).as_posix()}")
-    tmp.replace(target)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")  # unique: requests run in parallel
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    archive.write(path, f"{prefix}/{path.relative_to(folder).as_posix()}")
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("zipped %s", target)
+
+
+def _zip_once(
+    studio: Studio, folder: Path, target: Path, prefix: str, *, newer_than: Path | None = None
+) -> None:
+    """Make ``target`` (a zip of ``folder``) unless it exists and is newer than ``newer_than``;
+    concurrent requests for one zip wait for a single build."""
+    with studio.lock_for(target):
+        if target.is_file() and (newer_than is None or target.stat().st_mtime >= newer_than.stat().st_mtime):
+            return
+        _zip_folder(folder, target, prefix)
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/model.zip")
@@ -231,8 +248,9 @@ async def download_model(request: Request, project_id: int, job_id: int) -> File
     if job.kind != "train" or not (model / "config.json").is_file():
         raise DataError("This job has no trained model.")
     target = Path(job.folder) / "model.zip"
-    if not target.is_file() or target.stat().st_mtime < (model / "config.json").stat().st_mtime:
-        await run_in_threadpool(_zip_folder, model, target, f"{project.slug}-model")
+    await run_in_threadpool(
+        lambda: _zip_once(studio, model, target, f"{project.slug}-model", newer_than=model / "config.json")
+    )
     return FileResponse(target, media_type="application/zip", filename=f"{project.slug}-model-{job.id}.zip")
 
 
@@ -246,8 +264,7 @@ async def download_sorted(request: Request, project_id: int, job_id: int) -> Fil
     if job.kind != "predict" or not sorted_dir.is_dir() or job.active:
         raise DataError("This job has no finished sorted folders.")
     target = Path(job.folder) / "sorted.zip"
-    if not target.is_file():
-        await run_in_threadpool(_zip_folder, sorted_dir, target, f"sorted-{job.id}")
+    await run_in_threadpool(_zip_once, studio, sorted_dir, target, f"sorted-{job.id}")
     return FileResponse(target, media_type="application/zip", filename=f"{project.slug}-sorted-{job.id}.zip")
 
 
@@ -260,10 +277,15 @@ def _space_available() -> bool:
 def _export_space(run: Path, target: Path) -> None:
     from sortsight.space import export_space
 
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    export_space(run, staging)
-    staging.rename(target)
+    staging = target.with_name(f"{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        export_space(run, staging)
+        staging.rename(target)
+    except OSError:
+        if not target.is_dir():  # another request made it first: keep that one
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @router.post("/projects/{project_id}/jobs/{job_id}/space")
@@ -290,6 +312,5 @@ async def download_space(request: Request, project_id: int, job_id: int) -> File
     if not space.is_dir():
         raise DataError("No Space folder was exported for this model yet. Use 'Export a Space folder' first.")
     target = Path(job.folder) / "space.zip"
-    if not target.is_file():
-        await run_in_threadpool(_zip_folder, space, target, f"{project.slug}-space")
+    await run_in_threadpool(_zip_once, studio, space, target, f"{project.slug}-space")
     return FileResponse(target, media_type="application/zip", filename=f"{project.slug}-space-{job.id}.zip")
