@@ -6,9 +6,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
@@ -16,7 +16,15 @@ from sortsight.studio.jobs import DEFAULT_CLI, JobManager, cli_step
 from sortsight.studio.store import Job, Project, Store
 from sortsight.studio.uploads import UploadLimits
 
-__all__ = ["Studio", "fmt_bytes", "fmt_time", "studio_of"]
+__all__ = [
+    "JobDep",
+    "ProjectDep",
+    "Studio",
+    "StudioDep",
+    "fmt_bytes",
+    "fmt_time",
+    "studio_of",
+]
 
 _HERE = Path(__file__).parent
 
@@ -109,3 +117,24 @@ def studio_of(request: Request) -> Studio:
     studio = request.app.state.studio
     assert isinstance(studio, Studio)
     return studio
+
+
+def _project(project_id: int, studio: Annotated[Studio, Depends(studio_of)]) -> Project:
+    return studio.project(project_id)
+
+
+def _job(
+    job_id: int, studio: Annotated[Studio, Depends(studio_of)], project: Annotated[Project, Depends(_project)]
+) -> Job:
+    return studio.job(project, job_id)
+
+
+#: Route parameters that FastAPI fills in: the app's :class:`Studio`; the project of the path's
+#: ``{project_id}`` (404 when missing); the job of ``{job_id}`` in that project (404 when missing,
+#: refreshed to its true state). A new page takes what it needs::
+#:
+#:     @router.get("/projects/{project_id}/review")
+#:     def review(request: Request, studio: StudioDep, project: ProjectDep) -> HTMLResponse: ...
+StudioDep = Annotated[Studio, Depends(studio_of)]
+ProjectDep = Annotated[Project, Depends(_project)]
+JobDep = Annotated[Job, Depends(_job)]

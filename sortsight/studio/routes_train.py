@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from sortsight.errors import ConfigError, DataError
 from sortsight.studio import projects as pj
 from sortsight.studio import runs
-from sortsight.studio.core import Studio, studio_of
+from sortsight.studio.core import JobDep, ProjectDep, Studio, StudioDep
 from sortsight.studio.runner import read_state
 from sortsight.studio.store import Job, Project
 
@@ -164,9 +164,7 @@ def _form_dict(form: Any) -> dict[str, str]:
 
 # train ------------------------------------------------------------------------------------
 @router.get("/projects/{project_id}/train", response_class=HTMLResponse)
-def train_page(request: Request, project_id: int) -> HTMLResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def train_page(request: Request, studio: StudioDep, project: ProjectDep) -> HTMLResponse:
     jobs = studio.project_jobs(project, "train")
     return studio.render(
         request,
@@ -181,9 +179,7 @@ def train_page(request: Request, project_id: int) -> HTMLResponse:
 
 
 @router.post("/projects/{project_id}/train")
-async def start_train(request: Request, project_id: int) -> RedirectResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+async def start_train(request: Request, studio: StudioDep, project: ProjectDep) -> RedirectResponse:
     params = _train_params(_form_dict(await request.form()))
     job = await run_in_threadpool(_start_train, studio, project, params)
     return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
@@ -202,10 +198,8 @@ def _estimate(studio: Studio, project: Project, params: dict[str, Any]) -> dict[
 
 
 @router.post("/api/projects/{project_id}/estimate")
-async def estimate_api(request: Request, project_id: int) -> JSONResponse:
+async def estimate_api(request: Request, studio: StudioDep, project: ProjectDep) -> JSONResponse:
     """Measure how long the Train form's settings would take (a few seconds), before starting."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
     params = _train_params(_form_dict(await request.form()))
     return JSONResponse(await run_in_threadpool(_estimate, studio, project, params))
 
@@ -254,10 +248,7 @@ def job_view(studio: Studio, project: Project, job: Job) -> dict[str, Any]:
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, project_id: int, job_id: int) -> HTMLResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    job = studio.job(project, job_id)
+def job_page(request: Request, studio: StudioDep, project: ProjectDep, job: JobDep) -> HTMLResponse:
     tab = {"train": "train", "predict": "use"}.get(job.kind, "data")
     return studio.render(
         request, "job.html", project=project, tab=tab, job=job, view=job_view(studio, project, job)
@@ -265,16 +256,12 @@ def job_page(request: Request, project_id: int, job_id: int) -> HTMLResponse:
 
 
 @router.get("/api/projects/{project_id}/jobs/{job_id}")
-def job_api(request: Request, project_id: int, job_id: int) -> JSONResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    return JSONResponse(job_view(studio, project, studio.job(project, job_id)))
+def job_api(studio: StudioDep, project: ProjectDep, job: JobDep) -> JSONResponse:
+    return JSONResponse(job_view(studio, project, job))
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/log")
-def job_log(request: Request, project_id: int, job_id: int) -> PlainTextResponse:
-    studio = studio_of(request)
-    job = studio.job(studio.project(project_id), job_id)
+def job_log(job: JobDep) -> PlainTextResponse:
     try:
         text = (Path(job.folder) / "log.txt").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -283,10 +270,7 @@ def job_log(request: Request, project_id: int, job_id: int) -> PlainTextResponse
 
 
 @router.post("/projects/{project_id}/jobs/{job_id}/stop")
-async def stop_job(request: Request, project_id: int, job_id: int) -> RedirectResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    job = studio.job(project, job_id)
+async def stop_job(request: Request, studio: StudioDep, project: ProjectDep, job: JobDep) -> RedirectResponse:
     job = await run_in_threadpool(studio.jobs.stop, job)
     return RedirectResponse(
         f"/projects/{project.id}/jobs/{job.id}?msg={quote('Job ' + job.status + '.')}", 303
@@ -319,9 +303,9 @@ def _mistakes(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @router.get("/projects/{project_id}/results", response_class=HTMLResponse)
-def results_page(request: Request, project_id: int, job: int | None = None) -> HTMLResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def results_page(
+    request: Request, studio: StudioDep, project: ProjectDep, job: int | None = None
+) -> HTMLResponse:
     folder = studio.project_dir(project)
     chosen = _result_job(studio, project, job)
     evaluation: dict[str, Any] | None = None
@@ -355,10 +339,8 @@ def results_page(request: Request, project_id: int, job: int | None = None) -> H
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/files/{name}")
-def run_file(request: Request, project_id: int, job_id: int, name: str) -> FileResponse:
+def run_file(job: JobDep, name: str) -> FileResponse:
     """A file of a train job's run folder: report.html, confusion matrix PNG, leaderboard, ..."""
-    studio = studio_of(request)
-    job = studio.job(studio.project(project_id), job_id)
     run = runs.run_folder(job.folder)
     path = pj.resolve_inside(run, name)
     if not path.is_file():
@@ -367,26 +349,22 @@ def run_file(request: Request, project_id: int, job_id: int, name: str) -> FileR
 
 
 @router.post("/projects/{project_id}/fix/relabel")
-def fix_relabel(request: Request, project_id: int, path: str = Form(...), label: str = Form(...)) -> Any:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def fix_relabel(
+    request: Request, studio: StudioDep, project: ProjectDep, path: str = Form(...), label: str = Form(...)
+) -> Any:
     folder = studio.project_dir(project)
     destination = pj.relabel(folder, path, label)
     return _after_fix(request, project, f"Moved {Path(path).name} to '{label}' ({destination.parent.name}/).")
 
 
 @router.post("/projects/{project_id}/fix/delete")
-def fix_delete(request: Request, project_id: int, path: str = Form(...)) -> Any:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def fix_delete(request: Request, studio: StudioDep, project: ProjectDep, path: str = Form(...)) -> Any:
     pj.trash(studio.project_dir(project), path)
     return _after_fix(request, project, f"Moved {Path(path).name} to the project's trash.")
 
 
 @router.post("/projects/{project_id}/fix/undo")
-def fix_undo(request: Request, project_id: int) -> Any:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def fix_undo(request: Request, studio: StudioDep, project: ProjectDep) -> Any:
     item = pj.undo_last(studio.project_dir(project))
     if item is None:
         raise DataError("There is nothing to undo.")
@@ -402,11 +380,8 @@ def _after_fix(request: Request, project: Project, message: str) -> Any:
 
 
 @router.post("/projects/{project_id}/jobs/{job_id}/retrain")
-async def retrain(request: Request, project_id: int, job_id: int) -> RedirectResponse:
+async def retrain(studio: StudioDep, project: ProjectDep, old: JobDep) -> RedirectResponse:
     """Train again with the settings of an earlier job (after fixing the data)."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    old = studio.job(project, job_id)
     if old.kind != "train":
         raise DataError("Only a training job can be run again.")
     job = await run_in_threadpool(_start_train, studio, project, dict(old.params))

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from sortsight.errors import DataError, PredictError
 from sortsight.images import iter_image_files
 from sortsight.studio import runs
-from sortsight.studio.core import Studio, studio_of
+from sortsight.studio.core import JobDep, ProjectDep, Studio, StudioDep
 from sortsight.studio.security import FOLDERS_ENV, check_folder
 from sortsight.studio.store import Job, Project
 from sortsight.studio.uploads import copy_limited, safe_name
@@ -90,9 +90,9 @@ def _start_predict(
 
 
 @router.get("/projects/{project_id}/use", response_class=HTMLResponse)
-def use_page(request: Request, project_id: int, job: int | None = None) -> HTMLResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def use_page(
+    request: Request, studio: StudioDep, project: ProjectDep, job: int | None = None
+) -> HTMLResponse:
     predict_jobs = studio.project_jobs(project, "predict")
     shown = None
     if job is not None:
@@ -128,15 +128,14 @@ def use_page(request: Request, project_id: int, job: int | None = None) -> HTMLR
 @router.post("/projects/{project_id}/use/upload")
 async def predict_upload(
     request: Request,
-    project_id: int,
+    studio: StudioDep,
+    project: ProjectDep,
     files: list[UploadFile] = File(...),
     model_job: int | None = Form(None),
     threshold: str = Form(""),
     sort: str = Form(""),
 ) -> RedirectResponse:
     """Predict images uploaded from the browser (kept in the project's ``uploads/``)."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
     chosen = _model_job(studio, project, model_job)
     limit = _threshold(threshold)
     target = studio.project_dir(project) / "uploads" / uuid.uuid4().hex[:12]
@@ -172,15 +171,14 @@ async def predict_upload(
 @router.post("/projects/{project_id}/use/folder")
 async def predict_folder(
     request: Request,
-    project_id: int,
+    studio: StudioDep,
+    project: ProjectDep,
     folder: str = Form(...),
     model_job: int | None = Form(None),
     threshold: str = Form(""),
     sort: str = Form(""),
 ) -> RedirectResponse:
     """Predict the images of a folder on the studio's machine (read only; sorted copies go in the job)."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
     chosen = _model_job(studio, project, model_job)
     limit = _threshold(threshold)
     source = check_folder(folder, studio.folders)  # before any look at the disk
@@ -205,9 +203,7 @@ async def predict_folder(
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/predictions.csv")
-def download_predictions(request: Request, project_id: int, job_id: int) -> FileResponse:
-    studio = studio_of(request)
-    job = studio.job(studio.project(project_id), job_id)
+def download_predictions(job: JobDep) -> FileResponse:
     path = Path(job.folder) / "predictions.csv"
     if job.kind != "predict" or not path.is_file():
         raise DataError("This job has no predictions (yet).")
@@ -239,11 +235,10 @@ def _zip_once(
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/model.zip")
-async def download_model(request: Request, project_id: int, job_id: int) -> FileResponse:
+async def download_model(
+    request: Request, studio: StudioDep, project: ProjectDep, job: JobDep
+) -> FileResponse:
     """The trained model (the Hugging Face folder) as a zip."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    job = studio.job(project, job_id)
     model = runs.run_folder(job.folder) / "model"
     if job.kind != "train" or not (model / "config.json").is_file():
         raise DataError("This job has no trained model.")
@@ -255,11 +250,10 @@ async def download_model(request: Request, project_id: int, job_id: int) -> File
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/sorted.zip")
-async def download_sorted(request: Request, project_id: int, job_id: int) -> FileResponse:
+async def download_sorted(
+    request: Request, studio: StudioDep, project: ProjectDep, job: JobDep
+) -> FileResponse:
     """The images a predict job sorted into class folders (and ``unsure/``), as a zip."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    job = studio.job(project, job_id)
     sorted_dir = Path(job.folder) / "sorted"
     if job.kind != "predict" or not sorted_dir.is_dir() or job.active:
         raise DataError("This job has no finished sorted folders.")
@@ -289,11 +283,10 @@ def _export_space(run: Path, target: Path) -> None:
 
 
 @router.post("/projects/{project_id}/jobs/{job_id}/space")
-async def export_space_folder(request: Request, project_id: int, job_id: int) -> RedirectResponse:
+async def export_space_folder(
+    request: Request, studio: StudioDep, project: ProjectDep, job: JobDep
+) -> RedirectResponse:
     """Write a Hugging Face Space folder for a trained model (``sortsight.space``), offered as a zip."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    job = studio.job(project, job_id)
     run = runs.run_folder(job.folder)
     if job.kind != "train" or not (run / "model" / "config.json").is_file():
         raise DataError("This job has no trained model.")
@@ -304,10 +297,9 @@ async def export_space_folder(request: Request, project_id: int, job_id: int) ->
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/space.zip")
-async def download_space(request: Request, project_id: int, job_id: int) -> FileResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    job = studio.job(project, job_id)
+async def download_space(
+    request: Request, studio: StudioDep, project: ProjectDep, job: JobDep
+) -> FileResponse:
     space = Path(job.folder) / "space"
     if not space.is_dir():
         raise DataError("No Space folder was exported for this model yet. Use 'Export a Space folder' first.")
