@@ -278,13 +278,17 @@ def test_train_job_progress_leaderboard_and_results(client: TestClient, home: Pa
     view = wait_job(client, pid, jid)
     assert view["status"] == "finished", view
     assert view["has_model"] and view["has_evaluation"]
-    assert view["series"]["efficientnet_lite0"]["val_accuracy"] == [[0.0, 0.5], [1.0, 0.6], [2.0, 0.7]]
-    assert view["leaderboard"][0]["val_accuracy"] == 0.7
+    assert view["series"]["efficientnet_lite0"]["val_accuracy"] == [[0.0, 0.8], [1.0, 0.6], [2.0, 0.7]]
+    assert view["leaderboard"][0]["val_accuracy"] == 0.8
     steps = json.loads((home / f"projects/postcards/jobs/{jid}/steps.json").read_text())
     assert steps[0][-8:] == ["--epochs", "2", "--candidates", "1", "--lr", "0.001", "--batch-size", "8"]
-    assert "estimated about 3 s" in view["log_tail"] and view["estimate_seconds"] == 3
+    # followed through events.jsonl: the estimate, and the kept model (the head, 0.8) as headline
+    assert view["estimate_seconds"] == 3.0 and view["model_ready"]["stage"] == "final"
+    assert view["done"]["chosen"] == "head"
+    assert view["headline"] == "Finished. Kept the first model: validation accuracy 80.0%."
+    assert "$ " not in view["log_tail"]  # the runner's command lines stay in the full log only
     assert client.get(f"/projects/{pid}/jobs/{jid}").status_code == 200
-    assert "estimated about" in client.get(f"/projects/{pid}/jobs/{jid}/log").text
+    assert client.get(f"/projects/{pid}/jobs/{jid}/log").text.startswith("$ ")
     results = client.get(f"/projects/{pid}/results").text
     assert "f1_macro" in results and "0.740" in results and results.count('class="mistake') == 2
     assert client.get(f"/projects/{pid}/jobs/{jid}/files/report.html").status_code == 200
@@ -317,17 +321,18 @@ def test_train_form_is_validated(client: TestClient) -> None:
     assert client.get("/api/projects/1/jobs/999").status_code == 404
 
 
-def test_estimate_before_training(client: TestClient) -> None:
+def test_estimate_before_training(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     pid = new_project(client)
     assert 'id="estimate-training"' in client.get(f"/projects/{pid}/train").text
     r = client.post(f"/api/projects/{pid}/estimate", data={"image_size": "32", "epochs": "1"})
     assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["seconds"] > 0 and body["human"].startswith("about ")
-    assert body["n_train"] + body["n_valid"] == 12
-    assert [c["image_size"] for c in body["candidates"]] == [32]
+    assert r.json() == {"seconds": 3.0, "human": "about 3 s", "images": 12}
     bad = client.post(f"/api/projects/{pid}/estimate", data={"epochs": "many"})
     assert bad.status_code == 400 and "whole number" in bad.json()["error"]
+    monkeypatch.setenv("FAKE_CLI_MODE", "fail")
+    failed = client.post(f"/api/projects/{pid}/estimate", data={})
+    assert failed.status_code == 400
+    assert failed.json()["error"] == "The time could not be measured: The model could not be measured."
     empty = new_project(client, "Empty", with_data=False)
     refused = client.post(f"/api/projects/{empty}/estimate", data={})
     assert refused.status_code == 400 and "not ready for training" in refused.json()["error"]
@@ -591,6 +596,7 @@ def test_job_commands_parse_with_the_real_cli(tmp_path: Path) -> None:
     args = train_args(tmp_path / "data", tmp_path / "run", _train_params(form))
     commands = [
         args,
+        [*train_args(tmp_path / "data", None, _train_params(form)), "--estimate-only", "--json"],
         ["evaluate", str(tmp_path / "run")],
         [
             "predict",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import re
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -15,21 +16,14 @@ from sortsight.errors import ConfigError, DataError
 from sortsight.studio import projects as pj
 from sortsight.studio import runs
 from sortsight.studio.core import JobDep, ProjectDep, Studio, StudioDep
-from sortsight.studio.runner import read_state
+from sortsight.studio.routes_data import data_summary
+from sortsight.studio.runner import error_line, read_state
 from sortsight.studio.store import Job, Project
 
 router = APIRouter()
 
-_ESTIMATE = re.compile(r"[^\n]*estimated about [^\n(]*")
-_AMOUNT = re.compile(r"estimated about ([\d.]+) (s|min|h)\b")
-
-
-def _seconds(line: str) -> float:
-    """Seconds in an "estimated about 6 min" line (0 when it says no amount)."""
-    match = _AMOUNT.search(line)
-    if not match:
-        return 0.0
-    return float(match.group(1)) * {"s": 1, "min": 60, "h": 3600}[match.group(2)]
+#: the longest "Estimate the time" may take (it measures a few batches; a loaded machine is slow)
+_ESTIMATE_TIMEOUT = 300
 
 
 def advanced_options() -> dict[str, tuple[Any, str]]:
@@ -118,9 +112,9 @@ def _train_params(form: dict[str, str]) -> dict[str, Any]:
     return params
 
 
-def train_args(data: Path, run: Path, params: dict[str, Any]) -> list[str]:
-    """The ``sortsight train`` arguments for ``params``."""
-    args = ["train", str(data), "--out", str(run)]
+def train_args(data: Path, run: Path | None, params: dict[str, Any]) -> list[str]:
+    """The ``sortsight train`` arguments for ``params`` (no ``--out`` when ``run`` is None)."""
+    args = ["train", str(data)] + (["--out", str(run)] if run is not None else [])
     for key, value in params.items():
         if key == "model" and value == "auto":
             continue
@@ -148,8 +142,6 @@ def _start_train(studio: Studio, project: Project, params: dict[str, Any]) -> Jo
 
 
 def _data_problem(studio: Studio, project: Project) -> str:
-    from sortsight.studio.routes_data import data_summary
-
     summary = data_summary(studio, project)
     if not summary.get("ok"):
         return str(summary.get("error", "no images yet"))
@@ -186,15 +178,41 @@ async def start_train(request: Request, studio: StudioDep, project: ProjectDep) 
 
 
 def _estimate(studio: Studio, project: Project, params: dict[str, Any]) -> dict[str, Any]:
-    from sortsight.config import TrainConfig, config_from_dict
-    from sortsight.estimate import estimate_training
-
+    """Run ``sortsight train --estimate-only --json`` with the form's settings; its JSON, plus words."""
     problem = _data_problem(studio, project)
     if problem:
         raise DataError(f"The data is not ready for training: {problem}")
     data = pj.data_dir(studio.project_dir(project))
-    config = config_from_dict(TrainConfig, {"data_path": str(data), **params}, what="training option")
-    return estimate_training(config).to_dict()
+    command = studio.step(*train_args(data, None, params), "--estimate-only", "--json")
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=_ESTIMATE_TIMEOUT, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DataError(
+            "Measuring took too long; start the training and watch its progress instead."
+        ) from exc
+    result = _json_object(done.stdout)
+    if done.returncode != 0 or not isinstance(result.get("seconds"), (int, float)):
+        detail = error_line(done.stderr + done.stdout) or f"exit code {done.returncode}"
+        raise DataError(f"The time could not be measured: {detail}")
+    seconds = float(result["seconds"])
+    images = sum(int(result.get(k) or 0) for k in ("n_train", "n_valid"))
+    if not images:
+        images = int(data_summary(studio, project).get("totals", {}).get("total", 0))
+    return {**result, "seconds": seconds, "human": runs.fmt_duration(seconds), "images": images}
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """The JSON object a command printed (all of its output, or its last line that is one)."""
+    for candidate in (text, *reversed(text.splitlines())):
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return {}
 
 
 @router.post("/api/projects/{project_id}/estimate")
@@ -226,18 +244,20 @@ def job_view(studio: Studio, project: Project, job: Job) -> dict[str, Any]:
         text = (folder / "log.txt").read_text(encoding="utf-8", errors="replace")
     except OSError:
         text = ""
-    view["log_tail"] = text[-4000:]
-    # the training engine measures a short warm-up and says "… estimated about 6 min …"
-    found = _ESTIMATE.findall(text)
-    view["estimate"] = found[-1].strip() if found else ""
-    view["estimate_seconds"] = sum(_seconds(line) for line in found)  # all candidates together
+    # the shown log leaves out the runner's "$ command" lines (the full log has them)
+    view["log_tail"] = "\n".join(line for line in text[-6000:].splitlines() if not line.startswith("$ "))[
+        -4000:
+    ]
     if job.kind == "train":
         run = runs.run_folder(folder)
+        progress = runs.train_progress(run)
+        view.update(progress.to_dict())
+        if job.active and view["step"] > 1:
+            view["now"] = "Checking the model on the held-out images"
         rows = runs.train_metrics(run)
         view["series"] = runs.metric_series(rows)
-        view["last_metrics"] = rows[-1] if rows else {}
         view["leaderboard"] = runs.read_leaderboard(run)
-        view["has_model"] = (run / "model" / "config.json").is_file()
+        view["has_model"] = progress.model_ready is not None or (run / "model" / "config.json").is_file()
         view["has_evaluation"] = (run / "evaluation.json").is_file()
     elif job.kind == "predict":
         csv_path = folder / "predictions.csv"
@@ -318,9 +338,6 @@ def results_page(
             rel = _project_rel(folder, str(item.get("path", "")))
             exists = rel is not None and (folder / rel).is_file()
             mistakes.append({**item, "rel": rel, "exists": exists})
-    summary_classes: list[str] = []
-    from sortsight.studio.routes_data import data_summary
-
     summary = data_summary(studio, project)
     summary_classes = list(summary.get("classes", []))
     finished = [j for j in studio.project_jobs(project, "train") if j.status == "finished"]
