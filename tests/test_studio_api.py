@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -290,7 +291,10 @@ def test_train_job_progress_leaderboard_and_results(client: TestClient, home: Pa
     assert client.get(f"/projects/{pid}/jobs/{jid}").status_code == 200
     assert client.get(f"/projects/{pid}/jobs/{jid}/log").text.startswith("$ ")
     results = client.get(f"/projects/{pid}/results").text
-    assert "f1_macro" in results and "0.740" in results and results.count('class="mistake') == 2
+    assert "F1 score (average over classes)</td><td>74.0%" in results and results.count('class="mistake') == 2
+    # the fake evaluation: [[3, 2], [0, 5]] on validation images of cats, dogs
+    assert "8 of 10 validation images right (80.0%); most confused: cats → dogs (2 images)." in results
+    assert "n_images" not in results.split("All numbers")[0]  # raw keys only under "All numbers"
     assert client.get(f"/projects/{pid}/jobs/{jid}/files/report.html").status_code == 200
     for bad in ("../../../../studio.sqlite", "..%2F..%2F..%2F..%2Fstudio.sqlite", "%2e%2e/%2e%2e/log.txt"):
         r = client.get(f"/projects/{pid}/jobs/{jid}/files/{bad}")
@@ -335,7 +339,7 @@ def test_estimate_before_training(client: TestClient, monkeypatch: pytest.Monkey
     assert failed.json()["error"] == "The time could not be measured: The model could not be measured."
     empty = new_project(client, "Empty", with_data=False)
     refused = client.post(f"/api/projects/{empty}/estimate", data={})
-    assert refused.status_code == 400 and "not ready for training" in refused.json()["error"]
+    assert refused.status_code == 400 and "has no images yet" in refused.json()["error"]
 
 
 def test_failed_job_shows_its_error(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -394,11 +398,14 @@ def test_relabel_delete_undo_and_retrain(client: TestClient, home: Path) -> None
     jid = start_training(client, pid)
     assert wait_job(client, pid, jid)["status"] == "finished"
     data = home / "projects/postcards/data"
+    assert 'id="undo"' not in client.get(f"/projects/{pid}/results").text  # nothing to undo yet
     r = client.post(
         f"/projects/{pid}/fix/relabel",
         data={"path": "data/cats/cats_0.png", "label": "dogs"},
         headers={"referer": f"{BASE}/projects/{pid}/results"},
     )
+    assert 'id="undo"' in r.text and "relabelled cats_0.png → dogs" in r.text
+    assert re.search(r"<li>\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d: relabelled", r.text)  # a human time
     assert r.status_code == 200 and "Moved cats_0.png to &#39;dogs&#39;" in r.text
     assert (data / "dogs/cats_0.png").is_file() and not (data / "cats/cats_0.png").exists()
     assert "moved or fixed" in r.text  # the gallery knows the file left
@@ -413,6 +420,7 @@ def test_relabel_delete_undo_and_retrain(client: TestClient, home: Path) -> None
     assert (data / "cats/cats_1.png").is_file()
     client.post(f"/projects/{pid}/fix/undo")
     assert (data / "cats/cats_0.png").is_file() and not (data / "dogs/cats_0.png").exists()
+    assert 'id="undo"' not in client.get(f"/projects/{pid}/results").text  # all undone
     r = client.post(f"/projects/{pid}/fix/undo")
     assert r.status_code == 400 and "nothing to undo" in r.text
     for bad in ("../../studio.sqlite", "trash/x.png", "data/cats/none.png", "jobs/1/run/model/config.json"):

@@ -67,6 +67,10 @@ def create_app(
     app.include_router(routes_train.router)
     app.include_router(routes_use.router)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> RedirectResponse:  # asked for by browsers before they read the page's <link>
+        return RedirectResponse("/static/favicon.svg", status_code=301)
+
     @app.middleware("http")
     async def require_token(request: Request, call_next: Any) -> Response:
         if not studio.token or request.url.path.startswith("/static/"):

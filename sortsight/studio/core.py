@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,7 +30,55 @@ _HERE = Path(__file__).parent
 
 
 def fmt_time(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
+    return fmt_stamp(ts) if ts else ""
+
+
+def fmt_stamp(stamp: str | float | None) -> str:
+    """An ISO time stamp (as action logs write it) or a Unix time, as "2 Dec 2026, 17:40" in local time."""
+    if isinstance(stamp, (int, float)):
+        moment = datetime.fromtimestamp(stamp)
+    else:
+        try:
+            moment = datetime.fromisoformat(str(stamp))
+        except ValueError:
+            return str(stamp or "")
+        if moment.tzinfo is not None:
+            moment = moment.astimezone()
+    return f"{moment.day} {moment:%b %Y, %H:%M}"
+
+
+def describe_job(job: Job) -> str:
+    """A job's settings in words ("default model, 5 epochs, learning rate 0.001")."""
+    params = job.params
+    if job.kind == "predict":
+        count = params.get("count", 0)
+        source = params.get("source", "")
+        words = [
+            f"{count} image{'s' if count != 1 else ''} "
+            + ("uploaded" if "uploaded" in source else f"from {source}")
+        ]
+        words.append(f"model of training #{params.get('model_job')}")
+        if params.get("threshold") is not None:
+            words.append(f"unsure below {params['threshold']}")
+        if params.get("sort"):
+            words.append("sorted into folders")
+        return ", ".join(words)
+    if job.kind != "train":
+        return ""
+    model = params.get("model", "auto")
+    words = ["default model" if model == "auto" else str(model)]
+    for key, value in params.items():
+        if key == "model":
+            continue
+        if key == "candidates":
+            words.append(f"{value} model{'s' if value != 1 else ''} compared" if value != 1 else "1 model")
+        elif key == "epochs":
+            words.append(f"{value} epoch{'s' if value != 1 else ''}")
+        elif key == "time_budget":
+            words.append(f"at most {value}")
+        else:
+            words.append(f"{key.replace('_', ' ')} {value}")
+    return ", ".join(words)
 
 
 def fmt_bytes(n: float) -> str:
@@ -67,6 +115,8 @@ class Studio:
         self.templates = Jinja2Templates(directory=str(_HERE / "templates"))
         self.templates.env.filters["when"] = fmt_time
         self.templates.env.filters["bytes"] = fmt_bytes
+        self.templates.env.filters["stamp"] = fmt_stamp
+        self.templates.env.filters["settings"] = describe_job
 
     # projects ---------------------------------------------------------------------------
     def project(self, project_id: int) -> Project:

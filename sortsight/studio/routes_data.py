@@ -27,6 +27,10 @@ router = APIRouter()
 
 _SAMPLES_PER_CLASS = 8
 _SUMMARY_FILE = ".data-summary.json"
+_NO_IMAGES = (
+    "This project has no images yet. Upload a zip with one folder per label, "
+    "or add images to a class, on the Data page."
+)
 
 
 def _redirect(url: str, msg: str = "") -> RedirectResponse:
@@ -113,6 +117,8 @@ def data_summary(studio: Studio, project: Project) -> dict[str, Any]:
         studio.summaries[project.id] = (signature, saved["summary"])
         return dict(saved["summary"])
     try:
+        if not any(p.is_file() for p in data.rglob("*")):
+            raise DataError(_NO_IMAGES)
         ds = scan(data)
     except SortsightError as exc:
         result: dict[str, Any] = {"ok": False, "error": str(exc), "samples": {}, "classes": []}

@@ -127,7 +127,7 @@ def _start_train(studio: Studio, project: Project, params: dict[str, Any]) -> Jo
     data = pj.data_dir(folder)
     summary_error = _data_problem(studio, project)
     if summary_error:
-        raise DataError(f"The data is not ready for training: {summary_error}")
+        raise DataError(f"Not ready for training yet. {summary_error}")
 
     def steps(job_folder: Path) -> list[list[str]]:
         run = runs.run_folder(job_folder)
@@ -146,7 +146,7 @@ def _data_problem(studio: Studio, project: Project) -> str:
     if not summary.get("ok"):
         return str(summary.get("error", "no images yet"))
     if len(summary.get("classes", [])) < 2:
-        return "it needs at least two classes."
+        return "A model needs at least two classes (labels). Add images of another class on the Data page."
     return ""
 
 
@@ -164,6 +164,7 @@ def train_page(request: Request, studio: StudioDep, project: ProjectDep) -> HTML
         project=project,
         tab="train",
         jobs=jobs,
+        data_problem=_data_problem(studio, project),
         models=model_choices(),
         advanced=advanced_options(),
         active=next((j for j in jobs if j.active), None),
@@ -181,7 +182,7 @@ def _estimate(studio: Studio, project: Project, params: dict[str, Any]) -> dict[
     """Run ``sortsight train --estimate-only --json`` with the form's settings; its JSON, plus words."""
     problem = _data_problem(studio, project)
     if problem:
-        raise DataError(f"The data is not ready for training: {problem}")
+        raise DataError(f"Not ready for training yet. {problem}")
     data = pj.data_dir(studio.project_dir(project))
     command = studio.step(*train_args(data, None, params), "--estimate-only", "--json")
     try:
@@ -322,6 +323,39 @@ def _mistakes(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(wrong, key=lambda r: -float(r.get("loss") or 0.0))
 
 
+#: the numbers of an evaluation shown up front, in words (the rest are under "All numbers")
+_MAIN_METRICS = {
+    "accuracy": "Accuracy",
+    "f1_macro": "F1 score (average over classes)",
+    "balanced_accuracy": "Balanced accuracy",
+}
+
+
+def verdict(evaluation: dict[str, Any]) -> str:
+    """One sentence on an evaluation: "99 of 100 test images right; most confused: t-shirt → pullover (3)".
+
+    Example:
+        >>> verdict({"split": "test", "labels": ["a", "b"], "confusion_matrix": [[5, 0], [2, 3]]})
+        '8 of 10 test images right (80.0%); most confused: b → a (2 images).'
+    """
+    matrix = evaluation.get("confusion_matrix") or []
+    labels = evaluation.get("labels") or []
+    total = sum(sum(int(n) for n in row) for row in matrix)
+    if not total:
+        return ""
+    right = sum(int(row[i]) for i, row in enumerate(matrix) if i < len(row))
+    split = "test" if evaluation.get("split") == "test" else "validation"
+    text = f"{right} of {total} {split} images right ({100 * right / total:.1f}%)"
+    worst = max(
+        ((int(n), i, j) for i, row in enumerate(matrix) for j, n in enumerate(row) if i != j),
+        default=(0, 0, 0),
+    )
+    if worst[0] and max(worst[1], worst[2]) < len(labels):
+        many = "image" if worst[0] == 1 else "images"
+        text += f"; most confused: {labels[worst[1]]} → {labels[worst[2]]} ({worst[0]} {many})"
+    return text + "."
+
+
 @router.get("/projects/{project_id}/results", response_class=HTMLResponse)
 def results_page(
     request: Request, studio: StudioDep, project: ProjectDep, job: int | None = None
@@ -341,6 +375,7 @@ def results_page(
     summary = data_summary(studio, project)
     summary_classes = list(summary.get("classes", []))
     finished = [j for j in studio.project_jobs(project, "train") if j.status == "finished"]
+    history = pj.fix_history(folder)[:20]
     return studio.render(
         request,
         "results.html",
@@ -350,8 +385,11 @@ def results_page(
         evaluation=evaluation,
         mistakes=mistakes,
         classes=summary_classes,
-        history=pj.fix_history(folder)[:20],
+        history=history,
+        can_undo=any(not h["undone"] for h in history),
         finished=finished,
+        verdict=verdict(evaluation) if evaluation else "",
+        main_metrics=_MAIN_METRICS,
     )
 
 

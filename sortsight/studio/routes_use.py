@@ -223,14 +223,15 @@ def _zip_folder(folder: Path, target: Path, prefix: str) -> None:
     log.info("zipped %s", target)
 
 
-def _zip_once(
-    studio: Studio, folder: Path, target: Path, prefix: str, *, newer_than: Path | None = None
-) -> None:
-    """Make ``target`` (a zip of ``folder``) unless it exists and is newer than ``newer_than``;
-    concurrent requests for one zip wait for a single build."""
+def _zip_once(studio: Studio, folder: Path, target: Path, prefix: str, *, fresh: bool = False) -> None:
+    """Make ``target`` (a zip of ``folder``) unless it exists (and, with ``fresh``, is newer than
+    every file of ``folder``, which a running training may still replace); concurrent requests
+    for one zip wait for a single build."""
     with studio.lock_for(target):
-        if target.is_file() and (newer_than is None or target.stat().st_mtime >= newer_than.stat().st_mtime):
-            return
+        if target.is_file():
+            newest = max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file()), default=0.0)
+            if not fresh or target.stat().st_mtime >= newest:
+                return
         _zip_folder(folder, target, prefix)
 
 
@@ -243,9 +244,7 @@ async def download_model(
     if job.kind != "train" or not (model / "config.json").is_file():
         raise DataError("This job has no trained model.")
     target = Path(job.folder) / "model.zip"
-    await run_in_threadpool(
-        lambda: _zip_once(studio, model, target, f"{project.slug}-model", newer_than=model / "config.json")
-    )
+    await run_in_threadpool(lambda: _zip_once(studio, model, target, f"{project.slug}-model", fresh=True))
     return FileResponse(target, media_type="application/zip", filename=f"{project.slug}-model-{job.id}.zip")
 
 

@@ -186,6 +186,7 @@ class TrainProgress:
     def to_dict(self) -> dict[str, Any]:
         return {
             "estimate_seconds": self.estimate_seconds,
+            "estimate_human": fmt_duration(self.estimate_seconds) if self.estimate_seconds else "",
             "now": self.now,
             "fraction": self.fraction,
             "model_ready": self.model_ready,
