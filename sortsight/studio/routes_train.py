@@ -332,28 +332,11 @@ _MAIN_METRICS = {
 
 
 def verdict(evaluation: dict[str, Any]) -> str:
-    """One sentence on an evaluation: "99 of 100 test images right; most confused: t-shirt → pullover (3)".
+    """One sentence on an ``evaluation.json``: "99 of 100 test images right; most confused: …"."""
+    from sortsight.report import summary_sentence
 
-    Example:
-        >>> verdict({"split": "test", "labels": ["a", "b"], "confusion_matrix": [[5, 0], [2, 3]]})
-        '8 of 10 test images right (80.0%); most confused: b → a (2 images).'
-    """
-    matrix = evaluation.get("confusion_matrix") or []
-    labels = evaluation.get("labels") or []
-    total = sum(sum(int(n) for n in row) for row in matrix)
-    if not total:
-        return ""
-    right = sum(int(row[i]) for i, row in enumerate(matrix) if i < len(row))
     split = "test" if evaluation.get("split") == "test" else "validation"
-    text = f"{right} of {total} {split} images right ({100 * right / total:.1f}%)"
-    worst = max(
-        ((int(n), i, j) for i, row in enumerate(matrix) for j, n in enumerate(row) if i != j),
-        default=(0, 0, 0),
-    )
-    if worst[0] and max(worst[1], worst[2]) < len(labels):
-        many = "image" if worst[0] == 1 else "images"
-        text += f"; most confused: {labels[worst[1]]} → {labels[worst[2]]} ({worst[0]} {many})"
-    return text + "."
+    return summary_sentence(evaluation.get("labels") or [], evaluation.get("confusion_matrix") or [], split)
 
 
 @router.get("/projects/{project_id}/results", response_class=HTMLResponse)
