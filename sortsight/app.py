@@ -15,15 +15,17 @@ served from Gradio's local cache, and the default theme's fonts ship with Gradio
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from sortsight.errors import ConfigError, ImageError, SortsightError
-from sortsight.space import find_examples, read_card, resolve_model_dir
+from sortsight.space import CardText, find_examples, read_card, resolve_model_dir
 
-__all__ = ["build_demo", "import_gradio", "launch_demo"]
+__all__ = ["build_demo", "demo_texts", "import_gradio", "launch_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,8 @@ def build_demo(
     gr = import_gradio()
     if top_k < 1:
         raise ConfigError(f"top_k must be at least 1, got {top_k}")
-    model_path, _ = resolve_model_dir(model_dir)
-    card = read_card(model_path)
+    model_path, run_dir = resolve_model_dir(model_dir)
+    default_title, default_description, default_article = demo_texts(read_card(model_path), run_dir)
     example_images = _load_examples(find_examples(model_dir, examples, limit=max_examples))
     from sortsight.predict import Classifier
 
@@ -93,13 +95,55 @@ def build_demo(
         outputs=gr.Label(num_top_classes=top_k, label="Prediction"),
         examples=[[im] for im in example_images] or None,
         cache_examples=False,
-        title=title or card.title,
-        description=description if description is not None else card.description,
-        article=article if article is not None else card.article,
+        title=title or default_title,
+        description=description if description is not None else default_description,
+        article=article if article is not None else default_article,
         flagging_mode="never",
         analytics_enabled=False,
         api_name="predict",
     )
+
+
+def demo_texts(card: CardText, run_dir: Path | None) -> tuple[str, str, str]:
+    """The demo page's title, description and article for a visitor.
+
+    From the model card, except where a card sortsight generated says it for programmers: the
+    title names the collection (not "… fine-tuned", which the kept model may not be), the
+    description says what to do and how often the model was right on the images held out from
+    training (``evaluation.json`` of the run: test accuracy when there was a test split), and the
+    article leaves out the dataset fingerprint.
+    """
+    from sortsight.report import report_title
+
+    title = card.title
+    if title.endswith(" fine-tuned with sortsight") and run_dir is not None:
+        title = f"{report_title(str(run_dir))} image classifier"
+    elif title.endswith(" fine-tuned with sortsight"):
+        title = "Image classifier"
+    description = card.description
+    if description.startswith("An image classifier that sorts images into"):
+        shown = ", ".join(card.labels[:12]) + (", …" if len(card.labels) > 12 else "")
+        description = f"Upload an image to see which of these {len(card.labels)} labels it gets: {shown}."
+    article = re.sub(r" \(dataset fingerprint `[^`]*`\)", "", card.article)
+    score = _score_line(run_dir)
+    if score:
+        description += "\n\n" + score
+        article = re.sub(r"(?ms)^## Validation results\n.*?(?=^## |\Z)", "", article).strip()
+    return title, description, article
+
+
+def _score_line(run_dir: Path | None) -> str:
+    """ "Right on 99.3% of 150 test images held out from training." from the run's evaluation."""
+    if run_dir is None:
+        return ""
+    try:
+        evaluation = json.loads((run_dir / "evaluation.json").read_text(encoding="utf-8"))
+        accuracy, count = float(evaluation["metrics"]["accuracy"]), int(evaluation["metrics"]["n_images"])
+    except (TypeError, OSError, ValueError, KeyError):
+        return ""
+    test = evaluation.get("split") == "test"
+    images = "test images held out from training" if test else "validation images"
+    return f"Right on {100 * accuracy:.1f}% of {count} {images}."
 
 
 def launch_demo(
@@ -109,6 +153,7 @@ def launch_demo(
     port: int | None = None,
     share: bool = False,
     block: bool = True,
+    on_ready: Callable[[str, str | None], None] | None = None,
 ) -> str:
     """Serve ``demo`` on ``host:port`` (127.0.0.1 and the first free port from 7860 by default).
 
@@ -118,6 +163,8 @@ def launch_demo(
         port: the port; ``None`` takes 7860 or the next free one.
         share: also open a public gradio.live link (needs internet).
         block: wait until Ctrl+C (``False`` returns at once, e.g. in tests and notebooks).
+        on_ready: called with the local and the public (``share``) address once serving, before
+            blocking; Gradio's own start-up lines are silenced (they name ``launch()`` arguments).
 
     Returns:
         The local URL.
@@ -126,14 +173,19 @@ def launch_demo(
         SortsightError: the port is taken or the address cannot be used.
     """
     try:
-        _, url, _ = demo.launch(server_name=host, server_port=port, share=share, show_error=True,
-                                prevent_thread_lock=not block, quiet=not block)
+        _, url, share_url = demo.launch(server_name=host, server_port=port, share=share, show_error=True,
+                                        prevent_thread_lock=True, quiet=True)
     except OSError as exc:
         where = f"{host}:{port}" if port else host
         raise SortsightError(
             f"cannot start the demo on {where} ({str(exc).split('.')[0]}): choose another --port or --host"
         ) from None
-    return str(url or demo.local_url or "")
+    local = str(url or demo.local_url or "")
+    if on_ready is not None:
+        on_ready(local, str(share_url) if share_url else None)
+    if block:
+        demo.block_thread()  # until Ctrl+C
+    return local
 
 
 def _load_examples(paths: Sequence[Path]) -> list[Any]:

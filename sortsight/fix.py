@@ -30,6 +30,7 @@ from typing import Any
 
 from sortsight.errors import DataError
 from sortsight.fileops import ActionLog, place_file, undo_log
+from sortsight.sources import SPLIT_ALIASES
 
 __all__ = [
     "ACTIONS",
@@ -37,6 +38,7 @@ __all__ = [
     "FixResult",
     "FixSummary",
     "apply_decisions",
+    "label_problem",
     "read_decisions",
     "relabel",
     "trash",
@@ -110,12 +112,24 @@ class FixSummary:
 # --------------------------------------------------------------------------- reading decisions
 
 
-def _check_label(label: str) -> str | None:
-    """The problem with ``label`` as a folder name, or None when it is fine."""
+def label_problem(label: str) -> str | None:
+    """The problem with ``label`` as a class (folder) name, or None when it is fine.
+
+    Split folder names (``train``, ``validation``, ``test`` and their aliases, any case) are
+    refused: a class folder with such a name would turn the data into split folders.
+
+    Example:
+        >>> label_problem("maps"), label_problem("Test")
+        (None, "'Test' is the name of a split folder (train, validation, test, …); choose another class name")
+    """
     if not label:
         return "relabel needs a new_label"
     if label in (".", "..") or label.startswith(".") or any(c in label for c in "/\\\0"):
         return f"new_label '{label}' is not a usable folder name"
+    if label.strip().lower() in SPLIT_ALIASES:
+        return (
+            f"'{label}' is the name of a split folder (train, validation, test, …); choose another class name"
+        )
     return None
 
 
@@ -180,7 +194,7 @@ def read_decisions(source: DecisionsSource, *, root: str | os.PathLike) -> list[
             problems.append(f"{where}: file '{raw_path}' not found (moved already?)")
             continue
         if action == "relabel":
-            issue = _check_label(new_label or "")
+            issue = label_problem(new_label or "")
             if issue:
                 problems.append(f"{where}: {issue}")
                 continue
@@ -263,7 +277,7 @@ def relabel(
     """
     root_path = Path(root).resolve()
     src = Path(path).resolve()
-    problem = _check_label(new_label)
+    problem = label_problem(new_label)
     if problem:
         raise DataError(f"Cannot relabel '{path}': {problem}.")
     if not src.is_relative_to(root_path) or src.parent == root_path:

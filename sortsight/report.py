@@ -2,7 +2,7 @@
 
 The page works offline and prints cleanly (controls are hidden on paper). Its top-losses
 section lets the reader mark images as *relabel* (to a chosen label) or *delete* and download
-those decisions as ``decisions.csv`` (``path,action,new_label``) for ``sortsight fix``; the
+those decisions as ``decisions.csv`` (``path,action,new_label``), which ``sortsight fix`` applies; the
 few lines of inline JavaScript that do this need no network and no server.
 """
 
@@ -25,7 +25,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["confusion_png", "reliability_png", "render_report", "thumbnail_data_uri", "write_report"]
+__all__ = [
+    "confusion_png",
+    "reliability_png",
+    "render_report",
+    "report_title",
+    "summary_sentence",
+    "thumbnail_data_uri",
+    "write_report",
+]
 
 _THUMB = 160
 
@@ -124,6 +132,47 @@ def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+_GENERIC_PARTS = {"model", "models", "run", "runs", "data", "jobs", "projects", "final", "checkpoints"}
+
+
+def report_title(model: str) -> str:
+    """A short name for a model: the last part of its path that is not a generic folder name.
+
+    Example:
+        >>> report_title("/home/me/.sortsight/projects/postcards/jobs/3/run/model")
+        'postcards'
+        >>> report_title("efficientnet_lite0")
+        'efficientnet_lite0'
+    """
+    parts = [p for p in Path(model).parts if p not in ("/", "") and not p.isdigit()]
+    named = [p for p in parts if p.lower() not in _GENERIC_PARTS]
+    return named[-1] if named else (parts[-1] if parts else "model")
+
+
+def summary_sentence(labels: list[str], confusion: list[list[int]], split: str) -> str:
+    """One sentence on a confusion matrix, e.g. "99 of 100 test images right (99.0%); most confused:
+    t-shirt → pullover (1 image)." (rows of ``confusion``: true labels; columns: predicted).
+
+    Example:
+        >>> summary_sentence(["a", "b"], [[5, 0], [2, 3]], "test")
+        '8 of 10 test images right (80.0%); most confused: b → a (2 images).'
+    """
+    total = sum(sum(int(n) for n in row) for row in confusion)
+    if not total:
+        return ""
+    right = sum(int(row[i]) for i, row in enumerate(confusion) if i < len(row))
+    text = f"{right} of {total} {split} images right ({100 * right / total:.1f}%)"
+    count, true, predicted = max(
+        ((int(n), i, j) for i, row in enumerate(confusion) for j, n in enumerate(row) if i != j),
+        default=(0, 0, 0),
+    )
+    if count and max(true, predicted) < len(labels):
+        text += (
+            f"; most confused: {labels[true]} → {labels[predicted]} ({count} image{'s' if count > 1 else ''})"
+        )
+    return text + "."
+
+
 def render_report(ev: Evaluation, *, thumbnails: bool = True) -> str:
     """The report as one HTML string (figures and thumbnails inlined as ``data:`` URIs)."""
     import jinja2
@@ -139,11 +188,13 @@ def render_report(ev: Evaluation, *, thumbnails: bool = True) -> str:
         losses.append({**row, "thumb": thumb, "name": Path(row["path"]).name})
     return env.get_template("report.html.j2").render(
         ev=ev,
+        title=report_title(ev.model),
+        sentence=summary_sentence(ev.labels, ev.confusion, "test" if ev.split == "test" else ev.split),
         metric_rows=_metric_rows(ev.metrics),
         confusion_uri=_png_uri(confusion_png(ev)),
         reliability_uri=_png_uri(reliability_png(ev)),
         losses=losses,
-        created=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        created=_dt.datetime.now().strftime("%d %b %Y, %H:%M").lstrip("0"),
         version=__version__,
     )
 

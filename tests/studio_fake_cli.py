@@ -1,9 +1,11 @@
 """A quick stand-in for the sortsight CLI, used by the studio's API tests through ``create_app(cli=...)``.
 
-It writes the same files as the real commands (run folder, evaluation.json, predictions.csv) in
-milliseconds, so the API tests exercise the studio, not training. ``FAKE_CLI_MODE`` in the
-environment makes it ``fail`` (exit 1 with an ``Error:`` line) or ``sleep`` (run until stopped).
-The browser test runs the real CLI.
+It writes the same files as the real commands (run folder with ``events.jsonl`` as the
+library/studio contract says, evaluation.json, predictions.csv) in milliseconds, so the API tests
+exercise the studio, not training; ``train --estimate-only --json`` prints ``{"seconds": …}``.
+``FAKE_CLI_MODE`` in the environment makes it ``fail`` (exit 1 with an ``Error:`` line) or
+``sleep`` (run until stopped); ``FAKE_CLI_GATE=PATH`` holds training after the first model is
+ready until PATH exists.
 """
 
 from __future__ import annotations
@@ -20,17 +22,57 @@ def _opt(args: list[str], name: str, default: str | None = None) -> str | None:
     return args[args.index(name) + 1] if name in args else default
 
 
+class Events:
+    """Writes ``RUN/events.jsonl`` exactly as the contract between the library and the studio says:
+    one ``{"time", "phase", "step", "total", "metrics", "eta", "message"}`` object per line."""
+
+    def __init__(self, run: Path) -> None:
+        self.path = run / "events.jsonl"
+
+    def __call__(
+        self,
+        phase: str,
+        step: int = 0,
+        total: int = 0,
+        eta: float | None = None,
+        message: str = "",
+        **metrics: object,
+    ) -> None:
+        event = {"time": time.time(), "phase": phase, "step": step, "total": total, "metrics": metrics}
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({**event, "eta": eta, "message": message}) + "\n")
+
+
+def _wait_for_gate() -> None:
+    """With FAKE_CLI_GATE=PATH, wait (at most 60 s) until PATH exists: a test holds training there."""
+    gate = os.environ.get("FAKE_CLI_GATE")
+    deadline = time.monotonic() + 60
+    while gate and not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def train(args: list[str]) -> int:
-    data, run = Path(args[0]), Path(_opt(args, "--out") or "run")
+    data = Path(args[0])
     mode = os.environ.get("FAKE_CLI_MODE", "")
+    if "--estimate-only" in args:
+        if mode == "fail":
+            print("Error: The model could not be measured.", file=sys.stderr)
+            return 1
+        print("efficientnet_lite0 at 224 px: about 3 s (fp32)", file=sys.stderr)  # progress goes to stderr
+        print(json.dumps({"seconds": 3.0}, indent=2) if "--json" in args else "about 3 s")
+        return 0
+    run = Path(_opt(args, "--out") or "run")
     if mode == "fail":
         print("loading…")
         print("Error: Class 'dogs' has 1 image; add images or lower valid_split.", file=sys.stderr)
         return 1
     epochs = int(_opt(args, "--epochs", "2") or 2)
     run.mkdir(parents=True, exist_ok=True)
+    event = Events(run)
     classes = sorted(p.name for p in data.iterdir() if p.is_dir())
-    print("efficientnet_lite0 at 224px: estimated about 3 s")
+    event("estimate", 0, 0, 3.0, "efficientnet_lite0 at 224px: estimated about 3 s", seconds=3.0)
+    event("cache", 6, 12, 1.5)
+    event("features", 12, 12, 0.0)
     candidates = int(_opt(args, "--candidates", "1") or 1)
     if candidates > 1:  # like the real engine: one folder per candidate, then leaderboard.json
         rows = []
@@ -44,38 +86,54 @@ def train(args: list[str]) -> int:
                     )
             rows.append({"rank": 2 - i, "model": slug, "val_accuracy": 0.5 + 0.1 * i, "model_dir": str(out)})
         (run / "leaderboard.json").write_text(json.dumps(rows[::-1]), encoding="utf-8")
+    # the head (epoch 0) scores 0.8; fine-tuning never beats it, so the head is kept
+    scores = [0.8] + [0.5 + 0.1 * epoch for epoch in range(1, epochs + 1)]
+    model = run / "model"
     with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
-        for epoch in range(epochs + 1):
-            fh.write(
-                json.dumps(
-                    {
-                        "candidate": "efficientnet_lite0",
-                        "epoch": epoch,
-                        "val_accuracy": 0.5 + 0.1 * epoch,
-                        "val_loss": 1.0 / (epoch + 1),
-                    }
-                )
-                + "\n"
-            )
+        for epoch, accuracy in enumerate(scores):
+            row = {
+                "candidate": "efficientnet_lite0",
+                "epoch": epoch,
+                "val_accuracy": accuracy,
+                "val_loss": 1.0 / (epoch + 1),
+            }
+            fh.write(json.dumps(row) + "\n")
             fh.flush()
+            if epoch == 0:
+                event("head", 1, 1, None, "", accuracy=accuracy)
+                model.mkdir(exist_ok=True)
+                config = {"id2label": dict(enumerate(classes))}
+                (model / "config.json").write_text(json.dumps(config), encoding="utf-8")
+                (model / "model.safetensors").write_bytes(b"not really weights")
+                event("model_ready", model_dir=str(model), stage="head", val_accuracy=accuracy)
+                _wait_for_gate()
+            else:
+                event("validate", epoch, epochs, 2.0 * (epochs - epoch), "", **row)
             if mode == "sleep":
                 time.sleep(60)
-    model = run / "model"
-    model.mkdir(exist_ok=True)
-    (model / "config.json").write_text(json.dumps({"id2label": dict(enumerate(classes))}), encoding="utf-8")
-    (model / "model.safetensors").write_bytes(b"not really weights")
+    event("model_ready", model_dir=str(model), stage="final", val_accuracy=0.8)
     (run / "sortsight.json").write_text(
         json.dumps(
             {
                 "data_path": str(data),
                 "status": "done",
                 "candidates": [
-                    {"rank": 1, "model": "efficientnet_lite0", "val_accuracy": 0.7, "model_dir": str(model)}
+                    {
+                        "rank": 1,
+                        "model": "efficientnet_lite0",
+                        "image_size": 224,
+                        "val_accuracy": 0.8,
+                        "chosen": "head",
+                        "stopped": "early_stopping",
+                        "seconds": 1.5,
+                        "model_dir": str(model),
+                    }
                 ],
             }
         ),
         encoding="utf-8",
     )
+    event("done", 1, 1, 0.0, f"Kept efficientnet_lite0 (head) in {model}", chosen="head", val_accuracy=0.8)
     return 0
 
 

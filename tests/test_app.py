@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -75,13 +76,16 @@ def test_missing_gradio_says_how_to_install(run_dir: Path, monkeypatch: pytest.M
 
 def test_cli_app_launches_on_loopback_by_default(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, Any]] = []
+    blocked: list[bool] = []
     monkeypatch.setattr(gr.Interface, "launch",
                         lambda self, **kw: (calls.append(kw), "http://127.0.0.1:7860/", None))
+    monkeypatch.setattr(gr.Interface, "block_thread", lambda self: blocked.append(True))
     result = CliRunner().invoke(cli, ["app", str(run_dir), "--engine", "eager"])
     assert result.exit_code == 0, result.output
     assert calls[0]["server_name"] == "127.0.0.1" and calls[0]["share"] is False
-    assert calls[0]["prevent_thread_lock"] is False  # serves until Ctrl+C
-    assert "Warning" not in result.output
+    assert calls[0]["quiet"] is True and blocked == [True]  # serves until Ctrl+C
+    assert "Demo running at http://127.0.0.1:7860/" in result.output
+    assert "Warning" not in result.output and "share=True" not in result.output
 
     result = CliRunner().invoke(cli, ["app", str(run_dir), "--engine", "eager", "--host", "0.0.0.0",
                                       "--port", "7999", "--share"])
@@ -117,3 +121,31 @@ def test_cli_app_port_taken_is_a_one_line_error(run_dir: Path) -> None:
     assert result.exit_code == 1
     assert f"Error: cannot start the demo on 127.0.0.1:{port}" in result.output
     assert "Traceback" not in result.output
+
+
+def test_demo_texts_for_a_generated_card(run_dir: Path, tmp_path: Path) -> None:
+    """A card sortsight wrote: no "fine-tuned" title, the test accuracy, no dataset fingerprint."""
+    from sortsight.app import demo_texts
+    from sortsight.space import CardText
+
+    card = CardText(
+        title="efficientnet_lite0 fine-tuned with sortsight",
+        description="An image classifier that sorts images into 2 classes: `circle`, `square`.",
+        article="## Validation results\n\n| accuracy | 97.0% |\n\n## Training data\n\n"
+        "Images per label and split (dataset fingerprint `ab12cd`):\n\n"
+        "## Limitations\n\n- Only these labels.",
+        license=None,
+        labels=LABELS,
+    )
+    run = tmp_path / "postcards" / "run"
+    run.mkdir(parents=True)
+    title, description, article = demo_texts(card, run)
+    assert title == "postcards image classifier" and "fine-tuned" not in title
+    assert description == "Upload an image to see which of these 2 labels it gets: circle, square."
+    assert "fingerprint" not in article and "Validation results" in article  # no evaluation: kept
+    evaluation = {"split": "test", "metrics": {"accuracy": 0.9933, "n_images": 150}}
+    (run / "evaluation.json").write_text(json.dumps(evaluation), encoding="utf-8")
+    title, description, article = demo_texts(card, run)
+    assert description.endswith("Right on 99.3% of 150 test images held out from training.")
+    assert "Validation results" not in article and article.startswith("## Training data")
+    assert "Limitations" in article

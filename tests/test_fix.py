@@ -181,3 +181,16 @@ def test_cli_fix_and_undo(image_folder: Path, tmp_path: Path) -> None:
         result = runner.invoke(cli, args)
         assert result.exit_code == 1 and "Error:" in result.output and message in result.output
         assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("label", ["train", "Validation", "test", "val", "dev", "testing"])
+def test_split_folder_names_are_refused_as_labels(image_folder: Path, tmp_path: Path, label: str) -> None:
+    """A class folder named like a split would turn the data into split folders (and hide classes)."""
+    before = _tree(image_folder)
+    decisions = _write_csv(tmp_path / "d.csv", [("cats/cats_000.png", "relabel", label)])
+    result = CliRunner().invoke(cli, ["fix", str(decisions), "--root", str(image_folder)])
+    assert result.exit_code == 1 and f"'{label}' is the name of a split folder" in result.output
+    assert "Traceback" not in result.output
+    with pytest.raises(DataError, match="is the name of a split folder"):
+        relabel(image_folder / "cats/cats_000.png", label, root=image_folder)
+    assert _tree(image_folder) == before and not (image_folder / "sortsight-moves.jsonl").exists()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
-import stat
 import sys
 import time
 import zipfile
@@ -21,80 +21,23 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi")
-from conftest import make_image
 from fastapi.testclient import TestClient
+from studio_helpers import (
+    BASE,
+    FAKE_CLI,
+    client,
+    home,
+    make_zip,
+    new_project,
+    png_bytes,
+    start_training,
+    studio_client,
+    wait_job,
+)
 
-from sortsight.studio import create_app
 from sortsight.studio.uploads import UploadLimits
 
-FAKE_CLI = (sys.executable, str(Path(__file__).parent / "studio_fake_cli.py"))
-
-
-def png_bytes(label_index: int = 0, seed: int = 0) -> bytes:
-    buffer = io.BytesIO()
-    make_image(label_index, seed=seed).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def make_zip(entries: dict[str, bytes], *, symlink: str | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-        if symlink:
-            info = zipfile.ZipInfo(symlink)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            archive.writestr(info, "/etc/passwd")
-    return buffer.getvalue()
-
-
-def class_zip(per_class: int = 6, prefix: str = "") -> bytes:
-    return make_zip(
-        {
-            f"{prefix}{name}/{name}_{i}.png": png_bytes(ci, i)
-            for ci, name in enumerate(("cats", "dogs"))
-            for i in range(per_class)
-        }
-    )
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def client(home: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(home, cli=FAKE_CLI)) as c:
-        yield c
-
-
-def new_project(client: TestClient, name: str = "Postcards", with_data: bool = True) -> int:
-    r = client.post("/projects", data={"name": name})
-    assert r.status_code == 200
-    pid = int(str(r.url).split("/projects/")[1].split("/")[0])
-    if with_data:
-        r = client.post(
-            f"/projects/{pid}/data/zip", files={"archive": ("d.zip", class_zip(), "application/zip")}
-        )
-        assert "Added 12 image(s)" in r.text
-    return pid
-
-
-def wait_job(client: TestClient, pid: int, jid: int, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = client.get(f"/api/projects/{pid}/jobs/{jid}").json()
-        if view["status"] not in ("queued", "running"):
-            return view
-        time.sleep(0.1)
-    raise AssertionError(f"job {jid} still running after {timeout}s")
-
-
-def start_training(client: TestClient, pid: int, **form: str) -> int:
-    r = client.post(f"/projects/{pid}/train", data={"model": "auto", "epochs": "2", **form})
-    assert r.status_code == 200, r.text
-    return int(str(r.url).rstrip("/").split("/jobs/")[1].split("?")[0])
+__all__ = ["client", "home"]  # fixtures shared from studio_helpers
 
 
 # projects -----------------------------------------------------------------------------------
@@ -215,7 +158,7 @@ def test_unsafe_zips_are_refused(
 
 def test_zip_size_caps_and_not_a_zip(home: Path) -> None:
     limits = UploadLimits(max_unzipped_bytes=50_000, max_zip_entries=30)
-    with TestClient(create_app(home, limits=limits)) as client:
+    with studio_client(home, limits=limits) as client:
         pid = new_project(client, with_data=False)
         big = make_zip({f"cats/{i}.png": os.urandom(20_000) for i in range(3)})  # 60 KB unpacked
         r = client.post(f"/projects/{pid}/data/zip", files={"archive": ("big.zip", big, "application/zip")})
@@ -230,7 +173,7 @@ def test_zip_size_caps_and_not_a_zip(home: Path) -> None:
 
 
 def test_upload_body_limit_with_and_without_content_length(home: Path) -> None:
-    with TestClient(create_app(home, limits=UploadLimits(max_request_bytes=100_000))) as client:
+    with studio_client(home, limits=UploadLimits(max_request_bytes=100_000)) as client:
         pid = new_project(client, with_data=False)
         r = client.post(
             f"/projects/{pid}/data/files",
@@ -316,7 +259,7 @@ def test_thumbnails_and_path_escapes(client: TestClient, home: Path) -> None:
 
 # token --------------------------------------------------------------------------------------
 def test_token_is_required_when_set(home: Path) -> None:
-    with TestClient(create_app(home, token="s3cret")) as client:
+    with studio_client(home, token="s3cret") as client:
         assert client.get("/").status_code == 401
         assert client.get("/?token=wrong").status_code == 401
         assert client.post("/projects", data={"name": "x"}).status_code == 401
@@ -336,15 +279,22 @@ def test_train_job_progress_leaderboard_and_results(client: TestClient, home: Pa
     view = wait_job(client, pid, jid)
     assert view["status"] == "finished", view
     assert view["has_model"] and view["has_evaluation"]
-    assert view["series"]["efficientnet_lite0"]["val_accuracy"] == [[0.0, 0.5], [1.0, 0.6], [2.0, 0.7]]
-    assert view["leaderboard"][0]["val_accuracy"] == 0.7
+    assert view["series"]["efficientnet_lite0"]["val_accuracy"] == [[0.0, 0.8], [1.0, 0.6], [2.0, 0.7]]
+    assert view["leaderboard"][0]["val_accuracy"] == 0.8
     steps = json.loads((home / f"projects/postcards/jobs/{jid}/steps.json").read_text())
     assert steps[0][-8:] == ["--epochs", "2", "--candidates", "1", "--lr", "0.001", "--batch-size", "8"]
-    assert "estimated about 3 s" in view["log_tail"] and view["estimate_seconds"] == 3
+    # followed through events.jsonl: the estimate, and the kept model (the head, 0.8) as headline
+    assert view["estimate_seconds"] == 3.0 and view["model_ready"]["stage"] == "final"
+    assert view["done"]["chosen"] == "head"
+    assert view["headline"] == "Finished. Kept the first model: validation accuracy 80.0%."
+    assert "$ " not in view["log_tail"]  # the runner's command lines stay in the full log only
     assert client.get(f"/projects/{pid}/jobs/{jid}").status_code == 200
-    assert "estimated about" in client.get(f"/projects/{pid}/jobs/{jid}/log").text
+    assert client.get(f"/projects/{pid}/jobs/{jid}/log").text.startswith("$ ")
     results = client.get(f"/projects/{pid}/results").text
-    assert "f1_macro" in results and "0.740" in results and results.count('class="mistake') == 2
+    assert "F1 score (average over classes)</td><td>74.0%" in results and results.count('class="mistake') == 2
+    # the fake evaluation: [[3, 2], [0, 5]] on validation images of cats, dogs
+    assert "8 of 10 validation images right (80.0%); most confused: cats → dogs (2 images)." in results
+    assert "n_images" not in results.split("All numbers")[0]  # raw keys only under "All numbers"
     assert client.get(f"/projects/{pid}/jobs/{jid}/files/report.html").status_code == 200
     for bad in ("../../../../studio.sqlite", "..%2F..%2F..%2F..%2Fstudio.sqlite", "%2e%2e/%2e%2e/log.txt"):
         r = client.get(f"/projects/{pid}/jobs/{jid}/files/{bad}")
@@ -375,20 +325,21 @@ def test_train_form_is_validated(client: TestClient) -> None:
     assert client.get("/api/projects/1/jobs/999").status_code == 404
 
 
-def test_estimate_before_training(client: TestClient) -> None:
+def test_estimate_before_training(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     pid = new_project(client)
     assert 'id="estimate-training"' in client.get(f"/projects/{pid}/train").text
     r = client.post(f"/api/projects/{pid}/estimate", data={"image_size": "32", "epochs": "1"})
     assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["seconds"] > 0 and body["human"].startswith("about ")
-    assert body["n_train"] + body["n_valid"] == 12
-    assert [c["image_size"] for c in body["candidates"]] == [32]
+    assert r.json() == {"seconds": 3.0, "human": "about 3 s", "images": 12}
     bad = client.post(f"/api/projects/{pid}/estimate", data={"epochs": "many"})
     assert bad.status_code == 400 and "whole number" in bad.json()["error"]
+    monkeypatch.setenv("FAKE_CLI_MODE", "fail")
+    failed = client.post(f"/api/projects/{pid}/estimate", data={})
+    assert failed.status_code == 400
+    assert failed.json()["error"] == "The time could not be measured: The model could not be measured."
     empty = new_project(client, "Empty", with_data=False)
     refused = client.post(f"/api/projects/{empty}/estimate", data={})
-    assert refused.status_code == 400 and "not ready for training" in refused.json()["error"]
+    assert refused.status_code == 400 and "has no images yet" in refused.json()["error"]
 
 
 def test_failed_job_shows_its_error(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -416,12 +367,12 @@ def test_stop_and_one_training_at_a_time(client: TestClient, monkeypatch: pytest
 
 def test_restart_shows_true_state_never_stuck_running(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_CLI_MODE", "sleep")
-    with TestClient(create_app(home, cli=FAKE_CLI)) as first:
+    with studio_client(home, cli=FAKE_CLI) as first:
         pid = new_project(first)
         jid = start_training(first, pid)
         pid_of_runner = first.app.state.studio.store.get_job(jid).pid  # type: ignore[attr-defined]
     # a new studio (restart) sees the runner still alive
-    with TestClient(create_app(home, cli=FAKE_CLI)) as second:
+    with studio_client(home, cli=FAKE_CLI) as second:
         assert second.get(f"/api/projects/{pid}/jobs/{jid}").json()["status"] == "running"
         # the job's processes die without a word (kill -9 of the whole group, e.g. out of memory)
         os.killpg(pid_of_runner, signal.SIGKILL)
@@ -436,7 +387,7 @@ def test_restart_shows_true_state_never_stuck_running(home: Path, monkeypatch: p
             except ProcessLookupError:
                 break
             time.sleep(0.05)
-    with TestClient(create_app(home, cli=FAKE_CLI)) as third:
+    with studio_client(home, cli=FAKE_CLI) as third:
         view = third.get(f"/api/projects/{pid}/jobs/{jid}").json()
         assert view["status"] == "failed" and "ended without reporting a result" in view["error"]
 
@@ -447,11 +398,14 @@ def test_relabel_delete_undo_and_retrain(client: TestClient, home: Path) -> None
     jid = start_training(client, pid)
     assert wait_job(client, pid, jid)["status"] == "finished"
     data = home / "projects/postcards/data"
+    assert 'id="undo"' not in client.get(f"/projects/{pid}/results").text  # nothing to undo yet
     r = client.post(
         f"/projects/{pid}/fix/relabel",
         data={"path": "data/cats/cats_0.png", "label": "dogs"},
-        headers={"referer": f"http://testserver/projects/{pid}/results"},
+        headers={"referer": f"{BASE}/projects/{pid}/results"},
     )
+    assert 'id="undo"' in r.text and "relabelled cats_0.png → dogs" in r.text
+    assert re.search(r"<li>\d{1,2} [A-Z][a-z]{2} \d{4}, \d\d:\d\d: relabelled", r.text)  # a human time
     assert r.status_code == 200 and "Moved cats_0.png to &#39;dogs&#39;" in r.text
     assert (data / "dogs/cats_0.png").is_file() and not (data / "cats/cats_0.png").exists()
     assert "moved or fixed" in r.text  # the gallery knows the file left
@@ -466,6 +420,7 @@ def test_relabel_delete_undo_and_retrain(client: TestClient, home: Path) -> None
     assert (data / "cats/cats_1.png").is_file()
     client.post(f"/projects/{pid}/fix/undo")
     assert (data / "cats/cats_0.png").is_file() and not (data / "dogs/cats_0.png").exists()
+    assert 'id="undo"' not in client.get(f"/projects/{pid}/results").text  # all undone
     r = client.post(f"/projects/{pid}/fix/undo")
     assert r.status_code == 400 and "nothing to undo" in r.text
     for bad in ("../../studio.sqlite", "trash/x.png", "data/cats/none.png", "jobs/1/run/model/config.json"):
@@ -484,11 +439,26 @@ def test_relabel_delete_undo_and_retrain(client: TestClient, home: Path) -> None
 
 
 # use ----------------------------------------------------------------------------------------
+@pytest.fixture
+def allowed(tmp_path: Path) -> Path:
+    """A folder the studio of ``folder_client`` may read."""
+    folder = tmp_path / "allowed"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def folder_client(home: Path, allowed: Path) -> Iterator[TestClient]:
+    with studio_client(home, cli=FAKE_CLI, folders=[allowed]) as c:
+        yield c
+
+
 def test_predict_uploads_folder_csv_sort_and_model_zip(
-    client: TestClient, home: Path, tmp_path: Path
+    folder_client: TestClient, home: Path, allowed: Path
 ) -> None:
+    client = folder_client
     pid = new_project(client)
-    r = client.post(f"/projects/{pid}/use/folder", data={"folder": str(tmp_path)})
+    r = client.post(f"/projects/{pid}/use/folder", data={"folder": str(allowed)})
     assert r.status_code == 400 and "no trained model" in r.text
     jid = start_training(client, pid)
     wait_job(client, pid, jid)
@@ -515,7 +485,9 @@ def test_predict_uploads_folder_csv_sort_and_model_zip(
     assert client.get(f"/projects/{pid}/jobs/{prid}/model.zip").status_code == 400
     assert client.get(f"/projects/{pid}/jobs/{jid}/predictions.csv").status_code == 400
     # a folder on the server
-    folder = tmp_path / "incoming"
+    use_page = client.get(f"/projects/{pid}/use").text
+    assert "may read these folders" in use_page and f"<code>{allowed}</code>" in use_page
+    folder = allowed / "incoming"
     folder.mkdir()
     for i in range(3):
         (folder / f"scan{i}.png").write_bytes(png_bytes(i % 2, i))
@@ -523,10 +495,12 @@ def test_predict_uploads_folder_csv_sort_and_model_zip(
     view = wait_job(client, pid, int(str(r.url).split("/jobs/")[1].split("?")[0]))
     assert view["predicted"] == 3
     for form, message in (
-        ({"folder": str(tmp_path / "missing")}, "not found"),
+        ({"folder": str(allowed / "missing")}, "not found"),
         ({"folder": str(folder), "threshold": "2"}, "between 0 and 1"),
         ({"folder": str(folder), "model_job": "999"}, "has no model"),
-        ({"folder": str(home / "projects/postcards/trash")}, "not found"),
+        ({"folder": str(home / "projects/postcards/data")}, "only read folders you allowed"),
+        ({"folder": f"{allowed}/../../home"}, "only read folders you allowed"),
+        ({"folder": "incoming"}, "not a full path"),
     ):
         r = client.post(f"/projects/{pid}/use/folder", data=form)
         assert r.status_code == 400 and message in r.text, form
@@ -546,7 +520,7 @@ def test_data_doctor_findings_and_fix_from_the_data_page(client: TestClient, hom
     r = client.post(
         f"/projects/{pid}/fix/relabel",
         data={"path": "data/cats/cats_0.png", "label": "dogs"},
-        headers={"referer": f"http://testserver/projects/{pid}/data"},
+        headers={"referer": f"{BASE}/projects/{pid}/data"},
     )
     assert r.status_code == 200 and "<h1>Data</h1>" in r.text and "moved or fixed" in r.text
     assert (home / "projects/postcards/data/dogs/cats_0.png").is_file()
@@ -564,7 +538,7 @@ def test_space_export_needs_a_model(client: TestClient) -> None:
 def test_cross_site_posts_are_refused(client: TestClient) -> None:
     r = client.post("/projects", data={"name": "x"}, headers={"origin": "http://evil.example"})
     assert r.status_code == 403 and client.get("/api/projects").json() == []
-    r = client.post("/projects", data={"name": "x"}, headers={"origin": "http://testserver"})
+    r = client.post("/projects", data={"name": "x"}, headers={"origin": BASE})
     assert r.status_code == 200
 
 
@@ -630,6 +604,7 @@ def test_job_commands_parse_with_the_real_cli(tmp_path: Path) -> None:
     args = train_args(tmp_path / "data", tmp_path / "run", _train_params(form))
     commands = [
         args,
+        [*train_args(tmp_path / "data", None, _train_params(form)), "--estimate-only", "--json"],
         ["evaluate", str(tmp_path / "run")],
         [
             "predict",

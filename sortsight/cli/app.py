@@ -57,5 +57,8 @@ def app(
     if share:
         click.secho("Warning: --share makes the demo public on a gradio.live address while it runs.",
                     fg="yellow", err=True)
-    click.echo("Press Ctrl+C to stop.", err=True)
-    launch_demo(demo, host=host, port=port, share=share)
+    def ready(url: str, public: str | None) -> None:
+        click.echo(f"Demo running at {url}" + (f" (public address: {public})" if public else ""))
+        click.echo("Press Ctrl+C to stop.", err=True)
+
+    launch_demo(demo, host=host, port=port, share=share, on_ready=ready)

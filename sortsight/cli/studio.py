@@ -43,13 +43,40 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
     type=click.IntRange(1, 1_000_000),
     help="Largest upload (one request) in MB.",
 )
-def studio(host: str, port: int, home: Path, token: str | None, max_upload_mb: int) -> None:
+@click.option(
+    "--allow-folder",
+    "folders",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    envvar="SORTSIGHT_STUDIO_FOLDERS",
+    help="A folder on this computer whose images the studio may sort (repeat for more; "
+    "or list them in SORTSIGHT_STUDIO_FOLDERS, separated like PATH). Default: none.",
+)
+@click.option(
+    "--allow-host",
+    "extra_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Another host name the studio answers to (e.g. behind a proxy). Requests addressed to "
+    "any other name are refused.",
+)
+def studio(
+    host: str,
+    port: int,
+    home: Path,
+    token: str | None,
+    max_upload_mb: int,
+    folders: tuple[Path, ...],
+    extra_hosts: tuple[str, ...],
+) -> None:
     """Start the studio web app: projects, upload, train, fix mistakes, sort new images.
 
     Open the printed address in a browser. Stop with Ctrl+C (running jobs go on and are found
-    again at the next start).
+    again at the next start). The studio reads no folder of this computer unless you allow it
+    with --allow-folder, and answers only to its own address (no other site can drive it).
     """
     from sortsight.studio import create_app
+    from sortsight.studio.security import own_host_names
     from sortsight.studio.uploads import UploadLimits
 
     if host not in _LOOPBACK:
@@ -64,11 +91,14 @@ def studio(host: str, port: int, home: Path, token: str | None, max_upload_mb: i
             err=True,
         )
     limits = UploadLimits(max_request_bytes=max_upload_mb * 1024**2)
-    app = create_app(home, token=token, limits=limits)
+    hosts = (*own_host_names(host), *extra_hosts)
+    app = create_app(home, token=token, limits=limits, hosts=hosts, folders=folders)
     import uvicorn
 
     shown = "127.0.0.1" if host in _OPEN_HOSTS else host
     address = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/"
     click.echo(f"sortsight studio: open {address}{'?token=' + token if token else ''}")
     click.echo(f"Projects are stored in {home.expanduser().resolve()}. Press Ctrl+C to stop.")
+    if folders:
+        click.echo("Folders it may sort: " + ", ".join(str(f.resolve()) for f in folders))
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -15,6 +16,7 @@ from starlette.exceptions import HTTPException
 from sortsight.errors import SortsightError
 from sortsight.studio.core import Studio
 from sortsight.studio.jobs import DEFAULT_CLI
+from sortsight.studio.security import LOOPBACK_HOSTS, HostGuard
 from sortsight.studio.uploads import BodyLimit, UploadLimits
 
 __all__ = ["create_app"]
@@ -28,6 +30,8 @@ def create_app(
     token: str | None = None,
     limits: UploadLimits | None = None,
     cli: tuple[str, ...] | None = None,
+    hosts: Sequence[str] = LOOPBACK_HOSTS,
+    folders: Sequence[str | Path] = (),
 ) -> FastAPI:
     """Build the studio web app over the projects in ``home``.
 
@@ -37,6 +41,10 @@ def create_app(
             ``Authorization: Bearer …`` header).
         limits: upload size caps (defaults: :class:`UploadLimits`).
         cli: the command that runs sortsight's CLI for jobs (default ``python -m sortsight``).
+        hosts: the host names requests may be addressed to (the ``Host`` header); any other is
+            refused, which stops DNS-rebinding pages. Default: this computer's loopback names.
+        folders: folders on this computer whose images the Use page may read ("A folder on this
+            computer"); any other folder is refused. Default: none.
 
     Example:
         >>> app = create_app("/tmp/studio-home")  # doctest: +SKIP
@@ -44,7 +52,13 @@ def create_app(
     """
     from sortsight.studio import routes_data, routes_train, routes_use
 
-    studio = Studio(Path(home), token=token, limits=limits or UploadLimits(), cli=cli or DEFAULT_CLI)
+    studio = Studio(
+        Path(home),
+        token=token,
+        limits=limits or UploadLimits(),
+        cli=cli or DEFAULT_CLI,
+        folders=tuple(Path(f).expanduser().resolve() for f in folders),
+    )
     studio.jobs.refresh_all()  # a restart shows every job's true state
     app = FastAPI(title="sortsight studio", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.studio = studio
@@ -53,14 +67,9 @@ def create_app(
     app.include_router(routes_train.router)
     app.include_router(routes_use.router)
 
-    @app.middleware("http")
-    async def same_origin_only(request: Request, call_next: Any) -> Response:
-        # a page on another site must not drive the studio through the user's browser (CSRF)
-        origin = request.headers.get("origin")
-        cross_site = origin is not None and urlsplit(origin).netloc != request.headers.get("host", "")
-        if request.method not in ("GET", "HEAD", "OPTIONS") and cross_site:
-            return PlainTextResponse("Requests from other sites are refused.", status_code=403)
-        return await call_next(request)  # type: ignore[no-any-return]
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> RedirectResponse:  # asked for by browsers before they read the page's <link>
+        return RedirectResponse("/static/favicon.svg", status_code=301)
 
     @app.middleware("http")
     async def require_token(request: Request, call_next: Any) -> Response:
@@ -90,6 +99,7 @@ def create_app(
         return _error_response(request, studio, exc.status_code, str(exc.detail))
 
     app.add_middleware(BodyLimit, max_bytes=studio.limits.max_request_bytes)
+    app.add_middleware(HostGuard, hosts=hosts)  # outermost: nothing runs for a foreign Host
     return app
 
 

@@ -25,12 +25,13 @@ from sortsight import fix
 from sortsight.errors import DataError
 from sortsight.fileops import ActionLog, place_file
 from sortsight.images import is_image_path, is_junk
+from sortsight.sources import SPLIT_ALIASES
 from sortsight.studio.uploads import UploadLimits, safe_extract_zip, safe_name
 
 __all__ = [
-    "SPLIT_NAMES",
     "ImportReport",
     "add_files",
+    "class_label",
     "data_dir",
     "fix_history",
     "has_split_folders",
@@ -41,8 +42,6 @@ __all__ = [
     "undo_last",
 ]
 
-SPLIT_NAMES = ("train", "validation", "valid", "val", "test")
-
 
 @dataclass
 class ImportReport:
@@ -50,6 +49,8 @@ class ImportReport:
 
     added: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: (name in the zip, name given): entries whose name an earlier entry of the zip already had
+    renamed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def resolve_inside(root: Path, rel: str) -> Path:
@@ -74,8 +75,20 @@ def data_dir(project_dir: Path) -> Path:
 
 
 def has_split_folders(data: Path) -> bool:
-    """True when ``data`` is laid out as train/validation/test split folders."""
-    return data.is_dir() and any((data / name).is_dir() for name in SPLIT_NAMES)
+    """True when ``data`` holds split folders: train/ and validation/ or test/ (the data layer's rule)."""
+    if not data.is_dir():
+        return False
+    found = {SPLIT_ALIASES.get(p.name.lower()) for p in data.iterdir() if p.is_dir() and not is_junk(p)}
+    return "train" in found and len(found - {None}) >= 2
+
+
+def class_label(name: str) -> str:
+    """``name`` checked as a class name (a safe folder name, not a split folder's name), or a DataError."""
+    label = safe_name(name, what="class name")
+    problem = fix.label_problem(label)
+    if problem:
+        raise DataError(f"{problem[0].upper()}{problem[1:]}.")
+    return label
 
 
 def _content_root(staging: Path) -> Path:
@@ -85,7 +98,7 @@ def _content_root(staging: Path) -> Path:
         entries = [p for p in root.iterdir() if not is_junk(p)]
         dirs = [p for p in entries if p.is_dir()]
         if len(entries) == 1 and dirs and any(child.is_dir() for child in dirs[0].iterdir()):
-            if dirs[0].name.lower() in SPLIT_NAMES:
+            if dirs[0].name.lower() in SPLIT_ALIASES:
                 return root
             root = dirs[0]
             continue
@@ -102,25 +115,26 @@ def import_zip(project_dir: Path, zip_path: Path, limits: UploadLimits | None = 
     staging = project_dir / ".staging" / uuid.uuid4().hex
     report = ImportReport()
     try:
-        safe_extract_zip(zip_path, staging, limits)
+        extracted = safe_extract_zip(zip_path, staging, limits)
         if not staging.exists():
             raise DataError(
                 "The zip holds no files. Zip your class folders (one folder per label) and upload it."
             )
         root = _content_root(staging)
+        split = has_split_folders(root)
         data = data_dir(project_dir)
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             rel = path.relative_to(root)
-            if is_junk(path):
+            problem = _zip_entry_problem(rel, split)
+            if problem == "junk":
                 continue
-            if len(rel.parts) < 2:
-                report.skipped.append((str(rel), "not inside a class folder"))
-                continue
-            if not is_image_path(path):
-                report.skipped.append((str(rel), "not an image file type"))
+            if problem:
+                report.skipped.append((str(rel), problem))
                 continue
             placed = place_file(path, data.joinpath(*rel.parts[:-1]), move=True, merge_identical=True)
             report.added.append(str(placed.destination.relative_to(project_dir)))
+        report.skipped += [(name, reason) for name, reason in extracted.skipped]
+        report.renamed += extracted.renamed
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if not report.added and not report.skipped:
@@ -130,11 +144,31 @@ def import_zip(project_dir: Path, zip_path: Path, limits: UploadLimits | None = 
     return report
 
 
+def _zip_entry_problem(rel: Path, split: bool) -> str:
+    """Why a file of an unpacked zip is not added ("junk": OS litter, left out silently), or ""."""
+    name = rel.name
+    if name.startswith("._") or (is_junk(name) and not name.startswith(".")):
+        return "junk"
+    if any(is_junk(part) for part in rel.parts[:-1]):
+        return "inside a hidden or system folder, which sortsight ignores"
+    if is_junk(name):
+        return "a hidden file (its name starts with a dot), which sortsight ignores"
+    if split and rel.parts[0].lower() not in SPLIT_ALIASES:
+        return "outside the split folders (train/, validation/, test/)"
+    class_parts = rel.parts[1:-1] if split else rel.parts[:-1]
+    if not class_parts:
+        return "not inside a class folder"
+    problem = fix.label_problem(class_parts[0])
+    if problem:
+        return problem
+    if not is_image_path(rel):
+        return "not an image file type"
+    return ""
+
+
 def add_files(project_dir: Path, class_name: str, files: list[Path]) -> ImportReport:
     """Move uploaded files (already on disk, with their original names) into a class folder."""
-    label = safe_name(class_name, what="class name")
-    if label.lower() in SPLIT_NAMES:
-        raise DataError(f"'{label}' is the name of a split folder. Choose another class name.")
+    label = class_label(class_name)
     data = data_dir(project_dir)
     target = data / "train" / label if has_split_folders(data) else data / label
     report = ImportReport()
@@ -165,7 +199,7 @@ def _image_in_data(project_dir: Path, rel: str) -> Path:
 
 def relabel(project_dir: Path, rel: str, new_label: str) -> Path:
     """Move an image of the data into the ``new_label`` class folder beside its own; logged for undo."""
-    label = safe_name(new_label, what="class name")
+    label = class_label(new_label)
     path = _image_in_data(project_dir, rel)
     if path.parent.name == label:
         raise DataError(f"'{path.name}' is already labelled '{label}'.")

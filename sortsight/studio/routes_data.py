@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from sortsight.errors import DataError, SortsightError
 from sortsight.fileops import atomic_write_text
 from sortsight.studio import projects as pj
-from sortsight.studio.core import Studio, studio_of
+from sortsight.studio.core import ProjectDep, Studio, StudioDep
 from sortsight.studio.runs import read_json
 from sortsight.studio.store import Job, Project
 from sortsight.studio.uploads import copy_limited, safe_name
@@ -27,6 +27,10 @@ router = APIRouter()
 
 _SAMPLES_PER_CLASS = 8
 _SUMMARY_FILE = ".data-summary.json"
+_NO_IMAGES = (
+    "This project has no images yet. Upload a zip with one folder per label, "
+    "or add images to a class, on the Data page."
+)
 
 
 def _redirect(url: str, msg: str = "") -> RedirectResponse:
@@ -42,8 +46,7 @@ def _check_name(name: str) -> str:
 
 # projects ---------------------------------------------------------------------------------
 @router.get("/", response_class=HTMLResponse)
-def projects_page(request: Request) -> HTMLResponse:
-    studio = studio_of(request)
+def projects_page(request: Request, studio: StudioDep) -> HTMLResponse:
     rows = []
     for project in studio.store.list_projects():
         jobs = studio.project_jobs(project)
@@ -52,32 +55,30 @@ def projects_page(request: Request) -> HTMLResponse:
 
 
 @router.post("/projects")
-def create_project(request: Request, name: str = Form(...)) -> RedirectResponse:
-    studio = studio_of(request)
+def create_project(request: Request, studio: StudioDep, name: str = Form(...)) -> RedirectResponse:
     project = studio.store.create_project(_check_name(name))
     pj.data_dir(studio.project_dir(project)).mkdir(parents=True, exist_ok=True)
     return _redirect(f"/projects/{project.id}/data", f"Project '{project.name}' created. Now add images.")
 
 
 @router.get("/api/projects")
-def list_projects_api(request: Request) -> JSONResponse:
-    studio = studio_of(request)
+def list_projects_api(request: Request, studio: StudioDep) -> JSONResponse:
     return JSONResponse([{"id": p.id, "name": p.name, "slug": p.slug} for p in studio.store.list_projects()])
 
 
 @router.post("/projects/{project_id}/rename")
-def rename_project(request: Request, project_id: int, name: str = Form(...)) -> RedirectResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def rename_project(
+    request: Request, studio: StudioDep, project: ProjectDep, name: str = Form(...)
+) -> RedirectResponse:
     studio.store.rename_project(project.id, _check_name(name))
     return _redirect("/", "Project renamed.")
 
 
 @router.post("/projects/{project_id}/delete")
-def delete_project(request: Request, project_id: int, confirm: str = Form("")) -> RedirectResponse:
+def delete_project(
+    request: Request, studio: StudioDep, project: ProjectDep, confirm: str = Form("")
+) -> RedirectResponse:
     """Delete a project after confirmation (its name typed again); its folder goes to the home's trash."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
     if confirm.strip() != project.name:
         raise DataError(f"To delete '{project.name}', type its name exactly in the confirmation box.")
     if studio.active_job(project, "train") or studio.active_job(project, "predict"):
@@ -116,6 +117,8 @@ def data_summary(studio: Studio, project: Project) -> dict[str, Any]:
         studio.summaries[project.id] = (signature, saved["summary"])
         return dict(saved["summary"])
     try:
+        if not any(p.is_file() for p in data.rglob("*")):
+            raise DataError(_NO_IMAGES)
         ds = scan(data)
     except SortsightError as exc:
         result: dict[str, Any] = {"ok": False, "error": str(exc), "samples": {}, "classes": []}
@@ -169,10 +172,8 @@ def doctor_findings(studio: Studio, project: Project) -> dict[str, Any] | None:
 
 
 @router.post("/projects/{project_id}/doctor")
-async def run_doctor(request: Request, project_id: int) -> RedirectResponse:
+async def run_doctor(request: Request, studio: StudioDep, project: ProjectDep) -> RedirectResponse:
     """Start the data doctor (duplicates, leakage, likely mislabels, quality) as a job."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
     folder = studio.project_dir(project)
 
     def steps(job_folder: Path) -> list[list[str]]:
@@ -190,15 +191,12 @@ async def run_doctor(request: Request, project_id: int) -> RedirectResponse:
 
 
 @router.get("/projects/{project_id}", response_class=HTMLResponse)
-def project_home(request: Request, project_id: int) -> RedirectResponse:
-    studio_of(request).project(project_id)
-    return RedirectResponse(f"/projects/{project_id}/data", status_code=303)
+def project_home(project: ProjectDep) -> RedirectResponse:
+    return RedirectResponse(f"/projects/{project.id}/data", status_code=303)
 
 
 @router.get("/projects/{project_id}/data", response_class=HTMLResponse)
-async def data_page(request: Request, project_id: int) -> HTMLResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+async def data_page(request: Request, studio: StudioDep, project: ProjectDep) -> HTMLResponse:
     summary = await run_in_threadpool(data_summary, studio, project)
     findings = await run_in_threadpool(doctor_findings, studio, project)
     doctor_job = studio.active_job(project, "doctor")
@@ -214,17 +212,15 @@ async def data_page(request: Request, project_id: int) -> HTMLResponse:
 
 
 @router.get("/api/projects/{project_id}/data")
-async def data_api(request: Request, project_id: int) -> JSONResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+async def data_api(request: Request, studio: StudioDep, project: ProjectDep) -> JSONResponse:
     return JSONResponse(await run_in_threadpool(data_summary, studio, project))
 
 
 @router.post("/projects/{project_id}/data/zip")
-async def upload_zip(request: Request, project_id: int, archive: UploadFile = File(...)) -> RedirectResponse:
+async def upload_zip(
+    request: Request, studio: StudioDep, project: ProjectDep, archive: UploadFile = File(...)
+) -> RedirectResponse:
     """Add a zip of class folders (or split folders) to the project's data."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
     folder = studio.project_dir(project)
     staging = folder / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
@@ -235,6 +231,12 @@ async def upload_zip(request: Request, project_id: int, archive: UploadFile = Fi
     finally:
         upload.unlink(missing_ok=True)
     msg = f"Added {len(report.added)} image(s) from {archive.filename or 'the zip'}."
+    if report.renamed:
+        msg += (
+            f" {len(report.renamed)} had the name of another file in the zip and were kept under a new name: "
+            + "; ".join(f"{old} → {Path(new).name}" for old, new in report.renamed[:5])
+            + "."
+        )
     if report.skipped:
         msg += f" Left out {len(report.skipped)}: " + "; ".join(f"{p} ({r})" for p, r in report.skipped[:5])
     return _redirect(f"/projects/{project.id}/data", msg)
@@ -242,12 +244,14 @@ async def upload_zip(request: Request, project_id: int, archive: UploadFile = Fi
 
 @router.post("/projects/{project_id}/data/files")
 async def upload_files(
-    request: Request, project_id: int, label: str = Form(...), files: list[UploadFile] = File(...)
+    request: Request,
+    studio: StudioDep,
+    project: ProjectDep,
+    label: str = Form(...),
+    files: list[UploadFile] = File(...),
 ) -> RedirectResponse:
     """Add images (many files, or a folder picked in the browser) to one class."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    safe_name(label, what="class name")
+    pj.class_label(label)  # refused before anything is saved
     folder = studio.project_dir(project)
     staging = folder / ".staging" / uuid.uuid4().hex
     saved: list[Path] = []
@@ -269,12 +273,10 @@ async def upload_files(
 
 
 @router.get("/projects/{project_id}/thumb")
-def thumbnail(request: Request, project_id: int, path: str, size: int = 160) -> Response:
+def thumbnail(studio: StudioDep, project: ProjectDep, path: str, size: int = 160) -> Response:
     """A JPEG thumbnail of an image of the project (any format sortsight reads, EXIF applied)."""
     from sortsight.images import open_image
 
-    studio = studio_of(request)
-    project = studio.project(project_id)
     file = pj.resolve_inside(studio.project_dir(project), path)
     if not file.is_file():
         raise DataError(f"'{path}' not found in this project; it may have been moved.")

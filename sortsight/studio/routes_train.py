@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import re
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -14,22 +15,15 @@ from starlette.concurrency import run_in_threadpool
 from sortsight.errors import ConfigError, DataError
 from sortsight.studio import projects as pj
 from sortsight.studio import runs
-from sortsight.studio.core import Studio, studio_of
-from sortsight.studio.runner import read_state
+from sortsight.studio.core import JobDep, ProjectDep, Studio, StudioDep
+from sortsight.studio.routes_data import data_summary
+from sortsight.studio.runner import error_line, read_state
 from sortsight.studio.store import Job, Project
 
 router = APIRouter()
 
-_ESTIMATE = re.compile(r"[^\n]*estimated about [^\n(]*")
-_AMOUNT = re.compile(r"estimated about ([\d.]+) (s|min|h)\b")
-
-
-def _seconds(line: str) -> float:
-    """Seconds in an "estimated about 6 min" line (0 when it says no amount)."""
-    match = _AMOUNT.search(line)
-    if not match:
-        return 0.0
-    return float(match.group(1)) * {"s": 1, "min": 60, "h": 3600}[match.group(2)]
+#: the longest "Estimate the time" may take (it measures a few batches; a loaded machine is slow)
+_ESTIMATE_TIMEOUT = 300
 
 
 def advanced_options() -> dict[str, tuple[Any, str]]:
@@ -118,9 +112,9 @@ def _train_params(form: dict[str, str]) -> dict[str, Any]:
     return params
 
 
-def train_args(data: Path, run: Path, params: dict[str, Any]) -> list[str]:
-    """The ``sortsight train`` arguments for ``params``."""
-    args = ["train", str(data), "--out", str(run)]
+def train_args(data: Path, run: Path | None, params: dict[str, Any]) -> list[str]:
+    """The ``sortsight train`` arguments for ``params`` (no ``--out`` when ``run`` is None)."""
+    args = ["train", str(data)] + (["--out", str(run)] if run is not None else [])
     for key, value in params.items():
         if key == "model" and value == "auto":
             continue
@@ -133,7 +127,7 @@ def _start_train(studio: Studio, project: Project, params: dict[str, Any]) -> Jo
     data = pj.data_dir(folder)
     summary_error = _data_problem(studio, project)
     if summary_error:
-        raise DataError(f"The data is not ready for training: {summary_error}")
+        raise DataError(f"Not ready for training yet. {summary_error}")
 
     def steps(job_folder: Path) -> list[list[str]]:
         run = runs.run_folder(job_folder)
@@ -148,13 +142,11 @@ def _start_train(studio: Studio, project: Project, params: dict[str, Any]) -> Jo
 
 
 def _data_problem(studio: Studio, project: Project) -> str:
-    from sortsight.studio.routes_data import data_summary
-
     summary = data_summary(studio, project)
     if not summary.get("ok"):
         return str(summary.get("error", "no images yet"))
     if len(summary.get("classes", [])) < 2:
-        return "it needs at least two classes."
+        return "A model needs at least two classes (labels). Add images of another class on the Data page."
     return ""
 
 
@@ -164,9 +156,7 @@ def _form_dict(form: Any) -> dict[str, str]:
 
 # train ------------------------------------------------------------------------------------
 @router.get("/projects/{project_id}/train", response_class=HTMLResponse)
-def train_page(request: Request, project_id: int) -> HTMLResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def train_page(request: Request, studio: StudioDep, project: ProjectDep) -> HTMLResponse:
     jobs = studio.project_jobs(project, "train")
     return studio.render(
         request,
@@ -174,6 +164,7 @@ def train_page(request: Request, project_id: int) -> HTMLResponse:
         project=project,
         tab="train",
         jobs=jobs,
+        data_problem=_data_problem(studio, project),
         models=model_choices(),
         advanced=advanced_options(),
         active=next((j for j in jobs if j.active), None),
@@ -181,31 +172,53 @@ def train_page(request: Request, project_id: int) -> HTMLResponse:
 
 
 @router.post("/projects/{project_id}/train")
-async def start_train(request: Request, project_id: int) -> RedirectResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+async def start_train(request: Request, studio: StudioDep, project: ProjectDep) -> RedirectResponse:
     params = _train_params(_form_dict(await request.form()))
     job = await run_in_threadpool(_start_train, studio, project, params)
     return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
 
 
 def _estimate(studio: Studio, project: Project, params: dict[str, Any]) -> dict[str, Any]:
-    from sortsight.config import TrainConfig, config_from_dict
-    from sortsight.estimate import estimate_training
-
+    """Run ``sortsight train --estimate-only --json`` with the form's settings; its JSON, plus words."""
     problem = _data_problem(studio, project)
     if problem:
-        raise DataError(f"The data is not ready for training: {problem}")
+        raise DataError(f"Not ready for training yet. {problem}")
     data = pj.data_dir(studio.project_dir(project))
-    config = config_from_dict(TrainConfig, {"data_path": str(data), **params}, what="training option")
-    return estimate_training(config).to_dict()
+    command = studio.step(*train_args(data, None, params), "--estimate-only", "--json")
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=_ESTIMATE_TIMEOUT, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DataError(
+            "Measuring took too long; start the training and watch its progress instead."
+        ) from exc
+    result = _json_object(done.stdout)
+    if done.returncode != 0 or not isinstance(result.get("seconds"), (int, float)):
+        detail = error_line(done.stderr + done.stdout) or f"exit code {done.returncode}"
+        raise DataError(f"The time could not be measured: {detail}")
+    seconds = float(result["seconds"])
+    images = sum(int(result.get(k) or 0) for k in ("n_train", "n_valid"))
+    if not images:
+        images = int(data_summary(studio, project).get("totals", {}).get("total", 0))
+    return {**result, "seconds": seconds, "human": runs.fmt_duration(seconds), "images": images}
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """The JSON object a command printed (all of its output, or its last line that is one)."""
+    for candidate in (text, *reversed(text.splitlines())):
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return {}
 
 
 @router.post("/api/projects/{project_id}/estimate")
-async def estimate_api(request: Request, project_id: int) -> JSONResponse:
+async def estimate_api(request: Request, studio: StudioDep, project: ProjectDep) -> JSONResponse:
     """Measure how long the Train form's settings would take (a few seconds), before starting."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
     params = _train_params(_form_dict(await request.form()))
     return JSONResponse(await run_in_threadpool(_estimate, studio, project, params))
 
@@ -232,18 +245,20 @@ def job_view(studio: Studio, project: Project, job: Job) -> dict[str, Any]:
         text = (folder / "log.txt").read_text(encoding="utf-8", errors="replace")
     except OSError:
         text = ""
-    view["log_tail"] = text[-4000:]
-    # the training engine measures a short warm-up and says "… estimated about 6 min …"
-    found = _ESTIMATE.findall(text)
-    view["estimate"] = found[-1].strip() if found else ""
-    view["estimate_seconds"] = sum(_seconds(line) for line in found)  # all candidates together
+    # the shown log leaves out the runner's "$ command" lines (the full log has them)
+    view["log_tail"] = "\n".join(line for line in text[-6000:].splitlines() if not line.startswith("$ "))[
+        -4000:
+    ]
     if job.kind == "train":
         run = runs.run_folder(folder)
+        progress = runs.train_progress(run)
+        view.update(progress.to_dict())
+        if job.active and view["step"] > 1:
+            view["now"] = "Checking the model on the held-out images"
         rows = runs.train_metrics(run)
         view["series"] = runs.metric_series(rows)
-        view["last_metrics"] = rows[-1] if rows else {}
         view["leaderboard"] = runs.read_leaderboard(run)
-        view["has_model"] = (run / "model" / "config.json").is_file()
+        view["has_model"] = progress.model_ready is not None or (run / "model" / "config.json").is_file()
         view["has_evaluation"] = (run / "evaluation.json").is_file()
     elif job.kind == "predict":
         csv_path = folder / "predictions.csv"
@@ -254,10 +269,7 @@ def job_view(studio: Studio, project: Project, job: Job) -> dict[str, Any]:
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, project_id: int, job_id: int) -> HTMLResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    job = studio.job(project, job_id)
+def job_page(request: Request, studio: StudioDep, project: ProjectDep, job: JobDep) -> HTMLResponse:
     tab = {"train": "train", "predict": "use"}.get(job.kind, "data")
     return studio.render(
         request, "job.html", project=project, tab=tab, job=job, view=job_view(studio, project, job)
@@ -265,16 +277,12 @@ def job_page(request: Request, project_id: int, job_id: int) -> HTMLResponse:
 
 
 @router.get("/api/projects/{project_id}/jobs/{job_id}")
-def job_api(request: Request, project_id: int, job_id: int) -> JSONResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    return JSONResponse(job_view(studio, project, studio.job(project, job_id)))
+def job_api(studio: StudioDep, project: ProjectDep, job: JobDep) -> JSONResponse:
+    return JSONResponse(job_view(studio, project, job))
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/log")
-def job_log(request: Request, project_id: int, job_id: int) -> PlainTextResponse:
-    studio = studio_of(request)
-    job = studio.job(studio.project(project_id), job_id)
+def job_log(job: JobDep) -> PlainTextResponse:
     try:
         text = (Path(job.folder) / "log.txt").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -283,10 +291,7 @@ def job_log(request: Request, project_id: int, job_id: int) -> PlainTextResponse
 
 
 @router.post("/projects/{project_id}/jobs/{job_id}/stop")
-async def stop_job(request: Request, project_id: int, job_id: int) -> RedirectResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    job = studio.job(project, job_id)
+async def stop_job(request: Request, studio: StudioDep, project: ProjectDep, job: JobDep) -> RedirectResponse:
     job = await run_in_threadpool(studio.jobs.stop, job)
     return RedirectResponse(
         f"/projects/{project.id}/jobs/{job.id}?msg={quote('Job ' + job.status + '.')}", 303
@@ -318,10 +323,26 @@ def _mistakes(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(wrong, key=lambda r: -float(r.get("loss") or 0.0))
 
 
+#: the numbers of an evaluation shown up front, in words (the rest are under "All numbers")
+_MAIN_METRICS = {
+    "accuracy": "Accuracy",
+    "f1_macro": "F1 score (average over classes)",
+    "balanced_accuracy": "Balanced accuracy",
+}
+
+
+def verdict(evaluation: dict[str, Any]) -> str:
+    """One sentence on an ``evaluation.json``: "99 of 100 test images right; most confused: …"."""
+    from sortsight.report import summary_sentence
+
+    split = "test" if evaluation.get("split") == "test" else "validation"
+    return summary_sentence(evaluation.get("labels") or [], evaluation.get("confusion_matrix") or [], split)
+
+
 @router.get("/projects/{project_id}/results", response_class=HTMLResponse)
-def results_page(request: Request, project_id: int, job: int | None = None) -> HTMLResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def results_page(
+    request: Request, studio: StudioDep, project: ProjectDep, job: int | None = None
+) -> HTMLResponse:
     folder = studio.project_dir(project)
     chosen = _result_job(studio, project, job)
     evaluation: dict[str, Any] | None = None
@@ -334,12 +355,10 @@ def results_page(request: Request, project_id: int, job: int | None = None) -> H
             rel = _project_rel(folder, str(item.get("path", "")))
             exists = rel is not None and (folder / rel).is_file()
             mistakes.append({**item, "rel": rel, "exists": exists})
-    summary_classes: list[str] = []
-    from sortsight.studio.routes_data import data_summary
-
     summary = data_summary(studio, project)
     summary_classes = list(summary.get("classes", []))
     finished = [j for j in studio.project_jobs(project, "train") if j.status == "finished"]
+    history = pj.fix_history(folder)[:20]
     return studio.render(
         request,
         "results.html",
@@ -349,16 +368,17 @@ def results_page(request: Request, project_id: int, job: int | None = None) -> H
         evaluation=evaluation,
         mistakes=mistakes,
         classes=summary_classes,
-        history=pj.fix_history(folder)[:20],
+        history=history,
+        can_undo=any(not h["undone"] for h in history),
         finished=finished,
+        verdict=verdict(evaluation) if evaluation else "",
+        main_metrics=_MAIN_METRICS,
     )
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/files/{name}")
-def run_file(request: Request, project_id: int, job_id: int, name: str) -> FileResponse:
+def run_file(job: JobDep, name: str) -> FileResponse:
     """A file of a train job's run folder: report.html, confusion matrix PNG, leaderboard, ..."""
-    studio = studio_of(request)
-    job = studio.job(studio.project(project_id), job_id)
     run = runs.run_folder(job.folder)
     path = pj.resolve_inside(run, name)
     if not path.is_file():
@@ -367,26 +387,22 @@ def run_file(request: Request, project_id: int, job_id: int, name: str) -> FileR
 
 
 @router.post("/projects/{project_id}/fix/relabel")
-def fix_relabel(request: Request, project_id: int, path: str = Form(...), label: str = Form(...)) -> Any:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def fix_relabel(
+    request: Request, studio: StudioDep, project: ProjectDep, path: str = Form(...), label: str = Form(...)
+) -> Any:
     folder = studio.project_dir(project)
     destination = pj.relabel(folder, path, label)
     return _after_fix(request, project, f"Moved {Path(path).name} to '{label}' ({destination.parent.name}/).")
 
 
 @router.post("/projects/{project_id}/fix/delete")
-def fix_delete(request: Request, project_id: int, path: str = Form(...)) -> Any:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def fix_delete(request: Request, studio: StudioDep, project: ProjectDep, path: str = Form(...)) -> Any:
     pj.trash(studio.project_dir(project), path)
     return _after_fix(request, project, f"Moved {Path(path).name} to the project's trash.")
 
 
 @router.post("/projects/{project_id}/fix/undo")
-def fix_undo(request: Request, project_id: int) -> Any:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def fix_undo(request: Request, studio: StudioDep, project: ProjectDep) -> Any:
     item = pj.undo_last(studio.project_dir(project))
     if item is None:
         raise DataError("There is nothing to undo.")
@@ -402,11 +418,8 @@ def _after_fix(request: Request, project: Project, message: str) -> Any:
 
 
 @router.post("/projects/{project_id}/jobs/{job_id}/retrain")
-async def retrain(request: Request, project_id: int, job_id: int) -> RedirectResponse:
+async def retrain(studio: StudioDep, project: ProjectDep, old: JobDep) -> RedirectResponse:
     """Train again with the settings of an earlier job (after fixing the data)."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    old = studio.job(project, job_id)
     if old.kind != "train":
         raise DataError("Only a training job can be run again.")
     job = await run_in_threadpool(_start_train, studio, project, dict(old.params))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import uuid
 import zipfile
@@ -15,11 +16,13 @@ from starlette.concurrency import run_in_threadpool
 from sortsight.errors import DataError, PredictError
 from sortsight.images import iter_image_files
 from sortsight.studio import runs
-from sortsight.studio.core import Studio, studio_of
+from sortsight.studio.core import JobDep, ProjectDep, Studio, StudioDep
+from sortsight.studio.security import FOLDERS_ENV, check_folder
 from sortsight.studio.store import Job, Project
 from sortsight.studio.uploads import copy_limited, safe_name
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 
 def _models(studio: Studio, project: Project) -> list[Job]:
@@ -87,9 +90,9 @@ def _start_predict(
 
 
 @router.get("/projects/{project_id}/use", response_class=HTMLResponse)
-def use_page(request: Request, project_id: int, job: int | None = None) -> HTMLResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def use_page(
+    request: Request, studio: StudioDep, project: ProjectDep, job: int | None = None
+) -> HTMLResponse:
     predict_jobs = studio.project_jobs(project, "predict")
     shown = None
     if job is not None:
@@ -117,21 +120,22 @@ def use_page(request: Request, project_id: int, job: int | None = None) -> HTMLR
         rows=rows,
         total=total,
         space_available=_space_available(),
+        folders=studio.folders,
+        folders_env=FOLDERS_ENV,
     )
 
 
 @router.post("/projects/{project_id}/use/upload")
 async def predict_upload(
     request: Request,
-    project_id: int,
+    studio: StudioDep,
+    project: ProjectDep,
     files: list[UploadFile] = File(...),
     model_job: int | None = Form(None),
     threshold: str = Form(""),
     sort: str = Form(""),
 ) -> RedirectResponse:
     """Predict images uploaded from the browser (kept in the project's ``uploads/``)."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
     chosen = _model_job(studio, project, model_job)
     limit = _threshold(threshold)
     target = studio.project_dir(project) / "uploads" / uuid.uuid4().hex[:12]
@@ -167,22 +171,19 @@ async def predict_upload(
 @router.post("/projects/{project_id}/use/folder")
 async def predict_folder(
     request: Request,
-    project_id: int,
+    studio: StudioDep,
+    project: ProjectDep,
     folder: str = Form(...),
     model_job: int | None = Form(None),
     threshold: str = Form(""),
     sort: str = Form(""),
 ) -> RedirectResponse:
     """Predict the images of a folder on the studio's machine (read only; sorted copies go in the job)."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
     chosen = _model_job(studio, project, model_job)
     limit = _threshold(threshold)
-    source = Path(folder.strip()).expanduser()
-    if not folder.strip() or not source.is_dir():
-        raise DataError(
-            f"Folder '{folder}' not found on the studio's machine. Give the full path of a folder."
-        )
+    source = check_folder(folder, studio.folders)  # before any look at the disk
+    if not source.is_dir():
+        raise DataError(f"Folder '{folder}' not found on the studio's computer. Check the path.")
     count = await run_in_threadpool(lambda: sum(1 for _ in iter_image_files(source)))
     if not count:
         raise DataError(f"Folder '{folder}' holds no images sortsight can read.")
@@ -202,9 +203,7 @@ async def predict_folder(
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/predictions.csv")
-def download_predictions(request: Request, project_id: int, job_id: int) -> FileResponse:
-    studio = studio_of(request)
-    job = studio.job(studio.project(project_id), job_id)
+def download_predictions(job: JobDep) -> FileResponse:
     path = Path(job.folder) / "predictions.csv"
     if job.kind != "predict" or not path.is_file():
         raise DataError("This job has no predictions (yet).")
@@ -212,41 +211,53 @@ def download_predictions(request: Request, project_id: int, job_id: int) -> File
 
 
 def _zip_folder(folder: Path, target: Path, prefix: str) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, f"{prefix}/{path.relative_to(folder).as_posix()}")
-    tmp.replace(target)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")  # unique: requests run in parallel
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    archive.write(path, f"{prefix}/{path.relative_to(folder).as_posix()}")
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("zipped %s", target)
+
+
+def _zip_once(studio: Studio, folder: Path, target: Path, prefix: str, *, fresh: bool = False) -> None:
+    """Make ``target`` (a zip of ``folder``) unless it exists (and, with ``fresh``, is newer than
+    every file of ``folder``, which a running training may still replace); concurrent requests
+    for one zip wait for a single build."""
+    with studio.lock_for(target):
+        if target.is_file():
+            newest = max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file()), default=0.0)
+            if not fresh or target.stat().st_mtime >= newest:
+                return
+        _zip_folder(folder, target, prefix)
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/model.zip")
-async def download_model(request: Request, project_id: int, job_id: int) -> FileResponse:
+async def download_model(
+    request: Request, studio: StudioDep, project: ProjectDep, job: JobDep
+) -> FileResponse:
     """The trained model (the Hugging Face folder) as a zip."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    job = studio.job(project, job_id)
     model = runs.run_folder(job.folder) / "model"
     if job.kind != "train" or not (model / "config.json").is_file():
         raise DataError("This job has no trained model.")
     target = Path(job.folder) / "model.zip"
-    if not target.is_file() or target.stat().st_mtime < (model / "config.json").stat().st_mtime:
-        await run_in_threadpool(_zip_folder, model, target, f"{project.slug}-model")
+    await run_in_threadpool(lambda: _zip_once(studio, model, target, f"{project.slug}-model", fresh=True))
     return FileResponse(target, media_type="application/zip", filename=f"{project.slug}-model-{job.id}.zip")
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/sorted.zip")
-async def download_sorted(request: Request, project_id: int, job_id: int) -> FileResponse:
+async def download_sorted(
+    request: Request, studio: StudioDep, project: ProjectDep, job: JobDep
+) -> FileResponse:
     """The images a predict job sorted into class folders (and ``unsure/``), as a zip."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    job = studio.job(project, job_id)
     sorted_dir = Path(job.folder) / "sorted"
     if job.kind != "predict" or not sorted_dir.is_dir() or job.active:
         raise DataError("This job has no finished sorted folders.")
     target = Path(job.folder) / "sorted.zip"
-    if not target.is_file():
-        await run_in_threadpool(_zip_folder, sorted_dir, target, f"sorted-{job.id}")
+    await run_in_threadpool(_zip_once, studio, sorted_dir, target, f"sorted-{job.id}")
     return FileResponse(target, media_type="application/zip", filename=f"{project.slug}-sorted-{job.id}.zip")
 
 
@@ -259,18 +270,22 @@ def _space_available() -> bool:
 def _export_space(run: Path, target: Path) -> None:
     from sortsight.space import export_space
 
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    export_space(run, staging)
-    staging.rename(target)
+    staging = target.with_name(f"{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        export_space(run, staging)
+        staging.rename(target)
+    except OSError:
+        if not target.is_dir():  # another request made it first: keep that one
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @router.post("/projects/{project_id}/jobs/{job_id}/space")
-async def export_space_folder(request: Request, project_id: int, job_id: int) -> RedirectResponse:
+async def export_space_folder(
+    request: Request, studio: StudioDep, project: ProjectDep, job: JobDep
+) -> RedirectResponse:
     """Write a Hugging Face Space folder for a trained model (``sortsight.space``), offered as a zip."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    job = studio.job(project, job_id)
     run = runs.run_folder(job.folder)
     if job.kind != "train" or not (run / "model" / "config.json").is_file():
         raise DataError("This job has no trained model.")
@@ -281,14 +296,12 @@ async def export_space_folder(request: Request, project_id: int, job_id: int) ->
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/space.zip")
-async def download_space(request: Request, project_id: int, job_id: int) -> FileResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
-    job = studio.job(project, job_id)
+async def download_space(
+    request: Request, studio: StudioDep, project: ProjectDep, job: JobDep
+) -> FileResponse:
     space = Path(job.folder) / "space"
     if not space.is_dir():
         raise DataError("No Space folder was exported for this model yet. Use 'Export a Space folder' first.")
     target = Path(job.folder) / "space.zip"
-    if not target.is_file():
-        await run_in_threadpool(_zip_folder, space, target, f"{project.slug}-space")
+    await run_in_threadpool(_zip_once, studio, space, target, f"{project.slug}-space")
     return FileResponse(target, media_type="application/zip", filename=f"{project.slug}-space-{job.id}.zip")

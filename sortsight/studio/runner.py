@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["last_error_line", "main", "read_state"]
+__all__ = ["error_line", "last_error_line", "main", "read_state"]
 
 
 def _write_state(folder: Path, state: dict[str, Any]) -> None:
@@ -43,14 +43,17 @@ def read_state(folder: str | Path) -> dict[str, Any]:
 
 
 def last_error_line(log_path: str | Path) -> str:
-    """The most useful line of a failed command's output: its last ``Error: …`` line, else its last line."""
+    """The most useful line of a failed command's log: see :func:`error_line`."""
     try:
-        lines = [
-            line.strip() for line in Path(log_path).read_text(encoding="utf-8", errors="replace").splitlines()
-        ]
+        return error_line(Path(log_path).read_text(encoding="utf-8", errors="replace"))
     except OSError:
         return ""
-    lines = [line for line in lines if line]
+
+
+def error_line(text: str) -> str:
+    """The most useful line of a failed command's output: its last ``Error: …`` line, else its last line."""
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("$ ")]
     for line in reversed(lines):
         if line.startswith("Error:"):
             return line[len("Error:") :].strip()

@@ -15,13 +15,21 @@ import re
 import shutil
 import stat
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sortsight.errors import DataError
 
-__all__ = ["BodyLimit", "UploadLimits", "UploadTooLarge", "copy_limited", "safe_extract_zip", "safe_name"]
+__all__ = [
+    "BodyLimit",
+    "Extracted",
+    "UploadLimits",
+    "UploadTooLarge",
+    "copy_limited",
+    "safe_extract_zip",
+    "safe_name",
+]
 
 _JUNK_PARTS = {"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"}
 
@@ -41,6 +49,23 @@ class UploadLimits:
     max_unzipped_bytes: int = 8 * 1024**3
     max_zip_entries: int = 200_000
     max_ratio: float = 200.0
+
+
+@dataclass
+class Extracted:
+    """What :func:`safe_extract_zip` unpacked.
+
+    Attributes:
+        files: the files written.
+        skipped: (entry name, reason) for entries left out: a repeat of an earlier entry with the
+            same name and content.
+        renamed: (entry name, name written) for entries whose name an earlier entry had, but whose
+            content differs: both are kept, the later one under a numbered name.
+    """
+
+    files: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)
 
 
 class UploadTooLarge(Exception):
@@ -175,10 +200,44 @@ def _check_member(info: zipfile.ZipInfo) -> PurePosixPath | None:
     return path
 
 
-def safe_extract_zip(
-    zip_path: str | Path, dest: str | Path, limits: UploadLimits | None = None
-) -> list[Path]:
-    """Check every entry of a zip, then unpack its files under ``dest``; return their paths.
+def _dedupe(
+    members: list[tuple[zipfile.ZipInfo, PurePosixPath]], result: Extracted
+) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    """Entries with distinct target paths: a zip may hold one name twice (appended archives,
+    tools that add instead of replace), and unpacking would let the later silently replace the
+    earlier. A repeat with the same content is left out; one with other content gets a number."""
+    seen: dict[str, list[zipfile.ZipInfo]] = {}
+    taken = {rel.as_posix().casefold() for _, rel in members}
+    out = []
+    for info, rel in members:
+        key = rel.as_posix().casefold()  # one name on a case-insensitive disk too
+        earlier = seen.setdefault(key, [])
+        if any((e.CRC, e.file_size) == (info.CRC, info.file_size) for e in earlier):
+            result.skipped.append(
+                (info.filename, "a repeat of an earlier entry with the same name and content")
+            )
+            continue
+        if earlier:
+            number = len(earlier) + 1
+            while True:
+                new = rel.with_name(f"{rel.stem} ({number}){rel.suffix}")
+                if new.as_posix().casefold() not in taken:
+                    break
+                number += 1
+            taken.add(new.as_posix().casefold())
+            result.renamed.append((info.filename, new.as_posix()))
+            earlier.append(info)
+            out.append((info, new))
+            continue
+        earlier.append(info)
+        out.append((info, rel))
+    return out
+
+
+def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: UploadLimits | None = None) -> Extracted:
+    """Check every entry of a zip, then unpack its files under ``dest``; say what was written.
+
+    Entries that share a name are all kept (see :class:`Extracted`); nothing is overwritten.
 
     Raises:
         DataError: not a zip, or an entry that is unsafe, or a zip bomb (too many entries, too
@@ -214,7 +273,9 @@ def safe_extract_zip(
             members.append((info, rel))
         if total > limits.max_unzipped_bytes:
             raise _bomb(limits)
-        written: list[Path] = []
+        result = Extracted()
+        members = _dedupe(members, result)
+        written = result.files
         budget = limits.max_unzipped_bytes
         try:
             for info, rel in members:
@@ -238,7 +299,7 @@ def safe_extract_zip(
         except DataError:
             shutil.rmtree(dest, ignore_errors=True)
             raise
-    return written
+    return result
 
 
 def _bomb(limits: UploadLimits) -> DataError:

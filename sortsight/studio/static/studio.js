@@ -29,16 +29,19 @@ document.addEventListener("click", async (ev) => {
   if (!button) return;
   const out = document.getElementById("estimate-result");
   button.disabled = true;
-  out.textContent = "Measuring…";
+  const started = Date.now();
+  const ticking = setInterval(() => { out.textContent = `Measuring a short trial run… ${Math.round((Date.now() - started) / 1000)} s`; }, 1000);
+  out.textContent = "Measuring a short trial run…";
   try {
     const response = await fetch(button.dataset.url, { method: "POST", body: new FormData(button.closest("form")) });
     const body = await response.json();
     out.textContent = response.ok
-      ? `Estimated ${body.human} for ${body.n_train} training and ${body.n_valid} validation images.`
+      ? `Training these ${body.images} images should take ${body.human}.`
       : (body.error || body.detail || "Could not estimate.");
   } catch (err) {
     out.textContent = "Could not estimate: " + err;
   } finally {
+    clearInterval(ticking);
     button.disabled = false;
   }
 });
@@ -59,22 +62,47 @@ function makeSortable(table) {
   });
 }
 
+// Chart titles in words.
+const METRIC_NAMES = {
+  val_accuracy: "Validation accuracy", val_loss: "Validation loss", train_loss: "Training loss",
+  val_f1_macro: "Validation F1 score (average over classes)", val_top5_accuracy: "Validation top-5 accuracy",
+  val_balanced_accuracy: "Validation balanced accuracy", val_precision_macro: "Validation precision",
+  val_recall_macro: "Validation recall",
+};
+function metricName(key) {
+  if (METRIC_NAMES[key]) return METRIC_NAMES[key];
+  const words = key.replace(/^val_/, "validation ").replace(/^train_/, "training ").replace(/_/g, " ");
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+// The y range of a chart: fractions (accuracy, F1, …) stay within 0–1, losses never go below 0,
+// and a single point (or a flat line) gets a small range around it.
+function yRange(key, ys) {
+  let y0 = Math.min(...ys), y1 = Math.max(...ys);
+  const pad = Math.max((y1 - y0) * 0.1, Math.abs(y1) * 0.05, 0.01);
+  y0 -= pad; y1 += pad;
+  if (ys.every((y) => y >= 0)) y0 = Math.max(0, y0);
+  if (!/loss/.test(key) && ys.every((y) => y <= 1)) y1 = Math.min(1, y1);
+  return [y0, y1];
+}
+
 // Line chart of one metric, one line per candidate.
-function chart(title, perCandidate) {
+function chart(key, perCandidate) {
+  const title = metricName(key);
   const W = 360, H = 200, P = 34;
   const pts = Object.values(perCandidate).flat();
   if (!pts.length) return null;
   const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
-  let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+  let x0 = Math.min(...xs), x1 = Math.max(...xs);
+  const [y0, y1] = yRange(key, ys);
   if (x1 === x0) { x0 -= 1; x1 += 1; }
-  if (y1 === y0) { y0 -= 0.5; y1 += 0.5; }
   const sx = (x) => P + (x - x0) / (x1 - x0) * (W - P - 8), sy = (y) => H - P + 8 - (y - y0) / (y1 - y0) * (H - P - 4);
   const box = el("div", { class: "chart" });
   box.appendChild(el("h3", {}, title));
   const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
   svg.appendChild(el("line", { svg: 1, x1: P, y1: H - P + 8, x2: W - 8, y2: H - P + 8, stroke: "#ccd" }));
   svg.appendChild(el("line", { svg: 1, x1: P, y1: 4, x2: P, y2: H - P + 8, stroke: "#ccd" }));
-  [[y0, H - P + 8], [y1, 12]].forEach(([v, y]) => svg.appendChild(el("text", { svg: 1, x: 2, y, "font-size": 10, fill: "#567" }, v.toFixed(3))));
+  [[y0, H - P + 8], [y1, 12]].forEach(([v, y]) => svg.appendChild(el("text", { svg: 1, x: 2, y, "font-size": 10, fill: "#567" }, v.toFixed(2))));
   svg.appendChild(el("text", { svg: 1, x: W / 2, y: H - 4, "font-size": 10, fill: "#567" }, "epoch"));
   const legend = el("div", { class: "legend" });
   Object.entries(perCandidate).forEach(([name, points], i) => {
@@ -98,13 +126,23 @@ function renderCharts(series) {
 
 function fmt(v) { return typeof v === "number" && !Number.isInteger(v) ? v.toFixed(4) : (v === null || v === undefined ? "" : (typeof v === "object" ? JSON.stringify(v) : String(v))); }
 
+// The leaderboard's columns a reader needs, in words; the rest is in leaderboard.json.
+const BOARD = [
+  ["rank", "Rank", (v) => fmt(v)],
+  ["model", "Model", (v) => fmt(v)],
+  ["image_size", "Image size", (v) => (v ? `${v} px` : "")],
+  ["val_accuracy", "Validation accuracy", (v) => (typeof v === "number" ? `${(100 * v).toFixed(1)}%` : "")],
+  ["chosen", "Kept", (v) => ({ head: "first model", finetune: "fine-tuned" }[v] || fmt(v))],
+  ["seconds", "Time", (v) => (typeof v === "number" ? `${Math.round(v)} s` : "")],
+];
+
 function renderLeaderboard(rows) {
   const table = document.getElementById("leaderboard");
   if (!table || !rows || !rows.length) return;
-  const cols = Object.keys(rows[0]).filter((k) => k !== "time" && (typeof rows[0][k] !== "object" || rows[0][k] === null));
-  const head = el("tr"); cols.forEach((c) => head.appendChild(el("th", {}, c)));
+  const cols = BOARD.filter(([key]) => rows.some((r) => r[key] !== undefined && r[key] !== null));
+  const head = el("tr"); cols.forEach(([, name]) => head.appendChild(el("th", {}, name)));
   table.tHead.replaceChildren(head);
-  table.tBodies[0].replaceChildren(...rows.map((r) => { const tr = el("tr"); cols.forEach((c) => tr.appendChild(el("td", {}, fmt(r[c])))); return tr; }));
+  table.tBodies[0].replaceChildren(...rows.map((r) => { const tr = el("tr"); cols.forEach(([key, , show]) => tr.appendChild(el("td", {}, show(r[key])))); return tr; }));
   if (!table.dataset.sortable) { table.dataset.sortable = "1"; makeSortable(table); }
 }
 
@@ -122,29 +160,25 @@ function followJob() {
     const log = document.getElementById("job-log");
     if (log && view.log_tail !== undefined) { const end = log.scrollTop + log.clientHeight >= log.scrollHeight - 4; log.textContent = view.log_tail; if (end) log.scrollTop = log.scrollHeight; }
     const progress = document.getElementById("job-progress");
+    const active = view.status === "running" || view.status === "queued";
+    const end = view.finished || Date.now() / 1000;
+    const secs = Math.max(0, Math.round(end - view.created));
+    const took = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, "0")}`;
     const estimate = document.getElementById("job-estimate");
-    if (estimate) {
-      const end = view.finished || Date.now() / 1000;
-      const secs = Math.max(0, Math.round(end - view.created));
-      const took = `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, "0")}`;
-      const active = view.status === "running" || view.status === "queued";
-      estimate.textContent = (active ? `running for ${took}` : `took ${took}`) + (view.estimate ? ` · ${view.estimate}` : "");
-      const bar = document.getElementById("job-bar");
-      if (bar && view.estimate_seconds) {
-        // time since the first estimate is only known roughly: elapsed against the estimate, never 100% early
-        bar.hidden = !active;
-        bar.value = Math.min(95, 100 * secs / view.estimate_seconds);
-      }
-    }
+    const told = view.estimate_seconds ? ` · estimated before the start: ${view.estimate_human}` : "";
+    estimate.textContent = (active ? `Running for ${took}` : `Took ${took}`) + told;
+    const bar = document.getElementById("job-bar");
+    bar.hidden = !(active && typeof view.fraction === "number");
+    if (typeof view.fraction === "number") bar.value = Math.round(100 * view.fraction);
     if (view.kind === "train") {
       renderCharts(view.series); renderLeaderboard(view.leaderboard);
-      const m = view.last_metrics || {};
-      const shown = ["candidate", "epoch", "train_loss", "val_accuracy", "val_f1_macro", "val_loss"];
-      const parts = shown.filter((k) => m[k] !== undefined).map((k) => `${k} ${fmt(m[k])}`);
-      const stage = view.status === "running" && view.steps > 1 ? (view.step === 1 ? "training · " : "evaluating the model · ") : "";
-      progress.textContent = stage + parts.join(" · ");
+      document.getElementById("job-headline").textContent = view.headline || "";
+      progress.textContent = active ? (view.now || "") : "";
+      document.getElementById("job-ready").hidden = !(active && view.model_ready);
     } else if (view.kind === "predict") {
       progress.textContent = `${view.predicted || 0} of ${view.expected || "?"} images`;
+    } else {
+      progress.textContent = active ? "Working…" : "";
     }
     const active = view.status === "running" || view.status === "queued";
     document.getElementById("stop-form").hidden = !active;
