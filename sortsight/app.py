@@ -126,8 +126,14 @@ def launch_demo(
         SortsightError: the port is taken or the address cannot be used.
     """
     try:
-        _, url, _ = demo.launch(server_name=host, server_port=port, share=share, show_error=True,
-                                prevent_thread_lock=not block, quiet=not block)
+        _, url, _ = demo.launch(
+            server_name=host,
+            server_port=port,
+            share=share,
+            show_error=True,
+            prevent_thread_lock=not block,
+            quiet=not block,
+        )
     except OSError as exc:
         where = f"{host}:{port}" if port else host
         raise SortsightError(

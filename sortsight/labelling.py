@@ -361,22 +361,30 @@ class LabelSession:
         atomic_write_text(target, self._labels_csv())
         return target
 
-    def sort_into(self, dest: str | os.PathLike, *, move: bool = False, dry_run: bool = False) -> Path:
+    def sort_into(
+        self,
+        dest: str | os.PathLike,
+        *,
+        move: bool = False,
+        dry_run: bool = False,
+        log: str | os.PathLike | None = None,
+    ) -> Path:
         """Copy (or move) every labelled image into ``dest/<label>/``; return the moves log.
 
         Nothing is overwritten (a clash gets a suffix); every action is recorded in
         ``dest/sortsight-moves.jsonl``, so ``sortsight undo dest/sortsight-moves.jsonl`` reverts it.
-        ``dest`` is then a class-folder dataset: ``sortsight train dest`` trains on it.
+        ``dest`` is then a class-folder dataset: ``sortsight train dest`` trains on it. ``log``
+        names another log file.
         """
         if not self.labels:
             raise DataError("No image is labelled yet. Label a few images first.")
         root = Path(dest).expanduser().absolute()
-        log = ActionLog(root / "sortsight-moves.jsonl")
+        journal = ActionLog(Path(log) if log is not None else root / "sortsight-moves.jsonl")
         for pos in sorted(self.labels):
             src = self.index.paths[pos]
             if not src.is_file():
                 continue
             placed = place_file(src, root / self.labels[pos], move=move, dry_run=dry_run)
             if not dry_run and placed.action != "identical":
-                log.record(placed.action, src, placed.destination, placed.sha256, label=self.labels[pos])
-        return log.path
+                journal.record(placed.action, src, placed.destination, placed.sha256, label=self.labels[pos])
+        return journal.path

@@ -42,7 +42,7 @@ def create_app(
         >>> app = create_app("/tmp/studio-home")  # doctest: +SKIP
         >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=7860)  # doctest: +SKIP
     """
-    from sortsight.studio import routes_data, routes_train, routes_use
+    from sortsight.studio import routes_data, routes_label, routes_train, routes_use
 
     studio = Studio(Path(home), token=token, limits=limits or UploadLimits(), cli=cli or DEFAULT_CLI)
     studio.jobs.refresh_all()  # a restart shows every job's true state
@@ -52,6 +52,7 @@ def create_app(
     app.include_router(routes_data.router)
     app.include_router(routes_train.router)
     app.include_router(routes_use.router)
+    app.include_router(routes_label.router)
 
     @app.middleware("http")
     async def same_origin_only(request: Request, call_next: Any) -> Response:
