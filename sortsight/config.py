@@ -207,28 +207,15 @@ class TrainConfig:
         else:
             fix(self, "models", tuple(self.models))
         fix(self, "time_budget", parse_duration(self.time_budget))
-        for name in (
-            "lr",
-            "warmup_ratio",
-            "weight_decay",
-            "max_grad_norm",
-            "early_stopping_threshold",
-            "test_split",
-        ):
+        for name in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm", "early_stopping_threshold",
+                     "test_split"):
             value = getattr(self, name)
             try:
                 fix(self, name, float(value))
             except (TypeError, ValueError):
                 raise ConfigError(f"Option '{name}' must be a number, got '{value}'.") from None
-        for name in (
-            "epochs",
-            "batch_size",
-            "gradient_accumulation",
-            "seed",
-            "early_stopping_patience",
-            "save_total_limit",
-            "candidates",
-        ):
+        for name in ("epochs", "batch_size", "gradient_accumulation", "seed", "early_stopping_patience",
+                     "save_total_limit", "candidates"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 try:
@@ -262,10 +249,8 @@ class TrainConfig:
             (self.early_stopping_patience >= 0, "early_stopping_patience must be >= 0 (0 turns it off)"),
             (self.save_total_limit >= 1, "save_total_limit must be at least 1"),
             (self.candidates >= 1, "candidates must be at least 1"),
-            (
-                self.image_size is None or 16 <= int(self.image_size) <= 1024,
-                "image_size must be between 16 and 1024 pixels",
-            ),
+            (self.image_size is None or 16 <= int(self.image_size) <= 1024,
+             "image_size must be between 16 and 1024 pixels"),
             (self.max_samples is None or int(self.max_samples) >= 2, "max_samples must be at least 2"),
             (0 <= self.test_split < 1, "test_split must be a fraction in [0, 1)"),
             (not (self.resume and self.overwrite), "use either resume or overwrite, not both"),
@@ -383,13 +368,8 @@ class PredictConfig:
     def __post_init__(self) -> None:
         fix = object.__setattr__
         fix(self, "model", str(self.model))
-        fix(
-            self,
-            "inputs",
-            (str(self.inputs),)
-            if isinstance(self.inputs, (str, Path))
-            else tuple(str(i) for i in self.inputs),
-        )
+        fix(self, "inputs", (str(self.inputs),) if isinstance(self.inputs, (str, Path))
+            else tuple(str(i) for i in self.inputs))
         fix(self, "output", str(self.output))
         if self.sort_into is not None:
             fix(self, "sort_into", str(self.sort_into))

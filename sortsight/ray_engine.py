@@ -89,10 +89,8 @@ def list_uris(uri: str) -> list[str]:
     for f in found:
         relative = f.path[prefix_len:]  # "/sub/name.jpg"
         # the same rules as for folders: image extensions in any case, no hidden or OS-junk parts
-        if (
-            f.type == pafs.FileType.File
-            and is_image_path(f.base_name)
-            and not any(is_junk(part) for part in relative.split("/") if part)
+        if f.type == pafs.FileType.File and is_image_path(f.base_name) and not any(
+            is_junk(part) for part in relative.split("/") if part
         ):
             out.append(base + relative)
     if not out:
@@ -134,10 +132,8 @@ def _model_folder(model: str | Path) -> Path:
     if not is_model_folder(p) and is_model_folder(p / "model"):
         p = p / "model"
     if not is_model_folder(p):
-        raise PredictError(
-            f"'{model}' is not a model folder. Give a run folder (runs/NAME) or its model/ "
-            f"folder; --engine ray does not take .onnx files."
-        )
+        raise PredictError(f"'{model}' is not a model folder. Give a run folder (runs/NAME) or its model/ "
+                           f"folder; --engine ray does not take .onnx files.")
     return p
 
 
@@ -148,9 +144,8 @@ def _read_model_files(folder: Path) -> dict[str, bytes]:
 class _PredictBatch:
     """A Ray actor: holds one Classifier and turns a batch of paths into prediction rows."""
 
-    def __init__(
-        self, model: dict[str, Any], *, engine: str, batch_size: int, threads: int, top_k: int
-    ) -> None:
+    def __init__(self, model: dict[str, Any], *, engine: str, batch_size: int, threads: int,
+                 top_k: int) -> None:
         import ray
 
         from sortsight.predict import Classifier
@@ -251,10 +246,8 @@ def _start_ray(address: str | None) -> bool:
             ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PredictError(
-            f"Could not start or reach Ray ({address or 'local'}): {first}. "
-            f"Check RAY_ADDRESS / --ray-address, or run 'ray start --head'."
-        ) from exc
+        raise PredictError(f"Could not start or reach Ray ({address or 'local'}): {first}. "
+                           f"Check RAY_ADDRESS / --ray-address, or run 'ray start --head'.") from exc
     return True
 
 
@@ -320,35 +313,22 @@ def predict_paths_ray(
         dataset = ray.data.from_items([{"path": p} for p in todo]).map_batches(
             _PredictBatch,
             fn_constructor_args=({"files": model_ref},),
-            fn_constructor_kwargs={
-                "engine": engine,
-                "batch_size": batch_size,
-                "threads": max(1, int(cpus_per_actor)),
-                "top_k": top_k,
-            },
+            fn_constructor_kwargs={"engine": engine, "batch_size": batch_size,
+                                   "threads": max(1, int(cpus_per_actor)), "top_k": top_k},
             batch_size=batch_size,
             compute=ray.data.ActorPoolStrategy(size=pool),  # a fixed pool of sized actors
             num_cpus=cpus_per_actor,
             batch_format="numpy",
         )
         with _quiet_ray_data():
-            _stream_rows(
-                dataset,
-                out,
-                summary,
-                model=str(model),
-                threshold=threshold,
-                columns=CSV_COLUMNS,
-                ticker=Ticker(progress, "predict", len(todo)),
-            )
+            _stream_rows(dataset, out, summary, model=str(model), threshold=threshold, columns=CSV_COLUMNS,
+                         ticker=Ticker(progress, "predict", len(todo)))
     except PredictError:
         raise
     except Exception as exc:  # Ray wraps actor failures in its own error types
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise PredictError(
-            f"The Ray job failed: {first[:300]}. Rows written so far are kept; "
-            f"run the same command again to resume."
-        ) from exc
+        raise PredictError(f"The Ray job failed: {first[:300]}. Rows written so far are kept; "
+                           f"run the same command again to resume.") from exc
     finally:
         if started:
             import ray
@@ -357,16 +337,8 @@ def predict_paths_ray(
     return summary
 
 
-def _stream_rows(
-    dataset: Any,
-    out: Path,
-    summary: Any,
-    *,
-    model: str,
-    threshold: float,
-    columns: Sequence[str],
-    ticker: Ticker,
-) -> None:
+def _stream_rows(dataset: Any, out: Path, summary: Any, *, model: str, threshold: float,
+                 columns: Sequence[str], ticker: Ticker) -> None:
     """Append each batch the actors return to ``out``, flushed and fsynced, as the local engine does."""
     import math
 
@@ -379,9 +351,8 @@ def _stream_rows(
         if new_file and not jsonl:
             writer.writerow(columns)
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            for path, label, score, top, error in zip(
-                batch["path"], batch["label"], batch["score"], batch["top_k"], batch["error"], strict=True
-            ):
+            for path, label, score, top, error in zip(batch["path"], batch["label"], batch["score"],
+                                                      batch["top_k"], batch["error"], strict=True):
                 readable = not math.isnan(float(score))
                 status = "unreadable" if not readable else ("ok" if score >= threshold else "unsure")
                 if status == "unreadable":
@@ -391,29 +362,16 @@ def _stream_rows(
                     summary.ok += 1
                 else:
                     summary.unsure += 1
-                record = {
-                    "path": str(path),
-                    "label": str(label) if readable else "",
-                    "score": round(float(score), 6) if readable else None,
-                    "top_k": json.loads(str(top)),
-                    "status": status,
-                    "model": model,
-                    "error": str(error),
-                }
+                record = {"path": str(path), "label": str(label) if readable else "",
+                          "score": round(float(score), 6) if readable else None,
+                          "top_k": json.loads(str(top)), "status": status, "model": model,
+                          "error": str(error)}
                 if jsonl:
                     fh.write(json.dumps({c: record[c] for c in columns}, ensure_ascii=False) + "\n")
                 else:
-                    writer.writerow(
-                        [
-                            record["path"],
-                            record["label"],
-                            "" if record["score"] is None else f"{record['score']:.6f}",
-                            str(top),
-                            status,
-                            model,
-                            record["error"],
-                        ]
-                    )
+                    writer.writerow([record["path"], record["label"],
+                                     "" if record["score"] is None else f"{record['score']:.6f}",
+                                     str(top), status, model, record["error"]])
             fh.flush()
             os.fsync(fh.fileno())
             summary.seconds = time.perf_counter() - start
@@ -444,33 +402,15 @@ def run_predict_ray(
             raise PredictError(f"--jsonl writes JSON Lines; name the output '*.jsonl', not '{out}'.")
     sources = collect_sources(config.inputs, exclude=[config.sort_into] if config.sort_into else [])
     if config.sort_into and any(is_uri(s) for s in sources):
-        raise PredictError(
-            "--sort-into copies local files; object-store images (s3://, gs://) cannot be "
-            "sorted. Drop --sort-into, or copy the images to a local folder first."
-        )
-    summary = predict_paths_ray(
-        config.model,
-        sources,
-        out,
-        top_k=config.top_k,
-        threshold=config.threshold,
-        engine=config.engine,
-        batch_size=config.batch_size,
-        actors=actors,
-        cpus_per_actor=cpus_per_actor,
-        address=address,
-        progress=progress,
-    )
+        raise PredictError("--sort-into copies local files; object-store images (s3://, gs://) cannot be "
+                           "sorted. Drop --sort-into, or copy the images to a local folder first.")
+    summary = predict_paths_ray(config.model, sources, out, top_k=config.top_k, threshold=config.threshold,
+                                engine=config.engine, batch_size=config.batch_size, actors=actors,
+                                cpus_per_actor=cpus_per_actor, address=address, progress=progress)
     sorted_summary = None
     if config.sort_into:
         from sortsight.sort import sort_into
 
-        sorted_summary = sort_into(
-            out,
-            config.sort_into,
-            threshold=config.threshold,
-            move=config.move,
-            dry_run=config.dry_run,
-            progress=progress,
-        )
+        sorted_summary = sort_into(out, config.sort_into, threshold=config.threshold, move=config.move,
+                                   dry_run=config.dry_run, progress=progress)
     return summary, sorted_summary

@@ -435,7 +435,9 @@ if __name__ == "__main__":
 
 
 def _app_source(texts: dict[str, str], *, top_k: int, has_examples: bool) -> str:
-    examples = '[[str(p)] for p in sorted((HERE / "examples").glob("*.jpg"))]' if has_examples else "[]"
+    examples = (
+        '[[str(p)] for p in sorted((HERE / "examples").glob("*.jpg"))]' if has_examples else "[]"
+    )
     return _APP_TEMPLATE.format(
         title=repr(texts["title"]),
         description=repr(texts["description"]),
