@@ -12,6 +12,7 @@ decode images while the engine computes the previous batch, as in ``sortsight pr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Iterator, Sequence
@@ -81,10 +82,13 @@ def _weights_folder(net: Any, model: str, image_size: int) -> Path:
     return folder
 
 
+@functools.lru_cache(maxsize=2)
 def load_embedder(
     model: str, image_size: int, *, engine: str = "auto", threads: int | None = None
 ) -> Embedder:
     """The backbone of ``model`` at ``image_size`` behind the fastest engine that runs it here.
+
+    The last two are kept: a studio or a script embedding again does not load the network again.
 
     Raises:
         ModelError: unknown model, weights not available offline, or the requested engine fails.
