@@ -32,6 +32,9 @@ _COMMANDS: dict[str, str] = {
     "undo": "sortsight.cli.fix:undo",
     "fetch": "sortsight.cli.fetch:fetch",
     "quickstart": "sortsight.cli.quickstart:quickstart",
+    "index": "sortsight.cli.index:index",
+    "similar": "sortsight.cli.index:similar",
+    "map": "sortsight.cli.index:map_command",
 }
 
 

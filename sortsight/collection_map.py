@@ -1,0 +1,185 @@
+"""A 2-D map of an indexed pile: ``sortsight map pile.index --out map.html``.
+
+:func:`compute_map` projects the index's vectors to 2-D and groups them into clusters:
+
+- ``method="umap"``: UMAP (``umap-learn``, cosine metric) — the optional ``index`` extra;
+- ``method="tsne"``: PCA to 50 dimensions, then scikit-learn's t-SNE (always available);
+- ``method="auto"``: UMAP when installed, else t-SNE. ``benchmarks/labelling.py`` measures both
+  (seconds, and how many of each image's 10 nearest neighbours on the map share its class);
+  see docs/index.md for the figures behind this choice.
+
+Clusters are k-means on the PCA-reduced vectors (about √(N/2) of them, 2 to 40). The map is
+cached beside the index (``map-<method>.npz``) until the index changes.
+
+:func:`write_map_html` writes one standalone HTML file: a canvas with pan and zoom, thumbnails
+on hover, colour by cluster / label / prediction, lasso selection (drag) or a click on a
+legend entry to select, and "label these" (download a labels CSV of the selection, or, in the
+studio, label them in the session). Thumbnails are embedded as small JPEGs for up to
+``max_thumbs`` images (others show their path), so the file works with no server.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sortsight.errors import ConfigError
+from sortsight.index import EmbeddingIndex
+
+__all__ = ["MAP_METHODS", "CollectionMap", "compute_map", "map_payload", "render_map_html", "write_map_html"]
+
+MAP_METHODS = ("auto", "umap", "tsne")
+_TEMPLATE = Path(__file__).parent / "templates" / "map.html"
+
+
+@dataclass(frozen=True)
+class CollectionMap:
+    """2-D coordinates ``(N, 2)`` (scaled to 0..1) and a cluster number per image, in index order."""
+
+    xy: np.ndarray
+    clusters: np.ndarray
+    method: str
+
+
+def _has_umap() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("umap") is not None
+
+
+def _pca(x: np.ndarray, dims: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    k = min(dims, x.shape[0], x.shape[1])
+    return PCA(n_components=k, random_state=0).fit_transform(x)  # type: ignore[no-any-return]
+
+
+def _project(x: np.ndarray, method: str, seed: int) -> np.ndarray:
+    n = len(x)
+    if n < 4:
+        return np.pad(_pca(x, 2), ((0, 0), (0, max(0, 2 - min(2, n, x.shape[1])))))
+    if method == "umap":
+        import umap
+
+        reducer = umap.UMAP(n_neighbors=min(15, n - 1), metric="cosine", random_state=seed, n_jobs=1)
+        return np.asarray(reducer.fit_transform(x), dtype=np.float32)
+    from sklearn.manifold import TSNE
+
+    reduced = _pca(x, 50)
+    perplexity = float(min(30, max(2, (n - 1) // 3)))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)  # type: ignore[no-any-return]
+
+
+def _scale(xy: np.ndarray) -> np.ndarray:
+    low, high = xy.min(axis=0), xy.max(axis=0)
+    return ((xy - low) / np.maximum(high - low, 1e-9)).astype(np.float32)  # type: ignore[no-any-return]
+
+
+def compute_map(
+    index: EmbeddingIndex, *, method: str = "auto", clusters: int | None = None, seed: int = 0
+) -> CollectionMap:
+    """Project the index to 2-D and cluster it (cached beside the index until it changes).
+
+    Raises:
+        ConfigError: unknown method, or ``umap`` asked for without ``umap-learn`` installed.
+    """
+    from sklearn.cluster import KMeans
+
+    if method not in MAP_METHODS:
+        raise ConfigError(f"Unknown map method '{method}'; choose one of: {', '.join(MAP_METHODS)}.")
+    if method == "umap" and not _has_umap():
+        raise ConfigError(
+            "The umap method needs umap-learn: pip install 'sortsight[index]' (or use --method tsne)."
+        )
+    chosen = method if method != "auto" else ("umap" if _has_umap() else "tsne")
+    n = len(index)
+    k = int(clusters or min(40, max(2, round((n / 2) ** 0.5))))
+    k = max(1, min(k, n))
+    cache = index.folder / f"map-{chosen}.npz"
+    stamp = f"{index.signature()}|{k}|{seed}"
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as saved:
+            if str(saved["stamp"]) == stamp:
+                return CollectionMap(saved["xy"], saved["clusters"], chosen)
+    x = index.vectors()
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # (N, D)
+    xy = _scale(_project(x, chosen, seed))
+    groups = (
+        KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(_pca(x, 50)) if k > 1 else np.zeros(n)
+    )
+    result = CollectionMap(xy, groups.astype(np.int32), chosen)
+    tmp = cache.with_name(f".{cache.stem}.tmp.npz")
+    np.savez(tmp, xy=result.xy, clusters=result.clusters, stamp=np.array(stamp))
+    os.replace(tmp, cache)
+    return result
+
+
+def _thumb(path: Path, size: int) -> str:
+    from sortsight.images import try_open_image
+
+    image, _ = try_open_image(path, draft=(size, size))
+    if image is None:
+        return ""
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=70)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def map_payload(
+    index: EmbeddingIndex,
+    cmap: CollectionMap,
+    *,
+    labels: list[str] | None = None,
+    predictions: list[str] | None = None,
+    thumbs: bool = True,
+    thumb_size: int = 64,
+    max_thumbs: int = 5000,
+) -> dict[str, Any]:
+    """The JSON the map page draws: one point per image with path, x, y, cluster, label, prediction."""
+    rel = index.relative_paths
+    points = []
+    for i, path in enumerate(rel):
+        point: dict[str, Any] = {
+            "p": path,
+            "x": round(float(cmap.xy[i, 0]), 5),
+            "y": round(float(cmap.xy[i, 1]), 5),
+            "c": int(cmap.clusters[i]),
+            "l": labels[i] if labels else "",
+            "g": predictions[i] if predictions else "",
+        }
+        if thumbs and i < max_thumbs:
+            point["t"] = _thumb(index.root / path, thumb_size)
+        points.append(point)
+    return {"root": str(index.root), "method": cmap.method, "backbone": index.backbone_id, "points": points}
+
+
+def write_map_html(
+    payload: dict[str, Any], out: str | os.PathLike, *, title: str = "Collection map", label_url: str = ""
+) -> Path:
+    """Write the standalone map page (the payload inlined); ``label_url`` enables studio labelling."""
+    html = render_map_html(payload, title=title, label_url=label_url)
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+def render_map_html(payload: dict[str, Any], *, title: str = "Collection map", label_url: str = "") -> str:
+    """The map page as a string (the studio serves it)."""
+    data = json.dumps(payload, ensure_ascii=False).replace("</", "<\\/")
+    return (
+        _TEMPLATE.read_text(encoding="utf-8")
+        .replace("__TITLE__", title.replace("<", "&lt;"))
+        .replace("__LABEL_URL__", json.dumps(label_url))
+        .replace("__DATA__", data)
+    )
