@@ -52,6 +52,7 @@ def create_app(
     app.include_router(routes_data.router)
     app.include_router(routes_train.router)
     app.include_router(routes_use.router)
+    app.include_router(__import__("sortsight.studio.routes_review", fromlist=["router"]).router)
 
     @app.middleware("http")
     async def same_origin_only(request: Request, call_next: Any) -> Response:
