@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -45,6 +44,7 @@ from sortsight._doctor_checks import (
     near_pairs_hash,
     quality_flags,
 )
+from sortsight._doctor_labels import LabelSettings, label_issues, near_conflicts, outliers
 from sortsight.data import ImageDataset, load_dataset
 from sortsight.errors import ConfigError, ImageError
 from sortsight.fileops import atomic_write_text
@@ -56,11 +56,14 @@ __all__ = [
     "DuplicateGroup",
     "ImageStats",
     "LabelIssue",
+    "LabelSettings",
+    "OutOfPlace",
     "QualityFlag",
     "QualityThresholds",
     "doctor",
     "image_stats",
     "quality_flags",
+    "run_backbone",
     "save_report",
 ]
 
@@ -90,9 +93,10 @@ class DuplicateGroup:
 class LabelIssue:
     """A likely mislabelled image, with the label the model suggests instead.
 
-    ``label_score`` is the out-of-sample probability of the given label, ``suggested_score`` that of
-    the suggested one; ``confident`` is True when cleanlab's stricter confident-learning filter
-    flags it too (review these first).
+    ``score`` is cleanlab's label-quality score the flags are ranked by (0–1, lowest first: most
+    likely wrong); ``label_score`` is the out-of-sample probability of the given label,
+    ``suggested_score`` that of the suggested one; ``confident`` is True when cleanlab's stricter
+    confident-learning filter flags it too.
     """
 
     rank: int
@@ -103,6 +107,25 @@ class LabelIssue:
     suggested_score: float
     split: str = ""
     confident: bool = False
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
+class OutOfPlace:
+    """An image that may not belong in the set at all, listed apart from label errors.
+
+    ``kind`` is ``"outlier"`` (far from every other image in embedding space; ``score`` is
+    cleanlab's outlier score, 0–1, lowest first) or ``"near_conflict"`` (nearly the same picture
+    as ``other_path``, which carries another label; ``score`` is their cosine similarity).
+    """
+
+    rank: int
+    kind: str
+    path: str
+    label: str
+    score: float
+    other_path: str = ""
+    other_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -126,6 +149,7 @@ class DoctorReport:
     duplicates: list[DuplicateGroup] = field(default_factory=list)
     label_issues: list[LabelIssue] = field(default_factory=list)
     quality: list[QualityFlag] = field(default_factory=list)
+    out_of_place: list[OutOfPlace] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -151,6 +175,7 @@ class DoctorReport:
             "leakage": len(self.leakage),
             "label_conflicts": len(self.label_conflicts),
             "label_issues": len(self.label_issues),
+            "out_of_place": len(self.out_of_place),
             "quality": dict(sorted(by_issue.items())),
         }
 
@@ -158,7 +183,9 @@ class DoctorReport:
         """``(path, caption)`` for each flagged image, most important first (one entry per image)."""
         seen: dict[str, str] = {}
         for issue in self.label_issues:
-            seen.setdefault(issue.path, f"{issue.label}->{issue.suggested_label}? {issue.label_score:.2f}")
+            seen.setdefault(issue.path, f"{issue.label}->{issue.suggested_label}? {issue.score:.2f}")
+        for odd in self.out_of_place:
+            seen.setdefault(odd.path, f"{odd.kind} {odd.label} {odd.score:.2f}")
         for group in self.duplicates:
             tag = "leak" if group.leakage else "conflict" if group.label_conflict else group.kind
             for path, label, split in zip(group.paths, group.labels, group.splits, strict=True):
@@ -185,50 +212,52 @@ class DoctorReport:
         kwargs["duplicates"] = [DuplicateGroup(**g) for g in data.get("duplicates", [])]
         kwargs["label_issues"] = [LabelIssue(**i) for i in data.get("label_issues", [])]
         kwargs["quality"] = [QualityFlag(**q) for q in data.get("quality", [])]
+        kwargs["out_of_place"] = [OutOfPlace(**o) for o in data.get("out_of_place", [])]
         return cls(**kwargs)
 
 
 # --------------------------------------------------------------------------- label issues
 
 
-def _label_issues(
-    labels: Sequence[str], features: np.ndarray, *, folds: int, seed: int, filter_by: str
-) -> tuple[list[tuple[int, str, float, float, bool]], str]:
-    """Ranked ``(index, suggested label, p(given), p(suggested), confident)``, and a note if skipped.
+def run_backbone(run: str | os.PathLike) -> tuple[str, int]:
+    """The frozen backbone ``(model name, input side)`` of a training run folder.
 
-    ``confident`` marks the images cleanlab's stricter confident-learning filter
-    (``prune_by_noise_rate``) also flags.
+    The doctor's one link to training: ``check --doctor --model RUN`` reads the kept model's
+    backbone from ``RUN/sortsight.json`` (``best``, else ``config``) and asks
+    :func:`sortsight.features.extract_features` for that backbone's *pretrained* features, so the
+    features cache is shared and no fine-tuned weights (which saw the labels) judge the labels.
+
+    Raises:
+        ConfigError: ``run`` is not a sortsight run folder.
     """
-    from cleanlab.filter import find_label_issues
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import Normalizer
-    from threadpoolctl import threadpool_limits
+    info_path = Path(run) / "sortsight.json"
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        best, config = info.get("best") or {}, info.get("config") or {}
+        model = str(best.get("model") or config["model"])
+        size = best.get("image_size") or config.get("image_size") or 224
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise ConfigError(
+            f"'{run}' is not a sortsight run folder (no readable sortsight.json); give the folder "
+            "'sortsight train' wrote, or leave --model out."
+        ) from exc
+    return model, int(size)
 
-    names = sorted(set(labels))
-    if len(names) < 2:
-        return [], "Label check skipped: it needs at least two classes."
-    y = np.array([names.index(label) for label in labels])
-    smallest = int(np.bincount(y).min())
-    k = min(folds, smallest)
-    if k < 2:
-        return [], "Label check skipped: every class needs at least two images."
-    # L2-normalised embeddings: as good as standardised ones here and ~5x faster to fit
-    model = make_pipeline(Normalizer(), LogisticRegression(max_iter=1000, C=2.0))
-    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    # One BLAS thread: these small fits ran ~30x slower with BLAS threads fighting for 2 busy cores.
-    with threadpool_limits(limits=1, user_api="blas"):
-        probs = cross_val_predict(model, features, y, cv=cv, method="predict_proba")  # (N, C)
-    ranked = find_label_issues(
-        y, probs, filter_by=filter_by, return_indices_ranked_by="self_confidence", n_jobs=1
-    )
-    strict = find_label_issues(y, probs, filter_by="prune_by_noise_rate", n_jobs=1)  # (N,) bool
-    out = []
-    for i in ranked:
-        best = int(probs[i].argmax())
-        out.append((int(i), names[best], float(probs[i, y[i]]), float(probs[i, best]), bool(strict[i])))
-    return out, ""
+
+def _out_of_place(
+    feats: np.ndarray, labels: list[str], paths: list[str], conflict_similarity: float | None
+) -> list[OutOfPlace]:
+    """Outliers first (most out of place first), then near-identical pairs with different labels."""
+    found: list[tuple[str, str, str, float, str, str]] = []
+    order, scores = outliers(feats)
+    found += [("outlier", paths[i], labels[i], float(scores[i]), "", "") for i in order]
+    if conflict_similarity is not None:
+        for a, b, sim in near_conflicts(feats, labels, conflict_similarity):
+            found.append(("near_conflict", paths[a], labels[a], sim, paths[b], labels[b]))
+    return [
+        OutOfPlace(rank, kind, path, label, round(score, 4), other, other_label)
+        for rank, (kind, path, label, score, other, other_label) in enumerate(found, start=1)
+    ]
 
 
 # --------------------------------------------------------------------------- the doctor
@@ -247,6 +276,8 @@ def doctor(
     near_distance: int = 4,
     near_similarity: float | None = None,
     label_filter: str = "predicted_neq_given",
+    label_settings: LabelSettings | None = None,
+    conflict_similarity: float | None = 0.97,
     thresholds: QualityThresholds | None = None,
     workers: int | None = None,
 ) -> DoctorReport:
@@ -269,6 +300,9 @@ def doctor(
             stricter ``"prune_by_noise_rate"`` / ``"confident_learning"`` / ``"both"``.
         near_similarity: also count pairs with embedding cosine similarity at least this as near
             duplicates (None: perceptual hash only).
+        label_settings: the probe and ranking of the label check (:class:`LabelSettings`).
+        conflict_similarity: list pairs at least this alike (embedding cosine similarity) that
+            carry different labels as out of place (None: do not).
         thresholds: quality-flag thresholds.
         workers: threads measuring images (default: CPU count, at most 4).
 
@@ -281,6 +315,7 @@ def doctor(
     """
     ds = dataset if isinstance(dataset, ImageDataset) else load_dataset(dataset, seed=seed)
     t = thresholds or QualityThresholds()
+    ls = label_settings or LabelSettings()
     if label_filter not in _LABEL_FILTERS:
         raise ConfigError(f"Unknown label_filter '{label_filter}'; use one of {', '.join(_LABEL_FILTERS)}.")
     items = list(ds.items)
@@ -297,6 +332,8 @@ def doctor(
             "near_distance": near_distance,
             "label_filter": label_filter,
             "near_similarity": near_similarity,
+            "label_settings": asdict(ls),
+            "conflict_similarity": conflict_similarity,
             "thresholds": asdict(t),
             "embeddings": "given" if embeddings is not None else "backbone",
         },
@@ -344,12 +381,12 @@ def doctor(
             readable = [paths[i] for i in ok]
             feats = extract_features(readable, model=model, image_size=image_size, progress=progress)
     if check_labels and feats is not None:
-        found, note = _label_issues(
-            [items[i].label for i in ok], feats, folds=folds, seed=seed, filter_by=label_filter
+        labels = [items[i].label for i in ok]
+        found, notes = label_issues(
+            labels, feats, folds=folds, seed=seed, filter_by=label_filter, settings=ls
         )
-        if note:
-            report.notes.append(note)
-        for rank, (j, suggested, p_given, p_best, strict) in enumerate(found, start=1):
+        report.notes.extend(notes)
+        for rank, (j, suggested, p_given, p_best, quality, strict) in enumerate(found, start=1):
             item = items[ok[j]]
             report.label_issues.append(
                 LabelIssue(
@@ -361,8 +398,11 @@ def doctor(
                     round(p_best, 4),
                     item.split,
                     strict,
+                    round(quality, 4),
                 )
             )
+        readable = [paths[i] for i in ok]
+        report.out_of_place.extend(_out_of_place(feats, labels, readable, conflict_similarity))
 
     # 4. exact and near duplicates → leakage and label conflicts
     sha_first: dict[str, int] = {}

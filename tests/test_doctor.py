@@ -236,3 +236,117 @@ def test_embedding_similarity_pairs_near_duplicates(tmp_path: Path) -> None:
         sorted([str(ds.items[2].path), str(ds.items[5].path)])
     ]
     assert report.duplicates[0].kind == "near"
+
+
+# ------------------------------------------------------------------ doctor v2: probe, ranking, out of place
+
+
+def test_out_of_sample_probs_never_see_their_own_fold() -> None:
+    """The K-fold leak test: no image's label (nor any label of its fold) takes part in predicting it."""
+    from sortsight._doctor_labels import LabelSettings, assign_folds, out_of_sample_probs
+
+    rng = np.random.default_rng(0)
+    n, classes = 60, 3
+    y = np.repeat(np.arange(classes), n // classes)
+    # one private dimension per image: a model that saw an image's own label could memorise it
+    feats = np.hstack([np.eye(n), 0.01 * rng.normal(size=(n, 4))]).astype(np.float32)
+    fold_of, k = assign_folds(y, 5, seed=1)
+    assert k == 5 and sorted(np.bincount(fold_of)) == [12] * 5
+    settings = LabelSettings()
+    probs = out_of_sample_probs(feats, y, fold_of, classes, settings)
+    assert probs[np.arange(n), y].max() < 0.6  # with its label in training this is ~1.0
+    scrambled = y.copy()
+    in_fold = fold_of == 2
+    scrambled[in_fold] = (y[in_fold] + 1) % classes  # every label of fold 2 changed
+    again = out_of_sample_probs(feats, scrambled, fold_of, classes, settings)
+    np.testing.assert_allclose(again[in_fold], probs[in_fold])  # fold 2's predictions do not move
+    assert not np.allclose(again[~in_fold], probs[~in_fold])  # the others learnt from the changed labels
+
+
+def _separable(y: np.ndarray, seed: int) -> np.ndarray:
+    """Embeddings of well separated classes ``y`` (one cluster per class)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(int(y.max()) + 1, 16)) * 3
+    return (centres[y] + rng.normal(size=(len(y), 16))).astype(np.float32)
+
+
+def _classes_of(ds: object) -> np.ndarray:
+    names = sorted(ds.classes)  # type: ignore[attr-defined]
+    return np.array([names.index(item.label) for item in ds.items])  # type: ignore[attr-defined]
+
+
+def test_planted_flips_rank_first_and_ranking_is_deterministic(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _write(root, ["a", "b", "c"], 20)
+    ds = load_dataset(root)
+    names = sorted(ds.classes)
+    true = _classes_of(ds)
+    feats = _separable(true, seed=3)
+    flipped = [int(i) for i in np.random.default_rng(5).choice(len(ds), 4, replace=False)]
+    items = list(ds.items)
+    for i in flipped:  # the label changes, the picture (embedding) does not
+        items[i] = type(items[i])(path=items[i].path, label=names[(true[i] + 1) % 3], split=items[i].split)
+    noisy = type(ds)(root=ds.root, items=tuple(items), classes=ds.classes)
+    report = doctor(noisy, embeddings=feats)
+    top = [i.path for i in report.label_issues[:6]]
+    assert {str(items[i].path) for i in flipped} <= set(top), (top, flipped)
+    by_path = {i.path: i for i in report.label_issues}
+    assert all(by_path[str(items[i].path)].suggested_label == names[true[i]] for i in flipped)
+    scores = [i.score for i in report.label_issues]
+    assert scores == sorted(scores) and all(0.0 <= s <= 1.0 for s in scores)
+    again = doctor(noisy, embeddings=feats)
+    assert again.to_dict()["label_issues"] == report.to_dict()["label_issues"]  # same seed, same ranking
+
+
+def test_out_of_place_outlier_and_near_conflict(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _write(root, ["a", "b"], 15)
+    ds = load_dataset(root)
+    y = _classes_of(ds)
+    feats = _separable(y, seed=4)
+    feats[3] = 40.0 * np.eye(16)[7]  # an image unlike all others
+    j = int(np.flatnonzero(y != y[10])[0])
+    feats[j] = feats[10] + 1e-3  # the same picture under the other label
+    report = doctor(ds, embeddings=feats)
+    outliers = [o for o in report.out_of_place if o.kind == "outlier"]
+    assert outliers and outliers[0].path == str(ds.items[3].path)
+    conflicts = [o for o in report.out_of_place if o.kind == "near_conflict"]
+    assert len(conflicts) == 1
+    assert {conflicts[0].path, conflicts[0].other_path} == {str(ds.items[10].path), str(ds.items[j].path)}
+    assert [o.rank for o in report.out_of_place] == list(range(1, len(report.out_of_place) + 1))
+    assert report.summary()["out_of_place"] == len(report.out_of_place)
+    assert DoctorReport.from_dict(report.to_dict()).to_dict() == report.to_dict()
+
+
+def test_small_classes_use_fewer_folds_and_one_class_cannot_be_judged(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _write(root, ["x", "y"], 8)
+    for i in range(5):  # 'y' keeps 3 images: fewer than 5 folds
+        (root / "y" / f"y_{i:03d}.png").unlink()
+    ds = load_dataset(root)
+    report = doctor(ds, embeddings=_separable(_classes_of(ds), 0))
+    assert any("3 folds instead of 5" in n and "'y' (3)" in n for n in report.notes), report.notes
+    shutil.rmtree(root / "y")
+    from sortsight.data import scan  # load_dataset refuses a single class; the doctor still looks at it
+
+    one = doctor(scan(root), embeddings=np.ones((8, 4), np.float32))
+    assert one.label_issues == [] and "same label ('x')" in one.notes[0]
+
+
+def test_check_doctor_model_uses_the_runs_backbone(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    _write(root, ["cats", "dogs"], 6)
+    run = tmp_path / "run"
+    run.mkdir()
+    best = {"model": "efficientnet_lite0", "image_size": 64}
+    (run / "sortsight.json").write_text(json.dumps({"best": best}))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["check", str(root), "--doctor", "--model", str(run), "--json"])
+    assert result.exit_code == 0, result.output
+    settings = json.loads(result.output)["doctor"]["report"]["settings"]
+    assert (settings["model"], settings["image_size"]) == ("efficientnet_lite0", 64)
+    (tmp_path / "notarun").mkdir()
+    bad = runner.invoke(cli, ["check", str(root), "--doctor", "--model", str(tmp_path / "notarun")])
+    assert bad.exit_code == 1 and "not a sortsight run folder" in bad.output and "Traceback" not in bad.output
+    alone = runner.invoke(cli, ["check", str(root), "--model", str(run)])
+    assert alone.exit_code == 1 and "add --doctor" in alone.output

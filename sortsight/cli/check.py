@@ -133,6 +133,13 @@ def render_summary(console: Console, summary: dict[str, Any], *, max_skipped: in
     default=None,
     help="Folder for doctor.json and the contact sheet (default: DATA-doctor beside DATA).",
 )
+@click.option(
+    "--model",
+    "model_run",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="With --doctor: a training run folder; the doctor uses its backbone and cached features.",
+)
 def check(
     data_path: str,
     valid_split: float,
@@ -147,6 +154,7 @@ def check(
     as_json: bool,
     run_doctor: bool,
     doctor_out: Path | None,
+    model_run: Path | None,
 ) -> None:
     """Check DATA: a folder of class subfolders, split folders, a CSV/TSV/JSONL labels file,
     or a Hugging Face dataset folder / parquet files.
@@ -154,6 +162,8 @@ def check(
     Shows images per class and split, skipped files and why, and warnings (imbalance, tiny
     images). Example: sortsight check photos/ --grid sample.png
     """
+    if model_run is not None and not run_doctor:
+        raise ConfigError("--model is for the doctor: add --doctor (check DATA --doctor --model RUN).")
     err = Console(stderr=True)
     out = output_console()
     # Bad images are reported by reason below; Pillow's own warnings would only repeat them.
@@ -180,7 +190,9 @@ def check(
         from sortsight.cli import _doctor
 
         with ProgressView(err) as doctor_progress:
-            report, doctor_files = _doctor.run_doctor(ds, data_path, doctor_out, doctor_progress)
+            report, doctor_files = _doctor.run_doctor(
+                ds, data_path, doctor_out, doctor_progress, model_run=model_run
+            )
         summary["doctor"] = {**doctor_files, "report": report.to_dict()}
     if as_json:
         click.echo(json.dumps(summary, indent=2, ensure_ascii=False))

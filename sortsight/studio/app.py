@@ -50,7 +50,7 @@ def create_app(
         >>> app = create_app("/tmp/studio-home")  # doctest: +SKIP
         >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=7860)  # doctest: +SKIP
     """
-    from sortsight.studio import routes_data, routes_label, routes_train, routes_use
+    from sortsight.studio import routes_data, routes_label, routes_review, routes_train, routes_use
 
     studio = Studio(
         Path(home),
@@ -67,6 +67,7 @@ def create_app(
     app.include_router(routes_train.router)
     app.include_router(routes_use.router)
     app.include_router(routes_label.router)
+    app.include_router(routes_review.router)
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> RedirectResponse:  # asked for by browsers before they read the page's <link>

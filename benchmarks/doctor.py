@@ -1,0 +1,362 @@
+"""The data doctor against the cleanlab + linear-probe reference: planted look-alike label errors.
+
+Builds labelled sets whose errors sit between classes that look alike, plants them at 1 % and
+5 % of the images, and runs, each in its own fresh process and one after the other in the same run:
+
+1. **doctor** — ``sortsight check DATA --doctor`` (the whole command: scan and verify, image
+   statistics and hashes, frozen EfficientNet-Lite0 features, out-of-sample probabilities,
+   ranking), with an empty feature cache;
+2. **reference** — the simplest confident-learning recipe: the same frozen Lite0 features
+   (:func:`sortsight.features.extract_features`, no cache), ``cross_val_predict`` of a plain
+   ``LogisticRegression(max_iter=1000)`` in 5 stratified folds, and cleanlab's
+   ``find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")``. It gets the
+   same single BLAS thread as the doctor (with BLAS threads fighting for two loaded cores its fits
+   were many times slower, which would flatter the doctor's time).
+
+For each set × noise level it prints the planted errors found in the first 50 flags (recall@50),
+precision@50, the whole-process wall time of each, and the CPU capability.
+
+Sets (built into ``--work``, default a temporary folder):
+
+- ``fashion`` — Debian's ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``),
+  all 10 classes, ``--per-class`` images each (150: 1,500 images, the set of issue 21); errors
+  planted shirt↔t-shirt and pullover↔coat, evenly in the four directions.
+- ``digits`` — the digits 0–9 rendered in the DejaVu and Liberation fonts Debian ships
+  (``fonts-dejavu-core``, ``fonts-liberation``) with random size, shift, rotation, stroke, blur
+  and noise, 64 px, ``--per-class`` each; errors planted among 3, 5 and 8 in all six directions.
+
+Usage::
+
+    python benchmarks/doctor.py                       # both sets, 1 % and 5 %
+    python benchmarks/doctor.py --sets digits --noise 0.05 --json doctor-bench.json
+    python benchmarks/doctor.py --rankings            # compare ranking methods on the same features
+    python benchmarks/doctor.py --quick               # tiny smoke run (numbers mean nothing)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+FASHION_NAMES = [
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "boot",
+]
+FASHION_PAIRS = [("shirt", "t-shirt"), ("t-shirt", "shirt"), ("pullover", "coat"), ("coat", "pullover")]
+DIGIT_PAIRS = [("3", "5"), ("5", "3"), ("3", "8"), ("8", "3"), ("5", "8"), ("8", "5")]
+FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/truetype/liberation"))
+TOP = 50
+SEED = 42
+
+
+# ----------------------------------------------------------------------------------------- sets
+def _fashion_images(per_class: int, rng: np.random.Generator) -> dict[str, list[Any]]:
+    from PIL import Image
+
+    if not FASHION.is_dir():
+        sys.exit("Fashion-MNIST not found: apt-get install dataset-fashion-mnist (or --sets digits).")
+    with gzip.open(FASHION / "train-images-idx3-ubyte.gz") as fh:
+        xs = np.frombuffer(fh.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    with gzip.open(FASHION / "train-labels-idx1-ubyte.gz") as fh:
+        ys = np.frombuffer(fh.read(), np.uint8, offset=8)
+    out: dict[str, list[Any]] = {}
+    for label, name in enumerate(FASHION_NAMES):
+        idx = rng.permutation(np.flatnonzero(ys == label))[:per_class]
+        out[name] = [Image.fromarray(xs[i]) for i in idx]
+    return out
+
+
+def _fonts() -> list[Path]:
+    fonts = sorted(p for d in FONT_DIRS if d.is_dir() for p in d.glob("*.ttf") if "Math" not in p.name)
+    if len(fonts) < 4:
+        sys.exit("Too few fonts for the digits set: apt-get install fonts-dejavu-core fonts-liberation.")
+    return fonts
+
+
+def _digit(text: str, font_path: Path, rng: np.random.Generator, size: int = 64) -> Any:
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    font = ImageFont.truetype(str(font_path), int(rng.integers(30, 52)))
+    ink, paper = int(rng.integers(0, 70)), int(rng.integers(185, 256))
+    canvas = Image.new("L", (size * 2, size * 2), paper)
+    draw = ImageDraw.Draw(canvas)
+    x, y = size + rng.normal(0, 5), size + rng.normal(0, 5)
+    draw.text((x, y), text, font=font, fill=ink, anchor="mm", stroke_width=int(rng.integers(0, 3)))
+    canvas = canvas.rotate(float(rng.normal(0, 8)), resample=Image.Resampling.BILINEAR, fillcolor=paper)
+    img = canvas.crop((size // 2, size // 2, size * 3 // 2, size * 3 // 2))
+    img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.2))))
+    arr = np.asarray(img, np.float32) + rng.normal(0, rng.uniform(2, 14), (size, size))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def _digit_images(per_class: int, rng: np.random.Generator) -> dict[str, list[Any]]:
+    fonts = _fonts()
+    return {
+        str(d): [_digit(str(d), fonts[int(rng.integers(len(fonts)))], rng) for _ in range(per_class)]
+        for d in range(10)
+    }
+
+
+BUILDERS = {"fashion": (_fashion_images, FASHION_PAIRS), "digits": (_digit_images, DIGIT_PAIRS)}
+
+
+def build_set(name: str, noise: float, per_class: int, root: Path) -> dict[str, str]:
+    """Write ``root/<label>/*.png`` with ``noise`` × N planted errors; return ``{path: true label}``."""
+    make, pairs = BUILDERS[name]
+    rng = np.random.default_rng(SEED)  # the same images at every noise level
+    images = make(per_class, rng)
+    total = sum(len(v) for v in images.values())
+    n_errors = max(1, round(noise * total))
+    pick = random.Random(SEED + int(noise * 1000))
+    chosen: dict[tuple[str, int], str] = {}
+    for k in range(n_errors):  # evenly over the look-alike directions
+        true, wrong = pairs[k % len(pairs)]
+        free = [i for i in range(len(images[true])) if (true, i) not in chosen]
+        chosen[(true, pick.choice(free))] = wrong
+    planted: dict[str, str] = {}
+    for label, imgs in images.items():
+        for i, img in enumerate(imgs):
+            given = chosen.get((label, i), label)
+            folder = root / given
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{name}_{label}_{i:04d}.png"  # the file name hides nothing from the doctor
+            img.save(path)
+            if given != label:
+                planted[str(path.resolve())] = label
+    return planted
+
+
+# ------------------------------------------------------------------------------------ the tools
+def _cpu() -> str:
+    import torch
+
+    load = os.getloadavg()[0]
+    return f"cpu {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores, load {load:.1f}"
+
+
+def reference(data: Path, result: Path) -> None:
+    """The reference recipe (run in its own process by :func:`main`); writes the ranked paths."""
+    from cleanlab.filter import find_label_issues
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from threadpoolctl import threadpool_limits
+
+    from sortsight.data import load_dataset
+    from sortsight.features import extract_features
+
+    ds = load_dataset(data)
+    paths = [str(item.path.resolve()) for item in ds.items]
+    names = sorted(set(ds.labels))
+    y = np.array([names.index(item.label) for item in ds.items])
+    feats = extract_features(paths, use_cache=False)
+    cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=SEED)
+    with threadpool_limits(limits=1, user_api="blas"):
+        probs = cross_val_predict(LogisticRegression(max_iter=1000), feats, y, cv=cv, method="predict_proba")
+    ranked = find_label_issues(y, probs, return_indices_ranked_by="self_confidence")
+    result.write_text(json.dumps([paths[i] for i in ranked]))
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return seconds
+
+
+def run_doctor(data: Path, out: Path, cache: Path) -> tuple[list[str], float]:
+    env = {**os.environ, "SORTSIGHT_CACHE": str(cache)}
+    seconds = _timed(
+        [
+            sys.executable,
+            "-m",
+            "sortsight",
+            "check",
+            str(data),
+            "--doctor",
+            "--doctor-out",
+            str(out),
+            "--json",
+        ],
+        env,
+    )
+    report = json.loads((out / "doctor.json").read_text())
+    return [str(Path(i["path"]).resolve()) for i in report["label_issues"]], seconds
+
+
+def run_reference(data: Path, out: Path) -> tuple[list[str], float]:
+    out.mkdir(parents=True, exist_ok=True)
+    result = out / "reference.json"
+    seconds = _timed(
+        [sys.executable, __file__, "--reference", str(data), "--result", str(result)], dict(os.environ)
+    )
+    return json.loads(result.read_text()), seconds
+
+
+def score(flags: list[str], planted: dict[str, str]) -> dict[str, Any]:
+    top = flags[:TOP]
+    hits = sum(p in planted for p in top)
+    return {
+        "found@50": hits,
+        "recall@50": round(hits / len(planted), 3),
+        "precision@50": round(hits / max(1, len(top)), 3),
+        "flags": len(flags),
+        "found_all": sum(p in planted for p in flags),
+    }
+
+
+# ------------------------------------------------------------------------------------- rankings
+def compare(data: Path, planted: dict[str, str], work: Path) -> dict[str, Any]:
+    """Planted errors in the first 50 for each ranking method, on the same features and folds."""
+    from cleanlab.filter import find_label_issues
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from threadpoolctl import threadpool_limits
+
+    from sortsight._doctor_labels import LabelSettings, assign_folds, out_of_sample_probs, rank_label_issues
+    from sortsight.data import load_dataset
+    from sortsight.features import extract_features
+
+    os.environ["SORTSIGHT_CACHE"] = str(work / "rank-cache")
+    ds = load_dataset(data)
+    paths = [str(item.path.resolve()) for item in ds.items]
+    names = sorted(set(ds.labels))
+    y = np.array([names.index(item.label) for item in ds.items])
+    store = work / f"features-{data.parent.name.split('-')[0]}.npz"  # the same images at every noise level
+    names_of = [Path(p).name for p in paths]
+    if store.is_file():
+        saved = np.load(store)
+        row = {n: i for i, n in enumerate(saved["names"])}
+        feats = saved["feats"][[row[n] for n in names_of]]
+    else:
+        feats = extract_features(paths)
+        np.savez(store, names=np.array(names_of), feats=feats)
+    is_planted = np.array([p in planted for p in paths])
+
+    def found(order: Any) -> int:
+        return int(is_planted[np.asarray(order[:TOP], dtype=int)].sum())
+
+    methods: dict[str, int] = {}
+    cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=SEED)
+    with threadpool_limits(limits=1, user_api="blas"):
+        ref = cross_val_predict(LogisticRegression(max_iter=1000), feats, y, cv=cv, method="predict_proba")
+    methods["reference"] = found(find_label_issues(y, ref, return_indices_ranked_by="self_confidence"))
+    fold_of, _ = assign_folds(y, 5, SEED)
+    base = LabelSettings()
+    knn = {
+        k: out_of_sample_probs(feats, y, fold_of, len(names), LabelSettings(knn=k, knn_weight=1.0, C=1.0))
+        for k in (5, 10, 20)
+    }
+    for c in (0.5, 2.0, 8.0):
+        lr = out_of_sample_probs(feats, y, fold_of, len(names), LabelSettings(knn=0, C=c))
+        for k, vote in knn.items():
+            for w in (0.0, 0.3, 0.5, 0.7, 1.0):
+                if (w == 0.0 and k != 10) or (w == 1.0 and c != 2.0):
+                    continue  # the same probabilities under another name
+                probs = (1 - w) * lr + w * vote
+                for rank_by in ("self_confidence", "normalized_margin", "confidence_weighted_entropy"):
+                    s = LabelSettings(C=c, knn=k, knn_weight=w, rank_by=rank_by)
+                    order, _ = rank_label_issues(y, probs, s)
+                    tag = f"C={c:g} knn={k} w={w:g} {rank_by}"
+                    methods[tag] = found(order)
+                    if (c, k, w, rank_by) == (base.C, base.knn, base.knn_weight, base.rank_by):
+                        methods["doctor default"] = methods[tag]
+    return {"methods": methods}
+
+
+# ----------------------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", default="fashion,digits")
+    parser.add_argument("--noise", default="0.01,0.05")
+    parser.add_argument(
+        "--per-class", type=int, default=None, help="images per class (fashion 150, digits 100)"
+    )
+    parser.add_argument(
+        "--work", type=Path, default=None, help="build the sets here (default: a temp folder)"
+    )
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rankings", action="store_true", help="compare ranking methods on the features")
+    parser.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.reference:
+        reference(args.reference, args.result)
+        return
+    work = args.work or Path(tempfile.mkdtemp(prefix="doctor-bench-"))
+    noises = [float(x) for x in args.noise.split(",")]
+    rows: list[dict[str, Any]] = []
+    print(f"[{_cpu()}]", flush=True)
+    for name in args.sets.split(","):
+        per_class = 12 if args.quick else args.per_class or (150 if name == "fashion" else 100)
+        for noise in noises:
+            data = work / f"{name}-{noise:g}" / "data"
+            if data.exists():
+                import shutil
+
+                shutil.rmtree(data)
+            planted = build_set(name, noise, per_class, data)
+            if args.rankings:
+                row = {"set": name, "noise": noise, "planted": len(planted), **compare(data, planted, work)}
+                rows.append(row)
+                best = max(row["methods"].items(), key=lambda kv: kv[1])
+                print(
+                    f"{name:8s} noise {noise:.0%} ({len(planted)} planted): "
+                    + ", ".join(
+                        f"{k} {v}" for k, v in row["methods"].items() if k.startswith(("reference", "doctor"))
+                    )
+                    + f"; best {best[0]} {best[1]}",
+                    flush=True,
+                )
+                continue
+            cache = Path(tempfile.mkdtemp(prefix="cache-", dir=work))
+            doc_flags, doc_s = run_doctor(data, work / f"{name}-{noise:g}" / "doctor", cache)
+            ref_flags, ref_s = run_reference(data, work / f"{name}-{noise:g}" / "reference")
+            row = {
+                "set": name,
+                "noise": noise,
+                "images": per_class * 10,
+                "planted": len(planted),
+                "doctor": {**score(doc_flags, planted), "seconds": round(doc_s, 1)},
+                "reference": {**score(ref_flags, planted), "seconds": round(ref_s, 1)},
+            }
+            row["margin@50"] = row["doctor"]["found@50"] - row["reference"]["found@50"]
+            row["time_ratio"] = round(doc_s / ref_s, 2)
+            rows.append(row)
+            d, r = row["doctor"], row["reference"]
+            print(
+                f"{name:8s} noise {noise:.0%} ({len(planted)} planted of {row['images']}): "
+                f"doctor {d['found@50']}/{len(planted)} in first 50 (p@50 {d['precision@50']:.2f}) "
+                f"{d['seconds']:.0f} s | reference {r['found@50']}/{len(planted)} (p@50 "
+                f"{r['precision@50']:.2f}) {r['seconds']:.0f} s | margin {row['margin@50']:+d}, "
+                f"time x{row['time_ratio']:.2f}  [{_cpu()}]",
+                flush=True,
+            )
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": _cpu(), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
