@@ -36,6 +36,7 @@ import numpy as np
 from sortsight import hfdata, images
 from sortsight._stratify import iterative_split
 from sortsight._verify import verify_images
+from sortsight.data import Skipped
 from sortsight.errors import ConfigError, DataError
 from sortsight.labelfile import read_tags_file, split_cell
 from sortsight.progress import ProgressCallback
@@ -83,13 +84,18 @@ class TagDataset:
     root: Path
     items: tuple[TagItem, ...]
     tags: tuple[str, ...]
-    skipped: tuple[tuple[Path, str], ...] = ()
+    skipped: tuple[Skipped, ...] = ()
     source: str = "labels-file"
     excluded: tuple[tuple[str, str], ...] = ()
     image_sizes: Mapping[Path, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The tags (the name :class:`sortsight.data.ImageDataset` uses for its vocabulary)."""
+        return self.tags
 
     def by_split(self, name: str) -> list[TagItem]:
         return [item for item in self.items if item.split == name]
@@ -202,7 +208,7 @@ def scan_tags(
     """
     path = Path(source).expanduser().absolute()
     root, rows, bad, _, kind = _rows(path, image_column, target_column, separator, progress)
-    skipped = list(bad)
+    skipped = [Skipped(p, r) for p, r in bad]
     sizes: dict[Path, tuple[int, int]] = {}
     if verify:
         results = verify_images([r[0] for r in rows], root, max_pixels, progress)
@@ -210,7 +216,7 @@ def scan_tags(
         for row in rows:
             result = results[row[0]]
             if isinstance(result, str):
-                skipped.append((row[0], result))
+                skipped.append(Skipped(row[0], result))
             else:
                 kept.append(row)
                 sizes[row[0]] = result
@@ -376,7 +382,7 @@ def summarize_tags(ds: TagDataset, *, pairs: int = 10, rare: int = RARE_TAG) -> 
                     }
                 )
     if ds.skipped:
-        why = Counter(r for _, r in ds.skipped).most_common(3)
+        why = Counter(s.reason for s in ds.skipped).most_common(3)
         warnings.append(
             {
                 "kind": "skipped",
@@ -398,6 +404,6 @@ def summarize_tags(ds: TagDataset, *, pairs: int = 10, rare: int = RARE_TAG) -> 
         "cooccurrence": [{"tags": [a, b], "images": c} for c, a, b in top[:pairs] if c],
         "rare_tags": rare_tags,
         "excluded": [{"tag": t, "reason": why} for t, why in ds.excluded],
-        "skipped": [{"path": ds.relative(p), "reason": r} for p, r in ds.skipped],
+        "skipped": [{"path": ds.relative(s.path), "reason": s.reason} for s in ds.skipped],
         "warnings": warnings,
     }
