@@ -43,7 +43,15 @@ if TYPE_CHECKING:
     from sortsight.tagdata import TagDataset
     from sortsight.train import TrainResult
 
-__all__ = ["PROBLEM_TYPE", "TagHead", "fit_tag_head", "is_multilabel", "model_task", "train_multilabel"]
+__all__ = [
+    "PROBLEM_TYPE",
+    "TagHead",
+    "fit_tag_head",
+    "is_multilabel",
+    "model_task",
+    "train_multilabel",
+    "with_sigmoid_output",
+]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +97,29 @@ def model_task(folder: str | Path) -> tuple[str, list[float] | None]:
         if data.get("problem_type") == PROBLEM_TYPE:
             return "multi_label", [0.5] * len(data.get("id2label") or {})
     return "single_label", None
+
+
+def with_sigmoid_output(proto: Any, meta: dict[str, str], folder: str | Path) -> tuple[Any, dict[str, str]]:
+    """For a multi-label model folder: the ONNX graph with a second output ``scores`` = σ(logits)
+    and ``task``/``thresholds`` in its metadata; any other model's graph unchanged."""
+    task, thresholds = model_task(folder)
+    if task != "multi_label":
+        return proto, meta
+    import onnx
+
+    graph = proto.graph
+    logits = graph.output[0]
+    graph.node.append(onnx.helper.make_node("Sigmoid", [logits.name], ["scores"], name="sortsight_sigmoid"))
+    scores = onnx.ValueInfoProto()
+    scores.CopyFrom(logits)
+    scores.name = "scores"
+    graph.output.append(scores)
+    return proto, {
+        **meta,
+        "task": "multi_label",
+        "thresholds": json.dumps(thresholds),
+        "outputs": "logits; scores = sigmoid(logits), one per tag",
+    }
 
 
 # ----------------------------------------------------------------------------- the head

@@ -15,12 +15,22 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["best_f1_thresholds", "sigmoid", "tag_calibration", "tag_metrics"]
+__all__ = [
+    "best_f1_thresholds",
+    "cuts_of",
+    "sigmoid",
+    "tag_calibration",
+    "tag_columns",
+    "tag_fields",
+    "tag_metrics",
+    "tag_row",
+]
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -147,3 +157,52 @@ def tag_calibration(
         "per_tag": per_tag,
         "n_bins": n_bins,
     }
+
+
+# --------------------------------------------------------------------------- predictions.csv rows
+
+
+def tag_columns(tags: Sequence[str]) -> tuple[str, ...]:
+    """The columns of a multi-label ``predictions.csv``: the single-label ones plus ``tags``
+    (``|``-joined) and one ``score:<tag>`` column per tag."""
+    return (
+        "path",
+        "tags",
+        "label",
+        "score",
+        "top_k",
+        "status",
+        "model",
+        "error",
+        *(f"score:{t}" for t in tags),
+    )
+
+
+def cuts_of(classifier: Any, threshold: float) -> np.ndarray:
+    """Per-tag thresholds: the model's own, or ``threshold`` for every tag when it is above 0."""
+    if threshold > 0 or not classifier.thresholds:
+        return np.full(len(classifier.labels), threshold if threshold > 0 else 0.5)
+    return np.asarray(classifier.thresholds, dtype=np.float64)
+
+
+def tag_fields(scores: np.ndarray, tags: Sequence[str], cuts: np.ndarray) -> dict[str, Any]:
+    """``tags`` (over their thresholds, best first, ``|``-joined), ``scores`` and the status."""
+    order = np.argsort(-scores, kind="stable")
+    chosen = [tags[i] for i in order if scores[i] >= cuts[i]]
+    return {
+        "tags": "|".join(chosen),
+        "scores": {t: round(float(v), 6) for t, v in zip(tags, scores, strict=True)},
+        "status": "ok" if chosen else "unsure",
+    }
+
+
+def tag_row(record: dict[str, Any], columns: Sequence[str]) -> list[str]:
+    """One CSV row of a multi-label record in ``columns`` order."""
+    scores = record.get("scores") or {}
+    values = {
+        **{k: str(v) for k, v in record.items() if k not in ("score", "top_k", "scores")},
+        "score": "" if record.get("score") is None else f"{record['score']:.6f}",
+        "top_k": json.dumps(record.get("top_k") or [], ensure_ascii=False),
+        **{f"score:{t}": f"{v:.6f}" for t, v in scores.items()},
+    }
+    return [values.get(c, "") for c in columns]
