@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["model_card"]
+__all__ = ["model_card", "tag_model_card"]
 
 
 def _yaml_str(value: str) -> str:
@@ -166,5 +166,120 @@ Collections reflect who and what was collected, photographed and catalogued, and
 past cataloguing decisions. The model learns those patterns, including gaps and historical bias in
 what was kept and how it was described. Do not use it to make decisions about people, and review
 its output where errors would misrepresent a community or an item.
+"""
+    return "\n".join(yaml) + "\n" + body
+
+
+def tag_model_card(
+    *,
+    model_name: str,
+    tags: Sequence[str],
+    counts: Mapping[str, Mapping[str, int]],
+    metrics: Mapping[str, float],
+    per_tag: Sequence[Mapping[str, Any]],
+    parameters: Mapping[str, Any] | None = None,
+    image_size: int = 224,
+    dataset_fingerprint: str = "",
+    excluded: Sequence[str] = (),
+    version: str = "",
+) -> str:
+    """The model card of a multi-label tagger: tags, their thresholds and per-tag validation metrics.
+
+    Example:
+        >>> card = tag_model_card(model_name="efficientnet_lite0", tags=["a", "b"], counts={},
+        ...                       metrics={"f1_micro": 0.9}, per_tag=[])
+        >>> "multi_label_classification" in card
+        True
+    """
+    yaml = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: image-classification",
+        "tags:",
+        "- image-classification",
+        "- multi-label-classification",
+        "- timm",
+        "- sortsight",
+        "metrics:",
+        "- f1",
+        "- map",
+        "model-index:",
+        f"- name: {_yaml_str(model_name + '-sortsight-tags')}",
+        "  results:",
+        "  - task:",
+        "      type: image-classification",
+        "      name: Multi-label image classification",
+        "    dataset:",
+        f"      name: {_yaml_str('local collection ' + dataset_fingerprint)}",
+        "      type: imagefolder",
+        "      split: validation",
+        "    metrics:",
+    ]
+    for key, kind, name in (("f1_micro", "f1", "F1 (micro)"), ("map", "map", "mAP")):
+        if metrics.get(key) is not None:
+            yaml += [f"    - type: {kind}", f"      value: {float(metrics[key]):.4f}", f"      name: {name}"]
+    yaml.append("---")
+    rows = [
+        "| tag | threshold | precision | recall | F1 | AP | validation images | training images |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in per_tag:
+        ap = "n/a" if r.get("ap") is None else f"{float(r['ap']):.3f}"
+        n_train = counts.get(str(r["tag"]), {}).get("train", 0)
+        rows.append(
+            f"| {r['tag']} | {float(r['threshold']):.3f} | {float(r['precision']):.3f} "
+            f"| {float(r['recall']):.3f} | {float(r['f1']):.3f} | {ap} | {r['support']} | {n_train} |"
+        )
+    params = "\n".join(f"- `{k}`: {v}" for k, v in (parameters or {}).items())
+    left_out = f"\nLeft out of training: {', '.join(excluded)}.\n" if excluded else ""
+    body = f"""
+# {model_name} tagger made with sortsight
+
+A multi-label image tagger: each image gets every tag whose score reaches that tag's threshold,
+from {len(tags)} tags: {", ".join(f"`{t}`" for t in tags)}. It was trained with
+[sortsight](https://github.com/sortsight/sortsight) {version} from the pretrained `{model_name}` at
+{image_size}×{image_size} pixels: a logistic regression per tag on the frozen network's features
+(one sigmoid output per tag; `config.json` has `problem_type: multi_label_classification`).
+{left_out}
+## Use
+
+```python
+from transformers import pipeline
+tag = pipeline("image-classification", model="path/to/this/folder", function_to_apply="sigmoid", top_k=None)
+scores = tag("image.jpg")            # every tag with its score
+```
+
+A tag applies when its score reaches its threshold (table below; also in `sortsight_model.json`).
+`sortsight predict path/to/this/folder images/` applies them and writes a `tags` column.
+
+## Validation results
+
+| metric | value |
+|---|---|
+| micro F1 | {_pct(metrics.get("f1_micro"))} |
+| macro F1 | {_pct(metrics.get("f1_macro"))} |
+| samples F1 | {_pct(metrics.get("f1_samples"))} |
+| mAP | {_pct(metrics.get("map"))} |
+| Hamming loss | {float(metrics.get("hamming_loss", float("nan"))):.4f} |
+| all tags right | {_pct(metrics.get("subset_accuracy"))} |
+
+## Tags, thresholds and per-tag results
+
+{chr(10).join(rows)}
+
+## Training parameters
+
+{params}
+
+## Limitations
+
+- It only knows the tags above; a missing tag means "score below threshold", not "certainly absent".
+- Rare tags (a few dozen images) have unstable thresholds and scores; the validation figures come
+  from a small number of images. Re-check on a sample of your own before relying on it.
+
+## Bias
+
+Tags reflect past cataloguing decisions, including their gaps and historical bias. Do not use the
+model to make decisions about people; review its output where errors would misrepresent anyone.
 """
     return "\n".join(yaml) + "\n" + body

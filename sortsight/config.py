@@ -113,6 +113,8 @@ SCHEDULERS = ("cosine", "linear", "constant", "onecycle")
 PRECISIONS = ("auto", "no", "fp32", "bf16", "fp16")
 STRATEGIES = ("auto", "head", "finetune")
 LOGGERS = ("none", "tensorboard")
+TASKS = ("auto", "single_label", "multi_label")
+TAG_SEPARATORS = ("auto", "|", ";", " ", ",")
 
 
 def parse_duration(value: str | float | int | None) -> float | None:
@@ -195,6 +197,20 @@ class TrainConfig:
     valid_split: float | str | None = 0.2  # a fraction, or AutoTrain's split name
     test_split: float = 0.0
     log: str = "none"  # none | tensorboard
+    task: str = dataclasses.field(
+        default="auto",
+        metadata={
+            "help": "single_label (one label per image) or multi_label (several tags); auto: from the data",
+            "choices": TASKS,
+        },
+    )
+    tag_separator: str = dataclasses.field(
+        default="auto",
+        metadata={
+            "help": "What separates the tags in a labels cell; auto: '|' or ';', whichever the cells use",
+            "choices": TAG_SEPARATORS,
+        },
+    )
 
     def __post_init__(self) -> None:
         fix = object.__setattr__
@@ -238,6 +254,8 @@ class TrainConfig:
         _choice("mixed_precision", str(self.mixed_precision), PRECISIONS)
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("log", self.log, LOGGERS)
+        _choice("task", self.task, TASKS)
+        _choice("tag_separator", self.tag_separator, TAG_SEPARATORS)
         checks = [
             (self.lr > 0, "lr must be > 0, e.g. 1e-3"),
             (self.epochs >= 1, "epochs must be at least 1"),
@@ -375,6 +393,12 @@ class PredictConfig:
         default=False,
         metadata={"help": "Also search folders reached through symbolic links (never moved through)."},
     )
+    tags_only: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "Multi-label, with sort_into: write DEST/tags.csv (path, tags) instead of copying images"
+        },
+    )
 
     def __post_init__(self) -> None:
         fix = object.__setattr__
@@ -402,6 +426,8 @@ class PredictConfig:
             (not (self.dry_run and self.sort_into is None), "dry_run needs sort_into (a destination folder)"),
             (not (self.merge_identical and self.sort_into is None), "merge_identical needs sort_into"),
             (not (self.follow_links and self.move), "follow_links reads through links; it cannot --move"),
+            (not (self.tags_only and self.sort_into is None), "tags_only needs sort_into (a folder)"),
+            (not (self.tags_only and self.move), "use either tags_only or move, not both"),
         ]
         for ok, message in checks:
             if not ok:

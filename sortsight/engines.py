@@ -300,8 +300,11 @@ def export_onnx(loaded: LoadedModel, out: str | Path | None = None) -> Path:
     target = Path(out) if out is not None else Path(loaded.path) / "model.onnx"
     proto = _export_proto(loaded.module, loaded.data_config.input_size)
     meta = _metadata(loaded.labels, loaded.data_config, loaded.name, source_digest(loaded.path))
-    onnx.helper.set_model_props(proto, meta)
     _check_parity(proto, loaded)
+    from sortsight.multilabel import with_sigmoid_output
+
+    proto, meta = with_sigmoid_output(proto, meta, loaded.path)  # multi-label: + "scores" output
+    onnx.helper.set_model_props(proto, meta)
     _write_proto(proto, target)
     return target
 

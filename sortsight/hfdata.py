@@ -24,10 +24,10 @@ from typing import Any
 
 from sortsight.config import cache_dir
 from sortsight.errors import DataError
-from sortsight.labelfile import IMAGE_COLUMNS, TARGET_COLUMNS, pick_column
+from sortsight.labelfile import IMAGE_COLUMNS, TAG_COLUMNS, TARGET_COLUMNS, pick_column, split_cell
 from sortsight.progress import ProgressCallback, Ticker
 
-__all__ = ["cache_dir", "is_hf_source", "materialize"]
+__all__ = ["cache_dir", "is_hf_source", "materialize", "materialize_tags"]
 
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"\xff\xd8\xff", 0, ".jpg"),
@@ -194,6 +194,40 @@ def materialize(
     return out, items, skipped, kind
 
 
+def image_bytes(value: Any, source: Path) -> tuple[bytes | None, str | None]:
+    """The encoded bytes and file name of one ``Image`` cell (bytes, a path, or ``{bytes, path}``)."""
+    data, name = None, None
+    if isinstance(value, dict):
+        data, name = value.get("bytes"), value.get("path")
+    elif isinstance(value, (bytes, bytearray)):
+        data = bytes(value)
+    elif isinstance(value, str):
+        name = value
+    if not data and name:
+        original = Path(name) if Path(name).is_absolute() else source / name
+        if original.is_file():
+            data = original.read_bytes()
+    return data, name
+
+
+def write_cache_folder(out: Path, files: dict[str, bytes], manifest: dict[str, Any]) -> None:
+    """Write ``files`` (relative path → bytes) and ``manifest.json`` into ``out`` atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    try:
+        for rel, data in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(data)
+        (tmp / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process finished first: its copy is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _write(
     source: Path,
     shards: list[tuple[Path, str, str]],
@@ -228,18 +262,7 @@ def _write(
                         skipped.append((where, "no label"))
                         continue
                     label = str(label).strip()
-                    value = record.get(image_col)
-                    data, name = None, None
-                    if isinstance(value, dict):
-                        data, name = value.get("bytes"), value.get("path")
-                    elif isinstance(value, (bytes, bytearray)):
-                        data = bytes(value)
-                    elif isinstance(value, str):
-                        name = value
-                    if not data and name:
-                        original = Path(name) if Path(name).is_absolute() else source / name
-                        if original.is_file():
-                            data = original.read_bytes()
+                    data, name = image_bytes(record.get(image_col), source)
                     if not data:
                         skipped.append((where, "no image data"))
                         continue
@@ -259,3 +282,62 @@ def _write(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _hf_tag_names(spec: Any) -> list[str] | None:
+    """The tag names of a ``Sequence(ClassLabel)`` feature ([] for a sequence of strings), else None."""
+    if isinstance(spec, list) and spec:
+        inner = spec[0]
+    elif isinstance(spec, dict) and spec.get("_type") in ("Sequence", "List", "LargeList"):
+        inner = spec.get("feature")
+    else:
+        return None
+    return list(inner.get("names") or []) if isinstance(inner, dict) else []
+
+
+def materialize_tags(
+    source: Path,
+    *,
+    image_column: str | None = None,
+    target_column: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> tuple[Path, list[tuple[Path, tuple[str, ...], str]], list[tuple[Path, str]], bool]:
+    """Like :func:`materialize` for multi-label data: ``(root, [(path, tags, split)], skipped, is
+    a sequence column)``. The tag column is the one typed ``Sequence(ClassLabel)`` (or named
+    ``labels``/``tags``/...); its integers become the ClassLabel names."""
+    shards, features, _ = _shards(source)
+    columns = _columns(shards[0])
+    sequences = {n: _hf_tag_names(s) for n, s in features.items()}
+    typed_images = tuple(n for n in columns if (features.get(n) or {}).get("_type") == "Image")
+    where = f"dataset '{source.name}'"
+    image_col = pick_column(
+        columns, image_column, typed_images + IMAGE_COLUMNS, "image", where, "--image-column"
+    )
+    seq_cols = tuple(n for n in columns if sequences.get(n) is not None)
+    tag_col = pick_column(columns, target_column, seq_cols + TAG_COLUMNS, "labels", where, "--target-column")
+    names = sequences.get(tag_col) or []
+    out = cache_dir() / "datasets" / (_cache_key(source, shards, image_col, tag_col) + "-tags")
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        items: list[tuple[str, list[str], str]] = []
+        skipped: list[tuple[str, str]] = []
+        files: dict[str, bytes] = {}
+        row = 0
+        for shard in shards:
+            for batch in _batches(shard, [image_col, tag_col]):
+                for record in batch:
+                    row += 1
+                    value = record.get(tag_col)
+                    raw = value if isinstance(value, list) else ([] if value is None else [value])
+                    tags = [names[v] if isinstance(v, int) and 0 <= v < len(names) else str(v) for v in raw]
+                    data, name = image_bytes(record.get(image_col), source)
+                    if not data:
+                        skipped.append((f"{shard[0].name}#row{row}", "no image data"))
+                        continue
+                    rel = f"{shard[1] or 'all'}/{row:07d}{_extension(data, name)}"
+                    files[rel] = data
+                    items.append((rel, tags, shard[1]))
+        write_cache_folder(out, files, {"source": str(source), "items": items, "skipped": skipped})
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    found = [(out / rel, tuple(split_cell(tags, "")), split) for rel, tags, split in data["items"]]
+    return out, found, [(source / r, why) for r, why in data["skipped"]], sequences.get(tag_col) is not None

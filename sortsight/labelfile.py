@@ -17,6 +17,7 @@ import csv
 import json
 import os
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,15 @@ from sortsight import images
 from sortsight.config import closest
 from sortsight.errors import DataError
 
-__all__ = ["IMAGE_COLUMNS", "TARGET_COLUMNS", "pick_column", "read_labels_file"]
+__all__ = [
+    "IMAGE_COLUMNS",
+    "TAG_COLUMNS",
+    "TARGET_COLUMNS",
+    "pick_column",
+    "read_labels_file",
+    "read_tags_file",
+    "split_cell",
+]
 
 IMAGE_COLUMNS: tuple[str, ...] = ("image", "file", "filename", "file_name", "path", "image_path", "img")
 TARGET_COLUMNS: tuple[str, ...] = ("target", "label", "labels", "class", "category")
@@ -194,3 +203,125 @@ def read_labels_file(
             f"to '{root}' — fix them or remove those rows."
         )
     return root, found, skipped
+
+
+# --------------------------------------------------------------------------- multi-label
+
+TAG_COLUMNS: tuple[str, ...] = ("labels", "tags", *TARGET_COLUMNS)
+_BOOL = {"0": False, "1": True, "true": True, "false": False, "yes": True, "no": False, "": False}
+_NOT_TAGS = {"split", "is_valid", "url", "id", "width", "height", "notes", "comment", "caption"}
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text.strip())
+
+
+def split_cell(value: Any, separator: str) -> list[str]:
+    """The tags of one cell: a JSON list as it is, text split on ``separator`` (empty → none).
+
+    Example:
+        >>> split_cell("people| text |", "|")
+        ['people', 'text']
+    """
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        parts = [str(v) for v in value if v is not None]
+    else:
+        text = str(value)
+        parts = text.split() if separator == " " else text.split(separator) if separator else [text]
+    return list(dict.fromkeys(t for t in (_nfc(p) for p in parts) if t))
+
+
+def _separator_of(cells: Sequence[Any], separator: str, column: str) -> str:
+    if separator != "auto":
+        return separator
+    text = [str(c) for c in cells if isinstance(c, str)]
+    uses = {s: sum(1 for c in text if s in c) for s in ("|", ";")}
+    if uses["|"] and uses[";"]:
+        raise DataError(
+            f"Column '{column}' mixes tag separators ({uses['|']} cells use '|', {uses[';']} use ';'); "
+            "use one of them everywhere, or name the one to use with --tag-separator."
+        )
+    return "|" if uses["|"] else ";" if uses[";"] else ""
+
+
+def _binary_columns(columns: list[str], rows: list[dict[str, Any]], skip: set[str]) -> list[str]:
+    """Columns whose every value is 0/1 (true/false, yes/no or empty): one column per tag."""
+    out = []
+    for col in columns:
+        if col in skip or col.lower() in _NOT_TAGS:
+            continue
+        values = {str(r.get(col) if r.get(col) is not None else "").strip().lower() for r in rows}
+        if values <= set(_BOOL) and values & {"1", "true", "yes"}:
+            out.append(col)
+    return out
+
+
+def read_tags_file(
+    path: Path, image_column: str | None, target_column: str | None, separator: str = "auto"
+) -> tuple[Path, list[tuple[Path, tuple[str, ...], str]], list[tuple[Path, str]], bool]:
+    """``(root, [(path, tags, split)], skipped, evidently multi-label)`` of a multi-label labels file.
+
+    The tag column is ``labels``, ``tags`` or a label column (or ``target_column``), split on
+    ``separator`` (``"auto"``: ``|`` or ``;``; mixing both is an error); JSONL may hold a list.
+    Without such a column, the 0/1 columns are the tags. An image on several rows gets the union
+    of their tags. "Evidently multi-label": a separator, a list, 0/1 columns or a repeated image.
+
+    Raises:
+        DataError: no tag column, mixed separators, or rows naming files that do not exist.
+    """
+    columns, rows = _read_rows(path)
+    if not rows:
+        raise DataError(f"Labels file '{path}' has no rows; it needs a header and one row per image.")
+    where = f"'{path.name}'"
+    image_col = pick_column(columns, image_column, IMAGE_COLUMNS, "image", where, "--image-column")
+    lowered = {c.lower(): c for c in columns}
+    split_col = lowered.get("split")
+    valid_col = lowered.get("is_valid") if split_col is None else None
+    tag_col = (
+        None
+        if target_column is None and not any(c in lowered for c in TAG_COLUMNS)
+        else (pick_column(columns, target_column, TAG_COLUMNS, "labels", where, "--target-column"))
+    )
+    onehot = (
+        [] if tag_col else _binary_columns(columns, rows, {image_col, *filter(None, (split_col, valid_col))})
+    )
+    if tag_col is None and not onehot:
+        raise DataError(
+            f"No tag column in {where} (columns: {', '.join(columns)}); name it 'labels' (tags "
+            f"separated by '|'), or give one 0/1 column per tag."
+        )
+    sep = _separator_of([r.get(tag_col) for r in rows], separator, tag_col) if tag_col else ""
+    evident = bool(onehot) or sep != "" or any(isinstance(r.get(tag_col or ""), list) for r in rows)
+    root = path.parent
+    tags_of: dict[Path, list[str]] = {}
+    split_of: dict[Path, str] = {}
+    missing: list[str] = []
+    for row in rows:
+        name = str(row.get(image_col) or "").strip()
+        file = _resolve(root, name) if name else None
+        if file is None:
+            if name:
+                missing.append(name)
+            continue
+        if images.is_junk(file):
+            continue
+        if tag_col:
+            tags = split_cell(row.get(tag_col), sep)
+        else:
+            tags = [_nfc(c) for c in onehot if _BOOL.get(str(row.get(c) or "").strip().lower(), False)]
+        if file in tags_of:  # the same image on several rows: the union of its tags
+            evident = evident or tags != tags_of[file]
+            tags_of[file] += [t for t in tags if t not in tags_of[file]]
+            continue
+        tags_of[file] = tags
+        split_of[file] = _split_of(row, split_col, valid_col)
+    if missing:
+        shown = ", ".join(missing[:3]) + (", …" if len(missing) > 3 else "")
+        raise DataError(
+            f"{where} names {len(missing)} file(s) that do not exist ({shown}); paths are read relative "
+            f"to '{root}' — fix them or remove those rows."
+        )
+    found = [(f, tuple(t), split_of[f]) for f, t in tags_of.items()]
+    return root, found, [], evident

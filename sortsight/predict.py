@@ -33,6 +33,7 @@ from sortsight.fileops import json_line
 from sortsight.images import open_image
 from sortsight.models import DataConfig, eval_transform
 from sortsight.progress import ProgressCallback, Ticker
+from sortsight.tagmetrics import cuts_of, sigmoid, tag_columns, tag_fields, tag_row
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class Classifier:
     source: str
     batch_size: int = 32
     _transform: Any = field(default=None, repr=False)
+    task: str = "single_label"  # "multi_label": sigmoid scores, a tag per score over its threshold
+    thresholds: list[float] | None = None  # multi-label: one per label
 
     @classmethod
     def load(
@@ -116,22 +119,36 @@ class Classifier:
                     f"'{p}' is an ONNX file; it runs only with the onnx engine. "
                     f"Give the model folder to use --engine {engine}."
                 )
-            labels, data_config, name, _ = read_onnx_metadata(p)
-            return cls(OnnxEngine(p, threads=threads), labels, data_config, name, str(path), batch_size)
+            labels, data_config, name, meta = read_onnx_metadata(p)
+            clf = cls(OnnxEngine(p, threads=threads), labels, data_config, name, str(path), batch_size)
+            if meta.get("task") == "multi_label":
+                return clf._with_task("multi_label", [float(t) for t in json.loads(meta["thresholds"])])
+            return clf
         from sortsight.engines import OnnxEngine, find_current_onnx
         from sortsight.models import is_model_folder, load_model_folder
+        from sortsight.multilabel import model_task
 
         folder = p / "model" if not is_model_folder(p) and is_model_folder(p / "model") else p
         if engine in ("auto", "onnx") and is_model_folder(folder):
             current = find_current_onnx(folder)  # exported before: no need to load the PyTorch model
             if current is not None:
                 labels, data_config, name, _ = read_onnx_metadata(current)
-                return cls(
+                clf = cls(
                     OnnxEngine(current, threads=threads), labels, data_config, name, str(path), batch_size
                 )
+                return clf._with_task(*model_task(folder))
         loaded = load_model_folder(p)
         runner = build_engine(loaded, engine, threads=threads)
-        return cls(runner, list(loaded.labels), loaded.data_config, loaded.name, str(path), batch_size)
+        clf = cls(runner, list(loaded.labels), loaded.data_config, loaded.name, str(path), batch_size)
+        return clf._with_task(*model_task(loaded.path))
+
+    def _with_task(self, task: str, thresholds: list[float] | None) -> Classifier:
+        self.task, self.thresholds = task, thresholds
+        return self
+
+    def activate(self, logits: np.ndarray) -> np.ndarray:
+        """Scores from logits: softmax over labels, or one sigmoid per tag for a multi-label model."""
+        return sigmoid(logits) if self.task == "multi_label" else softmax(logits)
 
     @property
     def transform(self) -> Any:
@@ -173,7 +190,7 @@ class Classifier:
         out = []
         for start in range(0, len(images), self.batch_size):
             chunk = [self.transform(self._to_pil(im)) for im in images[start : start + self.batch_size]]
-            out.append(softmax(self.engine(torch.stack(chunk))))  # (B, 3, H, W) -> (B, C)
+            out.append(self.activate(self.engine(torch.stack(chunk))))  # (B, 3, H, W) -> (B, C)
         if not out:
             return np.zeros((0, len(self.labels)))
         return np.concatenate(out)
@@ -288,7 +305,7 @@ def iter_probabilities(
     )
     for indices, pixels, bad in loader:
         probs = (
-            softmax(classifier.logits(pixels))
+            classifier.activate(classifier.logits(pixels))
             if pixels is not None
             else np.zeros((0, len(classifier.labels)))
         )
@@ -356,30 +373,28 @@ def predict_paths(
     # read back (read_predictions) as the same path
     with open(out, "a", encoding="utf-8", errors="surrogateescape", newline="") as fh:
         writer = csv.writer(fh)
+        columns = tag_columns(classifier.labels) if classifier.task == "multi_label" else CSV_COLUMNS
         if new_file and not jsonl:
-            writer.writerow(CSV_COLUMNS)
+            writer.writerow(columns)
         for indices, probs, bad in iter_probabilities(classifier, todo, num_workers=num_workers):
             rows: list[tuple[int, dict[str, Any]]] = []
             if len(indices):
                 for i, prob in zip(indices, probs, strict=True):
                     best = top_k_of(prob, classifier.labels, top_k)
                     status = "ok" if best[0]["score"] >= threshold else "unsure"
-                    rows.append(
-                        (
-                            i,
-                            {
-                                "label": best[0]["label"],
-                                "score": round(best[0]["score"], 6),
-                                "top_k": [{**b, "score": round(b["score"], 6)} for b in best],
-                                "status": status,
-                                "error": "",
-                            },
-                        )
-                    )
+                    row = {
+                        "label": best[0]["label"],
+                        "score": round(best[0]["score"], 6),
+                        "top_k": [{**b, "score": round(b["score"], 6)} for b in best],
+                        "status": status,
+                        "error": "",
+                    }
+                    if classifier.task == "multi_label":  # tags over their thresholds; none: unsure
+                        row.update(tag_fields(prob, classifier.labels, cuts_of(classifier, threshold)))
+                    rows.append((i, row))
             for i, reason in bad:
-                rows.append(
-                    (i, {"label": "", "score": None, "top_k": [], "status": "unreadable", "error": reason})
-                )
+                empty: dict[str, Any] = {"label": "", "score": None, "top_k": [], "error": reason}
+                rows.append((i, {**empty, "status": "unreadable", "tags": "", "scores": {}}))
                 summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
             for i, r in sorted(rows, key=lambda t: t[0]):
                 record = {"path": str(todo[i]), **r, "model": classifier.model_id}
@@ -390,7 +405,10 @@ def predict_paths(
                 else:
                     summary.unreadable += 1
                 if jsonl:
-                    fh.write(json_line({c: record[c] for c in CSV_COLUMNS}) + "\n")
+                    keys = CSV_COLUMNS if columns is CSV_COLUMNS else (*CSV_COLUMNS, "tags", "scores")
+                    fh.write(json_line({c: record[c] for c in keys}) + "\n")
+                elif columns is not CSV_COLUMNS:
+                    writer.writerow(tag_row(record, columns))
                 else:
                     writer.writerow(
                         [
@@ -448,6 +466,10 @@ def run_predict(
             raise PredictError(f"--jsonl writes JSON Lines; name the output '*.jsonl', not '{out}'.")
     paths = collect_paths(config.inputs, exclude=_sorted_already(config), follow_links=config.follow_links)
     clf = Classifier.load(config.model, engine=config.engine, batch_size=config.batch_size)
+    if clf.task == "multi_label" and config.move:
+        raise PredictError("A multi-label model copies each image into every tag's folder; drop --move.")
+    if clf.task != "multi_label" and config.tags_only:
+        raise PredictError("--tags-only is for multi-label models; this model gives one label per image.")
     summary = predict_paths(
         clf,
         paths,
@@ -458,6 +480,13 @@ def run_predict(
         progress=progress,
     )
     sorted_summary = None
+    if config.sort_into and clf.task == "multi_label":
+        from sortsight.tagsort import sort_into_tags
+
+        tagged = sort_into_tags(
+            out, config.sort_into, tags_only=config.tags_only, dry_run=config.dry_run, progress=progress
+        )
+        return summary, tagged
     if config.sort_into:
         from sortsight.sort import sort_into
 

@@ -127,6 +127,10 @@ def train(config: TrainConfig, *, progress: ProgressCallback | None = None) -> T
         >>> result.metrics["accuracy"]  # doctest: +SKIP
         0.94
     """
+    from sortsight.multilabel import is_multilabel, train_multilabel
+
+    if is_multilabel(config):  # several tags per image: sigmoid outputs, per-tag thresholds
+        return train_multilabel(config, progress=progress)
     start = time.perf_counter()
     env = _runs.setup_environment()
     config = _runs.prepare_run_dir(config, env)

@@ -106,6 +106,20 @@ def render_summary(console: Console, summary: dict[str, Any], *, max_skipped: in
 @click.option("--image-column", default=None, help="Image column of a labels file or HF dataset.")
 @click.option("--target-column", default=None, help="Label column of a labels file or HF dataset.")
 @click.option(
+    "--task",
+    type=click.Choice(("auto", "single_label", "multi_label")),
+    default="auto",
+    show_default=True,
+    help="multi_label: several tags per image; auto: from the data.",
+)
+@click.option(
+    "--tag-separator",
+    type=click.Choice(("auto", "|", ";", " ", ",")),
+    default="auto",
+    show_default=True,
+    help="What separates tags in a labels cell (auto: '|' or ';', whichever the cells use).",
+)
+@click.option(
     "--max-pixels",
     type=int,
     default=DEFAULT_MAX_PIXELS,
@@ -155,6 +169,8 @@ def check(
     run_doctor: bool,
     doctor_out: Path | None,
     model_run: Path | None,
+    task: str,
+    tag_separator: str,
 ) -> None:
     """Check DATA: a folder of class subfolders, split folders, a CSV/TSV/JSONL labels file,
     or a Hugging Face dataset folder / parquet files.
@@ -166,6 +182,19 @@ def check(
         raise ConfigError("--model is for the doctor: add --doctor (check DATA --doctor --model RUN).")
     err = Console(stderr=True)
     out = output_console()
+    from sortsight.tagdata import detect_task
+
+    if task == "multi_label" or (
+        task == "auto"
+        and detect_task(data_path, target_column=target_column, separator=tag_separator) == "multi_label"
+    ):
+        from sortsight.cli._tags import check_tags
+
+        options = dict(valid_split=valid_split, test_split=test_split, seed=seed, max_samples=max_samples)
+        check_tags(
+            data_path, out, err, image_column, target_column, tag_separator, not no_verify, as_json, options
+        )
+        return
     # Bad images are reported by reason below; Pillow's own warnings would only repeat them.
     with ProgressView(err) as progress, warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -36,7 +36,8 @@ __all__ = ["predict"]
     default=0.0,
     show_default=True,
     type=float,
-    help="Below this best score an image is 'unsure' (and sorted into unsure/).",
+    help="Below this best score an image is 'unsure' (and sorted into unsure/). Multi-label models: "
+    "one threshold for every tag instead of each tag's own (0: the model's own).",
 )
 @click.option(
     "--sort-into",
@@ -56,6 +57,11 @@ __all__ = ["predict"]
     "--follow-links",
     is_flag=True,
     help="Also search folders reached through symbolic links (not with --move).",
+)
+@click.option(
+    "--tags-only",
+    is_flag=True,
+    help="Multi-label models, with --sort-into: write DIR/tags.csv (path, tags) instead of copying images.",
 )
 @click.option(
     "--engine",

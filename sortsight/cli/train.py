@@ -21,6 +21,8 @@ from sortsight.config import (
     PRECISIONS,
     SCHEDULERS,
     STRATEGIES,
+    TAG_SEPARATORS,
+    TASKS,
     TrainConfig,
     config_from_dict,
     load_train_config,
@@ -82,6 +84,16 @@ def _leaderboard(console: Console, rows: list[dict[str, Any]]) -> None:
     "--auto-find-batch-size", is_flag=True, default=None, help="Halve the batch size if out of memory."
 )
 @click.option("--log", type=click.Choice(LOGGERS))
+@click.option(
+    "--task",
+    type=click.Choice(TASKS),
+    help="single_label or multi_label (several tags); auto: from the data.",
+)
+@click.option(
+    "--tag-separator",
+    type=click.Choice(TAG_SEPARATORS),
+    help="What separates tags in a cell (auto: '|' or ';').",
+)
 @click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run in --out.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing run folder.")
 @click.option(
@@ -147,6 +159,13 @@ def train(
     if len(result.candidates) > 1:
         _leaderboard(out, result.leaderboard)
     m = result.metrics
+    if "f1_micro" in m:  # a multi-label tagger
+        out.print(
+            f"Kept {result.best.model} (tag head): validation micro-F1 {m['f1_micro']:.3f}, macro F1 "
+            f"{m['f1_macro']:.3f}, mAP {m['map']:.3f} in {result.seconds:.0f} s."
+        )
+        out.print(f"Model: {result.model_dir}  (next: sortsight evaluate {result.run_dir})")
+        return
     out.print(
         f"Kept {result.best.model} ({'fine-tuned' if result.best.chosen == 'finetune' else 'head only'}): "
         f"validation accuracy {m['accuracy']:.3f}, macro F1 {m['f1_macro']:.3f} "

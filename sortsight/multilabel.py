@@ -1,0 +1,482 @@
+"""Multi-label training: one sigmoid output per tag, per-tag thresholds, the same run folder.
+
+``train(TrainConfig(data_path="labels.csv", task="multi_label"))`` (or ``task="auto"`` on data
+with several tags per image) lands here:
+
+1. **data**: :func:`sortsight.tagdata.load_tag_dataset` — tags read, images verified, an
+   iteratively stratified split (every learnable tag in validation).
+2. **features**: the frozen pretrained network's pooled features, once per image
+   (:func:`sortsight.features.extract_features`, cached on disk).
+3. **head**: one-vs-rest logistic regression — one independent L2-regularised logistic
+   regression per tag (the same objective as scikit-learn's, with ``C`` meaning the same),
+   fitted for all tags at once with L-BFGS in torch, since scikit-learn would fit them one by one.
+   Strength ``C`` and class-imbalance weighting are chosen by 5-fold cross-validation on the
+   training images (mean average precision); weighting is kept only when it gains at least
+   :data:`WEIGHTING_GAIN` mAP there. The per-tag thresholds maximise F1 on the same
+   out-of-fold scores, so validation stays held out for the reported numbers.
+4. **save**: the head is copied into the network's classifier; ``model/config.json`` says
+   ``problem_type: multi_label_classification`` (so ``transformers.pipeline`` applies a
+   sigmoid), ``model/sortsight_model.json`` keeps the thresholds, the card lists them.
+
+Fine-tuning the network for multi-label data is not available yet (``strategy: finetune`` is
+refused with a message).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sortsight import _runs
+from sortsight.config import TrainConfig
+from sortsight.errors import ConfigError, DataError, ModelError
+from sortsight.progress import ProgressCallback, ProgressEvent, emit
+from sortsight.tagmetrics import best_f1_thresholds, sigmoid, tag_metrics
+
+if TYPE_CHECKING:
+    from sortsight.tagdata import TagDataset
+    from sortsight.train import TrainResult
+
+__all__ = [
+    "PROBLEM_TYPE",
+    "TagHead",
+    "fit_tag_head",
+    "is_multilabel",
+    "model_task",
+    "train_multilabel",
+    "with_sigmoid_output",
+]
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "multi_label_classification"
+C_GRID = (0.01, 0.03, 0.1, 0.3)  # ascending: a fold warm-starts each C from the last
+FOLDS = 3
+MAX_ITER = 100
+#: Class-imbalance weighting is used only when it raises cross-validated mAP by this much.
+WEIGHTING_GAIN = 0.005
+
+
+def is_multilabel(config: TrainConfig) -> bool:
+    """Whether ``config`` trains a multi-label model: ``task`` says so, or ``auto`` and the data
+    evidently has several tags per image (:func:`sortsight.tagdata.detect_task`)."""
+    if config.task != "auto":
+        return config.task == "multi_label"
+    if config.resume:
+        stored = config.run_dir / "sortsight.json"
+        if stored.is_file():
+            return json.loads(stored.read_text(encoding="utf-8")).get("task") == "multi_label"
+    if not config.data_path:
+        return False
+    from sortsight.tagdata import detect_task
+
+    target = None if config.target_column == "target" else config.target_column
+    return (
+        detect_task(config.data_path, target_column=target, separator=config.tag_separator) == "multi_label"
+    )
+
+
+def model_task(folder: str | Path) -> tuple[str, list[float] | None]:
+    """``(task, thresholds)`` of a model folder: sortsight's own record, else ``config.json``'s
+    ``problem_type`` (a multi-label folder from elsewhere gets thresholds of 0.5)."""
+    p = Path(folder)
+    meta = p / "sortsight_model.json"
+    if meta.is_file():
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        if data.get("task") == "multi_label":
+            return "multi_label", [float(v) for v in data["thresholds"]]
+    config = p / "config.json"
+    if config.is_file():
+        data = json.loads(config.read_text(encoding="utf-8"))
+        if data.get("problem_type") == PROBLEM_TYPE:
+            return "multi_label", [0.5] * len(data.get("id2label") or {})
+    return "single_label", None
+
+
+def with_sigmoid_output(proto: Any, meta: dict[str, str], folder: str | Path) -> tuple[Any, dict[str, str]]:
+    """For a multi-label model folder: the ONNX graph with a second output ``scores`` = σ(logits)
+    and ``task``/``thresholds`` in its metadata; any other model's graph unchanged."""
+    task, thresholds = model_task(folder)
+    if task != "multi_label":
+        return proto, meta
+    import onnx
+
+    graph = proto.graph
+    logits = graph.output[0]
+    graph.node.append(onnx.helper.make_node("Sigmoid", [logits.name], ["scores"], name="sortsight_sigmoid"))
+    scores = onnx.ValueInfoProto()
+    scores.CopyFrom(logits)
+    scores.name = "scores"
+    graph.output.append(scores)
+    return proto, {
+        **meta,
+        "task": "multi_label",
+        "thresholds": json.dumps(thresholds),
+        "outputs": "logits; scores = sigmoid(logits), one per tag",
+    }
+
+
+# ----------------------------------------------------------------------------- the head
+
+
+@dataclass
+class TagHead:
+    """One logistic regression per tag, on raw (unscaled) features: ``scores = σ(x Wᵀ + b)``."""
+
+    weight: np.ndarray  # (T, F)
+    bias: np.ndarray  # (T,)
+    thresholds: np.ndarray  # (T,)
+    c: float
+    balanced: bool
+    cv_map: dict[str, float]  # cross-validated mAP of every setting tried
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        return sigmoid(x @ self.weight.T + self.bias)  # (N, T)
+
+
+def _fit(x: Any, y: Any, c: float, balanced: bool, init: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
+    """All tags' logistic regressions at once: min Σ_t [Σ_i w_it·BCE_it + ‖W_t‖²/(2C)], scikit-learn's.
+
+    ``init`` warm-starts from another solution (the next ``C`` on a path starts from the last).
+    """
+    import torch
+
+    n, f = x.shape
+    pos = y.sum(0).clamp(min=1)
+    if init is None:
+        rate = (pos / n).clamp(1e-4, 1 - 1e-4)
+        init = (torch.zeros((y.shape[1], f), dtype=x.dtype), (rate / (1 - rate)).log().to(x.dtype))
+    w = init[0].clone().requires_grad_(True)
+    b = init[1].clone().requires_grad_(True)
+    if balanced:  # scikit-learn's class_weight="balanced", per tag
+        neg = (n - y.sum(0)).clamp(min=1)
+        sample_w = y * (n / (2 * pos)) + (1 - y) * (n / (2 * neg))
+    else:
+        sample_w = torch.ones_like(y)
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1,
+        max_iter=MAX_ITER,
+        tolerance_grad=1e-5,
+        tolerance_change=1e-8,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> Any:
+        opt.zero_grad()
+        logits = x @ w.T + b  # (N, T)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, y, weight=sample_w, reduction="sum"
+        )
+        loss = (bce + (w * w).sum() / (2 * c)) / n
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach(), b.detach()
+
+
+def _oof_scores(
+    xs: Any, ys: Any, folds: np.ndarray, settings: list[tuple[float, bool]]
+) -> dict[Any, np.ndarray]:
+    """Out-of-fold scores of every setting; within a fold each ``C`` warm-starts from the previous one."""
+    out = {key: np.zeros(tuple(ys.shape), dtype=np.float64) for key in settings}
+    for k in range(int(folds.max()) + 1):
+        fit_on, held = _torch_mask(folds != k), _torch_mask(folds == k)
+        last = None
+        for key in settings:
+            last = _fit(
+                xs[fit_on], ys[fit_on], key[0], key[1], last if last and key[1] == settings[0][1] else None
+            )
+            out[key][folds == k] = sigmoid((xs[held] @ last[0].T + last[1]).numpy())
+    return out
+
+
+def _torch_mask(mask: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(mask)
+
+
+def fit_tag_head(x: np.ndarray, y: np.ndarray, *, seed: int = 42) -> TagHead:
+    """Fit the one-vs-rest head on features ``x (N, F)`` and tags ``y (N, T)``.
+
+    ``C`` is chosen by :data:`FOLDS`-fold cross-validated mAP over :data:`C_GRID`; balanced
+    class weighting is then tried at that ``C`` and kept only if it gains :data:`WEIGHTING_GAIN`.
+    Thresholds maximise each tag's F1 on the out-of-fold scores of the chosen setting.
+    """
+    import torch
+    from sklearn.metrics import average_precision_score
+
+    mu = x.mean(0)
+    sigma = x.std(0)
+    sigma = np.where(sigma > 0, np.maximum(sigma, 1e-3 * float(x.std()) + 1e-6), 1.0)
+    xs = torch.from_numpy(((x - mu) / sigma).astype(np.float32))
+    ys = torch.from_numpy(np.asarray(y, dtype=np.float32))
+    folds = np.random.default_rng(seed).permutation(len(x)) % min(FOLDS, len(x))
+    has = [t for t in range(y.shape[1]) if y[:, t].any() and not y[:, t].all()]
+
+    def cv_map(scores: np.ndarray) -> float:
+        return float(np.mean([average_precision_score(y[:, t], scores[:, t]) for t in has])) if has else 0.0
+
+    oof = _oof_scores(xs, ys, folds, [(c, False) for c in C_GRID])
+    maps = {key: cv_map(s) for key, s in oof.items()}
+    chosen = max(maps, key=lambda k: (maps[k], -k[0]))
+    weighted = (chosen[0], True)
+    oof.update(_oof_scores(xs, ys, folds, [weighted]))
+    maps[weighted] = cv_map(oof[weighted])
+    if maps[weighted] >= maps[chosen] + WEIGHTING_GAIN:
+        chosen = weighted
+    thresholds = best_f1_thresholds(y, oof[chosen])
+    w, b = _fit(xs, ys, chosen[0], chosen[1])
+    weight = w.numpy().astype(np.float64) / sigma  # fold the standardisation into the layer
+    bias = b.numpy().astype(np.float64) - (weight * mu).sum(1)
+    return TagHead(
+        weight,
+        bias,
+        thresholds,
+        chosen[0],
+        chosen[1],
+        {f"C={c:g}{' balanced' if bal else ''}": round(v, 4) for (c, bal), v in maps.items()},
+    )
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None = None) -> TrainResult:
+    """Train a multi-label tagger as ``config`` says; the run folder is the same as single-label's.
+
+    Raises:
+        ConfigError, DataError, ModelError: one-line messages saying what to do.
+    """
+    from sortsight.features import extract_features
+    from sortsight.models import create_model
+    from sortsight.tagdata import load_tag_dataset
+    from sortsight.train import CandidateResult, TrainResult
+
+    start = time.perf_counter()
+    if config.strategy == "finetune":
+        raise ConfigError(
+            "Fine-tuning is not available for multi-label data yet; use strategy auto or head "
+            "(a logistic-regression head per tag on the pretrained features)."
+        )
+    env = _runs.setup_environment()
+    config = _runs.prepare_run_dir(config, env)
+    ds = load_tag_dataset(
+        str(config.data_path),
+        valid_split=config.valid_fraction,
+        test_split=config.test_split,
+        seed=config.seed,
+        max_samples=config.max_samples,
+        image_column=None if config.image_column == "image" else config.image_column,
+        target_column=None if config.target_column == "target" else config.target_column,
+        separator=config.tag_separator,
+        progress=progress,
+    )
+    for tag, why in ds.excluded:
+        emit(progress, ProgressEvent("data", 0, 0, message=f"Tag '{tag}' is {why}; left out of training."))
+    train_items, valid_items = ds.by_split("train"), ds.by_split("validation")
+    if not valid_items:
+        raise DataError(f"'{config.data_path}' has no validation images. Set valid_split (e.g. 0.2).")
+    if config.candidates > 1 or config.models:
+        emit(progress, ProgressEvent("data", 0, 0, message=f"Multi-label: training {config.model} only."))
+    model, data_config = create_model(config.model, list(ds.tags), input_size=config.image_size)
+    if not hasattr(model, "reset_classifier"):
+        raise ModelError(
+            f"Multi-label training works with the bundled and timm models, not '{config.model}'; "
+            "use efficientnet_lite0/1/2 or a timm model name."
+        )
+    side = data_config.input_size
+    run_dir = config.run_dir
+    info = _run_info(config, ds, env)
+    if env.is_main:
+        _runs.write_run_json(run_dir, {**info, "status": "running"})
+
+    t0 = time.perf_counter()
+    paths = [it.path for it in train_items] + [it.path for it in valid_items]
+    probe = extract_features(paths[:8], model=config.model, image_size=side, use_cache=False)
+    per_image = (time.perf_counter() - t0) / max(1, len(probe))
+    estimate = per_image * len(paths) + 5.0
+    emit(
+        progress,
+        ProgressEvent(
+            "estimate",
+            0,
+            0,
+            {"seconds": estimate},
+            estimate,
+            f"{config.model} at {side}px, {len(ds.tags)} tags: about {_runs.human(estimate)}",
+        ),
+    )
+    feats = extract_features(paths, model=config.model, image_size=side, progress=progress)
+    x_train, x_valid = feats[: len(train_items)], feats[len(train_items) :]
+    y_train, y_valid = ds.matrix(train_items), ds.matrix(valid_items)
+    lacking = [ds.tags[t] for t in range(len(ds.tags)) if y_train[:, t].sum() < 1]
+    if lacking:
+        raise DataError(
+            f"No training image has tag {', '.join(lacking[:5])}; add images or lower valid_split."
+        )
+
+    emit(
+        progress, ProgressEvent("head", 0, 1, message=f"One-vs-rest logistic regression, {len(ds.tags)} tags")
+    )
+    head = fit_tag_head(x_train, y_train, seed=config.seed)
+    result_v = tag_metrics(y_valid, head.scores(x_valid), head.thresholds, ds.tags)
+    metrics = {k: v for k, v in result_v["metrics"].items() if k != "n_images"}
+    emit(
+        progress,
+        ProgressEvent(
+            "head",
+            1,
+            1,
+            dict(metrics),
+            0.0,
+            f"Tag head: validation micro-F1 {metrics['f1_micro']:.3f}, mAP {metrics['map']:.3f}",
+        ),
+    )
+    classifier = model.get_classifier()
+    import torch
+
+    with torch.no_grad():
+        classifier.weight.copy_(torch.from_numpy(head.weight).float())
+        classifier.bias.copy_(torch.from_numpy(head.bias).float())
+    model_dir = run_dir / "model"
+    engine = {
+        "cpu": env.cpu,
+        "threads": env.threads,
+        "C": head.c,
+        "class_weight": "balanced" if head.balanced else None,
+        "cv_map": head.cv_map,
+        "estimate_seconds": round(estimate, 1),
+    }
+    result = CandidateResult(
+        config.model,
+        side,
+        "head",
+        metrics,
+        dict(metrics),
+        model_dir,
+        0,
+        0,
+        "head_only",
+        time.perf_counter() - t0,
+        engine,
+    )
+    if env.is_main:
+        emit(progress, ProgressEvent("save", 0, 1, message=f"Saving {model_dir}"))
+        _save(model, data_config, ds, config, result, head, result_v["per_tag"])
+        _runs.append_metrics(
+            run_dir,
+            env,
+            {
+                "candidate": config.model,
+                "phase": "head",
+                "epoch": 0,
+                "step": 0,
+                **{f"val_{k}": v for k, v in metrics.items()},
+            },
+        )
+        emit(
+            progress,
+            ProgressEvent(
+                "model_ready",
+                1,
+                1,
+                {"model_dir": str(model_dir), "stage": "final", "val_accuracy": metrics["accuracy"]},
+            ),
+        )
+        seconds = time.perf_counter() - start
+        _runs.write_run_json(
+            run_dir,
+            {
+                **info,
+                "status": "done",
+                "seconds": round(seconds, 1),
+                "best": result.row(),
+                "metrics": metrics,
+                "per_tag": result_v["per_tag"],
+                "thresholds": dict(zip(ds.tags, head.thresholds.tolist(), strict=True)),
+                "candidates": [result.row()],
+                "engine": engine,
+            },
+        )
+        _runs.mark_finished(run_dir, result)
+    env.wait()
+    done = {
+        "chosen": "head",
+        "val_accuracy": metrics["accuracy"],
+        "val_f1_micro": metrics["f1_micro"],
+        "val_map": metrics["map"],
+    }
+    emit(progress, ProgressEvent("done", 1, 1, done, 0.0, f"Kept {config.model} (tag head) in {model_dir}"))
+    return TrainResult(run_dir, model_dir, result, [result], time.perf_counter() - start)
+
+
+def _run_info(config: TrainConfig, ds: TagDataset, env: _runs.Environment) -> dict[str, Any]:
+    base = _runs.run_info(config, _runs.RunData(ds, ds.tags, [], [], [], []), env)  # type: ignore[arg-type]
+    base["data"].update(
+        tags=list(ds.tags),
+        classes=list(ds.tags),
+        excluded=[{"tag": t, "reason": why} for t, why in ds.excluded],
+        no_tag={s: sum(1 for it in ds.by_split(s) if not it.tags) for s in ("train", "validation", "test")},
+    )
+    return {"task": "multi_label", **base}
+
+
+def _save(
+    model: Any,
+    data_config: Any,
+    ds: TagDataset,
+    config: TrainConfig,
+    result: Any,
+    head: TagHead,
+    per_tag: list[dict[str, Any]],
+) -> None:
+    """The HF folder with ``problem_type``, the thresholds and a multi-label card, written atomically."""
+    import os
+    import shutil
+
+    from sortsight import __version__
+    from sortsight.card import tag_model_card
+    from sortsight.fileops import atomic_write_text
+    from sortsight.models import save_model_folder
+
+    card = tag_model_card(
+        model_name=result.model,
+        tags=list(ds.tags),
+        counts=ds.counts(),
+        metrics=result.metrics,
+        per_tag=per_tag,
+        image_size=result.image_size,
+        dataset_fingerprint=ds.fingerprint(),
+        excluded=[f"{t} ({why})" for t, why in ds.excluded],
+        parameters={
+            "C": head.c,
+            "class_weight": "balanced" if head.balanced else "none",
+            "seed": config.seed,
+            "valid_split": config.valid_split,
+            "thresholds": "max F1 per tag (cross-validated)",
+        },
+        version=__version__,
+    )
+    model.eval()
+    tmp = result.model_dir.with_name(result.model_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_model_folder(model, list(ds.tags), data_config, tmp, name=result.model, card=card)
+    for name, extra in (
+        ("config.json", {"problem_type": PROBLEM_TYPE}),
+        ("sortsight_model.json", {"task": "multi_label", "thresholds": head.thresholds.tolist()}),
+    ):
+        data = json.loads((tmp / name).read_text(encoding="utf-8"))
+        atomic_write_text(tmp / name, json.dumps({**data, **extra}, indent=2, ensure_ascii=False))
+    if result.model_dir.exists():
+        shutil.rmtree(result.model_dir)
+    os.replace(tmp, result.model_dir)
