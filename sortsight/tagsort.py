@@ -22,6 +22,7 @@ import csv
 import io
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ from sortsight.sort import (
     UNSURE,
     SortAction,
     SortSummary,
-    _stale_part_files,
+    _adopt,
+    _orphans,
     _unplanned,
     folder_name,
 )
@@ -99,8 +101,9 @@ def sort_into_tags(
             done.pop(key, None)
     tags = {t for r in rows for t in _tags_of(r)}
     unsure_folder = UNSURE if UNSURE not in {folder_name(t) for t in tags} else f"_{UNSURE}"
-    if not dry_run and dest.is_dir():
-        _stale_part_files(dest)
+    orphans: dict[Path, Path] = {}
+    if not dry_run and dest.is_dir():  # files a killed run placed but did not log
+        orphans = _orphans(dest, {str(e.get("destination")) for e in log.entries()})
     planned: set[Path] = set()
     ticker = Ticker(progress, "sort", len(rows))
     for row in rows:
@@ -116,6 +119,21 @@ def sort_into_tags(
             if (source, folder.name) in done:
                 summary.actions.append(SortAction(source, done[(source, folder.name)], "done", tag, score))
                 continue
+            adopted = None if dry_run else _adopt(orphans, folder, Path(source), False)
+            if adopted is not None:
+                log.record(
+                    "copy",
+                    Path(source),
+                    adopted.destination,
+                    adopted.sha256,
+                    label=tag,
+                    score=score,
+                    folder=folder.name,
+                    recovered=True,
+                )
+                orphans.pop(adopted.destination).unlink(missing_ok=True)
+                summary.actions.append(SortAction(source, str(adopted.destination), "done", tag, score))
+                continue
             try:
                 placed = place_file(source, folder, dry_run=dry_run)
             except SortsightError as exc:  # the source is gone
@@ -123,7 +141,7 @@ def sort_into_tags(
                 summary.actions.append(SortAction(source, "", "missing", tag, score))
                 continue
             if dry_run and placed.action == "copy":
-                placed = _unplanned(placed, planned)
+                placed = replace(placed, destination=_unplanned(placed.destination, planned))
             if not dry_run:
                 log.record(
                     placed.action,
