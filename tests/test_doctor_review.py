@@ -9,17 +9,15 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient
-from test_studio_api import FAKE_CLI, new_project, wait_job
+from studio_helpers import FAKE_CLI, new_project, studio_client, wait_job
 
 from sortsight.data import load_dataset
 from sortsight.doctor import doctor
-from sortsight.studio import create_app
 
 
 def test_review_take_keep_delete_and_undo(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    with TestClient(create_app(home, cli=FAKE_CLI)) as client:
+    with studio_client(home, cli=FAKE_CLI) as client:
         pid = new_project(client)
         assert client.get(f"/api/projects/{pid}/review").status_code == 400  # no doctor report yet
         jid = int(str(client.post(f"/projects/{pid}/doctor").url).split("/jobs/")[1].split("?")[0])
