@@ -291,7 +291,7 @@ def test_train_job_progress_leaderboard_and_results(client: TestClient, home: Pa
     assert client.get(f"/projects/{pid}/jobs/{jid}").status_code == 200
     assert client.get(f"/projects/{pid}/jobs/{jid}/log").text.startswith("$ ")
     results = client.get(f"/projects/{pid}/results").text
-    assert "F1 score (average over classes)</td><td>74.0%" in results and results.count('class="mistake') == 2
+    assert "F1 score (average over classes)</td><td>79.0%" in results and results.count('class="mistake') == 2
     # the fake evaluation: [[3, 2], [0, 5]] on validation images of cats, dogs
     assert "8 of 10 validation images right (80.0%); most confused: cats → dogs (2 images)." in results
     assert "n_images" not in results.split("All numbers")[0]  # raw keys only under "All numbers"
