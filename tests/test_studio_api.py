@@ -625,3 +625,14 @@ def test_job_commands_parse_with_the_real_cli(tmp_path: Path) -> None:
         ctx = sub.make_context(command[0], list(command[1:]))
         assert ctx.params, command
     assert "--time-budget" in args and "5m" in args
+
+
+def test_an_empty_project_points_to_the_data_step(client: TestClient) -> None:
+    pid = new_project(client, with_data=False)
+    data_page = client.get(f"/projects/{pid}/data").text
+    assert "This project has no images yet" in data_page and "CSV" not in data_page  # not the CLI's text
+    train = client.get(f"/projects/{pid}/train").text
+    assert 'id="data-not-ready"' in train and f'href="/projects/{pid}/data">Go to 1 · Data' in train
+    r = client.post(f"/projects/{pid}/train", data={"model": "auto"})
+    assert r.status_code == 400 and "Not ready for training yet. This project has no images yet" in r.text
+    assert client.get("/favicon.ico").url.path == "/static/favicon.svg"
