@@ -510,7 +510,7 @@ def test_data_doctor_findings_and_fix_from_the_data_page(client: TestClient, hom
     pid = new_project(client)
     r = client.post(f"/projects/{pid}/doctor")
     jid = int(str(r.url).split("/jobs/")[1].split("?")[0])
-    assert "Data doctor job" in r.text
+    assert f"Data doctor #{jid}" in r.text
     assert wait_job(client, pid, jid)["status"] == "finished"
     steps = json.loads((home / f"projects/postcards/jobs/{jid}/steps.json").read_text())
     assert steps[0][2:4] == ["check", str(home / "projects/postcards/data")] and "--doctor" in steps[0]
