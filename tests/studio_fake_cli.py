@@ -161,7 +161,7 @@ def evaluate(args: list[str]) -> int:
                 "labels": classes,
                 "split": "validation",
                 "note": "no test split: the validation split was used",
-                "metrics": {"accuracy": 0.75, "f1_macro": 0.74, "n_images": 10},
+                "metrics": {"accuracy": 0.8, "f1_macro": 0.79, "n_images": 10},
                 "confusion_matrix": [[3, 2], [0, 5]],
                 "top_losses": predictions,
                 "predictions": predictions,

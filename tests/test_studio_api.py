@@ -291,7 +291,7 @@ def test_train_job_progress_leaderboard_and_results(client: TestClient, home: Pa
     assert client.get(f"/projects/{pid}/jobs/{jid}").status_code == 200
     assert client.get(f"/projects/{pid}/jobs/{jid}/log").text.startswith("$ ")
     results = client.get(f"/projects/{pid}/results").text
-    assert "F1 score (average over classes)</td><td>74.0%" in results and results.count('class="mistake') == 2
+    assert "F1 score (average over classes)</td><td>79.0%" in results and results.count('class="mistake') == 2
     # the fake evaluation: [[3, 2], [0, 5]] on validation images of cats, dogs
     assert "8 of 10 validation images right (80.0%); most confused: cats → dogs (2 images)." in results
     assert "n_images" not in results.split("All numbers")[0]  # raw keys only under "All numbers"
@@ -510,7 +510,7 @@ def test_data_doctor_findings_and_fix_from_the_data_page(client: TestClient, hom
     pid = new_project(client)
     r = client.post(f"/projects/{pid}/doctor")
     jid = int(str(r.url).split("/jobs/")[1].split("?")[0])
-    assert "Data doctor job" in r.text
+    assert f"Data doctor #{jid}" in r.text
     assert wait_job(client, pid, jid)["status"] == "finished"
     steps = json.loads((home / f"projects/postcards/jobs/{jid}/steps.json").read_text())
     assert steps[0][2:4] == ["check", str(home / "projects/postcards/data")] and "--doctor" in steps[0]
@@ -625,3 +625,14 @@ def test_job_commands_parse_with_the_real_cli(tmp_path: Path) -> None:
         ctx = sub.make_context(command[0], list(command[1:]))
         assert ctx.params, command
     assert "--time-budget" in args and "5m" in args
+
+
+def test_an_empty_project_points_to_the_data_step(client: TestClient) -> None:
+    pid = new_project(client, with_data=False)
+    data_page = client.get(f"/projects/{pid}/data").text
+    assert "This project has no images yet" in data_page and "CSV" not in data_page  # not the CLI's text
+    train = client.get(f"/projects/{pid}/train").text
+    assert 'id="data-not-ready"' in train and f'href="/projects/{pid}/data">Go to 1 · Data' in train
+    r = client.post(f"/projects/{pid}/train", data={"model": "auto"})
+    assert r.status_code == 400 and "Not ready for training yet. This project has no images yet" in r.text
+    assert client.get("/favicon.ico").url.path == "/static/favicon.svg"

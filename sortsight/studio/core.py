@@ -68,10 +68,10 @@ def describe_job(job: Job) -> str:
     model = params.get("model", "auto")
     words = ["default model" if model == "auto" else str(model)]
     for key, value in params.items():
-        if key == "model":
+        if key == "model" or (key == "candidates" and value == 1):
             continue
         if key == "candidates":
-            words.append(f"{value} model{'s' if value != 1 else ''} compared" if value != 1 else "1 model")
+            words.append(f"{value} models compared")
         elif key == "epochs":
             words.append(f"{value} epoch{'s' if value != 1 else ''}")
         elif key == "time_budget":

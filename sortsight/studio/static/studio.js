@@ -180,7 +180,6 @@ function followJob() {
     } else {
       progress.textContent = active ? "Working…" : "";
     }
-    const active = view.status === "running" || view.status === "queued";
     document.getElementById("stop-form").hidden = !active;
     document.getElementById("job-done").hidden = view.status !== "finished";
     if (active) setTimeout(tick, 1000);
