@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, TypeVar
@@ -137,9 +138,17 @@ def parse_duration(value: str | float | int | None) -> float | None:
             raise ConfigError(f"Time budget '{value}' is not a duration. Write it like 90s, 10m or 1h30m.")
         h, m, s = (float(p) if p else 0.0 for p in parts.groups())
         seconds = h * 3600 + m * 60 + s
-    if seconds <= 0:
+    if not (math.isfinite(seconds) and seconds > 0):
         raise ConfigError(f"Time budget must be positive, got '{value}'. Write it like 90s, 10m or 1h30m.")
     return seconds
+
+
+def _finite(config: Any) -> None:
+    """Refuse nan and infinity in any number option (``--lr inf`` would train with loss nan)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"Option '{f.name}' must be a finite number, got '{value}'.")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -248,6 +257,7 @@ class TrainConfig:
             except ValueError:
                 pass
         fix(self, "valid_split", vs)
+        _finite(self)
         _choice("augmentation", self.augmentation, AUGMENTATIONS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("scheduler", self.scheduler, SCHEDULERS)
@@ -416,6 +426,7 @@ class PredictConfig:
                 fix(self, "num_workers", int(self.num_workers))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"Invalid prediction option: {exc}.") from None
+        _finite(self)
         _choice("engine", self.engine, PREDICT_ENGINES)
         checks = [
             (self.top_k >= 1, "top_k must be at least 1"),

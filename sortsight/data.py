@@ -43,6 +43,7 @@ __all__ = [
     "load_dataset",
     "sample_grid",
     "scan",
+    "skip_reasons",
     "split_dataset",
     "summarize",
 ]
@@ -431,8 +432,8 @@ def summarize(
         )
     by_reason = Counter(s.reason for s in ds.skipped)
     if ds.skipped:
-        top = ", ".join(f"{n} {r}" for r, n in by_reason.most_common(4))
-        warnings.append({"kind": "skipped", "message": f"{len(ds.skipped)} file(s) skipped ({top})."})
+        message = f"{len(ds.skipped)} file(s) skipped ({skip_reasons(by_reason)})."
+        warnings.append({"kind": "skipped", "message": message})
     return {
         "source": ds.source,
         "root": str(ds.root),
@@ -447,6 +448,11 @@ def summarize(
         "image_sizes": _size_stats([ds.image_sizes[it.path] for it in ds.items if it.path in ds.image_sizes]),
         "warnings": warnings,
     }
+
+
+def skip_reasons(by_reason: Mapping[str, int]) -> str:
+    """Every skip reason with its count, most frequent first: ``"3 truncated, 1 empty file"``."""
+    return ", ".join(f"{n} {r}" for r, n in sorted(by_reason.items(), key=lambda t: (-t[1], t[0])))
 
 
 def _size_stats(sizes: list[tuple[int, int]]) -> dict[str, int] | None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -47,7 +46,7 @@ from sortsight._doctor_checks import (
 from sortsight._doctor_labels import LabelSettings, label_issues, near_conflicts, outliers
 from sortsight.data import ImageDataset, load_dataset
 from sortsight.errors import ConfigError, ImageError
-from sortsight.fileops import atomic_write_text
+from sortsight.fileops import atomic_write, atomic_write_text, output_error
 from sortsight.images import contact_sheet as _sheet
 from sortsight.progress import ProgressCallback, Ticker
 
@@ -483,21 +482,17 @@ def save_report(
             raise ConfigError(
                 f"'{path}' exists and was not written by the doctor; choose another --doctor-out folder."
             )
-    atomic_write_text(json_path, json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
-    sheet = contact_sheet(report, max_images=max_images)
-    if sheet is None:
-        sheet_path.unlink(missing_ok=True)  # an old sheet of ours would describe another state
-        return {"json": json_path, "contact_sheet": None}
-    info = PngImagePlugin.PngInfo()
-    info.add_text("Software", REPORT_KIND)
-    fd, tmp = tempfile.mkstemp(prefix=".doctor-", suffix=".png", dir=out)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            sheet.save(fh, "PNG", pnginfo=info)
-        os.replace(tmp, sheet_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write_text(json_path, json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        sheet = contact_sheet(report, max_images=max_images)
+        if sheet is None:
+            sheet_path.unlink(missing_ok=True)  # an old sheet of ours would describe another state
+            return {"json": json_path, "contact_sheet": None}
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Software", REPORT_KIND)
+        atomic_write(sheet_path, lambda fh: sheet.save(fh, "PNG", pnginfo=info))
+    except OSError as exc:
+        raise output_error(out, exc, "--doctor-out folder") from exc
     return {"json": json_path, "contact_sheet": sheet_path}
 
 

@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -271,10 +270,10 @@ def _export_proto(module: Any, input_size: int) -> Any:
 
 
 def _write_proto(proto: Any, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(proto.SerializeToString())
-    os.replace(tmp, out)
+    from sortsight.fileops import atomic_write
+
+    data = proto.SerializeToString()
+    atomic_write(out, lambda fh: fh.write(data))  # a unique temporary name: concurrent exports are safe
 
 
 def export_onnx(loaded: LoadedModel, out: str | Path | None = None) -> Path:

@@ -331,7 +331,7 @@ def _fetch_one(item: FetchItem, out_dir: Path, http: _Http) -> dict[str, Any]:
     entry: dict[str, Any] = {"url": item.url, "label": item.label}
     tmp_dir = out_dir / _TMP_NAME
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{item.name}.{threading.get_ident()}.part"
+    tmp = tmp_dir / f"{item.name}.{os.getpid()}-{threading.get_ident()}.part"
     try:
         body = http.get(item.url)
         tmp.write_bytes(body)

@@ -10,6 +10,7 @@ folder is replaced only through :func:`clear_for_overwrite`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
+_NAME_MAX = 255  # bytes in one file name on common file systems
 
 
 def sha256_file(path: str | Path) -> str:
@@ -80,9 +82,16 @@ def honour_umask(*paths: str | Path) -> None:
             pass
 
 
+def _trim(text: str, room: int) -> str:
+    """``text`` cut to at most ``room`` bytes on disk (a file name holds 255)."""
+    while text and len(os.fsencode(text)) > room:
+        text = text[:-1]
+    return text
+
+
 def _temp_name(path: Path, tag: str = "tmp") -> Path:
     """A hidden name beside ``path`` that no other process or thread picks (pid + random part)."""
-    return path.with_name(f".{path.name[:150]}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
+    return path.with_name(f".{_trim(path.name, 180)}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -152,13 +161,18 @@ def _candidates(dest_dir: Path, name: str) -> Iterator[Path]:
     stem, suffix = Path(name).stem, Path(name).suffix
     yield dest_dir / name
     for i in range(1, 100_000):
-        yield dest_dir / f"{stem} ({i}){suffix}"
+        tail = f" ({i}){suffix}"
+        yield dest_dir / f"{_trim(stem, _NAME_MAX - len(os.fsencode(tail)))}{tail}"
 
 
 def part_name(candidate: Path) -> Path:
     """The temporary hard link ``.NAME.part-PID`` that stays beside a placed file until its log
-    line is written; one found later with the same inode proves sortsight placed that file."""
-    return candidate.with_name(f".{candidate.name}.part-{os.getpid()}")
+    line is written; one found later with the same inode proves sortsight placed that file.
+    (A name too long to carry is replaced by its hash; the placed file is then found by inode.)"""
+    name = f".{candidate.name}.part-{os.getpid()}"
+    if len(os.fsencode(name)) > _NAME_MAX:
+        name = f".{hashlib.sha256(os.fsencode(candidate.name)).hexdigest()[:24]}.part-{os.getpid()}"
+    return candidate.with_name(name)
 
 
 def _unlink_source(src: Path) -> str:
@@ -273,7 +287,8 @@ def _put(
             tmp.unlink()
             return None
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise _write_error(candidate.parent, exc) from exc
     try:
         note = _unlink_source(src) if move else ""

@@ -444,6 +444,14 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+def _fit(img: Image.Image, box: int) -> Image.Image:
+    """``img`` scaled to fit a ``box`` square, keeping its shape; never thinner than one pixel
+    (``ImageOps.contain`` fails on a 10000x2 strip)."""
+    scale = min(box / img.width, box / img.height)
+    size = (max(1, min(box, round(img.width * scale))), max(1, min(box, round(img.height * scale))))
+    return img if size == img.size else img.resize(size, Image.Resampling.BICUBIC)
+
+
 def contact_sheet(
     entries: Sequence[tuple[ImageSource | None, str]],
     *,
@@ -485,7 +493,7 @@ def contact_sheet(
             draw.rectangle([x, y, x + thumb - 1, y + thumb - 1], fill=(200, 200, 200))
             draw.text((x + 4, y + thumb // 2), reason or "unreadable", fill=(120, 0, 0), font=font)
         else:
-            img = ImageOps.contain(img, (thumb, thumb), Image.Resampling.BICUBIC)
+            img = _fit(img, thumb)
             sheet.paste(img, (x + (thumb - img.width) // 2, y + (thumb - img.height) // 2))
         text = caption
         while text and draw.textlength(text, font=font) > thumb:

@@ -500,6 +500,9 @@ def save_model_folder(
             wrapper.save_pretrained(out, safe_serialization=True)
             # transformers 5 keeps the timm processor's settings inside config.json
             TimmWrapperImageProcessor(pretrained_cfg=pretrained_cfg, architecture=arch).save_pretrained(out)
+    from sortsight.fileops import honour_umask
+
+    honour_umask(*out.glob("*.safetensors"))  # safetensors writes 0600; a model folder is for sharing
     meta = {"labels": list(labels), "data_config": asdict(data_config), "name": name}
     (out / "sortsight_model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     if card is not None:

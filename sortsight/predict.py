@@ -28,8 +28,8 @@ import numpy as np
 from sortsight._predict_io import _repair_tail, collect_paths, read_predictions
 from sortsight.config import PredictConfig
 from sortsight.engines import Engine, build_engine, read_onnx_metadata
-from sortsight.errors import ImageError, PredictError
-from sortsight.fileops import json_line
+from sortsight.errors import ImageError, ModelError, PredictError
+from sortsight.fileops import ensure_output_dir, ensure_output_file, json_line
 from sortsight.images import open_image
 from sortsight.models import DataConfig, eval_transform
 from sortsight.progress import ProgressCallback, Ticker
@@ -111,6 +111,16 @@ class Classifier:
             ModelError: the folder or file cannot be loaded, or the engine cannot run it.
         """
         p = Path(path).expanduser()
+        try:
+            return cls._load(p, str(path), engine, batch_size, threads)
+        except PermissionError as exc:
+            raise ModelError(
+                f"Cannot read the model at '{path}' ({exc.filename or p}: permission denied); "
+                "check the files' permissions."
+            ) from exc
+
+    @classmethod
+    def _load(cls, p: Path, path: str, engine: str, batch_size: int, threads: int | None) -> Classifier:
         if p.suffix.lower() == ".onnx":
             from sortsight.engines import OnnxEngine
 
@@ -312,10 +322,29 @@ def iter_probabilities(
         yield indices, probs, bad
 
 
+def _check_appendable(output: Path) -> None:
+    """Refuse to append to a file that is not a sortsight predictions file (a user's own CSV)."""
+    with open(output, "rb") as fh:
+        first = fh.readline(1 << 16).decode("utf-8", "surrogateescape").strip().lstrip("\ufeff")
+    if output.suffix.lower() == ".jsonl":
+        try:
+            ours = set(CSV_COLUMNS) <= set(json.loads(first))
+        except (ValueError, TypeError):
+            ours = False
+    else:
+        ours = next(csv.reader([first]), []) == list(CSV_COLUMNS)
+    if not ours:
+        raise PredictError(
+            f"'{output}' exists and is not a sortsight predictions file (its first line is not "
+            f"{','.join(CSV_COLUMNS)}); nothing was written to it. Give another --out."
+        )
+
+
 def _done_paths(output: Path, model: str) -> set[str]:
     """Paths already in ``output`` (its torn last line cut); rows of another model are an error."""
     if not output.is_file() or output.stat().st_size == 0:
         return set()
+    _check_appendable(output)
     _repair_tail(output)
     done: set[str] = set()
     mine = os.path.abspath(model)
@@ -464,6 +493,9 @@ def run_predict(
         out = out.with_suffix(".jsonl") if config.output == "predictions.csv" else out
         if out.suffix.lower() != ".jsonl":
             raise PredictError(f"--jsonl writes JSON Lines; name the output '*.jsonl', not '{out}'.")
+    ensure_output_file(out, what="--out")
+    if config.sort_into and not config.dry_run:
+        ensure_output_dir(config.sort_into, what="--sort-into folder")
     paths = collect_paths(config.inputs, exclude=_sorted_already(config), follow_links=config.follow_links)
     clf = Classifier.load(config.model, engine=config.engine, batch_size=config.batch_size)
     if clf.task == "multi_label" and config.move:

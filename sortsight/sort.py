@@ -108,16 +108,26 @@ def _orphans(dest: Path, logged: set[str]) -> dict[Path, Path]:
             pass
         except PermissionError:
             continue
-        target = part.with_name(name)
-        try:
-            same = target.is_file() and os.path.samefile(part, target)
-        except OSError:
-            same = False
-        if same and str(target) not in logged:
+        target = _linked_file(part, part.with_name(name))
+        if target is not None and str(target) not in logged:
             found[target] = part
         else:
             part.unlink(missing_ok=True)
     return found
+
+
+def _linked_file(part: Path, named: Path) -> Path | None:
+    """The file beside ``part`` that shares its inode (the one it names, else any: hashed names)."""
+    try:
+        if named.is_file() and os.path.samefile(part, named):
+            return named
+        inode = part.stat().st_ino
+        for sibling in part.parent.iterdir():
+            if sibling != part and not sibling.name.startswith(".") and sibling.stat().st_ino == inode:
+                return sibling
+    except OSError:
+        pass
+    return None
 
 
 def _name_matches(candidate: Path, name: str) -> bool:

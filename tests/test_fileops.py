@@ -75,3 +75,43 @@ def test_atomic_write(tmp_path: Path) -> None:
     atomic_write_text(target, '{"a": 1}')
     assert target.read_text() == '{"a": 1}'
     assert [p.name for p in target.parent.iterdir()] == ["f.json"]
+
+
+def test_concurrent_atomic_writes_never_share_a_temporary_file(tmp_path: Path) -> None:
+    """Issue 15 item 7: the temporary name was per process only, so two threads collided."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    target = tmp_path / "shared.json"
+    texts = [f'{{"writer": {i}, "pad": "{"x" * 200_000}"}}' for i in range(12)]
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda t: atomic_write_text(target, t), texts))  # raises if a temp file vanished
+    assert target.read_text() in texts  # one whole text, never a mix
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.json"]
+
+
+def test_outputs_honour_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from sortsight.fileops import atomic_write, file_mode
+
+    old = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / "out.png", lambda fh: fh.write(b"png"))
+        assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o640 == file_mode()
+    finally:
+        os.umask(old)
+
+
+def test_output_paths_are_checked_with_one_line_errors(tmp_path: Path) -> None:
+    from sortsight.fileops import ensure_output_dir, ensure_output_file
+
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("x")
+    with pytest.raises(SortsightError, match="is a file"):
+        ensure_output_dir(a_file)
+    with pytest.raises(SortsightError, match="is a folder"):
+        ensure_output_file(tmp_path)
+    with pytest.raises(SortsightError, match="file"):
+        ensure_output_file(a_file / "inside.csv")  # under a file: NotADirectoryError
+    assert a_file.read_text() == "x"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sortsight.data import ImageDataset
@@ -48,9 +49,10 @@ def run_doctor(
 
 def _rel(ds_root: str, path: str) -> str:
     try:
-        return Path(path).relative_to(ds_root).as_posix()
+        shown = Path(path).relative_to(ds_root).as_posix()
     except ValueError:
-        return path
+        shown = path
+    return escape(shown)  # a file named [b]x[/].png is a name, not markup
 
 
 def render_doctor(

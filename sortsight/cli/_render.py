@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from sortsight.progress import ProgressEvent
 
-__all__ = ["PHASES", "ProgressView", "output_console"]
+__all__ = ["PHASES", "ProgressView", "output_console", "render_run_skipped", "render_skipped"]
 
 PHASES = {
     "scan": "Checking images",
@@ -30,10 +36,11 @@ PHASES = {
 }
 
 
-def output_console() -> Console:
+def output_console(*, markup: bool = True) -> Console:
     """The console for a command's results on stdout: paths and commands are never wrapped
-    (a wrapped ``cd … && python app.py`` cannot be pasted), and nothing is recoloured."""
-    return Console(highlight=False, soft_wrap=True)
+    (a wrapped ``cd … && python app.py`` cannot be pasted), and nothing is recoloured. With
+    ``markup=False`` text is printed as it is (a file named ``[b]x[/].png`` is not markup)."""
+    return Console(highlight=False, soft_wrap=True, markup=markup)
 
 
 class ProgressView:
@@ -91,3 +98,36 @@ def _info(metrics: dict[str, Any]) -> str:
         return f"{failed} failed"
     rate = metrics.get("images_per_second")
     return f"{rate:.1f} img/s" if rate else ""
+
+
+def render_skipped(
+    console: Console, skipped: Sequence[Mapping[str, Any]], *, full_list: str, max_rows: int = 15
+) -> None:
+    """The files left out of a dataset, as ``check`` and ``train`` show them: one line with the
+    count per reason, a table of the first ``max_rows`` paths, and where the full list is."""
+    from sortsight.data import skip_reasons
+
+    if not skipped:
+        return
+    line = f"{len(skipped)} file(s) skipped ({skip_reasons(Counter(str(s['reason']) for s in skipped))})."
+    console.print(f"[yellow]{escape(line)}[/yellow]", highlight=False)
+    table = Table(title_justify="left")
+    table.add_column("file", overflow="fold")
+    table.add_column("reason")
+    for entry in skipped[:max_rows]:
+        table.add_row(escape(str(entry["path"])), escape(str(entry["reason"])))
+    console.print(table)
+    if len(skipped) > max_rows:
+        console.print(f"… and {len(skipped) - max_rows} more ({full_list}).", highlight=False)
+    else:
+        console.print(f"Full list: {full_list}.", highlight=False)
+
+
+def render_run_skipped(console: Console, run_dir: Path) -> None:
+    """:func:`render_skipped` for a finished training run (the list is kept in its sortsight.json)."""
+    record = run_dir / "sortsight.json"
+    try:
+        skipped = json.loads(record.read_text(encoding="utf-8"))["data"]["skipped"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    render_skipped(console, skipped, full_list=f"{record} (data.skipped)")

@@ -7,8 +7,6 @@ The first command a user runs. Thin: parse → :func:`sortsight.data.load_datase
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,8 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from sortsight import data
-from sortsight.cli._render import ProgressView, output_console
+from sortsight.cli._render import ProgressView, output_console, render_skipped
 from sortsight.errors import ConfigError
+from sortsight.fileops import atomic_write, ensure_output_dir, ensure_output_file, output_error
 from sortsight.images import DEFAULT_MAX_PIXELS
 
 __all__ = ["check", "render_summary", "write_grid"]
@@ -43,17 +42,12 @@ def write_grid(image: Any, path: Path) -> None:
             raise ConfigError(
                 f"'{path}' already exists and was not written by sortsight; choose another name."
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", _GRID_MARK)
-    fd, tmp = tempfile.mkstemp(prefix=".grid-", suffix=".png", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, "PNG", pnginfo=info)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(path, lambda fh: image.save(fh, "PNG", pnginfo=info))
+    except OSError as exc:
+        raise output_error(path, exc, "--grid") from exc
 
 
 def render_summary(console: Console, summary: dict[str, Any], *, max_skipped: int = 15) -> None:
@@ -77,17 +71,10 @@ def render_summary(console: Console, summary: dict[str, Any], *, max_skipped: in
             f"Image sizes: median {sizes['median_width']}x{sizes['median_height']} px, "
             f"short side from {sizes['min_side']} px, long side up to {sizes['max_side']} px."
         )
-    skipped = summary["skipped"]
-    if skipped:
-        sk = Table(title=f"Skipped files ({len(skipped)})", title_justify="left")
-        sk.add_column("file")
-        sk.add_column("reason")
-        for entry in skipped[:max_skipped]:
-            sk.add_row(entry["path"], entry["reason"])
-        console.print(sk)
-        if len(skipped) > max_skipped:
-            console.print(f"… and {len(skipped) - max_skipped} more (use --json for the full list).")
+    render_skipped(console, summary["skipped"], full_list="--json prints every path", max_rows=max_skipped)
     for warning in summary["warnings"]:
+        if warning["kind"] == "skipped":
+            continue  # render_skipped printed it
         console.print(f"[yellow]Warning:[/yellow] {warning['message']}", highlight=False)
     if not summary["warnings"]:
         console.print("[green]No problems found.[/green]")
@@ -182,6 +169,10 @@ def check(
         raise ConfigError("--model is for the doctor: add --doctor (check DATA --doctor --model RUN).")
     err = Console(stderr=True)
     out = output_console()
+    if grid_path is not None:  # before the long scan: a path that cannot be written fails now
+        ensure_output_file(grid_path, what="--grid")
+    if doctor_out is not None:
+        ensure_output_dir(doctor_out, what="--doctor-out")
     from sortsight.tagdata import detect_task
 
     if task == "multi_label" or (

@@ -99,7 +99,7 @@ def predict(model: str, paths: tuple[str, ...], **options: Any) -> None:
     err = Console(stderr=True)
     with ProgressView(err) as progress:
         summary, sorted_summary = run_predict(config, progress=progress)
-    out = output_console()
+    out = output_console(markup=False)  # file names and labels are printed as they are
     parts = [f"{summary.ok} ok", f"{summary.unsure} unsure", f"{summary.unreadable} unreadable"]
     resumed = f" ({summary.already_done} already done earlier)" if summary.already_done else ""
     rate = f" at {summary.images_per_second:.1f} images/s ({summary.engine})" if summary.predicted else ""
@@ -128,3 +128,7 @@ def predict(model: str, paths: tuple[str, ...], **options: Any) -> None:
                 out.print(f"  … and {len(sorted_summary.actions) - 20} more")
         else:
             out.print(f"Log (for 'sortsight undo'): {sorted_summary.log_path}")
+        for action in sorted_summary.notes[:20]:  # what did not go as asked: a source kept, a link
+            out.print(f"  note: {action.source}: {action.note}")
+        if len(sorted_summary.notes) > 20:
+            out.print(f"  … and {len(sorted_summary.notes) - 20} more notes (see the log)")

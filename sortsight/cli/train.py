@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sortsight.cli._render import ProgressView, output_console
+from sortsight.cli._render import ProgressView, output_console, render_run_skipped
 from sortsight.config import (
     AUGMENTATIONS,
     LOGGERS,
@@ -156,6 +156,7 @@ def train(
         )
         return
     out = output_console()
+    render_run_skipped(out, result.run_dir)
     if len(result.candidates) > 1:
         _leaderboard(out, result.leaderboard)
     m = result.metrics
