@@ -172,6 +172,13 @@ class TrainConfig:
     time_budget: float | None = None  # seconds; "10m" accepted
     resume: bool = False
     overwrite: bool = False
+    refit: bool = dataclasses.field(
+        default=True,
+        metadata={
+            "help": "Fit the final head again on train + validation once its settings are chosen on "
+            "validation (uses every labelled image; validation metrics are then from before the refit)."
+        },
+    )
     # AutoTrain parameters
     lr: float = 3e-4
     epochs: int = 5
@@ -364,6 +371,13 @@ class PredictConfig:
     sort_into: str | None = None
     move: bool = False
     dry_run: bool = False
+    tta: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "Flip test-time augmentation: average each image's prediction with its mirror "
+            "image's (twice the compute; not for collections where mirroring changes the class)."
+        },
+    )
 
     def __post_init__(self) -> None:
         fix = object.__setattr__

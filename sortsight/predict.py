@@ -93,6 +93,7 @@ class Classifier:
         engine: str = "auto",
         batch_size: int = 32,
         threads: int | None = None,
+        tta: bool = False,
     ) -> Classifier:
         """Load a run folder, an HF image-classification model folder, or an exported ``.onnx`` file.
 
@@ -102,11 +103,20 @@ class Classifier:
             engine: ``"auto"`` (fastest available: onnx → jit → eager), ``"onnx"``, ``"jit"`` or ``"eager"``.
             batch_size: images per forward pass.
             threads: compute threads (default: torch's setting, one per core).
+            tta: flip test-time augmentation (average with the mirror image; twice the compute).
 
         Raises:
             ModelError: the folder or file cannot be loaded, or the engine cannot run it.
         """
-        p = Path(path).expanduser()
+        clf = cls._load(Path(path).expanduser(), str(path), engine, batch_size, threads)
+        if tta:
+            from sortsight.engines import FlipTTA
+
+            clf.engine = FlipTTA(clf.engine)
+        return clf
+
+    @classmethod
+    def _load(cls, p: Path, path: str, engine: str, batch_size: int, threads: int | None) -> Classifier:
         if p.suffix.lower() == ".onnx":
             from sortsight.engines import OnnxEngine
 
@@ -147,8 +157,9 @@ class Classifier:
     @property
     def draft_size(self) -> tuple[int, int]:
         """The smallest JPEG decode size that still feeds the resize without upscaling."""
-        side = round(self.data_config.input_size / max(self.data_config.crop_pct, 1e-3))
-        return (side, side)
+        from sortsight.geometry import draft_size
+
+        return draft_size(self.data_config)
 
     def logits(self, pixels: Any) -> np.ndarray:
         """Raw logits for a preprocessed ``(B, 3, H, W)`` batch."""
@@ -428,7 +439,7 @@ def run_predict(
             raise PredictError(f"--jsonl writes JSON Lines; name the output '*.jsonl', not '{out}'.")
     exclude = [config.sort_into] if config.sort_into else []
     paths = collect_paths(config.inputs, exclude=exclude)
-    clf = Classifier.load(config.model, engine=config.engine, batch_size=config.batch_size)
+    clf = Classifier.load(config.model, engine=config.engine, batch_size=config.batch_size, tta=config.tta)
     summary = predict_paths(
         clf,
         paths,
