@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cpu() -> str:
-    from sortsight._precision import _cpu_has_fast_bf16, cpu_capability
+    from sortsight.training.precision import _cpu_has_fast_bf16, cpu_capability
 
     bf16 = "yes" if _cpu_has_fast_bf16() else "no"
     return f"[cpu {cpu_capability()}, native bf16 {bf16}, {torch.get_num_threads()} threads]"
@@ -156,10 +156,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny smoke run: 64 px, 1 epoch each")
     args = parser.parse_args()
 
-    from sortsight._precision import set_threads
     from sortsight.config import TrainConfig
     from sortsight.data import load_dataset
     from sortsight.train import train
+    from sortsight.training.precision import set_threads
 
     set_threads()
     tmp = Path(tempfile.mkdtemp(prefix="sortsight-bench-"))

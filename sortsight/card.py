@@ -33,6 +33,8 @@ def model_card(
     image_size: int = 224,
     dataset_fingerprint: str = "",
     version: str = "",
+    refit: Mapping[str, Any] | None = None,
+    test_metrics: Mapping[str, float] | None = None,
 ) -> str:
     """Render the model card text.
 
@@ -47,6 +49,9 @@ def model_card(
         image_size: the input side in pixels.
         dataset_fingerprint: the dataset's hash (``ImageDataset.fingerprint()``).
         version: sortsight's version.
+        refit: ``{"applied": bool, "items": n, "what": ...}`` when the final head was fitted again
+            on train + validation (then the validation figures are from before that refit).
+        test_metrics: metrics on the held-out test split, when there is one (the headline).
 
     Returns:
         Markdown with a YAML front-matter block (``library_name``, ``tags``, ``metrics``, ``model-index``).
@@ -98,13 +103,32 @@ def model_card(
         row = counts.get(label, {})
         table.append(f"| {label} | " + " | ".join(str(row.get(s, 0)) for s in splits) + " |")
     params = "\n".join(f"- `{k}`: {v}" for k, v in parameters.items())
-    how = (
-        "the last stages of the network were fine-tuned on top of a logistic-regression head, and "
-        "scored better on the validation images than that head alone"
-        if chosen == "finetune"
-        else "a logistic-regression head on the frozen pretrained network's features scored best on the "
-        "validation images, so the pretrained layers were kept unchanged"
+    how = {
+        "finetune": "the last stages of the network were fine-tuned on top of a logistic-regression "
+        "head, and scored better on the validation images than that head alone",
+        "wise": "the last stages were fine-tuned on top of a logistic-regression head, and the kept "
+        "weights are a mix of the two (WiSE-FT), the mix that scored best on the validation images",
+    }.get(
+        chosen,
+        "a logistic-regression head on the frozen pretrained network's features scored best on the "
+        "validation images, so the pretrained layers were kept unchanged",
     )
+    refit_line = ""
+    if refit and refit.get("applied"):
+        how += (
+            f"; the final head was then fitted again on all {refit.get('items')} training and validation "
+            "images with the settings chosen on validation"
+        )
+        refit_line = (
+            "\nThese validation figures were measured before that refit (on images it then learnt from).\n"
+        )
+    test_section = ""
+    if test_metrics:
+        test_section = (
+            "\n## Test results\n\nOn the held-out test images (never used to train or choose settings):\n\n"
+            f"| metric | value |\n|---|---|\n| accuracy | {_pct(test_metrics.get('accuracy'))} |\n"
+            f"| macro F1 | {_pct(test_metrics.get('f1_macro'))} |\n"
+        )
     head_line = ""
     if head_metrics:
         head_line = (
@@ -113,7 +137,7 @@ def model_card(
             f"macro F1 {_pct(head_metrics.get('f1_macro'))}.\n"
         )
     body = f"""
-# {model_name} fine-tuned with sortsight
+# {model_name} {"fine-tuned" if chosen in ("finetune", "wise") else "trained"} with sortsight
 
 An image classifier that sorts images into {len(labels)} classes: {", ".join(f"`{x}`" for x in labels)}.
 It was trained with [sortsight](https://github.com/sortsight/sortsight) {version} from the pretrained
@@ -136,7 +160,7 @@ or `sortsight predict path/to/this/folder images/ --sort-into sorted/`.
 | accuracy | {_pct(acc)} |
 | macro F1 | {_pct(f1)} |
 | loss | {metrics.get("loss", float("nan")):.4f} |
-{head_line}
+{refit_line}{head_line}{test_section}
 ## Training data
 
 Images per label and split (dataset fingerprint `{dataset_fingerprint}`):

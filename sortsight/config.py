@@ -183,6 +183,13 @@ class TrainConfig:
     time_budget: float | None = None  # seconds; "10m" accepted
     resume: bool = False
     overwrite: bool = False
+    refit: bool = dataclasses.field(
+        default=True,
+        metadata={
+            "help": "Fit the final head again on train + validation once its settings are chosen on "
+            "validation (uses every labelled image; validation metrics are then from before the refit)."
+        },
+    )
     # AutoTrain parameters
     lr: float = 3e-4
     epochs: int = 5
@@ -407,6 +414,13 @@ class PredictConfig:
         default=False,
         metadata={
             "help": "Multi-label, with sort_into: write DEST/tags.csv (path, tags) instead of copying images"
+        },
+    )
+    tta: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "Flip test-time augmentation: average each image's prediction with its mirror "
+            "image's (twice the compute; not for collections where mirroring changes the class)."
         },
     )
 

@@ -39,6 +39,7 @@ __all__ = [
     "ENGINE_NAMES",
     "EagerEngine",
     "Engine",
+    "FlipTTA",
     "JitEngine",
     "OnnxEngine",
     "build_engine",
@@ -97,6 +98,27 @@ def _quiet() -> Iterator[None]:
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         yield
+
+
+class FlipTTA:
+    """Flip test-time augmentation around any engine: the image and its mirror image are both run
+    and their probabilities averaged; returns the log of that mean, so ``softmax`` of the output
+    is the averaged probability. Twice the compute; off by default (see docs/training.md for what
+    it changed on the benchmark sets). Not for collections where mirroring changes the class."""
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+        self.name = f"{inner.name}+flip"
+
+    def __call__(self, pixels: Any) -> np.ndarray:
+        x = np.asarray(pixels.numpy() if hasattr(pixels, "numpy") else pixels, dtype=np.float32)  # (B,3,H,W)
+        a, b = self.inner(x), self.inner(np.ascontiguousarray(x[..., ::-1]))
+
+        def prob(z: np.ndarray) -> np.ndarray:
+            e = np.exp(z - z.max(1, keepdims=True))
+            return e / e.sum(1, keepdims=True)  # type: ignore[no-any-return]
+
+        return np.log((prob(a) + prob(b)) / 2 + 1e-12).astype(np.float32)  # type: ignore[no-any-return]
 
 
 class JitEngine:

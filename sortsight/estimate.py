@@ -1,8 +1,10 @@
 """How long will training take? A measured estimate before anything is trained.
 
-The studio's Train page and ``sortsight train --estimate-only`` ask this before starting: the data
-is checked, a few images are decoded, and the trunk and one training step of each candidate are
-timed on them (the same warm-up training itself does), then scaled to the whole dataset.
+The studio's Train page and ``sortsight train --estimate-only`` ask this before starting. It
+follows the run's own plan (:func:`sortsight.training.plan.make_plan`): per candidate, the model
+is built, a sample of images is decoded and passed through the frozen-feature engine the run
+will use (its ONNX graph is then cached for the run), the head fit and — when the plan may
+fine-tune — one training step are timed, and the times are scaled to the whole dataset.
 """
 
 from __future__ import annotations
@@ -16,22 +18,29 @@ from sortsight.progress import ProgressCallback
 
 __all__ = ["TrainEstimate", "estimate_training"]
 
-_SAMPLE = 16  # images decoded and timed per input size
+_WARM = 8  # images that choose the engine and warm it up (not timed)
+_SAMPLE = 48  # images timed end to end (decode + frozen pass)
 
 
 @dataclass(frozen=True)
 class TrainEstimate:
-    """The estimated wall time of a training run, in total and per candidate."""
+    """The estimated wall time of a training run, in total and per candidate.
+
+    ``seconds`` is the run as planned; with ``strategy: auto`` the engine decides after the head
+    whether fine-tuning pays, and ``finetune_seconds`` is what it would add at most.
+    """
 
     seconds: float
     n_train: int
     n_valid: int
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    finetune_seconds: float = 0.0
+    first_model_seconds: float = 0.0
 
     @property
     def human(self) -> str:
         """``"about 6 min"``."""
-        from sortsight._runs import human
+        from sortsight.training.plan import human
 
         return f"about {human(self.seconds)}"
 
@@ -39,6 +48,8 @@ class TrainEstimate:
         return {
             "seconds": round(self.seconds, 1),
             "human": self.human,
+            "first_model_seconds": round(self.first_model_seconds, 1),
+            "finetune_seconds": round(self.finetune_seconds, 1),
             "n_train": self.n_train,
             "n_valid": self.n_valid,
             "candidates": self.candidates,
@@ -53,7 +64,7 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
         progress: receives the data check's progress events.
 
     Returns:
-        A :class:`TrainEstimate` (decode + features + fine-tuning, summed over candidates).
+        A :class:`TrainEstimate` (features + head [+ fine-tuning], summed over candidates).
 
     Raises:
         DataError, ModelError, ConfigError: as :func:`sortsight.train` would.
@@ -64,46 +75,77 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
     """
     import torch
 
-    from sortsight import _runs
-    from sortsight._imagecache import build_cache, geometry
-    from sortsight._tail import split_model
-    from sortsight.models import create_model
-    from sortsight.train import AUG_VIEWS, _warm_up
+    from sortsight.training.distributed import setup_environment
+    from sortsight.training.frozen import FrozenPass
+    from sortsight.training.head import fit_head
+    from sortsight.training.loop import warm_up
+    from sortsight.training.plan import estimate_seconds, load_data, make_plan
+    from sortsight.training.run import build
 
-    env = _runs.setup_environment()
-    data = _runs.load_data(config, progress)
-    n_train, n_valid = len(data.train_paths), len(data.valid_paths)
-    views = 0 if config.augmentation == "none" or config.strategy == "head" else AUG_VIEWS
-    epochs = config.epochs if config.strategy != "head" else 0
+    env = setup_environment()
+    data = load_data(config, progress)
+    plan = make_plan(config)
+    n_train, n_valid, n_test = len(data.train_paths), len(data.valid_paths), len(data.test_paths)
     rows: list[dict[str, Any]] = []
-    for name, size in _runs.candidate_specs(config):
-        model, data_config = create_model(name, list(data.classes), input_size=size or config.image_size)
-        side = data_config.input_size
-        split = split_model(model, tuple(data_config.mean), tuple(data_config.std))
-        sample = data.train_paths[: max(_SAMPLE, config.batch_size)]
-        start = time.perf_counter()
-        cache = build_cache(
-            sample, side, **geometry(data_config), views=views, preset=config.augmentation, seed=config.seed
-        )
-        decode_per_image = (time.perf_counter() - start) / max(1, len(sample))
-        y = torch.tensor([data.train_targets[i] for i in cache.kept])
-        batch_size, precision, timing = _warm_up(split, cache, y, config)
-        seconds = decode_per_image * (n_train + n_valid) + _runs.estimate_seconds(
+    for name, size in plan.candidates:
+        t0 = time.perf_counter()
+        _model, data_config, split = build(name, size, config, list(data.classes))
+        frozen = FrozenPass(split, data_config)
+        frozen.run(data.train_paths[:_WARM])  # chooses the engine (exports and caches ONNX once)
+        setup = time.perf_counter() - t0
+        sample = data.train_paths[_WARM : _WARM + _SAMPLE] or data.train_paths[:_WARM]
+        measured = frozen.run(sample)
+        per_image = measured.seconds / max(1, len(measured.kept))
+        y = torch.tensor([data.train_targets[data.train_paths.index(p)] for p in sample])[measured.kept]
+        t = time.perf_counter()
+        if len(set(y.tolist())) > 1:
+            fit_head(
+                measured.features, y, measured.features, y, n_classes=len(data.classes), seed=config.seed
+            )
+        head_per_item = (time.perf_counter() - t) / max(1, len(y))
+        timing: dict[str, float] = {
+            "seconds_per_image": per_image,
+            "head_seconds_per_item": head_per_item,
+            "setup_seconds": setup,
+        }
+        batch_size, precision = config.batch_size, "fp32"
+        if plan.epochs:
+            batch_size, prec, step_timing = warm_up(split, measured.acts, y, config)
+            timing.update(step_timing)
+            precision = prec.dtype
+        stages = estimate_seconds(
             timing,
             n_train=n_train,
             n_valid=n_valid,
-            views=1 + views,
-            epochs=epochs,
+            n_test=n_test,
+            views=plan.views,
+            epochs=plan.epochs,
             batch_size=batch_size,
             world=env.world,
         )
+        planned = stages["total"] - (stages["finetune"] if plan.finetune == "auto" else 0.0)
         rows.append(
             {
                 "model": name,
-                "image_size": side,
-                "seconds": round(seconds, 1),
-                "precision": precision.dtype,
+                "image_size": data_config.input_size,
+                "seconds": round(planned, 1),
+                "first_model_seconds": round(
+                    setup
+                    + stages["features"] * (n_train + n_valid) / max(1, n_train + n_valid + n_test)
+                    + stages["head"],
+                    1,
+                ),
+                "finetune_seconds": round(stages["finetune"], 1),
+                "engine": frozen.engine,
+                "precision": precision,
                 "batch_size": batch_size,
             }
         )
-    return TrainEstimate(sum(r["seconds"] for r in rows), n_train, n_valid, rows)
+    return TrainEstimate(
+        sum(r["seconds"] for r in rows),
+        n_train,
+        n_valid,
+        rows,
+        finetune_seconds=sum(r["finetune_seconds"] for r in rows),
+        first_model_seconds=rows[0]["first_model_seconds"] if rows else 0.0,
+    )

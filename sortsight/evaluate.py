@@ -297,6 +297,7 @@ def evaluate(
     num_workers: int | None = None,
     top_losses: int = 24,
     progress: ProgressCallback | None = None,
+    tta: bool = False,
 ) -> Evaluation:
     """Measure a model on labelled images.
 
@@ -310,6 +311,7 @@ def evaluate(
         num_workers: image-decoding processes.
         top_losses: how many of the worst mistakes to keep.
         progress: receives ``ProgressEvent(phase="evaluate", ...)``.
+        tta: flip test-time augmentation (each image averaged with its mirror image).
 
     Returns:
         An :class:`Evaluation`; ``.save(dir)`` writes the report.
@@ -333,7 +335,7 @@ def evaluate(
     clf = (
         model
         if isinstance(model, Classifier)
-        else Classifier.load(model, engine=engine, batch_size=batch_size)
+        else Classifier.load(model, engine=engine, batch_size=batch_size, tta=tta)
     )
     note = ""
     same_data = False

@@ -590,7 +590,8 @@ def load_model_folder(path: str | Path) -> LoadedModel:
 
 
 def eval_transform(data_config: DataConfig) -> Callable[[Any], Any]:
-    """PIL image (RGB) -> normalised ``(3, H, W)`` float tensor, as at evaluation time."""
-    import timm.data
+    """PIL image (RGB) -> normalised ``(3, H, W)`` float tensor, as at evaluation time
+    (:func:`sortsight.geometry.eval_transform`, the one geometry training also uses)."""
+    from sortsight.geometry import eval_transform as geometry_transform
 
-    return timm.data.create_transform(**data_config.to_timm(), is_training=False)  # type: ignore[no-any-return]
+    return geometry_transform(data_config)

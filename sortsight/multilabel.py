@@ -33,11 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sortsight import _runs
 from sortsight.config import TrainConfig
 from sortsight.errors import ConfigError, DataError, ModelError
 from sortsight.progress import ProgressCallback, ProgressEvent, emit
 from sortsight.tagmetrics import best_f1_thresholds, sigmoid, tag_metrics
+from sortsight.training import distributed as _dist
+from sortsight.training import plan as _plan
+from sortsight.training import run_dir as _rd
 
 if TYPE_CHECKING:
     from sortsight.tagdata import TagDataset
@@ -267,8 +269,8 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
             "Fine-tuning is not available for multi-label data yet; use strategy auto or head "
             "(a logistic-regression head per tag on the pretrained features)."
         )
-    env = _runs.setup_environment()
-    config = _runs.prepare_run_dir(config, env)
+    env = _dist.setup_environment()
+    config = _rd.prepare_run_dir(config, env)
     ds = load_tag_dataset(
         str(config.data_path),
         valid_split=config.valid_fraction,
@@ -297,7 +299,7 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
     run_dir = config.run_dir
     info = _run_info(config, ds, env)
     if env.is_main:
-        _runs.write_run_json(run_dir, {**info, "status": "running"})
+        _rd.write_run_json(run_dir, {**info, "status": "running"})
 
     t0 = time.perf_counter()
     paths = [it.path for it in train_items] + [it.path for it in valid_items]
@@ -312,7 +314,7 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
             0,
             {"seconds": estimate},
             estimate,
-            f"{config.model} at {side}px, {len(ds.tags)} tags: about {_runs.human(estimate)}",
+            f"{config.model} at {side}px, {len(ds.tags)} tags: about {_plan.human(estimate)}",
         ),
     )
     feats = extract_features(paths, model=config.model, image_size=side, progress=progress)
@@ -372,9 +374,7 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
     if env.is_main:
         emit(progress, ProgressEvent("save", 0, 1, message=f"Saving {model_dir}"))
         _save(model, data_config, ds, config, result, head, result_v["per_tag"])
-        _runs.append_metrics(
-            run_dir,
-            env,
+        _rd.MetricsLog(run_dir, env, config.log).append(
             {
                 "candidate": config.model,
                 "phase": "head",
@@ -393,7 +393,7 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
             ),
         )
         seconds = time.perf_counter() - start
-        _runs.write_run_json(
+        _rd.write_run_json(
             run_dir,
             {
                 **info,
@@ -407,7 +407,7 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
                 "engine": engine,
             },
         )
-        _runs.mark_finished(run_dir, result)
+        _rd.mark_finished(run_dir, result)
     env.wait()
     done = {
         "chosen": "head",
@@ -419,8 +419,8 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
     return TrainResult(run_dir, model_dir, result, [result], time.perf_counter() - start)
 
 
-def _run_info(config: TrainConfig, ds: TagDataset, env: _runs.Environment) -> dict[str, Any]:
-    base = _runs.run_info(config, _runs.RunData(ds, ds.tags, [], [], [], []), env)  # type: ignore[arg-type]
+def _run_info(config: TrainConfig, ds: TagDataset, env: _dist.Environment) -> dict[str, Any]:
+    base = _rd.run_info(config, _plan.RunData(ds, ds.tags, [], [], [], [], [], []), env)  # type: ignore[arg-type]
     base["data"].update(
         tags=list(ds.tags),
         classes=list(ds.tags),

@@ -97,6 +97,7 @@ class Classifier:
         engine: str = "auto",
         batch_size: int = 32,
         threads: int | None = None,
+        tta: bool = False,
     ) -> Classifier:
         """Load a run folder, an HF image-classification model folder, or an exported ``.onnx`` file.
 
@@ -106,18 +107,24 @@ class Classifier:
             engine: ``"auto"`` (fastest available: onnx → jit → eager), ``"onnx"``, ``"jit"`` or ``"eager"``.
             batch_size: images per forward pass.
             threads: compute threads (default: torch's setting, one per core).
+            tta: flip test-time augmentation (average with the mirror image; twice the compute).
 
         Raises:
             ModelError: the folder or file cannot be loaded, or the engine cannot run it.
         """
         p = Path(path).expanduser()
         try:
-            return cls._load(p, str(path), engine, batch_size, threads)
+            clf = cls._load(p, str(path), engine, batch_size, threads)
         except PermissionError as exc:
             raise ModelError(
                 f"Cannot read the model at '{path}' ({exc.filename or p}: permission denied); "
                 "check the files' permissions."
             ) from exc
+        if tta:
+            from sortsight.engines import FlipTTA
+
+            clf.engine = FlipTTA(clf.engine)
+        return clf
 
     @classmethod
     def _load(cls, p: Path, path: str, engine: str, batch_size: int, threads: int | None) -> Classifier:
@@ -175,8 +182,9 @@ class Classifier:
     @property
     def draft_size(self) -> tuple[int, int]:
         """The smallest JPEG decode size that still feeds the resize without upscaling."""
-        side = round(self.data_config.input_size / max(self.data_config.crop_pct, 1e-3))
-        return (side, side)
+        from sortsight.geometry import draft_size
+
+        return draft_size(self.data_config)
 
     def logits(self, pixels: Any) -> np.ndarray:
         """Raw logits for a preprocessed ``(B, 3, H, W)`` batch."""
@@ -497,7 +505,7 @@ def run_predict(
     if config.sort_into and not config.dry_run:
         ensure_output_dir(config.sort_into, what="--sort-into folder")
     paths = collect_paths(config.inputs, exclude=_sorted_already(config), follow_links=config.follow_links)
-    clf = Classifier.load(config.model, engine=config.engine, batch_size=config.batch_size)
+    clf = Classifier.load(config.model, engine=config.engine, batch_size=config.batch_size, tta=config.tta)
     if clf.task == "multi_label" and config.move:
         raise PredictError("A multi-label model copies each image into every tag's folder; drop --move.")
     if clf.task != "multi_label" and config.tags_only:

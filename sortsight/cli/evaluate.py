@@ -38,6 +38,7 @@ __all__ = ["evaluate"]
 @click.option("--top-losses", default=24, show_default=True, type=int, help="Worst predictions shown.")
 @click.option("--no-thumbnails", is_flag=True, help="Leave image thumbnails out of report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print evaluation.json's numbers instead of tables.")
+@click.option("--tta", is_flag=True, help="Flip test-time augmentation: average with the mirror image.")
 def evaluate(
     model: str,
     data: str | None,
@@ -49,6 +50,7 @@ def evaluate(
     top_losses: int,
     no_thumbnails: bool,
     as_json: bool,
+    tta: bool,
 ) -> None:
     """Measure MODEL on labelled DATA and write report.html + evaluation.json.
 
@@ -73,6 +75,7 @@ def evaluate(
             num_workers=num_workers,
             top_losses=top_losses,
             progress=progress,
+            tta=tta,
         )
     if out_dir is None:  # a run keeps its report; any other model gets ./evaluation
         m = Path(model)

@@ -79,6 +79,7 @@ __all__ = ["predict"]
     type=int,
     help="Image-decoding processes (default: sized for this machine).",
 )
+@click.option("--tta", is_flag=True, help="Flip test-time augmentation: average with the mirror image.")
 def predict(model: str, paths: tuple[str, ...], **options: Any) -> None:
     """Predict labels for PATHS (image files, folders searched recursively, or a CSV of paths).
 

@@ -94,6 +94,11 @@ def _leaderboard(console: Console, rows: list[dict[str, Any]]) -> None:
     type=click.Choice(TAG_SEPARATORS),
     help="What separates tags in a cell (auto: '|' or ';').",
 )
+@click.option(
+    "--refit/--no-refit",
+    default=None,
+    help="Fit the final head again on train + validation (default: on).",
+)
 @click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run in --out.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing run folder.")
 @click.option(
@@ -134,10 +139,15 @@ def train(
             for row in estimate.candidates:
                 click.echo(
                     f"{row['model']} at {row['image_size']} px: about {row['seconds']:.0f} s "
-                    f"({row['precision']})"
+                    f"(first model after about {row['first_model_seconds']:.0f} s; {row['engine']} features)"
                 )
+            extra = (
+                f", plus up to {estimate.finetune_seconds:.0f} s if fine-tuning pays"
+                if estimate.finetune_seconds and config.strategy == "auto"
+                else ""
+            )
             click.echo(
-                f"Training {estimate.n_train} + {estimate.n_valid} images would take {estimate.human}."
+                f"Training {estimate.n_train} + {estimate.n_valid} images would take {estimate.human}{extra}."
             )
         return
     with ProgressView(console) as bar:
@@ -167,9 +177,15 @@ def train(
         )
         out.print(f"Model: {result.model_dir}  (next: sortsight evaluate {result.run_dir})")
         return
+    kept = {"finetune": "fine-tuned", "wise": "fine-tuned, WiSE-FT mix"}.get(result.best.chosen, "head only")
+    note = " (before the refit on train + validation)" if result.best.refit.get("applied") else ""
     out.print(
-        f"Kept {result.best.model} ({'fine-tuned' if result.best.chosen == 'finetune' else 'head only'}): "
-        f"validation accuracy {m['accuracy']:.3f}, macro F1 {m['f1_macro']:.3f} "
-        f"in {result.seconds:.0f} s ({result.best.stopped.replace('_', ' ')})."
+        f"Kept {result.best.model} ({kept}): validation accuracy {m['accuracy']:.3f}{note}, "
+        f"macro F1 {m['f1_macro']:.3f} in {result.seconds:.0f} s ({result.best.stopped.replace('_', ' ')})."
     )
+    if result.test_metrics:
+        t = result.test_metrics
+        out.print(
+            f"Test accuracy {t['accuracy']:.3f}, macro F1 {t['f1_macro']:.3f} on the held-out test images."
+        )
     out.print(f"Model: {result.model_dir}  (next: sortsight evaluate {result.run_dir} DATA)")

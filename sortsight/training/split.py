@@ -22,18 +22,19 @@ __all__ = ["Split", "split_model"]
 
 
 class _Normalize(nn.Module):
-    """uint8 ``(B, 3, H, W)`` → normalised float, the model's mean/std."""
+    """uint8 ``(B, 3, H, W)`` → normalised float, the model's mean/std (the same arithmetic as
+    :func:`sortsight.geometry.normalize`, so training sees exactly what predict feeds)."""
 
     mean: torch.Tensor
     std: torch.Tensor
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float() - self.mean) / self.std
+        return (x.float() / 255.0 - self.mean) / self.std
 
 
 class _EfficientNetTrunk(nn.Module):

@@ -1,0 +1,20 @@
+"""The training engine, one concept per module.
+
+- :mod:`.run` — ``train(config)``: the story of a run, top to bottom;
+- :mod:`.plan` — what a run will do (candidates, fine-tune or not, views, estimate), shared with
+  :func:`sortsight.estimate.estimate_training`;
+- :mod:`.views` — decoding images once into the eval view (:mod:`sortsight.geometry`) and
+  augmented views;
+- :mod:`.frozen` — the frozen-feature pass on the fastest engine measured at run time;
+- :mod:`.split` — a network cut into a frozen trunk and a trainable tail;
+- :mod:`.head` — logistic-regression head, refit on train + validation, WiSE-FT mixing;
+- :mod:`.loop` — the fine-tuning epoch loop; :mod:`.schedule` — learning rates;
+- :mod:`.precision` — threads and fp32/bf16 by measurement; :mod:`.distributed` — ``torchrun``;
+- :mod:`.checkpoint` — pickle-free checkpoints; :mod:`.run_dir` — the run folder and its files.
+"""
+
+from __future__ import annotations
+
+from sortsight.training.run import CandidateResult, TrainResult, train
+
+__all__ = ["CandidateResult", "TrainResult", "train"]

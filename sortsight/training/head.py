@@ -1,0 +1,138 @@
+"""The head: a logistic regression on frozen features, folded into the network's last layer.
+
+:func:`fit_head` chooses the feature scaling and the regularisation on the validation split;
+:func:`refit_head` fits the chosen settings again on train + validation (every labelled image);
+:func:`fold` writes a fit into an ``nn.Linear`` so the saved network computes exactly it.
+:func:`wise` interpolates two sets of weights (WiSE-FT, Wortsman et al. 2022): mixing the
+head-initialised network with its fine-tuned version at no inference cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["HeadFit", "fit_head", "fold", "metrics", "refit_head", "wise"]
+
+C_GRID = (0.01, 0.1, 1.0)
+
+
+@dataclass
+class HeadFit:
+    """A fitted logistic regression in the original feature space: ``logits = x @ weight.T + bias``.
+
+    Attributes:
+        weight: ``(K, F)``; bias: ``(K,)``.
+        scaling: ``"per_feature"`` (standardised, the usual probe) or ``"global"`` (one scale).
+        C: inverse regularisation strength.
+        n_items: images it was fitted on.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    scaling: str
+    C: float
+    n_items: int
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return x.double() @ torch.from_numpy(self.weight).T + torch.from_numpy(self.bias)
+
+
+def _scales(x: np.ndarray, scaling: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale per feature. Per-feature scales are floored: a feature almost constant on
+    the training images would otherwise get a huge weight that fine-tuning could blow up."""
+    mu = x.mean(0)
+    global_sigma = float(x.std()) + 1e-6
+    if scaling == "global":
+        return mu, np.full(x.shape[1], global_sigma)
+    sigma = x.std(0)
+    return mu, np.where(sigma > 0, np.maximum(sigma, 1e-3 * global_sigma), 1.0)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, n_classes: int, scaling: str, c: float, seed: int) -> HeadFit:
+    from sklearn.linear_model import LogisticRegression
+
+    mu, sigma = _scales(x, scaling)
+    lr = LogisticRegression(C=c, max_iter=1000, random_state=seed).fit((x - mu) / sigma, y)
+    coef, intercept = lr.coef_, lr.intercept_
+    if coef.shape[0] == 1:  # binary: softmax([0, z]) == sigmoid(z)
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([[0.0], intercept])
+    weight = coef / sigma  # fold the standardisation into the linear layer
+    bias = intercept - (coef * mu / sigma).sum(1)
+    assert weight.shape[0] == n_classes, "every class has training images (check_trainable)"
+    return HeadFit(weight, bias, scaling, float(c), len(y))
+
+
+def metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Accuracy, macro F1 and cross-entropy loss."""
+    from sklearn.metrics import f1_score
+
+    logits = logits.float()
+    pred = logits.argmax(1)
+    return {
+        "accuracy": float((pred == y).float().mean()),
+        "f1_macro": float(f1_score(y.numpy(), pred.numpy(), average="macro", zero_division=0)),
+        "loss": float(F.cross_entropy(logits, y)),
+    }
+
+
+def fit_head(
+    f_train: torch.Tensor,
+    y_train: torch.Tensor,
+    f_valid: torch.Tensor,
+    y_valid: torch.Tensor,
+    *,
+    n_classes: int,
+    seed: int,
+) -> tuple[HeadFit, dict[str, float]]:
+    """Fit two scalings x three strengths; keep the best on validation (accuracy, then loss).
+
+    Per-feature standardisation is the usual linear probe, which the default must never score
+    below; one global scale is gentler when folded into the layer before fine-tuning.
+
+    Returns:
+        The kept fit and its validation metrics.
+    """
+    x, y = f_train.numpy().astype(np.float64), y_train.numpy()
+    best: tuple[tuple[float, float], HeadFit, dict[str, float]] | None = None
+    for scaling in ("per_feature", "global"):
+        for c in C_GRID:
+            fit = _fit(x, y, n_classes, scaling, c, seed)
+            m = metrics(fit.logits(f_valid), y_valid)
+            key = (m["accuracy"], -m["loss"])
+            if best is None or key > best[0]:
+                best = (key, fit, m)
+    assert best is not None
+    return best[1], {**best[2], "C": best[1].C}
+
+
+def refit_head(
+    fit: HeadFit, features: torch.Tensor, targets: torch.Tensor, *, n_classes: int, seed: int
+) -> HeadFit:
+    """The same scaling and strength as ``fit``, fitted on ``features`` (train + validation)."""
+    return _fit(features.numpy().astype(np.float64), targets.numpy(), n_classes, fit.scaling, fit.C, seed)
+
+
+def fold(fit: HeadFit, classifier: nn.Linear) -> None:
+    """Copy ``fit`` into ``classifier`` (the network then computes the fit's logits)."""
+    with torch.no_grad():
+        classifier.weight.copy_(torch.from_numpy(fit.weight).float())
+        classifier.bias.copy_(torch.from_numpy(fit.bias).float())
+
+
+def wise(zero: dict[str, torch.Tensor], one: dict[str, torch.Tensor], alpha: float) -> dict[str, Any]:
+    """``(1 - alpha) * zero + alpha * one`` for every floating-point tensor (others from ``one``
+    when ``alpha > 0``): alpha 0 is ``zero`` exactly, alpha 1 is ``one`` exactly."""
+    if alpha == 0:
+        return {k: v.clone() for k, v in zero.items()}
+    if alpha == 1:
+        return {k: v.clone() for k, v in one.items()}
+    return {
+        k: (1 - alpha) * zero[k] + alpha * v if v.is_floating_point() else v.clone() for k, v in one.items()
+    }

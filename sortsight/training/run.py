@@ -1,0 +1,522 @@
+"""``train(config)``: the story of a run, top to bottom.
+
+For each candidate model:
+
+1. **features** — decode every image once (threads, ahead of the compute) and pass it through the
+   frozen trunk and the pretrained tail on the fastest engine measured here (:mod:`.frozen`).
+2. **head** — logistic regression on the pooled features, settings chosen on validation, then
+   (``refit``, on by default) fitted again on train + validation, folded into the classifier and
+   saved as a complete ``model/``: the first usable model, announced as ``model_ready``.
+3. **fine-tune** where it pays (:func:`.plan.worth_finetuning`): the tail from the head, on cached
+   activations of the eval view and one augmented view (:mod:`.loop`), stopping after two epochs
+   that do not beat the head.
+4. **WiSE-FT** — mix the head-initialised and the fine-tuned weights; the mixing weight (0 = head,
+   1 = fine-tuned) is chosen on validation, so the kept model never scores below the head there.
+5. **test** — when the data has a test split, the kept model's test metrics are the headline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sortsight.config import TrainConfig
+from sortsight.errors import ModelError
+from sortsight.progress import ProgressCallback, ProgressEvent, emit
+from sortsight.training import run_dir as rd
+from sortsight.training.distributed import Environment, setup_environment
+from sortsight.training.frozen import Frozen, FrozenPass
+from sortsight.training.head import fit_head, fold, metrics, refit_head, wise
+from sortsight.training.loop import finetune, logits, state_copy, warm_up
+from sortsight.training.plan import (
+    Plan,
+    RunData,
+    check_trainable,
+    estimate_seconds,
+    human,
+    load_data,
+    make_plan,
+    worth_finetuning,
+)
+from sortsight.training.split import Split, split_model
+
+__all__ = ["CandidateResult", "TrainResult", "train"]
+
+log = logging.getLogger(__name__)
+WISE_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+_FIRST = 16  # training images that choose the feature engine and time it
+
+
+@dataclass
+class CandidateResult:
+    """One trained model of a run (a run with ``--candidates`` has several)."""
+
+    model: str
+    image_size: int
+    chosen: str  # "head" | "finetune" | "wise" (a WiSE-FT mix of the two)
+    metrics: dict[str, float]  # validation metrics of the kept model (before any refit)
+    head_metrics: dict[str, float]
+    model_dir: Path
+    epochs: int = 0
+    steps: int = 0
+    stopped: str = (
+        "completed"  # completed | early_stopping | no_gain | time_budget | head_only | head_good_enough
+    )
+    seconds: float = 0.0
+    engine: dict[str, Any] = field(default_factory=dict)
+    wise_alpha: float = 0.0
+    refit: dict[str, Any] = field(default_factory=dict)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    first_model_seconds: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        """A flat leaderboard row."""
+        return {
+            "model": self.model,
+            "image_size": self.image_size,
+            "chosen": self.chosen,
+            "val_accuracy": self.metrics.get("accuracy"),
+            "val_f1_macro": self.metrics.get("f1_macro"),
+            "val_loss": self.metrics.get("loss"),
+            "head_accuracy": self.head_metrics.get("accuracy"),
+            "test_accuracy": self.test_metrics.get("accuracy"),
+            "wise_alpha": self.wise_alpha,
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "stopped": self.stopped,
+            "seconds": round(self.seconds, 1),
+            "model_dir": str(self.model_dir),
+        }
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` made: the run folder, the kept model and every candidate's scores."""
+
+    run_dir: Path
+    model_dir: Path
+    best: CandidateResult
+    candidates: list[CandidateResult]
+    seconds: float
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Validation metrics of the kept model (measured before the refit on train + validation)."""
+        return self.best.metrics
+
+    @property
+    def test_metrics(self) -> dict[str, float]:
+        """Test metrics of the kept model when the data has a test split (the headline), else {}."""
+        return self.best.test_metrics
+
+    @property
+    def leaderboard(self) -> list[dict[str, Any]]:
+        rows = sorted((c.row() for c in self.candidates), key=_rank_key, reverse=True)
+        return [{"rank": i + 1, **r} for i, r in enumerate(rows)]
+
+
+def _rank_key(row: dict[str, Any]) -> tuple[float, float]:
+    return (row.get("val_accuracy") or 0.0, -(row.get("val_loss") or 0.0))
+
+
+def train(config: TrainConfig, *, progress: ProgressCallback | None = None) -> TrainResult:
+    """Train a classifier as ``config`` says and write the run folder.
+
+    Args:
+        config: the training options (AutoTrain names); ``config.data_path`` is required.
+        progress: called with :class:`ProgressEvent` (phase, step, total, metrics, eta, message);
+            the same events are appended to ``RUN/events.jsonl``.
+
+    Returns:
+        A :class:`TrainResult`; ``result.model_dir`` loads with ``transformers.pipeline``.
+
+    Raises:
+        ConfigError, DataError, ModelError, TrainError: one-line messages saying what to do.
+
+    Example:
+        >>> result = train(TrainConfig(data_path="photos/", out="runs/photos"))  # doctest: +SKIP
+        >>> result.metrics["accuracy"]  # doctest: +SKIP
+        0.94
+    """
+    from sortsight.multilabel import is_multilabel, train_multilabel
+
+    if is_multilabel(config):  # several tags per image: sigmoid outputs, per-tag thresholds
+        return train_multilabel(config, progress=progress)
+    start = time.perf_counter()
+    env = setup_environment()
+    config = rd.prepare_run_dir(config, env)
+    run_dir = config.run_dir
+    events = rd.EventLog(run_dir, env, progress)
+    data = load_data(config, events)
+    plan = make_plan(config)
+    deadline = start + config.time_budget if config.time_budget else None
+    info = rd.run_info(config, data, env)
+    if env.is_main:
+        rd.write_run_json(run_dir, {**info, "status": "running"})
+    results: list[CandidateResult] = []
+    specs = plan.candidates
+    for i, (name, size) in enumerate(specs):
+        out = run_dir if len(specs) == 1 else run_dir / "candidates" / rd.slug(name, size)
+        finished = rd.finished_candidate(out) if config.resume else None
+        if finished is not None:
+            results.append(CandidateResult(**finished))
+            continue
+        # each candidate gets an equal share of what is left of the time budget
+        share = (
+            None
+            if deadline is None
+            else time.perf_counter() + (deadline - time.perf_counter()) / (len(specs) - i)
+        )
+        results.append(_train_candidate(name, size, config, plan, data, out, env, events, share, start))
+    best = max(results, key=lambda c: _rank_key(c.row()))
+    model_dir = run_dir / "model"
+    seconds = time.perf_counter() - start
+    if env.is_main:
+        if len(specs) > 1:
+            rd.copy_model(best.model_dir, model_dir)
+            rd.write_leaderboard(run_dir, [c.row() for c in results])
+        rd.write_run_json(
+            run_dir,
+            {
+                **info,
+                "status": "done",
+                "seconds": round(seconds, 1),
+                "best": best.row(),
+                "metrics": best.metrics,
+                "metrics_note": "validation, measured before the refit on train + validation"
+                if best.refit.get("applied")
+                else "validation",
+                "test_metrics": best.test_metrics,
+                "refit": best.refit,
+                "candidates": [c.row() for c in results],
+                "engine": best.engine,
+            },
+        )
+    env.wait()
+    done = {"chosen": best.chosen, "val_accuracy": best.metrics.get("accuracy"), "model_dir": str(model_dir)}
+    if best.test_metrics:
+        done["test_accuracy"] = best.test_metrics["accuracy"]
+    headline = (
+        f"test accuracy {best.test_metrics['accuracy']:.3f}"
+        if best.test_metrics
+        else f"validation accuracy {best.metrics['accuracy']:.3f}"
+    )
+    emit(
+        events,
+        ProgressEvent(
+            "done", 1, 1, done, 0.0, f"Kept {best.model} ({best.chosen}): {headline} — {model_dir}"
+        ),
+    )
+    return TrainResult(run_dir, model_dir, best, results, seconds)
+
+
+def _split(model: Any, name: str, data_config: Any) -> Split:
+    try:
+        return split_model(model, tuple(data_config.mean), tuple(data_config.std))
+    except TypeError as exc:
+        raise ModelError(
+            f"Model '{name}' cannot be trained by sortsight ({exc}); use a bundled model "
+            f"(efficientnet_lite0/1/2), a timm model name or an HF image-classification model."
+        ) from exc
+
+
+def build(name: str, size: int | None, config: TrainConfig, classes: list[str]) -> tuple[Any, Any, Split]:
+    """The network with a fresh head, its data config and its trunk/tail split."""
+    from sortsight.models import create_model
+
+    model, data_config = create_model(name, classes, input_size=size or config.image_size)
+    return model, data_config, _split(model, name, data_config)
+
+
+def _train_candidate(
+    name: str,
+    size: int | None,
+    config: TrainConfig,
+    plan: Plan,
+    data: RunData,
+    out: Path,
+    env: Environment,
+    events: ProgressCallback,
+    deadline: float | None,
+    run_start: float,
+) -> CandidateResult:
+    """Features → head (saved: the first model) → fine-tune where it pays → WiSE mix → test → save."""
+    t0 = time.perf_counter()
+    model, data_config, split = build(name, size, config, list(data.classes))
+    side = data_config.input_size
+    metrics_log = rd.MetricsLog(out, env, config.log)
+
+    # 1. features: every image once through the frozen trunk and the pretrained tail
+    frozen = FrozenPass(split, data_config)
+    first = frozen.run(data.train_paths[:_FIRST])  # chooses the engine; its speed gives the estimate
+    _estimate(events, name, side, frozen, first, data, plan)
+    tr = _concat(first, frozen.run(data.train_paths[_FIRST:], progress=events), _FIRST)
+    va = frozen.run(data.valid_paths, progress=events)
+    y_train = torch.tensor([data.train_targets[i] for i in tr.kept])
+    y_valid = torch.tensor([data.valid_targets[i] for i in va.kept])
+    check_trainable(data.classes, y_train, y_valid)
+    n_img = len(tr.kept) + len(va.kept)
+    seconds_per_image = (tr.seconds + va.seconds) / max(1, n_img)
+
+    # 2. head: logistic regression chosen on validation, refit on train + validation, saved
+    k = len(data.classes)
+    fit, head_metrics = fit_head(tr.features, y_train, va.features, y_valid, n_classes=k, seed=config.seed)
+    fold(fit, split.classifier)
+    head_state = state_copy(split.tail)  # the WiSE-FT end point alpha = 0 (fitted on train only)
+    metrics_log.append(
+        {
+            "candidate": name,
+            "phase": "head",
+            "epoch": 0,
+            "step": 0,
+            **{f"val_{m}": v for m, v in head_metrics.items()},
+        }
+    )
+    emit(
+        events,
+        ProgressEvent(
+            "head",
+            1,
+            1,
+            dict(head_metrics),
+            0.0,
+            f"Logistic-regression head: validation accuracy {head_metrics['accuracy']:.3f}",
+        ),
+    )
+    refit: dict[str, Any] = {"applied": False, "items": len(y_train), "what": "head"}
+    if plan.refit:
+        fold(
+            refit_head(
+                fit,
+                torch.cat([tr.features, va.features]),
+                torch.cat([y_train, y_valid]),
+                n_classes=k,
+                seed=config.seed,
+            ),
+            split.classifier,
+        )
+        refit = {"applied": True, "items": n_img, "what": "head", "C": fit.C, "scaling": fit.scaling}
+    final_state = state_copy(split.tail)
+    engine: dict[str, Any] = {
+        "features_engine": frozen.engine,
+        **{k2: round(v, 5) for k2, v in frozen.timing.items()},
+        "features_seconds_per_image": round(seconds_per_image, 5),
+        "split": split.kind,
+        "threads": torch.get_num_threads(),
+        "cpu": env.cpu,
+        "processes": env.world,
+    }
+    result = CandidateResult(
+        name,
+        side,
+        "head",
+        head_metrics,
+        head_metrics,
+        out / "model",
+        stopped="head_only",
+        engine=engine,
+        refit=refit,
+    )
+    if env.is_main:
+        rd.save_model(model, data_config, data, config, result)
+    result.first_model_seconds = time.perf_counter() - run_start
+    _announce(events, result, "head")
+
+    # 3. fine-tune the tail where it pays, from the head fitted on train only (honest validation)
+    go, why = worth_finetuning(plan, head_metrics, len(y_valid))
+    if go:
+        split.tail.load_state_dict(head_state)
+        batch_size, precision, step_timing = warm_up(split, tr.acts, y_train, config)
+        engine.update(
+            precision=precision.dtype, precision_reason=precision.reason, batch_size=batch_size, **step_timing
+        )
+        stages = estimate_seconds(
+            {"seconds_per_image": seconds_per_image, **step_timing},
+            n_train=len(y_train),
+            n_valid=0,
+            n_test=0,
+            views=plan.views,
+            epochs=config.epochs,
+            batch_size=batch_size,
+            world=env.world,
+        )
+        left = None if deadline is None else deadline - time.perf_counter()
+        go, why = worth_finetuning(
+            plan,
+            head_metrics,
+            len(y_valid),
+            epoch_seconds=stages["finetune"] / max(1, config.epochs),
+            spent=result.first_model_seconds,
+            time_left=left,
+        )
+        engine["finetune_estimate_seconds"] = round(stages["finetune"], 1)
+    result.stopped = why or "completed"
+    if go:
+        emit(
+            events,
+            ProgressEvent(
+                "train",
+                0,
+                0,
+                {"seconds": stages["finetune"]},
+                stages["finetune"],
+                f"Fine-tuning to improve it (Ctrl-C keeps the current best): at most {config.epochs} "
+                f"epochs, about {human(stages['finetune'])} ({precision.dtype}, "
+                f"{torch.get_num_threads()} threads)",
+            ),
+        )
+        acts_train = [tr.acts]
+        if plan.views:
+            from sortsight.training.views import build_views
+
+            kept = [data.train_paths[i] for i in tr.kept]
+            pixels = build_views(
+                kept,
+                data_config,
+                views=plan.views,
+                preset=config.augmentation,
+                seed=config.seed,
+                progress=events,
+            )
+            for view in pixels:
+                acts_train.append(
+                    torch.cat([frozen(view[j : j + 32])[0].half() for j in range(0, len(view), 32)])
+                )
+        from dataclasses import replace
+
+        ft = finetune(
+            split,
+            acts_train,
+            y_train,
+            va.acts,
+            y_valid,
+            head_metrics,
+            config=replace(config, batch_size=batch_size),
+            precision=precision,
+            out=out,
+            env=env,
+            metrics_log=metrics_log,
+            name=name,
+            progress=events,
+            deadline=deadline,
+        )
+        result.epochs, result.steps, result.stopped = ft.epochs, ft.steps, ft.stopped
+        # 4. WiSE-FT: the mixing weight with the best validation score (alpha 0 is the head itself)
+        if ft.best_state is not None:
+            alpha, mixed = _choose_wise(split, head_state, ft.best_state, va.acts, y_valid, head_metrics)
+            result.wise_alpha, result.metrics = alpha, mixed
+            if alpha > 0:
+                final_state = wise(head_state, ft.best_state, alpha)
+                result.chosen = "finetune" if alpha == 1 else "wise"
+                result.refit = {
+                    "applied": False,
+                    "items": len(y_train),
+                    "what": "none",
+                    "why": "fine-tuned weights kept as chosen on validation",
+                }
+        split.tail.load_state_dict(final_state)
+
+    # 5. test: the kept model on the held-out test split, the honest headline
+    if data.test_paths:
+        te = frozen.run(data.test_paths, progress=events, phase="test")
+        if te.kept:
+            y_test = torch.tensor([data.test_targets[i] for i in te.kept])
+            result.test_metrics = metrics(logits(split, te.acts), y_test)
+    result.seconds = time.perf_counter() - t0
+    if env.is_main:
+        rd.save_model(model, data_config, data, config, result)
+        rd.mark_finished(out, result)
+        _announce(events, result, "final")
+    env.wait()
+    return result
+
+
+def _concat(a: Frozen, b: Frozen, offset: int) -> Frozen:
+    """Two passes over consecutive slices of one list, as one."""
+    if not b.kept:
+        return a
+    if not a.kept:
+        return Frozen(
+            b.acts, b.features, [i + offset for i in b.kept], a.failed + b.failed, a.seconds + b.seconds
+        )
+    return Frozen(
+        torch.cat([a.acts, b.acts]),
+        torch.cat([a.features, b.features]),
+        a.kept + [i + offset for i in b.kept],
+        a.failed + b.failed,
+        a.seconds + b.seconds,
+    )
+
+
+def _estimate(
+    events: ProgressCallback,
+    name: str,
+    side: int,
+    frozen: FrozenPass,
+    first: Frozen,
+    data: RunData,
+    plan: Plan,
+) -> None:
+    """The ``estimate`` event: the run's wall time from the feature engine's measured speed."""
+    n_all = len(data.train_paths) + len(data.valid_paths) + len(data.test_paths)
+    per_image = first.seconds / max(1, len(first.kept))
+    seconds = per_image * (n_all - len(first.kept)) * 1.1 + 2.0  # + head fits and saving the model
+    ft = " (fine-tuning, where it pays, comes on top)" if plan.epochs else ""
+    emit(
+        events,
+        ProgressEvent(
+            "estimate",
+            0,
+            0,
+            {"seconds": round(seconds, 1)},
+            seconds,
+            f"{name} at {side}px: estimated about {human(seconds)} to the model ({frozen.engine} features, "
+            f"{torch.get_num_threads()} threads){ft}",
+        ),
+    )
+
+
+def _choose_wise(
+    split: Split,
+    head_state: dict[str, torch.Tensor],
+    ft_state: dict[str, torch.Tensor],
+    acts_valid: torch.Tensor,
+    y_valid: torch.Tensor,
+    head_metrics: dict[str, float],
+) -> tuple[float, dict[str, float]]:
+    """The WiSE-FT mixing weight with the best validation accuracy (then loss); ties keep the smaller."""
+    best: tuple[tuple[float, float], float, dict[str, float]] = (
+        (head_metrics["accuracy"], -head_metrics["loss"]),
+        0.0,
+        dict(head_metrics),
+    )
+    for alpha in WISE_ALPHAS[1:]:
+        split.tail.load_state_dict(wise(head_state, ft_state, alpha))
+        m = metrics(logits(split, acts_valid), y_valid)
+        if (m["accuracy"], -m["loss"]) > best[0]:
+            best = ((m["accuracy"], -m["loss"]), alpha, m)
+    return best[1], best[2]
+
+
+def _announce(events: ProgressCallback, result: CandidateResult, stage: str) -> None:
+    """The ``model_ready`` event: a complete, loadable ``model/`` is on disk."""
+    emit(
+        events,
+        ProgressEvent(
+            "model_ready",
+            0,
+            0,
+            {
+                "model_dir": str(result.model_dir),
+                "stage": stage,
+                "val_accuracy": result.metrics.get("accuracy"),
+            },
+            None,
+            f"model ready: {result.model_dir}" + ("" if stage == "head" else f" ({result.chosen})"),
+        ),
+    )

@@ -1,0 +1,229 @@
+"""Unit tests of the training package: head, refit, WiSE-FT, schedule, model split, checkpoints,
+the frozen-feature engines, the plan (aliases), resume options, and errors. Tiny inputs, seconds."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import write_class_folder
+
+from sortsight.config import TrainConfig
+from sortsight.errors import ConfigError, ModelError
+from sortsight.training.checkpoint import load_latest_checkpoint, restore_optimizer, save_checkpoint
+from sortsight.training.head import fit_head, fold, metrics, refit_head, wise
+from sortsight.training.plan import candidate_specs, make_plan, worth_finetuning
+from sortsight.training.schedule import layer_lrs, lr_factor
+
+
+def _blobs(n: int, k: int = 3, d: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    centres = torch.randn(k, d, generator=torch.Generator().manual_seed(99)) * 3
+    y = torch.arange(n) % k
+    return centres[y] + torch.randn(n, d, generator=torch.Generator().manual_seed(seed)), y
+
+
+@pytest.fixture(scope="module")
+def lite0_split() -> object:
+    from sortsight.models import create_model
+    from sortsight.training.split import split_model
+
+    torch.manual_seed(0)
+    model, dc = create_model("efficientnet_lite0", ["a", "b", "c"], input_size=32)
+    model.eval()
+    return model, dc, split_model(model, tuple(dc.mean), tuple(dc.std))
+
+
+def test_head_folded_into_a_layer_computes_the_fit() -> None:
+    x, y = _blobs(60)
+    xv, yv = _blobs(30, seed=1)
+    fit, m = fit_head(x, y, xv, yv, n_classes=3, seed=0)
+    assert fit.C in (0.01, 0.1, 1.0) and fit.scaling in ("per_feature", "global") and fit.n_items == 60
+    assert m["accuracy"] == metrics(fit.logits(xv), yv)["accuracy"] > 0.9
+    layer = torch.nn.Linear(8, 3)
+    fold(fit, layer)
+    with torch.no_grad():
+        assert torch.allclose(layer(xv), fit.logits(xv).float(), atol=1e-4)
+
+
+def test_binary_head_has_two_outputs() -> None:
+    x, y = _blobs(40, k=2)
+    fit, _ = fit_head(x, y, x, y, n_classes=2, seed=0)
+    assert fit.weight.shape == (2, 8) and metrics(fit.logits(x), y)["accuracy"] > 0.9
+
+
+def test_refit_uses_every_train_and_validation_item() -> None:
+    x, y = _blobs(60)
+    xv, yv = _blobs(30, seed=1)
+    fit, _ = fit_head(x, y, xv, yv, n_classes=3, seed=0)
+    again = refit_head(fit, torch.cat([x, xv]), torch.cat([y, yv]), n_classes=3, seed=0)
+    assert again.n_items == 90 and (again.C, again.scaling) == (fit.C, fit.scaling)
+    assert not torch.allclose(torch.from_numpy(again.weight), torch.from_numpy(fit.weight))
+
+
+def test_wise_zero_is_the_head_and_one_the_finetuned_model(lite0_split: tuple) -> None:
+    from sortsight.training.loop import logits, state_copy
+
+    _, _, split = lite0_split
+    head = state_copy(split.tail)
+    params = {name for name, _ in split.tail.named_parameters()}  # (BatchNorm variances stay positive)
+    tuned = {k: v + 0.01 * torch.randn_like(v) if k in params else v for k, v in head.items()}
+    acts = split.trunk(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8))
+    outputs = []
+    for state in (head, tuned):
+        split.tail.load_state_dict(state)
+        outputs.append(logits(split, acts))
+    for alpha, expected_state, expected in ((0.0, head, outputs[0]), (1.0, tuned, outputs[1])):
+        mixed = wise(head, tuned, alpha)
+        assert all(torch.equal(mixed[k], expected_state[k]) for k in head)
+        split.tail.load_state_dict(mixed)
+        assert torch.equal(logits(split, acts), expected)
+    half = wise(head, tuned, 0.5)
+    key = next(iter(params))
+    assert torch.allclose(half[key], (head[key] + tuned[key]) / 2)
+    split.tail.load_state_dict(head)
+
+
+def test_split_tail_of_trunk_is_the_model(lite0_split: tuple) -> None:
+    from sortsight.geometry import normalize
+
+    model, dc, split = lite0_split
+    pixels = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(split.tail(split.trunk(pixels)), model(normalize(pixels, dc)), atol=1e-5)
+    assert split.kind == "partial" and len(split.tail.param_groups()) >= 3
+
+
+def test_frozen_pass_engines_agree(lite0_split: tuple) -> None:
+    from sortsight.training.frozen import FrozenPass
+
+    _, dc, split = lite0_split
+    pixels = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    onnx, eager = FrozenPass(split, dc, engine="onnx"), FrozenPass(split, dc, engine="eager")
+    a1, f1 = onnx(pixels)
+    a2, f2 = eager(pixels)
+    assert (onnx.engine, eager.engine) == ("onnx", "eager")
+    assert torch.allclose(f1, f2, atol=1e-3) and torch.allclose(a1, a2, atol=1e-3)
+    assert {"eager_seconds_per_image", "onnx_seconds_per_image"} <= set(onnx.timing)
+
+
+def test_schedule_warms_up_then_decays() -> None:
+    total = 100
+    assert lr_factor(0, total, 0.1, "cosine") == pytest.approx(0.1)
+    assert lr_factor(9, total, 0.1, "cosine") == pytest.approx(1.0)
+    assert lr_factor(10, total, 0.1, "cosine") == pytest.approx(1.0)
+    assert lr_factor(99, total, 0.1, "cosine") < 0.01
+    assert lr_factor(55, total, 0.1, "linear") == pytest.approx(0.5)
+    assert lr_factor(80, total, 0.0, "constant") == 1.0
+    lrs = layer_lrs(1e-3, 3)
+    assert lrs == pytest.approx([1e-4, 1e-3 * 10**-0.5, 1e-3])
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    layer = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(layer.parameters(), lr=0.1)
+    layer(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    for epoch in (1, 2):
+        save_checkpoint(
+            tmp_path,
+            epoch,
+            model_state=layer.state_dict(),
+            best_state=layer.state_dict(),
+            optimizer=opt,
+            state={"step": epoch * 5, "flag": True},
+            keep=1,
+        )
+    assert [p.name for p in tmp_path.iterdir()] == ["epoch-0002"]  # only the newest kept
+    ckpt = load_latest_checkpoint(tmp_path)
+    assert ckpt is not None
+    model_state, best_state, opt_tensors, state = ckpt
+    assert set(best_state) == set(model_state)
+    assert state["epoch"] == 2 and state["step"] == 10 and state["flag"] is True
+    assert all(torch.equal(model_state[k], v) for k, v in layer.state_dict().items())
+    fresh = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters(), lr=0.5)
+    restore_optimizer(fresh, opt_tensors, state["optimizer_groups"])
+    exp = opt.state_dict()["state"][0]["exp_avg"]
+    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], exp)
+    assert fresh.param_groups[0]["lr"] == 0.1
+    assert not list(tmp_path.glob("*/*.pt")) and not list(tmp_path.glob("*/*.pkl"))  # no pickle
+
+
+def test_candidate_specs_resolve_aliases() -> None:
+    assert candidate_specs(TrainConfig(model="lite0", candidates=2)) == [
+        ("efficientnet_lite0", None),
+        ("efficientnet_lite1", None),
+    ]
+    assert candidate_specs(TrainConfig(models=("lite0", "efficientnet_lite0", "lite2@160"))) == [
+        ("efficientnet_lite0", None),
+        ("efficientnet_lite2", 160),
+    ]
+
+
+def test_plan_and_the_finetune_rule() -> None:
+    assert make_plan(TrainConfig(strategy="head")).epochs == 0
+    auto = make_plan(TrainConfig())
+    assert auto.finetune == "auto" and auto.refit and auto.views == 1
+    assert make_plan(TrainConfig(augmentation="none")).views == 0
+    assert worth_finetuning(auto, {"accuracy": 0.99}, 100) == (False, "head_good_enough")
+    assert worth_finetuning(auto, {"accuracy": 0.9}, 100) == (True, "")  # room; cost not yet measured
+    slow = {"epoch_seconds": 30.0, "spent": 20.0}
+    assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **slow) == (False, "finetune_too_slow")
+    assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **slow, time_left=100.0) == (True, "")
+    assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **slow, time_left=10.0) == (False, "time_budget")
+    forced = make_plan(TrainConfig(strategy="finetune"))
+    assert worth_finetuning(forced, {"accuracy": 1.0}, 100) == (True, "")
+
+
+def test_resume_keeps_the_options_given_with_it(tmp_path: Path) -> None:
+    from sortsight.training.distributed import setup_environment
+    from sortsight.training.run_dir import prepare_run_dir
+
+    out = tmp_path / "run"
+    out.mkdir()
+    stored = TrainConfig(data_path=str(tmp_path), out=str(out), epochs=3, lr=1e-3)
+    from sortsight.config import config_to_dict
+
+    (out / "sortsight.json").write_text(json.dumps({"config": config_to_dict(stored)}))
+    env = setup_environment()
+    resumed = prepare_run_dir(TrainConfig(out=str(out), resume=True, epochs=8, time_budget="1m"), env)
+    assert (resumed.epochs, resumed.lr, resumed.time_budget, resumed.resume) == (8, 1e-3, 60.0, True)
+    with pytest.raises(ConfigError, match="'lr' cannot change when resuming"):
+        prepare_run_dir(TrainConfig(out=str(out), resume=True, lr=0.5), env)
+    with pytest.raises(ConfigError, match="its own data"):
+        prepare_run_dir(TrainConfig(data_path=str(tmp_path / "x"), out=str(out), resume=True), env)
+
+
+def test_unsupported_model_is_a_model_error_in_train_and_estimate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sortsight.training.run as run
+    from sortsight.estimate import estimate_training
+    from sortsight.train import train
+
+    def refuse(*_a: object, **_k: object) -> object:
+        raise TypeError("model has no forward_features()")
+
+    monkeypatch.setattr(run, "split_model", refuse)
+    data = write_class_folder(tmp_path / "d", ("a", "b"), per_class=4, size=24)
+    config = TrainConfig(data_path=str(data), out=str(tmp_path / "r"), image_size=32)
+    for call in (lambda: estimate_training(config), lambda: train(config)):
+        with pytest.raises(ModelError, match="cannot be trained by sortsight"):
+            call()
+
+
+def test_head_only_run_refits_on_train_and_validation(tmp_path: Path) -> None:
+    from sortsight.train import train
+
+    data = write_class_folder(tmp_path / "d", ("a", "b", "c"), per_class=6, size=32)
+    result = train(TrainConfig(data_path=str(data), out=str(tmp_path / "r"), image_size=32, test_split=0.2))
+    record = json.loads((result.run_dir / "sortsight.json").read_text())
+    splits = record["data"]["splits"]
+    assert record["refit"] == {**record["refit"], "applied": True, "what": "head"}
+    assert record["refit"]["items"] == len(splits["train"]) + len(splits["validation"])
+    assert record["best"]["chosen"] == "head" and record["best"]["stopped"] == "head_good_enough"
+    assert set(record["test_metrics"]) >= {"accuracy", "f1_macro"} and math.isfinite(record["seconds"])
+    card = (result.model_dir / "README.md").read_text()
+    assert "before that refit" in card and "## Test results" in card
