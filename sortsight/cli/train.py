@@ -104,9 +104,20 @@ def _leaderboard(console: Console, rows: list[dict[str, Any]]) -> None:
 @click.option(
     "--estimate-only", is_flag=True, help="Measure and print how long training would take; train nothing."
 )
+@click.option(
+    "--lr-find",
+    is_flag=True,
+    help="Learning-rate range test (fastai's lr_find) on the cached activations: print the suggested "
+    "--lr and save lr_find.png here; train nothing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(
-    data: str | None, config_file: str | None, as_json: bool, estimate_only: bool, **flags: Any
+    data: str | None,
+    config_file: str | None,
+    as_json: bool,
+    estimate_only: bool,
+    lr_find: bool,
+    **flags: Any,
 ) -> None:
     """Train an image classifier on DATA (a folder of class subfolders, split folders or a CSV).
 
@@ -117,6 +128,7 @@ def train(
       sortsight train --config autotrain.yml
       sortsight train --out runs/photos --resume
       sortsight train photos/ --estimate-only
+      sortsight train photos/ --lr-find
     """
     from sortsight.train import train as run_training
 
@@ -128,6 +140,26 @@ def train(
     else:
         config = config_from_dict(TrainConfig, values, what="training option")
     console = Console(stderr=True)
+    if lr_find:
+        from sortsight.training.lr_find import lr_find as run_lr_find
+
+        with ProgressView(console) as bar:
+            found = run_lr_find(config, progress=bar)
+        if as_json:
+            output_console().print_json(
+                data={
+                    "suggested": found.suggested,
+                    "valley": found.valley,
+                    "steep": found.steep,
+                    "plot": found.plot,
+                }
+            )
+            return
+        output_console().print(
+            f"Suggested learning rate: {found.suggested:.1e} (valley; steepest at {found.steep:.1e}). "
+            f"Plot: {found.plot}. Next: sortsight train {config.data_path} --lr {found.suggested:.1e}"
+        )
+        return
     if estimate_only:
         from sortsight.estimate import estimate_training
 
