@@ -69,8 +69,8 @@ def collect_paths(
     """
     if not inputs:
         raise PredictError("No images given. Name image files, folders, or a CSV with a 'path' column.")
-    skip = [os.path.abspath(e) + os.sep for e in exclude]
-    skip_files = {os.path.abspath(e) for e in exclude}
+    skip_files = {os.path.abspath(e) for e in exclude}  # a set: an in-place sort excludes many files
+    skip = [e + os.sep for e in skip_files if os.path.isdir(e)]
     seen: set[str] = set()
     out: list[Path] = []
 
