@@ -58,6 +58,21 @@ class Frozen:
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
+    def concat(self, other: Frozen, offset: int) -> Frozen:
+        """This pass and ``other`` (over the next slice of the list, starting at ``offset``) as one."""
+        kept = self.kept + [i + offset for i in other.kept]
+        failed, seconds = self.failed + other.failed, self.seconds + other.seconds
+        if not other.kept or not self.kept:
+            base = self if self.kept else other
+            return Frozen(base.acts, base.features, kept, failed, seconds)
+        return Frozen(
+            torch.cat([self.acts, other.acts]),
+            torch.cat([self.features, other.features]),
+            kept,
+            failed,
+            seconds,
+        )
+
 
 class FrozenPass:
     """``run(paths)`` → :class:`Frozen`, on the engine chosen by :func:`frozen_engine`."""

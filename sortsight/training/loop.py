@@ -26,17 +26,18 @@ from sortsight.errors import TrainError
 from sortsight.progress import ProgressCallback, ProgressEvent, Ticker, emit
 from sortsight.training.checkpoint import load_latest_checkpoint, restore_optimizer, save_checkpoint
 from sortsight.training.distributed import Environment
-from sortsight.training.head import metrics
+from sortsight.training.head import metrics, wise
 from sortsight.training.plan import NO_GAIN_EPOCHS
 from sortsight.training.precision import Precision, autocast, choose_precision
 from sortsight.training.run_dir import MetricsLog
 from sortsight.training.schedule import layer_lrs, lr_factor, make_optimizer
 from sortsight.training.split import Split
 
-__all__ = ["Finetuned", "finetune", "logits", "state_copy", "warm_up"]
+__all__ = ["WISE_ALPHAS", "Finetuned", "choose_wise", "finetune", "logits", "state_copy", "warm_up"]
 
 log = logging.getLogger(__name__)
 INFER_BATCH = 64
+WISE_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # mixing weights tried: 0 is the head, 1 the fine-tuned model
 
 
 @dataclass
@@ -169,6 +170,28 @@ def finetune(
             stopped = reason
             break
     return Finetuned(best_state, best, epochs_done, step, stopped)
+
+
+def choose_wise(
+    split: Split,
+    head_state: dict[str, torch.Tensor],
+    ft_state: dict[str, torch.Tensor],
+    acts_valid: torch.Tensor,
+    y_valid: torch.Tensor,
+    head_metrics: dict[str, float],
+) -> tuple[float, dict[str, float]]:
+    """The WiSE-FT mixing weight with the best validation accuracy (then loss); ties keep the smaller."""
+    best: tuple[tuple[float, float], float, dict[str, float]] = (
+        (head_metrics["accuracy"], -head_metrics["loss"]),
+        0.0,
+        dict(head_metrics),
+    )
+    for alpha in WISE_ALPHAS[1:]:
+        split.tail.load_state_dict(wise(head_state, ft_state, alpha))
+        m = metrics(logits(split, acts_valid), y_valid)
+        if (m["accuracy"], -m["loss"]) > best[0]:
+            best = ((m["accuracy"], -m["loss"]), alpha, m)
+    return best[1], best[2]
 
 
 def _stop_reason(config: TrainConfig, bad: int, epochs: int, beat_head: bool) -> str | None:

@@ -32,7 +32,7 @@ from sortsight.training import run_dir as rd
 from sortsight.training.distributed import Environment, setup_environment
 from sortsight.training.frozen import Frozen, FrozenPass
 from sortsight.training.head import fit_head, fold, metrics, refit_head, wise
-from sortsight.training.loop import finetune, logits, state_copy, warm_up
+from sortsight.training.loop import choose_wise, finetune, logits, state_copy, warm_up
 from sortsight.training.plan import (
     Plan,
     RunData,
@@ -48,7 +48,6 @@ from sortsight.training.split import Split, split_model
 __all__ = ["CandidateResult", "TrainResult", "train"]
 
 log = logging.getLogger(__name__)
-WISE_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 _FIRST = 16  # training images that choose the feature engine and time it
 
 
@@ -255,7 +254,7 @@ def _train_candidate(
     frozen = FrozenPass(split, data_config)
     first = frozen.run(data.train_paths[:_FIRST])  # chooses the engine; its speed gives the estimate
     _estimate(events, name, side, frozen, first, data, plan)
-    tr = _concat(first, frozen.run(data.train_paths[_FIRST:], progress=events), _FIRST)
+    tr = first.concat(frozen.run(data.train_paths[_FIRST:], progress=events), _FIRST)
     va = frozen.run(data.valid_paths, progress=events)
     y_train = torch.tensor([data.train_targets[i] for i in tr.kept])
     y_valid = torch.tensor([data.valid_targets[i] for i in va.kept])
@@ -371,7 +370,7 @@ def _train_candidate(
             ),
         )
         acts_train = [tr.acts]
-        if plan.views:
+        if plan.views and (deadline is None or time.perf_counter() < deadline):
             from sortsight.training.views import build_views
 
             kept = [data.train_paths[i] for i in tr.kept]
@@ -408,7 +407,7 @@ def _train_candidate(
         result.epochs, result.steps, result.stopped = ft.epochs, ft.steps, ft.stopped
         # 4. WiSE-FT: the mixing weight with the best validation score (alpha 0 is the head itself)
         if ft.best_state is not None:
-            alpha, mixed = _choose_wise(split, head_state, ft.best_state, va.acts, y_valid, head_metrics)
+            alpha, mixed = choose_wise(split, head_state, ft.best_state, va.acts, y_valid, head_metrics)
             result.wise_alpha, result.metrics = alpha, mixed
             if alpha > 0:
                 final_state = wise(head_state, ft.best_state, alpha)
@@ -434,23 +433,6 @@ def _train_candidate(
         _announce(events, result, "final")
     env.wait()
     return result
-
-
-def _concat(a: Frozen, b: Frozen, offset: int) -> Frozen:
-    """Two passes over consecutive slices of one list, as one."""
-    if not b.kept:
-        return a
-    if not a.kept:
-        return Frozen(
-            b.acts, b.features, [i + offset for i in b.kept], a.failed + b.failed, a.seconds + b.seconds
-        )
-    return Frozen(
-        torch.cat([a.acts, b.acts]),
-        torch.cat([a.features, b.features]),
-        a.kept + [i + offset for i in b.kept],
-        a.failed + b.failed,
-        a.seconds + b.seconds,
-    )
 
 
 def _estimate(
@@ -479,28 +461,6 @@ def _estimate(
             f"{torch.get_num_threads()} threads){ft}",
         ),
     )
-
-
-def _choose_wise(
-    split: Split,
-    head_state: dict[str, torch.Tensor],
-    ft_state: dict[str, torch.Tensor],
-    acts_valid: torch.Tensor,
-    y_valid: torch.Tensor,
-    head_metrics: dict[str, float],
-) -> tuple[float, dict[str, float]]:
-    """The WiSE-FT mixing weight with the best validation accuracy (then loss); ties keep the smaller."""
-    best: tuple[tuple[float, float], float, dict[str, float]] = (
-        (head_metrics["accuracy"], -head_metrics["loss"]),
-        0.0,
-        dict(head_metrics),
-    )
-    for alpha in WISE_ALPHAS[1:]:
-        split.tail.load_state_dict(wise(head_state, ft_state, alpha))
-        m = metrics(logits(split, acts_valid), y_valid)
-        if (m["accuracy"], -m["loss"]) > best[0]:
-            best = ((m["accuracy"], -m["loss"]), alpha, m)
-    return best[1], best[2]
 
 
 def _announce(events: ProgressCallback, result: CandidateResult, stage: str) -> None:
