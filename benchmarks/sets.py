@@ -296,15 +296,17 @@ BUILDERS: dict[str, Callable[[Path, float], dict[str, object]]] = {
 DEFAULT_SETS = ("fashion", "fonts", "scanner", "digits")
 
 
-def build(name: str, root: str | Path, *, quick: bool = False) -> Path:
+def build(name: str, root: str | Path, *, scale: float = 1.0) -> Path:
     """The folder of benchmark set ``name`` under ``root``, built when missing or out of date.
 
-    ``quick``: a tiny version (5% of the images, at least 4 per class and split) in ``<name>-quick``,
-    for smoke runs; its figures mean nothing.
+    ``scale``: a fraction of the images per class (at least 4 per class and split), in
+    ``<name>-x<scale>``; ``QUICK_SCALE`` (0.05) makes smoke-run sets whose figures mean nothing.
     """
     if name not in BUILDERS:
         raise SetError(f"unknown benchmark set {name!r} — choose from {', '.join(BUILDERS)}")
-    folder = Path(root) / (f"{name}-quick" if quick else name)
+    if not 0 < scale <= 1:
+        raise SetError(f"scale {scale} is not in (0, 1] — give a fraction such as 0.25")
+    folder = Path(root) / (name if scale == 1 else f"{name}-x{scale:g}")
     record = folder / "provenance.json"
     if record.is_file():
         try:
@@ -315,10 +317,18 @@ def build(name: str, root: str | Path, *, quick: bool = False) -> Path:
     if folder.exists():
         shutil.rmtree(folder)  # our own cache folder, incomplete or from another builder version
     folder.mkdir(parents=True)
-    info = BUILDERS[name](folder, QUICK_SCALE if quick else 1.0)
+    info = BUILDERS[name](folder, scale)
     counts = {s: sum(1 for p in (folder / s).rglob("*") if p.is_file()) for s in ("train", "test")}
     classes = sorted(p.name for p in (folder / "train").iterdir())
-    meta = {"name": name, "version": VERSION, "seed": SEED, "classes": classes, "images": counts, **info}
+    meta = {
+        "name": name,
+        "version": VERSION,
+        "seed": SEED,
+        "scale": scale,
+        "classes": classes,
+        "images": counts,
+        **info,
+    }
     record.write_text(json.dumps(meta, indent=2) + "\n")
     return folder
 
@@ -327,10 +337,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", default=",".join(DEFAULT_SETS), help="comma-separated set names")
     parser.add_argument("--work", default="bench-sets", help="folder to build the sets in (a cache)")
-    parser.add_argument("--quick", action="store_true", help="tiny sets for smoke runs")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the images (smaller sets)")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"tiny sets for smoke runs (--scale {QUICK_SCALE})"
+    )
     args = parser.parse_args(argv)
     for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
-        folder = build(name, args.work, quick=args.quick)
+        folder = build(name, args.work, scale=QUICK_SCALE if args.quick else args.scale)
         meta = json.loads((folder / "provenance.json").read_text())
         print(f"{name:8s} {folder}  train {meta['images']['train']}  test {meta['images']['test']}")
 

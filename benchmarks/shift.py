@@ -44,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import machine
-from sets import DEFAULT_SETS, build
+from sets import DEFAULT_SETS, QUICK_SCALE, build
 
 MODEL_FILES = ("config.json", "model.safetensors")
 
@@ -165,6 +165,7 @@ def run_sortsight(data: Path, run_dir: Path, log: Path) -> dict[str, Any]:
     elif watcher.seen_at is not None:
         first, source = watcher.seen_at - started, "model/ on disk"
     info = json.loads((run_dir / "sortsight.json").read_text(encoding="utf-8"))
+    best = info.get("best") or {}
     return {
         "accuracy": float(metrics["accuracy"]),
         "wall_s": train_s + eval_s,
@@ -172,8 +173,10 @@ def run_sortsight(data: Path, run_dir: Path, log: Path) -> dict[str, Any]:
         "evaluate_s": eval_s,
         "first_model_s": first,
         "first_model_source": source,
-        "estimate_s": float(estimate[0]["metrics"]["seconds"]) if estimate else None,
-        "chosen": info.get("chosen") or info.get("model"),
+        "estimate_s": float(estimate[0]["metrics"]["seconds"])
+        if estimate
+        else info.get("engine", {}).get("estimate_seconds"),
+        "chosen": f"{best.get('model')} ({best.get('chosen')})",
     }
 
 
@@ -228,12 +231,18 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def write_json(path: str, info: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    payload = {"machine": info, "rows": rows, "median": summary(rows)}
+    Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", default=",".join(DEFAULT_SETS), help="comma-separated benchmark sets")
     parser.add_argument("--work", default="bench-work", help="folder for the sets (cached) and the runs")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each recipe per set")
     parser.add_argument("--json", dest="json_out", help="write every figure to this JSON file")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of each set's images")
     parser.add_argument("--quick", action="store_true", help="tiny sets: a smoke run, figures mean nothing")
     parser.add_argument("--probe-workers", type=int, default=1, help="DataLoader workers of the probe")
     parser.add_argument("--probe-worker", help=argparse.SUPPRESS)  # internal: run the probe on DATA
@@ -243,11 +252,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     work = Path(args.work).resolve()
     names = [s.strip() for s in args.sets.split(",") if s.strip()]
-    folders = {name: build(name, work / "sets", quick=args.quick) for name in names}
+    scale = QUICK_SCALE if args.quick else args.scale
+    folders = {name: build(name, work / "sets", scale=scale) for name in names}
     where = subprocess.run(
         [sys.executable, "-c", "import sortsight; print(sortsight.__file__)"], capture_output=True, text=True
     ).stdout.strip()
-    info = {**machine(), "load_avg_start": os.getloadavg(), "sortsight": where}
+    info = {**machine(), "load_avg_start": os.getloadavg(), "sortsight": where, "scale": scale}
     print(
         f"CPU capability {info['cpu_capability']} | {info['cores']} cores | torch {info['torch']} | "
         f"{info['cpu']} | load {info['load_avg_start'][0]:.1f} | sortsight from {where}",
@@ -268,13 +278,14 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {name} #{rep}: FAILED — {exc} (log: {log})", flush=True)
                 continue
             rows.append({"set": name, "repeat": rep, "sortsight": s, "probe": p, "ratios": ratios(s, p)})
+            if args.json_out:  # after every set, so a long run interrupted keeps what it measured
+                write_json(args.json_out, info, rows)
     info["load_avg_end"] = os.getloadavg()
     print()
     print_table(rows)
     print(f"load average {info['load_avg_start'][0]:.1f} at start, {info['load_avg_end'][0]:.1f} at end")
     if args.json_out:
-        payload = {"machine": info, "rows": rows, "median": summary(rows)}
-        Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json_out, info, rows)
 
 
 if __name__ == "__main__":
