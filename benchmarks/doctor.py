@@ -264,23 +264,16 @@ def compare(data: Path, planted: dict[str, str], work: Path) -> dict[str, Any]:
     methods["reference"] = found(find_label_issues(y, ref, return_indices_ranked_by="self_confidence"))
     fold_of, _ = assign_folds(y, 5, SEED)
     base = LabelSettings()
-    knn = {
-        k: out_of_sample_probs(feats, y, fold_of, len(names), LabelSettings(knn=k, knn_weight=1.0, C=1.0))
-        for k in (5, 10, 20)
-    }
-    for c in (0.5, 2.0, 8.0):
-        lr = out_of_sample_probs(feats, y, fold_of, len(names), LabelSettings(knn=0, C=c))
-        for k, vote in knn.items():
-            for w in (0.0, 0.3, 0.5, 0.7, 1.0):
-                if (w == 0.0 and k != 10) or (w == 1.0 and c != 2.0):
-                    continue  # the same probabilities under another name
-                probs = (1 - w) * lr + w * vote
-                for rank_by in ("self_confidence", "normalized_margin", "confidence_weighted_entropy"):
-                    s = LabelSettings(C=c, knn=k, knn_weight=w, rank_by=rank_by)
-                    order, _ = rank_label_issues(y, probs, s)
-                    tag = f"C={c:g} knn={k} w={w:g} {rank_by}"
+    for prune in (False, True):
+        for c in (2.0, 8.0):
+            for w in (0.0, 0.3):
+                settings = LabelSettings(C=c, knn_weight=w, prune=prune)
+                probs = out_of_sample_probs(feats, y, fold_of, len(names), settings)
+                for rank_by in ("self_confidence", "normalized_margin"):
+                    order, _ = rank_label_issues(y, probs, LabelSettings(rank_by=rank_by))
+                    tag = f"prune={prune} C={c:g} knn_weight={w:g} {rank_by}"
                     methods[tag] = found(order)
-                    if (c, k, w, rank_by) == (base.C, base.knn, base.knn_weight, base.rank_by):
+                    if (prune, c, w, rank_by) == (base.prune, base.C, base.knn_weight, base.rank_by):
                         methods["doctor default"] = methods[tag]
     return {"methods": methods}
 
