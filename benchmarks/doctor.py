@@ -120,14 +120,14 @@ def _digit_images(per_class: int, rng: np.random.Generator) -> dict[str, list[An
 BUILDERS = {"fashion": (_fashion_images, FASHION_PAIRS), "digits": (_digit_images, DIGIT_PAIRS)}
 
 
-def build_set(name: str, noise: float, per_class: int, root: Path) -> dict[str, str]:
+def build_set(name: str, noise: float, per_class: int, root: Path, seed: int = SEED) -> dict[str, str]:
     """Write ``root/<label>/*.png`` with ``noise`` × N planted errors; return ``{path: true label}``."""
     make, pairs = BUILDERS[name]
-    rng = np.random.default_rng(SEED)  # the same images at every noise level
+    rng = np.random.default_rng(seed)  # the same images at every noise level
     images = make(per_class, rng)
     total = sum(len(v) for v in images.values())
     n_errors = max(1, round(noise * total))
-    pick = random.Random(SEED + int(noise * 1000))
+    pick = random.Random(seed + int(noise * 1000))
     chosen: dict[tuple[str, int], str] = {}
     for k in range(n_errors):  # evenly over the look-alike directions
         true, wrong = pairs[k % len(pairs)]
@@ -290,6 +290,7 @@ def main() -> None:
         "--work", type=Path, default=None, help="build the sets here (default: a temp folder)"
     )
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=SEED, help="which images and which planted errors")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rankings", action="store_true", help="compare ranking methods on the features")
     parser.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
@@ -310,7 +311,7 @@ def main() -> None:
                 import shutil
 
                 shutil.rmtree(data)
-            planted = build_set(name, noise, per_class, data)
+            planted = build_set(name, noise, per_class, data, seed=args.seed)
             if args.rankings:
                 row = {"set": name, "noise": noise, "planted": len(planted), **compare(data, planted, work)}
                 rows.append(row)
@@ -348,7 +349,7 @@ def main() -> None:
                 flush=True,
             )
     if args.json:
-        args.json.write_text(json.dumps({"cpu": _cpu(), "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"cpu": _cpu(), "seed": args.seed, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ class LabelSettings:
         prune: fit each fold's model again without the likely errors of the other folds.
     """
 
-    C: float = 2.0
+    C: float = 8.0
     knn: int = 10
     knn_weight: float = 0.3
     rank_by: str = "self_confidence"
