@@ -7,10 +7,13 @@
   bits, via ``imagehash``; optionally also embedding cosine similarity). A group spanning
   train/validation/test is flagged as **leakage**; a group whose copies carry different labels
   as a **label conflict**.
-- **likely mislabels** — out-of-sample class probabilities from a logistic regression
-  cross-validated (``cross_val_predict``) on frozen-backbone embeddings
-  (:func:`sortsight.features.extract_features`), ranked by cleanlab's ``find_label_issues``,
-  each with the suggested label.
+- **likely mislabels** — out-of-sample class probabilities on frozen-backbone embeddings
+  (:func:`sortsight.features.extract_features`, cached): per stratified fold, a logistic regression
+  plus a k-nearest-neighbour vote fitted on the other folds only, refitted without the likely errors
+  those folds hold; flagged by cleanlab's ``find_label_issues`` and ranked by its
+  ``get_label_quality_scores``, each with the suggested label and a score (``_doctor_labels``).
+- **out of place** — outliers on the embeddings (cleanlab's ``OutOfDistribution``) and
+  near-identical embeddings that carry different labels, listed apart from the label errors.
 - **quality flags** — very dark, very bright, blurry (variance of the Laplacian), low-information
   (nearly blank), tiny, odd aspect ratio, grayscale in a colour set.
 
