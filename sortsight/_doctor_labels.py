@@ -26,6 +26,7 @@ __all__ = [
     "confident_subset",
     "label_issues",
     "near_conflicts",
+    "out_of_place",
     "out_of_sample_probs",
     "outliers",
     "rank_label_issues",
@@ -180,6 +181,19 @@ def outliers(features: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]
     limit = q3 + (1 / 0.37037 - 1) * (q3 - q1)  # cleanlab Datalab's default outlier threshold
     flagged = np.flatnonzero(distance > limit)
     return flagged[np.argsort(scores[flagged], kind="stable")], scores
+
+
+def out_of_place(
+    features: np.ndarray, labels: Sequence[str], conflict_similarity: float | None
+) -> list[tuple[str, int, float, int]]:
+    """``(kind, index, score, other index or -1)``: outliers (most out of place first), then
+    near-identical pairs with different labels (most alike first)."""
+    order, scores = outliers(features)
+    found = [("outlier", int(i), round(float(scores[i]), 4), -1) for i in order]
+    if conflict_similarity is not None:
+        for a, b, sim in near_conflicts(features, labels, conflict_similarity):
+            found.append(("near_conflict", a, round(sim, 4), b))
+    return found
 
 
 def near_conflicts(
