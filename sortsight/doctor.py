@@ -7,10 +7,13 @@
   bits, via ``imagehash``; optionally also embedding cosine similarity). A group spanning
   train/validation/test is flagged as **leakage**; a group whose copies carry different labels
   as a **label conflict**.
-- **likely mislabels** — out-of-sample class probabilities from a logistic regression
-  cross-validated (``cross_val_predict``) on frozen-backbone embeddings
-  (:func:`sortsight.features.extract_features`), ranked by cleanlab's ``find_label_issues``,
-  each with the suggested label.
+- **likely mislabels** — out-of-sample class probabilities on frozen-backbone embeddings
+  (:func:`sortsight.features.extract_features`, cached): per stratified fold, a logistic regression
+  plus a k-nearest-neighbour vote fitted on the other folds only, refitted without the likely errors
+  those folds hold; flagged by cleanlab's ``find_label_issues`` and ranked by its
+  ``get_label_quality_scores``, each with the suggested label and a score (``_doctor_labels``).
+- **out of place** — outliers on the embeddings (cleanlab's ``OutOfDistribution``) and
+  near-identical embeddings that carry different labels, listed apart from the label errors.
 - **quality flags** — very dark, very bright, blurry (variance of the Laplacian), low-information
   (nearly blank), tiny, odd aspect ratio, grayscale in a colour set.
 
@@ -43,7 +46,7 @@ from sortsight._doctor_checks import (
     near_pairs_hash,
     quality_flags,
 )
-from sortsight._doctor_labels import LabelSettings, label_issues, near_conflicts, outliers
+from sortsight._doctor_labels import LabelSettings, label_issues, out_of_place
 from sortsight.data import ImageDataset, load_dataset
 from sortsight.errors import ConfigError, ImageError
 from sortsight.fileops import atomic_write, atomic_write_text, output_error
@@ -243,22 +246,6 @@ def run_backbone(run: str | os.PathLike) -> tuple[str, int]:
     return model, int(size)
 
 
-def _out_of_place(
-    feats: np.ndarray, labels: list[str], paths: list[str], conflict_similarity: float | None
-) -> list[OutOfPlace]:
-    """Outliers first (most out of place first), then near-identical pairs with different labels."""
-    found: list[tuple[str, str, str, float, str, str]] = []
-    order, scores = outliers(feats)
-    found += [("outlier", paths[i], labels[i], float(scores[i]), "", "") for i in order]
-    if conflict_similarity is not None:
-        for a, b, sim in near_conflicts(feats, labels, conflict_similarity):
-            found.append(("near_conflict", paths[a], labels[a], sim, paths[b], labels[b]))
-    return [
-        OutOfPlace(rank, kind, path, label, round(score, 4), other, other_label)
-        for rank, (kind, path, label, score, other, other_label) in enumerate(found, start=1)
-    ]
-
-
 # --------------------------------------------------------------------------- the doctor
 
 
@@ -400,8 +387,11 @@ def doctor(
                     round(quality, 4),
                 )
             )
-        readable = [paths[i] for i in ok]
-        report.out_of_place.extend(_out_of_place(feats, labels, readable, conflict_similarity))
+        for rank, (kind, a, score, b) in enumerate(out_of_place(feats, labels, conflict_similarity), start=1):
+            other, other_label = (paths[ok[b]], labels[b]) if b >= 0 else ("", "")
+            report.out_of_place.append(
+                OutOfPlace(rank, kind, paths[ok[a]], labels[a], score, other, other_label)
+            )
 
     # 4. exact and near duplicates → leakage and label conflicts
     sha_first: dict[str, int] = {}
