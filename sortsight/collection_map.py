@@ -4,8 +4,10 @@
 
 - ``method="umap"``: UMAP (``umap-learn``, cosine metric) — the optional ``index`` extra;
 - ``method="tsne"``: PCA to 50 dimensions, then scikit-learn's t-SNE (always available);
-- ``method="auto"``: UMAP when installed, else t-SNE. ``benchmarks/labelling.py`` measures both
-  (seconds, and how many of each image's 10 nearest neighbours on the map share its class);
+- ``method="auto"``: t-SNE up to :data:`AUTO_UMAP_ABOVE` images, UMAP above when installed
+  (UMAP's numba code compiles on first use: minutes on a small laptop).
+  ``benchmarks/labelling.py`` measures both (seconds, and how many of each image's 10 nearest
+  neighbours on the map share its class);
   see docs/index.md for the figures behind this choice.
 
 Clusters are k-means on the PCA-reduced vectors (about √(N/2) of them, 2 to 40). The map is
@@ -36,6 +38,8 @@ from sortsight.index import EmbeddingIndex
 __all__ = ["MAP_METHODS", "CollectionMap", "compute_map", "map_payload", "render_map_html", "write_map_html"]
 
 MAP_METHODS = ("auto", "umap", "tsne")
+#: ``auto`` takes t-SNE up to this many images (UMAP's first run compiles for minutes), UMAP above.
+AUTO_UMAP_ABOVE = 5000
 _TEMPLATE = Path(__file__).parent / "templates" / "map.html"
 
 
@@ -98,8 +102,8 @@ def compute_map(
         raise ConfigError(
             "The umap method needs umap-learn: pip install 'sortsight[index]' (or use --method tsne)."
         )
-    chosen = method if method != "auto" else ("umap" if _has_umap() else "tsne")
     n = len(index)
+    chosen = method if method != "auto" else ("umap" if _has_umap() and n > AUTO_UMAP_ABOVE else "tsne")
     k = int(clusters or min(40, max(2, round((n / 2) ** 0.5))))
     k = max(1, min(k, n))
     cache = index.folder / f"map-{chosen}.npz"
