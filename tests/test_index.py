@@ -280,6 +280,8 @@ def test_map_clusters_follow_the_classes(built: tuple[Path, Path], tmp_path: Pat
 def test_labelling_session_suggests_refits_and_persists(built: tuple[Path, Path], tmp_path: Path) -> None:
     _pile, index_dir = built
     session = LabelSession(tmp_path / "labelling", index=index_dir)
+    with pytest.raises(DataError, match="at least two classes"):
+        session.classify(session.index.vectors()[:1])
     first = session.next(3)
     assert len({s.position for s in first}) == 3 and all(s.guess == "" for s in first)
     assert len({s.path.parent.name for s in first}) >= 2  # a diverse start, not three of a kind
@@ -292,6 +294,7 @@ def test_labelling_session_suggests_refits_and_persists(built: tuple[Path, Path]
     assert session.probs is not None and session.fit_seconds < 1.0
     guesses = session.predictions()
     assert sum(guesses[i] == truth[i] for i in truth) >= 0.9 * len(truth)
+    assert session.classify(session.index.vectors()[:6]) == guesses[:6]  # the same head on raw vectors
     likely = session.next(4, mode="likely", target="green")
     assert [truth[s.position] for s in likely] == ["green"] * 4 and likely[0].score >= likely[-1].score
     session.reject(likely[0].position, "green")
