@@ -93,6 +93,21 @@ def test_vectors_are_the_backbone_features(built: tuple[Path, Path]) -> None:
     np.testing.assert_allclose(index.vectors()[:5], expected, rtol=1e-3, atol=1e-3)
 
 
+def test_each_input_size_gets_its_own_onnx_export() -> None:
+    import torch
+
+    from sortsight._index_embed import _weights_folder
+    from sortsight.engines import source_digest
+
+    net = torch.nn.Linear(2, 2)  # the weights are the same; an exported graph's input side is not
+    small, large = (
+        _weights_folder(net, "efficientnet_lite0", 64),
+        _weights_folder(net, "efficientnet_lite0", 96),
+    )
+    assert source_digest(small) != source_digest(large)
+    assert source_digest(small) == source_digest(_weights_folder(net, "efficientnet_lite0", 64))
+
+
 def test_rerun_embeds_only_new_and_changed_files(built: tuple[Path, Path], tmp_path: Path) -> None:
     pile = make_pile(tmp_path / "pile", per_class=3)
     out = tmp_path / "pile.index"
