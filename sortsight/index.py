@@ -353,7 +353,8 @@ def _finish(
     summary.removed = len(rows) - len(live)
     summary.skipped = [(str(root / r["path"]), r["error"]) for r in live if r["status"] != "ok"]
     _write_table(table, live)
-    if meta is not None:
+    changed = summary.embedded or summary.unreadable or summary.removed
+    if meta is not None and (changed or "updated" not in meta):  # an unchanged pile keeps derived caches
         meta["files"] = sum(1 for r in live if r["status"] == "ok")
         meta["unreadable"] = len(live) - meta["files"]
         meta["updated"] = time.time()

@@ -114,8 +114,10 @@ def test_rerun_embeds_only_new_and_changed_files(built: tuple[Path, Path], tmp_p
     first = build_index(pile, out, **OPTS)
     assert (first.embedded, first.unreadable, first.already) == (9, 1, 0)
     assert first.skipped == [(str(pile / "broken.jpg"), "not an image")]
+    stamp = json.loads((out / "index.json").read_text())["updated"]
     again = build_index(pile, out, **OPTS)
     assert (again.embedded, again.unreadable, again.already) == (0, 0, 10)
+    assert json.loads((out / "index.json").read_text())["updated"] == stamp  # derived caches stay valid
     make_image(2, size=40, seed=77).save(pile / "red" / "red_001.png")  # changed content
     os.utime(pile / "red" / "red_001.png", ns=(1, 1))
     make_image(1, size=40, seed=78).save(pile / "new.png")
