@@ -58,7 +58,8 @@ def index(
     """
     from sortsight.index import build_index
 
-    target = out or pile.with_name(pile.name + ".index")
+    folder = pile.expanduser().absolute()
+    target = out or folder.with_name(folder.name + ".index")  # beside the pile, never inside it
     with ProgressView(Console(stderr=True)) as progress:
         summary = build_index(
             pile,
