@@ -61,6 +61,12 @@ def make_set(root: Path, split: str, count: int, seed: int) -> dict[str, str]:
     return truth
 
 
+def truth_of(folder: Path, split: str) -> dict[str, str]:
+    """name -> class of the images :func:`make_set` wrote (the number in the name is the row)."""
+    ys = read_idx(f"{'train' if split == 'train' else 't10k'}-labels-idx1-ubyte.gz")
+    return {p.name: NAMES[ys[int(p.stem.split("_")[1])]] for p in folder.glob("*.png")}
+
+
 def throughput(pile: Path, work: Path) -> dict[str, float]:
     from sortsight._index_embed import load_embedder
     from sortsight.index import build_index
@@ -182,6 +188,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=1000, help="stop a simulation after this many labels")
     parser.add_argument("--out", type=Path, default=Path("bench-labelling"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse", action="store_true", help="rerun only the simulation on the sets of --out")
     args = parser.parse_args()
     if not SOURCE.is_dir():
         raise SystemExit(f"{SOURCE} is missing: apt-get install dataset-fashion-mnist")
@@ -189,14 +196,18 @@ def main() -> None:
         f"CPU capability: {torch.backends.cpu.get_cpu_capability()}, cores: {os.cpu_count()}, "
         f"load average: {os.getloadavg()[0]:.1f}, torch threads: {torch.get_num_threads()}"
     )
-    shutil.rmtree(args.out, ignore_errors=True)
-    truth = make_set(args.out / "pile", "train", args.pool, args.seed)
-    test_truth = make_set(args.out / "test", "test", args.test, args.seed)
-    result: dict = {"throughput": throughput(args.out / "pile", args.out)}
-    print(json.dumps(result["throughput"]))
     from sortsight.index import build_index, load_index
 
-    build_index(args.out / "test", args.out / "test.index")
+    result: dict = {}
+    if args.reuse and (args.out / "test.index").is_dir():  # only the simulation, on the indexes made before
+        truth, test_truth = truth_of(args.out / "pile", "train"), truth_of(args.out / "test", "test")
+    else:
+        shutil.rmtree(args.out, ignore_errors=True)
+        truth = make_set(args.out / "pile", "train", args.pool, args.seed)
+        test_truth = make_set(args.out / "test", "test", args.test, args.seed)
+        result["throughput"] = throughput(args.out / "pile", args.out)
+        print(json.dumps(result["throughput"]))
+        build_index(args.out / "test", args.out / "test.index")
     test_index = load_index(args.out / "test.index")
     test_y = [test_truth[p] for p in test_index.relative_paths]
     sim = simulate(
@@ -217,10 +228,13 @@ def main() -> None:
             "labels -> held-out accuracy:",
             ", ".join(f"{n}:{a:.3f}" for n, a in sim["curves"][order][::5]),
         )
-    result["maps"] = maps(args.out / "pile.index", truth)
-    print(json.dumps(result["maps"]))
+    if not args.reuse:
+        result["maps"] = maps(args.out / "pile.index", truth)
+        print(json.dumps(result["maps"]))
     result["load_average_end"] = round(os.getloadavg()[0], 1)
-    (args.out / "result.json").write_text(json.dumps(result, indent=1))
+    (args.out / ("result-reuse.json" if args.reuse else "result.json")).write_text(
+        json.dumps(result, indent=1)
+    )
     print(f"load average at the end: {result['load_average_end']}; full result: {args.out / 'result.json'}")
 
 
