@@ -232,10 +232,9 @@ def main() -> None:
         result["maps"] = maps(args.out / "pile.index", truth)
         print(json.dumps(result["maps"]))
     result["load_average_end"] = round(os.getloadavg()[0], 1)
-    (args.out / ("result-reuse.json" if args.reuse else "result.json")).write_text(
-        json.dumps(result, indent=1)
-    )
-    print(f"load average at the end: {result['load_average_end']}; full result: {args.out / 'result.json'}")
+    written = args.out / ("result-reuse.json" if args.reuse else "result.json")
+    written.write_text(json.dumps(result, indent=1))
+    print(f"load average at the end: {result['load_average_end']}; full result: {written}")
 
 
 if __name__ == "__main__":
