@@ -23,6 +23,7 @@ studio, label them in the session). Thumbnails are embedded as small JPEGs for u
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import os
@@ -32,10 +33,18 @@ from typing import Any
 
 import numpy as np
 
-from sortsight.errors import ConfigError
+from sortsight.errors import ConfigError, DataError
 from sortsight.index import EmbeddingIndex
 
-__all__ = ["MAP_METHODS", "CollectionMap", "compute_map", "map_payload", "render_map_html", "write_map_html"]
+__all__ = [
+    "MAP_METHODS",
+    "CollectionMap",
+    "compute_map",
+    "map_payload",
+    "per_image",
+    "render_map_html",
+    "write_map_html",
+]
 
 MAP_METHODS = ("auto", "umap", "tsne")
 #: ``auto`` takes t-SNE up to this many images (UMAP's first run compiles for minutes), UMAP above.
@@ -187,3 +196,30 @@ def render_map_html(payload: dict[str, Any], *, title: str = "Collection map", l
         .replace("__LABEL_URL__", json.dumps(label_url))
         .replace("__DATA__", data)
     )
+
+
+def per_image(index: EmbeddingIndex, table: str | os.PathLike, column: str = "label") -> list[str]:
+    """A column of a labels file or predictions.csv, aligned with the index ("" for images it lacks).
+
+    Paths are read relative to the table's folder (absolute paths work too).
+
+    Raises:
+        DataError: the file is missing or has no image / ``column`` column.
+    """
+    from sortsight.labelfile import IMAGE_COLUMNS, pick_column
+
+    file = Path(table)
+    if not file.is_file():
+        raise DataError(f"'{table}' not found. Give a labels file (image,label) or a predictions.csv.")
+    out = [""] * len(index)
+    with open(file, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = list(reader.fieldnames or [])
+        image_col = pick_column(columns, None, IMAGE_COLUMNS, "image", f"'{file.name}'", "an 'image' column")
+        value_col = pick_column(columns, column, (column,), column, f"'{file.name}'", f"a '{column}' column")
+        for row in reader:
+            name = Path(str(row.get(image_col) or "").strip())
+            pos = index.position(name if name.is_absolute() else file.parent / name)
+            if pos is not None:
+                out[pos] = str(row.get(value_col) or "")
+    return out

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from conftest import make_image, write_class_folder
 
 from sortsight.errors import DataError, ModelError
-from sortsight.index import EmbeddingIndex, build_index, load_index, per_image
+from sortsight.index import EmbeddingIndex, build_index, load_index
 from sortsight.labelling import LabelSession
 from sortsight.similar import results_sheet, search
 
@@ -273,7 +273,7 @@ def test_cli_index_similar_json_and_map(tmp_path: Path) -> None:
 
 
 def test_map_clusters_follow_the_classes(built: tuple[Path, Path], tmp_path: Path) -> None:
-    from sortsight.collection_map import compute_map, map_payload
+    from sortsight.collection_map import compute_map, map_payload, per_image
 
     _, index_dir = built
     index = load_index(index_dir)

@@ -169,8 +169,8 @@ def map_command(
     Example:
       sortsight map scans.index --out scans-map.html
     """
-    from sortsight.collection_map import compute_map, map_payload, write_map_html
-    from sortsight.index import load_index, per_image
+    from sortsight.collection_map import compute_map, map_payload, per_image, write_map_html
+    from sortsight.index import load_index
 
     idx = load_index(index_dir)
     cmap = compute_map(idx, method=method, clusters=clusters)
