@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import numpy as np
 from sortsight.config import cache_dir
 from sortsight.engines import Engine, build_engine
 from sortsight.errors import ImageError
+from sortsight.fileops import atomic_write_text
 from sortsight.images import open_image
 from sortsight.models import BUNDLED_MODELS, DataConfig, LoadedModel, resolve_model_name
 
@@ -79,6 +81,11 @@ def _weights_folder(net: Any, model: str, image_size: int) -> Path:
         tmp = folder / f".model.safetensors.tmp-{id(net)}"
         save_model(net, str(tmp))
         tmp.replace(weights)
+    # the exported graph has a fixed input side: it is part of what the cached export is made from
+    config = json.dumps({"model": resolve_model_name(model), "image_size": image_size, "headless": True})
+    written = folder / "config.json"
+    if not written.is_file() or written.read_text(encoding="utf-8") != config:
+        atomic_write_text(written, config)
     return folder
 
 

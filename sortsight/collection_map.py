@@ -4,8 +4,10 @@
 
 - ``method="umap"``: UMAP (``umap-learn``, cosine metric) — the optional ``index`` extra;
 - ``method="tsne"``: PCA to 50 dimensions, then scikit-learn's t-SNE (always available);
-- ``method="auto"``: UMAP when installed, else t-SNE. ``benchmarks/labelling.py`` measures both
-  (seconds, and how many of each image's 10 nearest neighbours on the map share its class);
+- ``method="auto"``: t-SNE up to :data:`AUTO_UMAP_ABOVE` images, UMAP above when installed
+  (UMAP's numba code compiles on first use: minutes on a small laptop).
+  ``benchmarks/labelling.py`` measures both (seconds, and how many of each image's 10 nearest
+  neighbours on the map share its class);
   see docs/index.md for the figures behind this choice.
 
 Clusters are k-means on the PCA-reduced vectors (about √(N/2) of them, 2 to 40). The map is
@@ -21,6 +23,7 @@ studio, label them in the session). Thumbnails are embedded as small JPEGs for u
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import os
@@ -30,12 +33,22 @@ from typing import Any
 
 import numpy as np
 
-from sortsight.errors import ConfigError
+from sortsight.errors import ConfigError, DataError
 from sortsight.index import EmbeddingIndex
 
-__all__ = ["MAP_METHODS", "CollectionMap", "compute_map", "map_payload", "render_map_html", "write_map_html"]
+__all__ = [
+    "MAP_METHODS",
+    "CollectionMap",
+    "compute_map",
+    "map_payload",
+    "per_image",
+    "render_map_html",
+    "write_map_html",
+]
 
 MAP_METHODS = ("auto", "umap", "tsne")
+#: ``auto`` takes t-SNE up to this many images (UMAP's first run compiles for minutes), UMAP above.
+AUTO_UMAP_ABOVE = 5000
 _TEMPLATE = Path(__file__).parent / "templates" / "map.html"
 
 
@@ -98,8 +111,8 @@ def compute_map(
         raise ConfigError(
             "The umap method needs umap-learn: pip install 'sortsight[index]' (or use --method tsne)."
         )
-    chosen = method if method != "auto" else ("umap" if _has_umap() else "tsne")
     n = len(index)
+    chosen = method if method != "auto" else ("umap" if _has_umap() and n > AUTO_UMAP_ABOVE else "tsne")
     k = int(clusters or min(40, max(2, round((n / 2) ** 0.5))))
     k = max(1, min(k, n))
     cache = index.folder / f"map-{chosen}.npz"
@@ -183,3 +196,30 @@ def render_map_html(payload: dict[str, Any], *, title: str = "Collection map", l
         .replace("__LABEL_URL__", json.dumps(label_url))
         .replace("__DATA__", data)
     )
+
+
+def per_image(index: EmbeddingIndex, table: str | os.PathLike, column: str = "label") -> list[str]:
+    """A column of a labels file or predictions.csv, aligned with the index ("" for images it lacks).
+
+    Paths are read relative to the table's folder (absolute paths work too).
+
+    Raises:
+        DataError: the file is missing or has no image / ``column`` column.
+    """
+    from sortsight.labelfile import IMAGE_COLUMNS, pick_column
+
+    file = Path(table)
+    if not file.is_file():
+        raise DataError(f"'{table}' not found. Give a labels file (image,label) or a predictions.csv.")
+    out = [""] * len(index)
+    with open(file, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = list(reader.fieldnames or [])
+        image_col = pick_column(columns, None, IMAGE_COLUMNS, "image", f"'{file.name}'", "an 'image' column")
+        value_col = pick_column(columns, column, (column,), column, f"'{file.name}'", f"a '{column}' column")
+        for row in reader:
+            name = Path(str(row.get(image_col) or "").strip())
+            pos = index.position(name if name.is_absolute() else file.parent / name)
+            if pos is not None:
+                out[pos] = str(row.get(value_col) or "")
+    return out

@@ -57,7 +57,6 @@ __all__ = [
     "IndexSummary",
     "build_index",
     "load_index",
-    "per_image",
 ]
 
 INDEX_FORMAT = "sortsight-index"
@@ -353,7 +352,8 @@ def _finish(
     summary.removed = len(rows) - len(live)
     summary.skipped = [(str(root / r["path"]), r["error"]) for r in live if r["status"] != "ok"]
     _write_table(table, live)
-    if meta is not None:
+    changed = summary.embedded or summary.unreadable or summary.removed
+    if meta is not None and (changed or "updated" not in meta):  # an unchanged pile keeps derived caches
         meta["files"] = sum(1 for r in live if r["status"] == "ok")
         meta["unreadable"] = len(live) - meta["files"]
         meta["updated"] = time.time()
@@ -474,30 +474,3 @@ def load_index(folder: str | os.PathLike, *, backbone: str | None = None) -> Emb
             f"The index '{folder}' holds no readable image. Run 'sortsight index' on the pile again."
         )
     return index
-
-
-def per_image(index: EmbeddingIndex, table: str | os.PathLike, column: str = "label") -> list[str]:
-    """A column of a labels file or predictions.csv, aligned with the index ("" for images it lacks).
-
-    Paths are read relative to the table's folder (absolute paths work too).
-
-    Raises:
-        DataError: the file is missing or has no image / ``column`` column.
-    """
-    from sortsight.labelfile import IMAGE_COLUMNS, pick_column
-
-    file = Path(table)
-    if not file.is_file():
-        raise DataError(f"'{table}' not found. Give a labels file (image,label) or a predictions.csv.")
-    out = [""] * len(index)
-    with open(file, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = list(reader.fieldnames or [])
-        image_col = pick_column(columns, None, IMAGE_COLUMNS, "image", f"'{file.name}'", "an 'image' column")
-        value_col = pick_column(columns, column, (column,), column, f"'{file.name}'", f"a '{column}' column")
-        for row in reader:
-            name = Path(str(row.get(image_col) or "").strip())
-            pos = index.position(name if name.is_absolute() else file.parent / name)
-            if pos is not None:
-                out[pos] = str(row.get(value_col) or "")
-    return out

@@ -71,18 +71,28 @@ def _clean_class(name: str) -> str:
     return label
 
 
-def _reduce(features: np.ndarray, dims: int = 128) -> np.ndarray:
-    """L2-normalised features projected on their first ``dims`` principal axes (a faster head)."""
+def _one_thread() -> Any:
+    """One BLAS thread: on a busy 2-core laptop, threads made the head's small fit ten times slower."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # type: ignore[no-any-return]
+
+
+def _reducer(features: np.ndarray, dims: int = 128) -> Any:
+    """PCA on the first ``dims`` principal axes of L2-normalised features (a faster head), or None."""
     from sklearn.decomposition import PCA
 
-    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    x = _unit(features)
     k = min(dims, x.shape[0], x.shape[1])
     if k < 2:
-        return x.astype(np.float32)
+        return None
     rng = np.random.default_rng(0)
     sample = x if len(x) <= 20_000 else x[rng.choice(len(x), 20_000, replace=False)]
-    pca = PCA(n_components=k, random_state=0).fit(sample)
-    return pca.transform(x).astype(np.float32)  # type: ignore[no-any-return]
+    return PCA(n_components=k, random_state=0).fit(sample)
 
 
 class LabelSession:
@@ -119,13 +129,20 @@ class LabelSession:
         self.history: list[dict[str, Any]] = list(state.get("history", []))
         self.labels: dict[int, str] = {}
         self._load_labels(state.get("rejected", {}))
-        self.features = _reduce(self.index.vectors())  # (N, <=128)
+        vectors = self.index.vectors()  # (N, D)
+        self._pca = _reducer(vectors)
+        self.features = self._project(vectors)  # (N, <=128)
+        self._head: Any = None
         self.probs: np.ndarray | None = None  # (N, C) in ``self.fitted_classes`` order
         self.fitted_classes: list[str] = []
         self.fit_seconds = 0.0
         self._since_fit = 0
         self.refit()
         self._save()
+
+    def _project(self, vectors: np.ndarray) -> np.ndarray:
+        x = _unit(np.asarray(vectors, dtype=np.float32))
+        return (self._pca.transform(x) if self._pca is not None else x).astype(np.float32)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------------- state
     def _read_state(self) -> dict[str, Any]:
@@ -228,25 +245,35 @@ class LabelSession:
         """Fit the head on the labelled images' features; return the seconds it took (0 with < 2 classes)."""
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
-        from threadpoolctl import threadpool_limits
 
         self._since_fit = 0
         used = sorted({self.labels[p] for p in self.labels}, key=self.classes.index)
         if len(used) < 2:
-            self.probs, self.fitted_classes = None, []
+            self.probs, self._head, self.fitted_classes = None, None, []
             return 0.0
         start = time.perf_counter()
         positions = np.fromiter(self.labels, dtype=np.int64)
         targets = np.array([used.index(self.labels[p]) for p in positions])
         head = LogisticRegression(C=10.0, max_iter=100, class_weight="balanced")
-        # one BLAS thread: on a busy 2-core laptop, threads made this small fit ten times slower
-        with threadpool_limits(1), warnings.catch_warnings():
+        with _one_thread(), warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # a rough head is enough to rank
             head.fit(self.features[positions], targets)
             self.probs = head.predict_proba(self.features)  # (N, C)
-        self.fitted_classes = used
+        self._head, self.fitted_classes = head, used
         self.fit_seconds = time.perf_counter() - start
         return self.fit_seconds
+
+    def classify(self, vectors: np.ndarray) -> list[str]:
+        """The head's class for backbone vectors ``(M, D)`` of other images (e.g. a held-out set).
+
+        Raises:
+            DataError: the head is not fitted yet (fewer than two classes labelled).
+        """
+        if self._head is None:
+            raise DataError("Label images of at least two classes first.")
+        with _one_thread():
+            best = self._head.predict(self._project(vectors))
+        return [self.fitted_classes[int(i)] for i in best]
 
     def guess(self, pos: int) -> str:
         """The head's best class for an image ("" before it can guess)."""

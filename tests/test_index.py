@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from conftest import make_image, write_class_folder
 
 from sortsight.errors import DataError, ModelError
-from sortsight.index import EmbeddingIndex, build_index, load_index, per_image
+from sortsight.index import EmbeddingIndex, build_index, load_index
 from sortsight.labelling import LabelSession
 from sortsight.similar import results_sheet, search
 
@@ -93,14 +93,31 @@ def test_vectors_are_the_backbone_features(built: tuple[Path, Path]) -> None:
     np.testing.assert_allclose(index.vectors()[:5], expected, rtol=1e-3, atol=1e-3)
 
 
+def test_each_input_size_gets_its_own_onnx_export() -> None:
+    import torch
+
+    from sortsight._index_embed import _weights_folder
+    from sortsight.engines import source_digest
+
+    net = torch.nn.Linear(2, 2)  # the weights are the same; an exported graph's input side is not
+    small, large = (
+        _weights_folder(net, "efficientnet_lite0", 64),
+        _weights_folder(net, "efficientnet_lite0", 96),
+    )
+    assert source_digest(small) != source_digest(large)
+    assert source_digest(small) == source_digest(_weights_folder(net, "efficientnet_lite0", 64))
+
+
 def test_rerun_embeds_only_new_and_changed_files(built: tuple[Path, Path], tmp_path: Path) -> None:
     pile = make_pile(tmp_path / "pile", per_class=3)
     out = tmp_path / "pile.index"
     first = build_index(pile, out, **OPTS)
     assert (first.embedded, first.unreadable, first.already) == (9, 1, 0)
     assert first.skipped == [(str(pile / "broken.jpg"), "not an image")]
+    stamp = json.loads((out / "index.json").read_text())["updated"]
     again = build_index(pile, out, **OPTS)
     assert (again.embedded, again.unreadable, again.already) == (0, 0, 10)
+    assert json.loads((out / "index.json").read_text())["updated"] == stamp  # derived caches stay valid
     make_image(2, size=40, seed=77).save(pile / "red" / "red_001.png")  # changed content
     os.utime(pile / "red" / "red_001.png", ns=(1, 1))
     make_image(1, size=40, seed=78).save(pile / "new.png")
@@ -256,7 +273,7 @@ def test_cli_index_similar_json_and_map(tmp_path: Path) -> None:
 
 
 def test_map_clusters_follow_the_classes(built: tuple[Path, Path], tmp_path: Path) -> None:
-    from sortsight.collection_map import compute_map, map_payload
+    from sortsight.collection_map import compute_map, map_payload, per_image
 
     _, index_dir = built
     index = load_index(index_dir)
@@ -280,6 +297,8 @@ def test_map_clusters_follow_the_classes(built: tuple[Path, Path], tmp_path: Pat
 def test_labelling_session_suggests_refits_and_persists(built: tuple[Path, Path], tmp_path: Path) -> None:
     _pile, index_dir = built
     session = LabelSession(tmp_path / "labelling", index=index_dir)
+    with pytest.raises(DataError, match="at least two classes"):
+        session.classify(session.index.vectors()[:1])
     first = session.next(3)
     assert len({s.position for s in first}) == 3 and all(s.guess == "" for s in first)
     assert len({s.path.parent.name for s in first}) >= 2  # a diverse start, not three of a kind
@@ -292,6 +311,7 @@ def test_labelling_session_suggests_refits_and_persists(built: tuple[Path, Path]
     assert session.probs is not None and session.fit_seconds < 1.0
     guesses = session.predictions()
     assert sum(guesses[i] == truth[i] for i in truth) >= 0.9 * len(truth)
+    assert session.classify(session.index.vectors()[:6]) == guesses[:6]  # the same head on raw vectors
     likely = session.next(4, mode="likely", target="green")
     assert [truth[s.position] for s in likely] == ["green"] * 4 and likely[0].score >= likely[-1].score
     session.reject(likely[0].position, "green")

@@ -58,7 +58,8 @@ def index(
     """
     from sortsight.index import build_index
 
-    target = out or pile.with_name(pile.name + ".index")
+    folder = pile.expanduser().absolute()
+    target = out or folder.with_name(folder.name + ".index")  # beside the pile, never inside it
     with ProgressView(Console(stderr=True)) as progress:
         summary = build_index(
             pile,
@@ -168,8 +169,8 @@ def map_command(
     Example:
       sortsight map scans.index --out scans-map.html
     """
-    from sortsight.collection_map import compute_map, map_payload, write_map_html
-    from sortsight.index import load_index, per_image
+    from sortsight.collection_map import compute_map, map_payload, per_image, write_map_html
+    from sortsight.index import load_index
 
     idx = load_index(index_dir)
     cmap = compute_map(idx, method=method, clusters=clusters)

@@ -40,7 +40,7 @@
     $("queue").innerHTML = "";
     items.slice(1).forEach((s) => {
       const i = document.createElement("img");
-      i.src = thumb(s.position, 96); i.alt = s.rel; i.title = s.guess ? `${s.rel}: ${s.guess} (${s.score.toFixed(2)})` : s.rel;
+      i.src = thumb(s.position, 96); i.alt = s.rel; i.width = 96; i.height = 96; i.style.objectFit = "contain"; i.title = s.guess ? `${s.rel}: ${s.guess} (${s.score.toFixed(2)})` : s.rel;
       $("queue").appendChild(i);
     });
   }
