@@ -178,7 +178,7 @@ def test_tag_head_is_scikit_learns_logistic_regression() -> None:
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from sortsight.multilabel import _fit
+    from sortsight.taghead import _fit
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 20)).astype(np.float32)
@@ -303,3 +303,39 @@ def test_tag_sort_copies_into_each_tag_folder_and_resumes_after_kill(tmp_path: P
     assert summary.counts.get("copy", 0) + summary.counts.get("done", 0) + summary.counts.get(
         "identical", 0
     ) == sum(want.values())
+
+
+def test_evaluate_a_tagger_reports_per_tag_counts(tagger: tuple[Path, Path], tmp_path: Path) -> None:
+    from sortsight.evaluate import evaluate
+
+    run, _ = tagger
+    ev = evaluate(run, engine="eager", num_workers=0)
+    assert ev.split == "validation" and ev.note  # no test split: says so
+    assert {"f1_micro", "f1_macro", "f1_samples", "map", "hamming_loss"} <= set(ev.metrics)
+    for row in ev.per_class:
+        assert row["tp"] + row["fn"] == row["support"]
+    wrong = [p["wrong"] for p in ev.worst]
+    assert wrong == sorted(wrong, reverse=True)
+    files = ev.save(tmp_path / "eval", thumbnails=False)
+    assert "Images with the most wrong tags" in files["report"].read_text(encoding="utf-8")
+    assert json.loads(files["json"].read_text(encoding="utf-8"))["task"] == "multi_label"
+
+
+@pytest.mark.slow
+def test_onnx_export_has_sigmoid_scores_and_thresholds(tagger: tuple[Path, Path], tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from sortsight.export import export_onnx
+    from sortsight.predict import Classifier
+
+    run, data = tagger
+    onnx_file = export_onnx(run, tmp_path / "tags.onnx")
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()][-1] == "scores"
+    x = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    logits, scores = session.run(None, {session.get_inputs()[0].name: x})
+    assert scores == pytest.approx(1 / (1 + np.exp(-logits)), abs=1e-5)
+    eager, onnx = Classifier.load(run, engine="eager"), Classifier.load(onnx_file)
+    assert onnx.task == "multi_label" and onnx.thresholds == pytest.approx(eager.thresholds)
+    images = [str(p) for p in sorted((data / "img").glob("*.png"))[:3]]
+    assert onnx.predict_proba(images) == pytest.approx(eager.predict_proba(images), abs=1e-4)
