@@ -339,3 +339,15 @@ def test_onnx_export_has_sigmoid_scores_and_thresholds(tagger: tuple[Path, Path]
     assert onnx.task == "multi_label" and onnx.thresholds == pytest.approx(eager.thresholds)
     images = [str(p) for p in sorted((data / "img").glob("*.png"))[:3]]
     assert onnx.predict_proba(images) == pytest.approx(eager.predict_proba(images), abs=1e-4)
+
+
+def test_tag_issues_find_flipped_tags() -> None:
+    from sortsight.taghead import tag_issues
+
+    rng = np.random.default_rng(0)
+    y = rng.random((40, 3)) < 0.4
+    oof = np.clip(y * 0.8 + rng.random((40, 3)) * 0.2, 0, 1)  # confident out-of-fold scores
+    y[0, 0], y[1, 2] = ~y[0, 0], ~y[1, 2]  # two tags flipped
+    issues = tag_issues([f"p{i}" for i in range(40)], y, oof, np.full(3, 0.5), ("a", "b", "c"))
+    found = {(i["path"], t) for i in issues for t in i["likely_missing"] + i["likely_wrong"]}
+    assert found == {("p0", "a"), ("p1", "c")}
