@@ -21,7 +21,7 @@ from sortsight.tagmetrics import best_f1_thresholds, sigmoid
 
 __all__ = ["C_GRID", "FOLDS", "WEIGHTING_GAIN", "TagHead", "fit_tag_head", "tag_issues"]
 
-C_GRID = (0.01, 0.03, 0.1, 0.3)  # ascending: a fold warm-starts each C from the last
+C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)  # ascending: a fold warm-starts each C from the last
 FOLDS = 3
 MAX_ITER = 100
 #: Class-imbalance weighting is used only when it raises cross-validated mAP by this much.
@@ -157,7 +157,8 @@ def tag_issues(
 ) -> list[dict[str, Any]]:
     """Training images whose tags look wrong, by cleanlab's multi-label ``find_label_issues`` on
     out-of-fold scores, worst first: per image the tags ``likely_missing`` (scored over the
-    threshold, not given) and ``likely_wrong`` (given, scored under it)."""
+    threshold, not given) and ``likely_wrong`` (given, scored under it). Images cleanlab flags
+    with no tag on the wrong side of its threshold are left out (nothing to act on)."""
     from cleanlab.filter import find_label_issues
 
     if len(y) < 10 or not y.any():
@@ -169,6 +170,8 @@ def tag_issues(
     out = []
     for i in ranked:
         over = oof[i] >= thresholds
+        if not (over != y[i]).any():  # flagged, but no tag is on the other side of its threshold
+            continue
         out.append(
             {
                 "path": paths[i],
