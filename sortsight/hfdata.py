@@ -253,8 +253,8 @@ def _write(
                     label = record.get(target_col)
                     if isinstance(label, (list, dict)):
                         raise DataError(
-                            f"Column '{target_col}' holds several labels per image; sortsight trains "
-                            "single-label classifiers — choose another column with --target-column."
+                            f"Column '{target_col}' holds several labels per image; train a tagger with "
+                            "--task multi_label, or choose another column with --target-column."
                         )
                     if isinstance(label, int) and names:
                         label = names[label] if 0 <= label < len(names) else None
