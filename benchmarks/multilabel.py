@@ -143,6 +143,9 @@ def main() -> None:
         f"head: C={info['engine']['C']}, class weighting {info['engine']['class_weight']}, "
         f"cross-validated mAP {info['engine']['cv_map']}"
     )
+    print(
+        f"default's features {info['engine']['features_seconds']} s, head {info['engine']['head_seconds']} s"
+    )
 
 
 if __name__ == "__main__":

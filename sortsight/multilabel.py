@@ -180,7 +180,9 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
             f"{config.model} at {side}px, {len(ds.tags)} tags: about {_runs.human(estimate)}",
         ),
     )
+    t_feat = time.perf_counter()
     feats = extract_features(paths, model=config.model, image_size=side, progress=progress)
+    t_feat = time.perf_counter() - t_feat
     x_train, x_valid = feats[: len(train_items)], feats[len(train_items) :]
     y_train, y_valid = ds.matrix(train_items), ds.matrix(valid_items)
     lacking = [ds.tags[t] for t in range(len(ds.tags)) if y_train[:, t].sum() < 1]
@@ -192,7 +194,9 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
     emit(
         progress, ProgressEvent("head", 0, 1, message=f"One-vs-rest logistic regression, {len(ds.tags)} tags")
     )
+    t_head = time.perf_counter()
     head = fit_tag_head(x_train, y_train, seed=config.seed)
+    t_head = time.perf_counter() - t_head
     result_v = tag_metrics(y_valid, head.scores(x_valid), head.thresholds, ds.tags)
     metrics = {k: v for k, v in result_v["metrics"].items() if k != "n_images"}
     emit(
@@ -220,6 +224,8 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
         "class_weight": "balanced" if head.balanced else None,
         "cv_map": head.cv_map,
         "estimate_seconds": round(estimate, 1),
+        "features_seconds": round(t_feat, 1),
+        "head_seconds": round(t_head, 1),
     }
     result = CandidateResult(
         config.model,
