@@ -116,6 +116,17 @@ def fit_tag_head(x: np.ndarray, y: np.ndarray, *, seed: int = 42) -> TagHead:
     Thresholds maximise each tag's F1 on the out-of-fold scores of the chosen setting.
     """
     import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # (N, F) x (F, T) products are small: thread hand-offs cost more than they give
+    try:
+        return _fit_tag_head(x, y, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_tag_head(x: np.ndarray, y: np.ndarray, seed: int) -> TagHead:
+    import torch
     from sklearn.metrics import average_precision_score
 
     mu = x.mean(0)
