@@ -80,6 +80,8 @@ def build_demo(
     from sortsight.predict import Classifier
 
     classifier = Classifier.load(model_path, engine=engine)
+    if classifier.task == "multi_label":
+        top_k = len(classifier.labels)  # a tagger shows every tag
 
     def classify(image: Any) -> dict[str, float]:
         """Top-k labels with probabilities for one uploaded image, as ``gr.Label`` wants them."""
@@ -87,6 +89,14 @@ def build_demo(
             return {}
         result = classifier.predict([image], top_k=top_k)
         first = result[0] if result and not isinstance(result[0], dict) else result
+        if classifier.task == "multi_label":  # each tag with its score and its own threshold
+            cuts = classifier.thresholds or [0.5] * len(classifier.labels)
+            cut = dict(zip(classifier.labels, cuts, strict=True))
+            shown = {}
+            for r in first:
+                mark = "✓" if r["score"] >= cut[r["label"]] else "✗"
+                shown[f"{r['label']} {mark} (threshold {cut[r['label']]:.2f})"] = float(r["score"])
+            return shown
         return {str(r["label"]): float(r["score"]) for r in first}
 
     return gr.Interface(

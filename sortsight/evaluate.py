@@ -337,6 +337,12 @@ def evaluate(
         if isinstance(model, Classifier)
         else Classifier.load(model, engine=engine, batch_size=batch_size, tta=tta)
     )
+    if clf.task == "multi_label":  # sigmoid scores and per-tag thresholds
+        from sortsight.tageval import evaluate_tags
+
+        return evaluate_tags(
+            clf, data, split=split, num_workers=num_workers, worst=top_losses, progress=progress
+        )  # type: ignore[return-value]
     note = ""
     same_data = False
     if data is not None and run is not None:

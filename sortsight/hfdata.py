@@ -253,8 +253,8 @@ def _write(
                     label = record.get(target_col)
                     if isinstance(label, (list, dict)):
                         raise DataError(
-                            f"Column '{target_col}' holds several labels per image; sortsight trains "
-                            "single-label classifiers — choose another column with --target-column."
+                            f"Column '{target_col}' holds several labels per image; train a tagger with "
+                            "--task multi_label, or choose another column with --target-column."
                         )
                     if isinstance(label, int) and names:
                         label = names[label] if 0 <= label < len(names) else None
@@ -341,3 +341,11 @@ def materialize_tags(
     data = json.loads(manifest.read_text(encoding="utf-8"))
     found = [(out / rel, tuple(split_cell(tags, "")), split) for rel, tags, split in data["items"]]
     return out, found, [(source / r, why) for r, why in data["skipped"]], sequences.get(tag_col) is not None
+
+
+def has_tag_sequence(source: Path, target_column: str | None = None) -> bool:
+    """Whether a HF dataset's label column (``target_column``, else any) is a ``Sequence`` — read
+    from its schema only, no image is extracted."""
+    _, features, _ = _shards(source)
+    sequences = [n for n, spec in features.items() if _hf_tag_names(spec) is not None]
+    return target_column in sequences if target_column else bool(sequences)

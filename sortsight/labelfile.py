@@ -170,8 +170,8 @@ def read_labels_file(
         value = row.get(target_col)
         if isinstance(value, (list, dict)):
             raise DataError(
-                f"Column '{target_col}' of {where} holds several labels per image; sortsight trains "
-                "single-label classifiers — give a column with one label per image (--target-column)."
+                f"Column '{target_col}' of {where} holds several labels per image; train a tagger with "
+                "--task multi_label, or give a column with one label per image (--target-column)."
             )
         label = unicodedata.normalize("NFC", str(value if value is not None else "").strip())
         if file is None:

@@ -7,13 +7,11 @@ with several tags per image) lands here:
    iteratively stratified split (every learnable tag in validation).
 2. **features**: the frozen pretrained network's pooled features, once per image
    (:func:`sortsight.features.extract_features`, cached on disk).
-3. **head**: one-vs-rest logistic regression — one independent L2-regularised logistic
-   regression per tag (the same objective as scikit-learn's, with ``C`` meaning the same),
-   fitted for all tags at once with L-BFGS in torch, since scikit-learn would fit them one by one.
-   Strength ``C`` and class-imbalance weighting are chosen by 5-fold cross-validation on the
-   training images (mean average precision); weighting is kept only when it gains at least
-   :data:`WEIGHTING_GAIN` mAP there. The per-tag thresholds maximise F1 on the same
-   out-of-fold scores, so validation stays held out for the reported numbers.
+3. **head**: one-vs-rest logistic regression (:mod:`sortsight.taghead`), ``C``, class
+   weighting and per-tag thresholds chosen by cross-validation on the training images, so
+   validation stays held out for the reported numbers; cleanlab's multi-label
+   ``find_label_issues`` on the out-of-fold scores lists likely missing or wrong tags
+   (``RUN/tag_issues.json``).
 4. **save**: the head is copied into the network's classifier; ``model/config.json`` says
    ``problem_type: multi_label_classification`` (so ``transformers.pipeline`` applies a
    sigmoid), ``model/sortsight_model.json`` keeps the thresholds, the card lists them.
@@ -27,16 +25,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from sortsight._checkpoint import write_json_atomic
 from sortsight.config import TrainConfig
 from sortsight.errors import ConfigError, DataError, ModelError
 from sortsight.progress import ProgressCallback, ProgressEvent, emit
-from sortsight.tagmetrics import best_f1_thresholds, sigmoid, tag_metrics
+from sortsight.taghead import TagHead, fit_tag_head, tag_issues
+from sortsight.tagmetrics import tag_metrics
 from sortsight.training import distributed as _dist
 from sortsight.training import plan as _plan
 from sortsight.training import run_dir as _rd
@@ -47,8 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROBLEM_TYPE",
-    "TagHead",
-    "fit_tag_head",
     "is_multilabel",
     "model_task",
     "train_multilabel",
@@ -58,11 +53,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "multi_label_classification"
-C_GRID = (0.01, 0.03, 0.1, 0.3)  # ascending: a fold warm-starts each C from the last
-FOLDS = 3
-MAX_ITER = 100
-#: Class-imbalance weighting is used only when it raises cross-validated mAP by this much.
-WEIGHTING_GAIN = 0.005
 
 
 def is_multilabel(config: TrainConfig) -> bool:
@@ -122,131 +112,6 @@ def with_sigmoid_output(proto: Any, meta: dict[str, str], folder: str | Path) ->
         "thresholds": json.dumps(thresholds),
         "outputs": "logits; scores = sigmoid(logits), one per tag",
     }
-
-
-# ----------------------------------------------------------------------------- the head
-
-
-@dataclass
-class TagHead:
-    """One logistic regression per tag, on raw (unscaled) features: ``scores = σ(x Wᵀ + b)``."""
-
-    weight: np.ndarray  # (T, F)
-    bias: np.ndarray  # (T,)
-    thresholds: np.ndarray  # (T,)
-    c: float
-    balanced: bool
-    cv_map: dict[str, float]  # cross-validated mAP of every setting tried
-
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        return sigmoid(x @ self.weight.T + self.bias)  # (N, T)
-
-
-def _fit(x: Any, y: Any, c: float, balanced: bool, init: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
-    """All tags' logistic regressions at once: min Σ_t [Σ_i w_it·BCE_it + ‖W_t‖²/(2C)], scikit-learn's.
-
-    ``init`` warm-starts from another solution (the next ``C`` on a path starts from the last).
-    """
-    import torch
-
-    n, f = x.shape
-    pos = y.sum(0).clamp(min=1)
-    if init is None:
-        rate = (pos / n).clamp(1e-4, 1 - 1e-4)
-        init = (torch.zeros((y.shape[1], f), dtype=x.dtype), (rate / (1 - rate)).log().to(x.dtype))
-    w = init[0].clone().requires_grad_(True)
-    b = init[1].clone().requires_grad_(True)
-    if balanced:  # scikit-learn's class_weight="balanced", per tag
-        neg = (n - y.sum(0)).clamp(min=1)
-        sample_w = y * (n / (2 * pos)) + (1 - y) * (n / (2 * neg))
-    else:
-        sample_w = torch.ones_like(y)
-    opt = torch.optim.LBFGS(
-        [w, b],
-        lr=1,
-        max_iter=MAX_ITER,
-        tolerance_grad=1e-5,
-        tolerance_change=1e-8,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure() -> Any:
-        opt.zero_grad()
-        logits = x @ w.T + b  # (N, T)
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, y, weight=sample_w, reduction="sum"
-        )
-        loss = (bce + (w * w).sum() / (2 * c)) / n
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach(), b.detach()
-
-
-def _oof_scores(
-    xs: Any, ys: Any, folds: np.ndarray, settings: list[tuple[float, bool]]
-) -> dict[Any, np.ndarray]:
-    """Out-of-fold scores of every setting; within a fold each ``C`` warm-starts from the previous one."""
-    out = {key: np.zeros(tuple(ys.shape), dtype=np.float64) for key in settings}
-    for k in range(int(folds.max()) + 1):
-        fit_on, held = _torch_mask(folds != k), _torch_mask(folds == k)
-        last = None
-        for key in settings:
-            last = _fit(
-                xs[fit_on], ys[fit_on], key[0], key[1], last if last and key[1] == settings[0][1] else None
-            )
-            out[key][folds == k] = sigmoid((xs[held] @ last[0].T + last[1]).numpy())
-    return out
-
-
-def _torch_mask(mask: np.ndarray) -> Any:
-    import torch
-
-    return torch.from_numpy(mask)
-
-
-def fit_tag_head(x: np.ndarray, y: np.ndarray, *, seed: int = 42) -> TagHead:
-    """Fit the one-vs-rest head on features ``x (N, F)`` and tags ``y (N, T)``.
-
-    ``C`` is chosen by :data:`FOLDS`-fold cross-validated mAP over :data:`C_GRID`; balanced
-    class weighting is then tried at that ``C`` and kept only if it gains :data:`WEIGHTING_GAIN`.
-    Thresholds maximise each tag's F1 on the out-of-fold scores of the chosen setting.
-    """
-    import torch
-    from sklearn.metrics import average_precision_score
-
-    mu = x.mean(0)
-    sigma = x.std(0)
-    sigma = np.where(sigma > 0, np.maximum(sigma, 1e-3 * float(x.std()) + 1e-6), 1.0)
-    xs = torch.from_numpy(((x - mu) / sigma).astype(np.float32))
-    ys = torch.from_numpy(np.asarray(y, dtype=np.float32))
-    folds = np.random.default_rng(seed).permutation(len(x)) % min(FOLDS, len(x))
-    has = [t for t in range(y.shape[1]) if y[:, t].any() and not y[:, t].all()]
-
-    def cv_map(scores: np.ndarray) -> float:
-        return float(np.mean([average_precision_score(y[:, t], scores[:, t]) for t in has])) if has else 0.0
-
-    oof = _oof_scores(xs, ys, folds, [(c, False) for c in C_GRID])
-    maps = {key: cv_map(s) for key, s in oof.items()}
-    chosen = max(maps, key=lambda k: (maps[k], -k[0]))
-    weighted = (chosen[0], True)
-    oof.update(_oof_scores(xs, ys, folds, [weighted]))
-    maps[weighted] = cv_map(oof[weighted])
-    if maps[weighted] >= maps[chosen] + WEIGHTING_GAIN:
-        chosen = weighted
-    thresholds = best_f1_thresholds(y, oof[chosen])
-    w, b = _fit(xs, ys, chosen[0], chosen[1])
-    weight = w.numpy().astype(np.float64) / sigma  # fold the standardisation into the layer
-    bias = b.numpy().astype(np.float64) - (weight * mu).sum(1)
-    return TagHead(
-        weight,
-        bias,
-        thresholds,
-        chosen[0],
-        chosen[1],
-        {f"C={c:g}{' balanced' if bal else ''}": round(v, 4) for (c, bal), v in maps.items()},
-    )
 
 
 # ----------------------------------------------------------------------------- training
@@ -317,7 +182,9 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
             f"{config.model} at {side}px, {len(ds.tags)} tags: about {_plan.human(estimate)}",
         ),
     )
+    t_feat = time.perf_counter()
     feats = extract_features(paths, model=config.model, image_size=side, progress=progress)
+    t_feat = time.perf_counter() - t_feat
     x_train, x_valid = feats[: len(train_items)], feats[len(train_items) :]
     y_train, y_valid = ds.matrix(train_items), ds.matrix(valid_items)
     lacking = [ds.tags[t] for t in range(len(ds.tags)) if y_train[:, t].sum() < 1]
@@ -329,7 +196,9 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
     emit(
         progress, ProgressEvent("head", 0, 1, message=f"One-vs-rest logistic regression, {len(ds.tags)} tags")
     )
+    t_head = time.perf_counter()
     head = fit_tag_head(x_train, y_train, seed=config.seed)
+    t_head = time.perf_counter() - t_head
     result_v = tag_metrics(y_valid, head.scores(x_valid), head.thresholds, ds.tags)
     metrics = {k: v for k, v in result_v["metrics"].items() if k != "n_images"}
     emit(
@@ -357,6 +226,8 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
         "class_weight": "balanced" if head.balanced else None,
         "cv_map": head.cv_map,
         "estimate_seconds": round(estimate, 1),
+        "features_seconds": round(t_feat, 1),
+        "head_seconds": round(t_head, 1),
     }
     result = CandidateResult(
         config.model,
@@ -374,6 +245,24 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
     if env.is_main:
         emit(progress, ProgressEvent("save", 0, 1, message=f"Saving {model_dir}"))
         _save(model, data_config, ds, config, result, head, result_v["per_tag"])
+        assert head.oof is not None
+        issues = tag_issues(
+            [ds.relative(it.path) for it in train_items], y_train, head.oof, head.thresholds, ds.tags
+        )
+        write_json_atomic(run_dir / "tag_issues.json", issues)
+        if issues:
+            emit(
+                progress,
+                ProgressEvent(
+                    "doctor",
+                    1,
+                    1,
+                    {"tag_issues": len(issues)},
+                    0.0,
+                    f"{len(issues)} training image(s) may have missing or wrong tags: "
+                    f"see {run_dir / 'tag_issues.json'}",
+                ),
+            )
         _rd.MetricsLog(run_dir, env, config.log).append(
             {
                 "candidate": config.model,

@@ -175,7 +175,12 @@ def detect_task(
     single-label reader to report.
     """
     path = Path(source).expanduser()
-    if path.is_dir() and not hfdata.is_hf_source(path) and not _looks_like_labels_folder(path):
+    if path.exists() and hfdata.is_hf_source(path):
+        try:
+            return "multi_label" if hfdata.has_tag_sequence(path, target_column) else "single_label"
+        except (DataError, OSError, ValueError, KeyError):
+            return "single_label"
+    if path.is_dir() and not _looks_like_labels_folder(path):
         return "single_label"
     try:
         evident = _rows(path, None, target_column, separator, None)[3]

@@ -110,6 +110,10 @@ def evaluate(
             str(row["support"]),
         )
     out.print(per_class)
+    worst = getattr(ev, "worst", None)  # a multi-label evaluation
+    if worst:
+        shown = "; ".join(f"{Path(w['path']).name} ({w['wrong']})" for w in worst[:5])
+        out.print(f"Most wrong tags: {shown}")
     if ev.most_confused:
         out.print(
             "Most confused: "

@@ -1,0 +1,353 @@
+"""Multi-label tagging: labels files, stratification, the tag head, thresholds, pipeline parity, sort."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from sortsight._stratify import iterative_split
+from sortsight.errors import DataError
+from sortsight.tagdata import MAX_TAGS, detect_task, load_tag_dataset, scan_tags
+from sortsight.tagmetrics import best_f1_thresholds, tag_metrics
+from sortsight.tagsort import TAGS_FILE, sort_into_tags
+
+TAGS = ("blue", "green", "red")
+
+
+def _tagged_image(tags: set[str], seed: int, size: int = 64) -> Image.Image:
+    """Red disk top-left, blue square top-right, green bar at the bottom — each only when tagged."""
+    rng = random.Random(seed)
+    img = Image.new("RGB", (size, size), tuple(rng.randint(0, 50) for _ in range(3)))  # type: ignore[arg-type]
+    d = ImageDraw.Draw(img)
+    j = rng.randint(-3, 3)
+    if "red" in tags:
+        d.ellipse([4 + j, 4, 28 + j, 28], fill=(220, 40, 40))
+    if "blue" in tags:
+        d.rectangle([36, 4 + j, 60, 28 + j], fill=(40, 70, 220))
+    if "green" in tags:
+        d.rectangle([6, 40 + j, 58, 56 + j], fill=(40, 180, 60))
+    return img
+
+
+def _write_tagged(root: Path, n: int, *, seed: int = 0) -> list[tuple[str, list[str]]]:
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        tags = sorted(t for t in TAGS if rng.random() < 0.5)
+        _tagged_image(set(tags), seed * 1000 + i).save(root / "img" / f"{i:03d}.png")
+        rows.append((f"img/{i:03d}.png", tags))
+    return rows
+
+
+def _csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def test_labels_file_layouts_round_trip(tmp_path: Path) -> None:
+    rows = _write_tagged(tmp_path, 8)
+    want = {f"img/{i:03d}.png": tuple(tags) for i, (_, tags) in enumerate(rows)}
+    piped = _csv(tmp_path / "piped.csv", ["image", "labels"], [[p, "|".join(t)] for p, t in rows])
+    semi = _csv(tmp_path / "semi.csv", ["file", "tags"], [[p, " ; ".join(t)] for p, t in rows])
+    onehot = _csv(
+        tmp_path / "onehot.csv",
+        ["image", *TAGS],
+        [[p, *("1" if x in t else "0" for x in TAGS)] for p, t in rows],
+    )
+    long = _csv(tmp_path / "long.csv", ["image", "label"], [[p, x] for p, t in rows for x in t or [""]])
+    jsonl = tmp_path / "list.jsonl"
+    jsonl.write_text("".join(json.dumps({"image": p, "labels": t}) + "\n" for p, t in rows), encoding="utf-8")
+    for source in (piped, semi, onehot, long, jsonl):
+        ds = scan_tags(source, verify=False)
+        got = {ds.relative(it.path): it.tags for it in ds.items}
+        assert got == want, source.name
+        assert detect_task(source) == "multi_label"
+    # sorting with --tags-only writes a labels file that reads back to the same tags
+    preds = [{"path": str(tmp_path / p), "tags": "|".join(t), "status": "ok"} for p, t in rows]
+    sort_into_tags(preds, tmp_path / "out", tags_only=True)
+    back = scan_tags(tmp_path / "out" / TAGS_FILE, verify=False)
+    assert {it.path: it.tags for it in back.items} == {tmp_path / p: tuple(t) for p, t in rows}
+
+
+def test_single_label_file_and_folders_stay_single_label(tmp_path: Path, image_folder: Path) -> None:
+    _write_tagged(tmp_path, 4)
+    single = _csv(tmp_path / "one.csv", ["image", "label"], [[f"img/{i:03d}.png", "a b"] for i in range(4)])
+    assert detect_task(single) == "single_label"  # a space is not a separator unless asked for
+    assert scan_tags(single, separator=" ", verify=False).tags == ("a", "b")
+    assert detect_task(image_folder) == "single_label"
+
+
+def test_bad_tag_cells_are_clear_errors(tmp_path: Path) -> None:
+    _write_tagged(tmp_path, 3)
+    mixed = _csv(tmp_path / "m.csv", ["image", "labels"], [["img/000.png", "a|b"], ["img/001.png", "a;c"]])
+    with pytest.raises(DataError, match="mixes tag separators"):
+        scan_tags(mixed, verify=False)
+    many = _csv(
+        tmp_path / "many.csv", ["image", "labels"], [["img/000.png", f"t{i}"] for i in range(MAX_TAGS + 1)]
+    )
+    with pytest.raises(DataError, match=f"at most {MAX_TAGS}"):
+        scan_tags(many, verify=False)
+
+
+def test_empty_cells_mean_no_tag_and_are_counted(tmp_path: Path) -> None:
+    from sortsight.tagdata import summarize_tags
+
+    rows = _write_tagged(tmp_path, 12)
+    cells = [[p, "" if i % 4 == 0 else "|".join([*t, "photo"])] for i, (p, t) in enumerate(rows)]
+    ds = load_tag_dataset(_csv(tmp_path / "l.csv", ["image", "labels"], cells), verify=False)
+    assert sum(1 for it in ds.items if not it.tags) == 3  # rows 0, 4, 8 are kept, with no tag
+    assert "photo" in ds.tags  # on every tagged image, but the empty rows lack it: informative
+    summary = summarize_tags(ds)
+    assert summary["no_tag"]["total"] == 3
+    assert any(w["kind"] == "no-tag" for w in summary["warnings"])
+    assert summary["cooccurrence"][0]["images"] >= summary["cooccurrence"][-1]["images"]
+
+
+def test_tag_on_every_image_or_on_one_is_excluded_with_reason(tmp_path: Path) -> None:
+    rows = _write_tagged(tmp_path, 10)
+    cells = [[p, "|".join([*t, "scan"] + (["rare"] if i == 3 else []))] for i, (p, t) in enumerate(rows)]
+    ds = load_tag_dataset(_csv(tmp_path / "l.csv", ["image", "labels"], cells), verify=False)
+    reasons = dict(ds.excluded)
+    assert "every image" in reasons["scan"] and "1 image" in reasons["rare"]
+    assert "scan" not in ds.tags and "rare" not in ds.tags
+
+
+def test_hf_dataset_with_sequence_classlabel(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    rows = _write_tagged(tmp_path, 6)
+    features = datasets.Features(
+        {"image": datasets.Image(), "labels": datasets.Sequence(datasets.ClassLabel(names=list(TAGS)))}
+    )
+    table = {
+        "image": [str(tmp_path / p) for p, _ in rows],
+        "labels": [[TAGS.index(x) for x in t] for _, t in rows],
+    }
+    datasets.Dataset.from_dict(table, features=features).save_to_disk(str(tmp_path / "hf"))
+    assert detect_task(tmp_path / "hf") == "multi_label"
+    ds = scan_tags(tmp_path / "hf", verify=False)
+    assert sorted(it.tags for it in ds.items) == sorted(tuple(t) for _, t in rows)
+
+
+# --------------------------------------------------------------------------- splitting and metrics
+
+
+def test_iterative_stratification_puts_every_tag_in_validation() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.random((120, 12)) < np.linspace(0.4, 0.02, 12)  # common to very rare tags
+    y[:2, -1] = True  # a tag on exactly two images
+    for seed in (0, 1, 2):
+        split = np.array(iterative_split(y, {"validation": 0.2}, seed=seed))
+        assert split.tolist() == iterative_split(y, {"validation": 0.2}, seed=seed)  # deterministic
+        for t in range(y.shape[1]):
+            if y[:, t].sum() >= 2:
+                assert y[split == "validation", t].any() and y[split == "train", t].any(), (seed, t)
+        assert 0.15 <= (split == "validation").mean() <= 0.27
+
+
+def test_thresholds_maximise_f1_and_metrics_count_errors() -> None:
+    y = np.array([[1, 0], [1, 1], [0, 1], [0, 0], [1, 0]], dtype=bool)
+    s = np.array([[0.9, 0.1], [0.6, 0.7], [0.2, 0.65], [0.3, 0.2], [0.4, 0.3]])
+    cuts = best_f1_thresholds(y, s)
+    assert 0.3 < cuts[0] < 0.4 and 0.3 < cuts[1] < 0.65
+    result = tag_metrics(y, s, np.array([0.5, 0.5]), ["a", "b"])
+    a = result["per_tag"][0]
+    assert (a["tp"], a["fp"], a["fn"]) == (2, 0, 1)
+    assert result["metrics"]["hamming_loss"] == pytest.approx(1 / 10)
+
+
+def test_tag_head_is_scikit_learns_logistic_regression() -> None:
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from sortsight.taghead import _fit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 20)).astype(np.float32)
+    y = (x[:, :2] + rng.normal(size=(200, 2)) > 0.3).astype(np.float32)
+    for balanced in (False, True):
+        w, b = _fit(torch.from_numpy(x), torch.from_numpy(y), 0.1, balanced)
+        for t in range(2):
+            ref = LogisticRegression(
+                C=0.1, tol=1e-8, max_iter=5000, class_weight="balanced" if balanced else None
+            )
+            ref.fit(x, y[:, t])
+            assert np.abs(ref.coef_[0] - w[t].numpy()).max() < 2e-3
+            assert abs(ref.intercept_[0] - b[t].item()) < 2e-3
+
+
+# --------------------------------------------------------------------------- a trained tagger
+
+
+@pytest.fixture(scope="module")
+def tagger(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A run trained by ``train`` on 40 generated tagged images at 64 px: ``(run folder, data)``."""
+    from sortsight.config import TrainConfig
+    from sortsight.train import train
+
+    root = tmp_path_factory.mktemp("tagged")
+    rows = _write_tagged(root, 40, seed=1)
+    labels = _csv(root / "labels.csv", ["image", "labels"], [[p, "|".join(t)] for p, t in rows])
+    result = train(
+        TrainConfig(data_path=str(labels), out=str(root / "run"), image_size=64, model="efficientnet_lite0")
+    )
+    return result.run_dir, root
+
+
+def test_trained_tagger_saves_and_uses_its_thresholds(tagger: tuple[Path, Path], tmp_path: Path) -> None:
+    from sortsight.predict import Classifier, predict_paths, read_predictions
+
+    run, data = tagger
+    info = json.loads((run / "sortsight.json").read_text(encoding="utf-8"))
+    assert info["task"] == "multi_label" and set(info["thresholds"]) == set(TAGS)
+    assert info["metrics"]["f1_micro"] > 0.5  # three clear shapes: well above chance
+    meta = json.loads((run / "model" / "sortsight_model.json").read_text(encoding="utf-8"))
+    assert (
+        json.loads((run / "model" / "config.json").read_text())["problem_type"]
+        == "multi_label_classification"
+    )
+    clf = Classifier.load(run, engine="eager")
+    assert clf.task == "multi_label" and clf.thresholds == pytest.approx(meta["thresholds"])
+    assert "thresholds" in (run / "model" / "README.md").read_text(encoding="utf-8")
+    paths = sorted((data / "img").glob("*.png"))[:10]
+    out = tmp_path / "p.csv"
+    predict_paths(clf, paths, out, num_workers=0)
+    rows = list(read_predictions(out))
+    for row in rows:
+        scores = {t: float(row[f"score:{t}"]) for t in clf.labels}
+        over = {t for t, cut in zip(clf.labels, clf.thresholds, strict=True) if scores[t] >= cut}
+        assert set(filter(None, row["tags"].split("|"))) == over
+        assert row["status"] == ("ok" if over else "unsure")
+    predict_paths(clf, paths, out, num_workers=0, threshold=0.999)  # resumed: nothing new
+    assert len(list(read_predictions(out))) == 10
+
+
+def test_pipeline_gives_sortsights_sigmoid_scores(tagger: tuple[Path, Path]) -> None:
+    from transformers import pipeline
+
+    from sortsight.predict import Classifier
+
+    run, data = tagger
+    paths = sorted((data / "img").glob("*.png"))[:4]
+    clf = Classifier.load(run, engine="eager")
+    ours = clf.predict_proba([str(p) for p in paths])
+    pipe = pipeline("image-classification", model=str(run / "model"), function_to_apply="sigmoid", top_k=None)
+    for row, got in zip(ours, pipe([str(p) for p in paths]), strict=True):
+        theirs = {d["label"]: d["score"] for d in got}
+        assert [theirs[t] for t in clf.labels] == pytest.approx(row.tolist(), abs=1e-4)
+    default = pipeline("image-classification", model=str(run / "model"), top_k=None)(str(paths[0]))
+    assert sum(d["score"] for d in default) != pytest.approx(1.0, abs=1e-3)  # problem_type → sigmoid
+
+
+_SORT_SCRIPT = """
+import sys
+from sortsight.tagsort import sort_into_tags
+sort_into_tags(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_tag_sort_copies_into_each_tag_folder_and_resumes_after_kill(tmp_path: Path) -> None:
+    imgs = []
+    (tmp_path / "in").mkdir()
+    for i in range(240):
+        p = tmp_path / "in" / f"img_{i:04d}.jpg"
+        p.write_bytes(b"\xff\xd8" + i.to_bytes(4, "big") + os.urandom(20_000))
+        imgs.append(p)
+    tag_sets = [[t for j, t in enumerate(TAGS) if (i >> j) & 1] for i in range(len(imgs))]
+    preds = _csv(
+        tmp_path / "p.csv",
+        ["path", "tags", "label", "score", "top_k", "status", "model", "error"],
+        [
+            [str(p), "|".join(t), "", "", "[]", "ok" if t else "unsure", "m", ""]
+            for p, t in zip(imgs, tag_sets, strict=True)
+        ],
+    )
+    dest = tmp_path / "out"
+    log = dest / "sortsight-moves.jsonl"
+    proc = subprocess.Popen([sys.executable, "-c", _SORT_SCRIPT, str(preds), str(dest)])
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and log.read_bytes().count(b"\n") >= 20:
+            break
+        time.sleep(0.005)
+    was_running = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert was_running, "the sort finished before it could be killed"
+    summary = sort_into_tags(preds, dest)
+    want = Counter({t: sum(t in s for s in tag_sets) for t in TAGS}) + Counter(
+        unsure=sum(not s for s in tag_sets)
+    )
+    got = Counter(p.parent.name for p in dest.rglob("*.jpg"))
+    assert got == want  # a copy per tag, none twice, none lost
+    assert not list(dest.rglob(".*.part-*"))
+    assert all(p.exists() for p in imgs)  # originals untouched
+    assert summary.counts.get("copy", 0) + summary.counts.get("done", 0) + summary.counts.get(
+        "identical", 0
+    ) == sum(want.values())
+
+
+def test_evaluate_a_tagger_reports_per_tag_counts(tagger: tuple[Path, Path], tmp_path: Path) -> None:
+    from sortsight.evaluate import evaluate
+
+    run, _ = tagger
+    ev = evaluate(run, engine="eager", num_workers=0)
+    assert ev.split == "validation" and ev.note  # no test split: says so
+    assert {"f1_micro", "f1_macro", "f1_samples", "map", "hamming_loss"} <= set(ev.metrics)
+    for row in ev.per_class:
+        assert row["tp"] + row["fn"] == row["support"]
+    wrong = [p["wrong"] for p in ev.worst]
+    assert wrong == sorted(wrong, reverse=True)
+    files = ev.save(tmp_path / "eval", thumbnails=False)
+    assert "Images with the most wrong tags" in files["report"].read_text(encoding="utf-8")
+    assert json.loads(files["json"].read_text(encoding="utf-8"))["task"] == "multi_label"
+
+
+@pytest.mark.slow
+def test_onnx_export_has_sigmoid_scores_and_thresholds(tagger: tuple[Path, Path], tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from sortsight.export import export_onnx
+    from sortsight.predict import Classifier
+
+    run, data = tagger
+    onnx_file = export_onnx(run, tmp_path / "tags.onnx")
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()][-1] == "scores"
+    x = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    logits, scores = session.run(None, {session.get_inputs()[0].name: x})
+    assert scores == pytest.approx(1 / (1 + np.exp(-logits)), abs=1e-5)
+    eager, onnx = Classifier.load(run, engine="eager"), Classifier.load(onnx_file)
+    assert onnx.task == "multi_label" and onnx.thresholds == pytest.approx(eager.thresholds)
+    images = [str(p) for p in sorted((data / "img").glob("*.png"))[:3]]
+    assert onnx.predict_proba(images) == pytest.approx(eager.predict_proba(images), abs=1e-4)
+
+
+def test_tag_issues_find_flipped_tags() -> None:
+    from sortsight.taghead import tag_issues
+
+    rng = np.random.default_rng(0)
+    y = rng.random((40, 3)) < 0.4
+    oof = np.clip(y * 0.8 + rng.random((40, 3)) * 0.2, 0, 1)  # confident out-of-fold scores
+    y[0, 0], y[1, 2] = ~y[0, 0], ~y[1, 2]  # two tags flipped
+    issues = tag_issues([f"p{i}" for i in range(40)], y, oof, np.full(3, 0.5), ("a", "b", "c"))
+    found = {(i["path"], t) for i in issues for t in i["likely_missing"] + i["likely_wrong"]}
+    assert found == {("p0", "a"), ("p1", "c")}
