@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sortsight.progress import ProgressEvent
 
-__all__ = ["PHASES", "ProgressView", "output_console"]
+__all__ = ["PHASES", "ProgressView", "output_console", "print_next"]
 
 PHASES = {
     "scan": "Checking images",
@@ -91,3 +91,8 @@ def _info(metrics: dict[str, Any]) -> str:
         return f"{failed} failed"
     rate = metrics.get("images_per_second")
     return f"{rate:.1f} img/s" if rate else ""
+
+
+def print_next(console: Console, text: str) -> None:
+    """The one short line every command ends with: what to open or run next."""
+    console.print(f"[bold]Next:[/bold] {text}")
