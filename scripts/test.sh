@@ -8,7 +8,8 @@ set +e
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
-  echo "pytest collected no tests (exit 5): nothing failed, but nothing was tested either" >&2
-  exit 0
+  # pytest's "no tests collected": a wrong path or -k, or a broken collection; nothing was tested
+  echo "pytest collected no tests (exit 5): nothing was tested, so this run fails" >&2
+  exit 5
 fi
 exit "$status"
