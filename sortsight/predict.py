@@ -32,6 +32,7 @@ from sortsight.errors import ImageError, PredictError
 from sortsight.images import open_image
 from sortsight.models import DataConfig, eval_transform
 from sortsight.progress import ProgressCallback, Ticker
+from sortsight.runs import RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class Classifier:
         from sortsight.engines import OnnxEngine, find_current_onnx
         from sortsight.models import is_model_folder, load_model_folder
 
-        folder = p / "model" if not is_model_folder(p) and is_model_folder(p / "model") else p
+        folder = RunFolder.resolve(p).model_dir
         if engine in ("auto", "onnx") and is_model_folder(folder):
             current = find_current_onnx(folder)  # exported before: no need to load the PyTorch model
             if current is not None:
@@ -128,7 +129,7 @@ class Classifier:
                 return cls(
                     OnnxEngine(current, threads=threads), labels, data_config, name, str(path), batch_size
                 )
-        loaded = load_model_folder(p)
+        loaded = load_model_folder(folder)
         runner = build_engine(loaded, engine, threads=threads)
         return cls(runner, list(loaded.labels), loaded.data_config, loaded.name, str(path), batch_size)
 

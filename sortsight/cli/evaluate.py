@@ -16,6 +16,7 @@ from rich.table import Table
 from sortsight.cli._options import config_options, given
 from sortsight.cli._render import ProgressView, output_console, print_next
 from sortsight.config import PredictConfig
+from sortsight.runs import RunFolder
 
 __all__ = ["evaluate"]
 
@@ -81,9 +82,8 @@ def evaluate(
             progress=progress,
         )
     if out_dir is None:  # a run keeps its report; any other model gets ./evaluation
-        m = Path(model)
-        runs = [d for d in (m, m.parent) if (d / "sortsight.json").is_file()]
-        out_dir = str(runs[0]) if m.is_dir() and runs else "evaluation"
+        run = RunFolder.find(model) if Path(model).is_dir() else None
+        out_dir = str(run.run_dir) if run is not None else "evaluation"
     written = ev.save(out_dir, thumbnails=not no_thumbnails)
     out = output_console()
     if as_json:
