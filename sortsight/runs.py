@@ -92,7 +92,7 @@ class RunFolder:
         if _has_model(p / MODEL):
             return cls(p / MODEL, p)
         if not p.exists():
-            raise error(f"'{path}' not found. Give a run folder (runs/NAME) or a model folder.")
+            raise error(f"'{path}' not found: no model found. Give a run folder (runs/NAME) or model folder.")
         if (p / RECORD).is_file():
             raise error(
                 f"Run '{path}' has no model yet (its training has not finished). Wait for it, or "
