@@ -60,7 +60,7 @@ def _leaderboard(console: Console, rows: list[dict[str, Any]]) -> None:
 def train(
     data: str | None, config_file: str | None, as_json: bool, estimate_only: bool, **flags: Any
 ) -> None:
-    """Train an image classifier on DATA and write a run folder (model/, metrics, report).
+    """Train an image classifier on DATA and write a run folder (the model and its metrics).
 
     DATA is a folder with one subfolder of images per class, a folder of train/ and
     validation/ split folders, a CSV/TSV/JSONL labels file or a Hugging Face dataset folder.
@@ -73,11 +73,11 @@ def train(
       sortsight train --out runs/photos --resume
       sortsight train photos/ --estimate-only
     """
-    from sortsight.train import train as run_training
-
     values = given(flags)
     if data is None and not config_file and not values.get("resume"):
-        raise click.UsageError(_NO_DATA)
+        raise click.UsageError(_NO_DATA)  # before the (slow) import of the training code
+    from sortsight.train import train as run_training
+
     if data is not None:
         values["data_path"] = data
     if config_file:
