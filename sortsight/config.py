@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,9 +29,11 @@ __all__ = [
     "closest",
     "config_from_dict",
     "config_to_dict",
+    "describe_fields",
     "load_train_config",
     "parse_duration",
     "read_config_file",
+    "validate_fields",
 ]
 
 C = TypeVar("C")
@@ -105,6 +112,155 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
+# Field metadata: every option is declared once, as ``field(default=..., metadata={"help": ...,
+# "min": ..., "max": ..., "choices": ...})``; validation, CLI options and the studio's form read it.
+# --------------------------------------------------------------------------------------------
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, tuple[tuple[type, ...], bool]]:
+    """Per field: the value types its annotation allows (without None) and whether None is allowed."""
+    result = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        kinds = tuple(typing.get_origin(a) or a for a in args if a is not type(None))
+        result[name] = (kinds, type(None) in args)
+    return result
+
+
+def _coerce(name: str, value: Any, kinds: tuple[type, ...], what: str) -> Any:
+    """``value`` as the field's type (YAML, forms and flags give strings), or a one-line ConfigError."""
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"Invalid {what}: {name} must be {expected}, got '{value}'.")
+
+    if bool in kinds:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE + _FALSE:
+            return text in _TRUE
+        raise bad("true or false")
+    if isinstance(value, bool) and (int in kinds or float in kinds):
+        raise bad("a number")
+    if int in kinds:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise bad("a whole number") from None
+    if float in kinds:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            if str in kinds and isinstance(value, str):
+                return value
+            raise bad("a number") from None
+        if not math.isfinite(number):
+            raise bad("a finite number")
+        return number
+    if str in kinds:
+        return str(value)
+    return value
+
+
+def _number(value: float) -> str:
+    """``5``, ``0.2``, ``3e-04``: a bound or value as a user would write it."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _bounds(meta: Mapping[str, Any]) -> str:
+    low, high = meta.get("min"), meta.get("max")
+    if low is not None and high is not None:
+        return f"at least {_number(low)} and at most {_number(high)}"
+    return f"at least {_number(low)}" if low is not None else f"at most {_number(high or 0)}"
+
+
+def validate_fields(config: Any, *, what: str = "option") -> None:
+    """Check and normalise every field of a frozen config dataclass against its metadata.
+
+    Values are converted to the annotated type (``"2e-5"`` → ``2e-05``), then checked against
+    ``choices`` and the inclusive ``min``/``max``; infinities and NaN are refused. A bad value
+    is a one-line :class:`ConfigError` naming the option, what it must be and what was given.
+    Called from each config's ``__post_init__``.
+    """
+    declared = _field_types(config.__class__)
+    for f in dataclasses.fields(config):
+        kinds, nullable = declared[f.name]
+        value = getattr(config, f.name)
+        if value is None:
+            if nullable:
+                continue
+            raise ConfigError(f"Invalid {what}: {f.name} must be given.")
+        value = _coerce(f.name, value, kinds, what)
+        object.__setattr__(config, f.name, value)
+        meta = f.metadata
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            hint = closest(str(value), tuple(choices))
+            extra = f" Did you mean '{hint}'?" if hint else ""
+            raise ConfigError(f"Unknown {f.name} '{value}'.{extra} Choose one of: {', '.join(choices)}.")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        low, high = meta.get("min"), meta.get("max")
+        if number and ((low is not None and value < low) or (high is not None and value > high)):
+            raise ConfigError(f"Invalid {what}: {f.name} must be {_bounds(meta)}, got {_number(value)}.")
+
+
+def _type_name(kind: type) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "str", tuple: "list"}.get(kind, kind.__name__)
+
+
+def describe_fields(cls: type) -> list[dict[str, Any]]:
+    """The declaration of every option of ``cls`` (``TrainConfig``, ``PredictConfig``), in field
+    order, for building forms and command-line options from one source.
+
+    Each dict has ``name``, ``flag`` (``--batch-size``), ``type`` (``"int"``, ``"float"``,
+    ``"str"``, ``"bool"``, ``"list"`` or ``"duration"``: the first one the field takes, or
+    ``metadata["parse"]`` for text the config parses), ``types`` (all of them),
+    ``nullable``, ``default``, ``default_text`` (the default as shown to a user), ``help``,
+    ``min``, ``max`` and ``choices`` (None when not declared).
+
+    Example:
+        >>> [d for d in describe_fields(TrainConfig) if d["name"] == "epochs"][0]["max"]
+        1000
+    """
+    described = []
+    for f in dataclasses.fields(cls):
+        kinds, nullable = _field_types(cls)[f.name]
+        meta = f.metadata
+        default = f.default if f.default is not dataclasses.MISSING else None
+        described.append(
+            {
+                "name": f.name,
+                "flag": "--" + f.name.replace("_", "-"),
+                "type": meta.get("parse") or _type_name(kinds[0]),
+                "types": [_type_name(k) for k in kinds],
+                "nullable": nullable,
+                "default": default,
+                "default_text": meta.get("default_text") or _default_text(default),
+                "help": meta.get("help", ""),
+                "min": meta.get("min"),
+                "max": meta.get("max"),
+                "choices": tuple(meta["choices"]) if meta.get("choices") else None,
+            }
+        )
+    return described
+
+
+def _default_text(default: Any) -> str:
+    if default is None or default == () or default == "":
+        return "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, (int, float)):
+        return _number(default)
+    return str(default)
+
+
+# --------------------------------------------------------------------------------------------
 # Training (owner: A). AutoTrain's image-classification parameter names where they exist.
 # --------------------------------------------------------------------------------------------
 
@@ -143,21 +299,6 @@ def parse_duration(value: str | float | int | None) -> float | None:
     return seconds
 
 
-def _finite(config: Any) -> None:
-    """Refuse nan and infinity in any number option (``--lr inf`` would train with loss nan)."""
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"Option '{f.name}' must be a finite number, got '{value}'.")
-
-
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        hint = closest(value, choices)
-        extra = f" Did you mean '{hint}'?" if hint else ""
-        raise ConfigError(f"Unknown {name} '{value}'.{extra} Choose one of: {', '.join(choices)}.")
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides how a model is trained; saved into every run's ``sortsight.json``.
@@ -171,62 +312,92 @@ class TrainConfig:
         3
     """
 
-    data_path: str | None = None
-    model: str = "efficientnet_lite0"
-    project_name: str = "sortsight-model"
-    out: str | None = None  # run folder; default runs/<project_name>
-    image_size: int | None = None  # default: the model's own input size
-    augmentation: str = "default"  # default | none | documents
-    strategy: str = "auto"  # auto: head, then fine-tune where it pays | head | finetune
-    candidates: int = 1
-    models: tuple[str, ...] = ()
-    time_budget: float | None = None  # seconds; "10m" accepted
-    resume: bool = False
-    overwrite: bool = False
-    refit: bool = dataclasses.field(
-        default=True,
-        metadata={
-            "help": "Fit the final head again on train + validation once its settings are chosen on "
-            "validation (uses every labelled image; validation metrics are then from before the refit)."
-        },
-    )
+    data_path: str | None = field(default=None, metadata={
+        "help": "Labelled images: a folder of class subfolders, split folders, a labels CSV or a dataset.",
+        "default_text": "none (required)"})
+    model: str = field(default="efficientnet_lite0", metadata={
+        "help": "Bundled efficientnet_lite0/1/2 (offline), a timm model name or a Hugging Face model."})
+    project_name: str = field(default="sortsight-model", metadata={
+        "help": "Run name; the run folder is runs/<project-name> unless --out is given."})
+    out: str | None = field(default=None, metadata={
+        "help": "Run folder to write.", "default_text": "runs/<project-name>"})
+    image_size: int | None = field(default=None, metadata={
+        "help": "Input side in pixels.", "min": 16, "max": 1024, "default_text": "the model's own"})
+    augmentation: str = field(default="default", metadata={
+        "help": "Image augmentation while training; documents: never flip or rotate.",
+        "choices": AUGMENTATIONS})
+    strategy: str = field(default="auto", metadata={
+        "help": "auto: fit the head, then fine-tune where it pays; head: head only; finetune: always.",
+        "choices": STRATEGIES})
+    candidates: int = field(default=1, metadata={
+        "help": "Try the first K default models and keep the best.", "min": 1, "max": 5})
+    models: tuple[str, ...] = field(default=(), metadata={
+        "help": "Candidates to compare, comma-separated; name@size for a size (efficientnet_lite0@160).",
+        "default_text": "--model only"})
+    time_budget: float | None = field(default=None, metadata={
+        "help": "Stop with the best model so far after this long, e.g. 90s, 10m, 1h30m.",
+        "default_text": "no limit", "parse": "duration"})
+    resume: bool = field(default=False, metadata={"help": "Continue an interrupted run in --out."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Replace an existing run folder (only one sortsight wrote)."})
     # AutoTrain parameters
-    lr: float = 3e-4
-    epochs: int = 5
-    batch_size: int = 32
-    warmup_ratio: float = 0.1
-    gradient_accumulation: int = 1
-    optimizer: str = "adamw_torch"
-    scheduler: str = "cosine"
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    mixed_precision: str | None = "auto"  # auto | bf16 | fp16 | no
-    auto_find_batch_size: bool = False
-    early_stopping_patience: int = 5
-    early_stopping_threshold: float = 0.0
-    save_total_limit: int = 1
-    max_samples: int | None = None
-    image_column: str = "image"
-    target_column: str = "target"
-    train_split: str = "train"
-    valid_split: float | str | None = 0.2  # a fraction, or AutoTrain's split name
-    test_split: float = 0.0
-    log: str = "none"  # none | tensorboard
-    task: str = dataclasses.field(
-        default="auto",
-        metadata={
-            "help": "single_label (one label per image) or multi_label (several tags); auto: from the data",
-            "choices": TASKS,
-        },
-    )
-    tag_separator: str = dataclasses.field(
-        default="auto",
-        metadata={
-            "help": "What separates the tags in a labels cell; auto: '|' or ';', whichever the cells use",
-            "choices": TAG_SEPARATORS,
-        },
-    )
+    lr: float = field(default=3e-4, metadata={
+        "help": "Learning rate of fine-tuning.", "min": 1e-8, "max": 10.0})
+    epochs: int = field(default=5, metadata={
+        "help": "Fine-tuning epochs (passes over the training images).", "min": 1, "max": 1000})
+    batch_size: int = field(default=32, metadata={
+        "help": "Images per training step.", "min": 1, "max": 4096})
+    warmup_ratio: float = field(default=0.1, metadata={
+        "help": "Share of the steps spent warming the learning rate up.", "min": 0.0, "max": 0.9})
+    gradient_accumulation: int = field(default=1, metadata={
+        "help": "Steps whose gradients are summed before each update.", "min": 1, "max": 1024})
+    optimizer: str = field(default="adamw_torch", metadata={
+        "help": "Optimizer of fine-tuning.", "choices": OPTIMIZERS})
+    scheduler: str = field(default="cosine", metadata={
+        "help": "How the learning rate changes over fine-tuning.", "choices": SCHEDULERS})
+    weight_decay: float = field(default=0.01, metadata={
+        "help": "Weight decay (AdamW's decoupled L2 penalty).", "min": 0.0, "max": 10.0})
+    max_grad_norm: float = field(default=1.0, metadata={
+        "help": "Clip gradients to this norm; 0 turns clipping off.", "min": 0.0, "max": 100.0})
+    seed: int = field(default=42, metadata={
+        "help": "Random seed of the split and the training.", "min": 0, "max": 2**32 - 1})
+    mixed_precision: str | None = field(default="auto", metadata={
+        "help": "Number format of training; auto: the faster one, measured at run time.",
+        "choices": PRECISIONS})
+    auto_find_batch_size: bool = field(default=False, metadata={
+        "help": "Halve the batch size when memory runs out."})
+    early_stopping_patience: int = field(default=5, metadata={
+        "help": "Epochs without improvement before fine-tuning stops; 0 turns it off.",
+        "min": 0, "max": 1000})
+    early_stopping_threshold: float = field(default=0.0, metadata={
+        "help": "Smallest gain in validation loss that counts as an improvement.", "min": 0.0, "max": 1.0})
+    save_total_limit: int = field(default=1, metadata={
+        "help": "Checkpoints kept per candidate (for --resume).", "min": 1, "max": 100})
+    max_samples: int | None = field(default=None, metadata={
+        "help": "Use at most this many images, balanced per class.", "min": 2,
+        "default_text": "all"})
+    image_column: str = field(default="image", metadata={
+        "help": "Image column of a labels file or Hugging Face dataset."})
+    target_column: str = field(default="target", metadata={
+        "help": "Label column of a labels file or Hugging Face dataset."})
+    train_split: str = field(default="train", metadata={
+        "help": "Name of the training split in a dataset with named splits."})
+    valid_split: float | str | None = field(default=0.2, metadata={
+        "help": "Validation fraction when the data has no validation split, or the split's name.",
+        "min": 0.01, "max": 0.9})
+    test_split: float = field(default=0.0, metadata={
+        "help": "Fraction per class held out for the final test.", "min": 0.0, "max": 0.9})
+    log: str = field(default="none", metadata={
+        "help": "Also write training curves for this tool.", "choices": LOGGERS})
+    refit: bool = field(default=True, metadata={
+        "help": "Fit the final head again on train + validation once its settings are chosen on "
+        "validation (uses every labelled image; validation metrics are then from before the refit)."})
+    task: str = field(default="auto", metadata={
+        "help": "single_label (one label per image) or multi_label (several tags); auto: from the data.",
+        "choices": TASKS})
+    tag_separator: str = field(default="auto", metadata={
+        "help": "What separates the tags in a labels cell; auto: '|' or ';', whichever the cells use.",
+        "choices": TAG_SEPARATORS})
 
     def __post_init__(self) -> None:
         fix = object.__setattr__
@@ -239,64 +410,12 @@ class TrainConfig:
         else:
             fix(self, "models", tuple(self.models))
         fix(self, "time_budget", parse_duration(self.time_budget))
-        for name in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm", "early_stopping_threshold",
-                     "test_split"):
-            value = getattr(self, name)
-            try:
-                fix(self, name, float(value))
-            except (TypeError, ValueError):
-                raise ConfigError(f"Option '{name}' must be a number, got '{value}'.") from None
-        for name in ("epochs", "batch_size", "gradient_accumulation", "seed", "early_stopping_patience",
-                     "save_total_limit", "candidates"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                try:
-                    fix(self, name, int(str(value)))
-                except ValueError:
-                    raise ConfigError(f"Option '{name}' must be a whole number, got '{value}'.") from None
         mp = self.mixed_precision
         fix(self, "mixed_precision", "no" if mp in (None, "none", "None", False) else str(mp))
         fix(self, "log", "none" if self.log in (None, "None", False) else str(self.log))
-        vs = self.valid_split
-        if isinstance(vs, str):
-            try:
-                vs = float(vs)
-            except ValueError:
-                pass
-        fix(self, "valid_split", vs)
-        _finite(self)
-        _choice("augmentation", self.augmentation, AUGMENTATIONS)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("scheduler", self.scheduler, SCHEDULERS)
-        _choice("mixed_precision", str(self.mixed_precision), PRECISIONS)
-        _choice("strategy", self.strategy, STRATEGIES)
-        _choice("log", self.log, LOGGERS)
-        _choice("task", self.task, TASKS)
-        _choice("tag_separator", self.tag_separator, TAG_SEPARATORS)
-        checks = [
-            (self.lr > 0, "lr must be > 0, e.g. 1e-3"),
-            (self.epochs >= 1, "epochs must be at least 1"),
-            (self.batch_size >= 1, "batch_size must be at least 1"),
-            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1), e.g. 0.1"),
-            (self.gradient_accumulation >= 1, "gradient_accumulation must be at least 1"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (self.max_grad_norm >= 0, "max_grad_norm must be >= 0 (0 turns clipping off)"),
-            (self.early_stopping_patience >= 0, "early_stopping_patience must be >= 0 (0 turns it off)"),
-            (self.save_total_limit >= 1, "save_total_limit must be at least 1"),
-            (self.candidates >= 1, "candidates must be at least 1"),
-            (self.image_size is None or 16 <= int(self.image_size) <= 1024,
-             "image_size must be between 16 and 1024 pixels"),
-            (self.max_samples is None or int(self.max_samples) >= 2, "max_samples must be at least 2"),
-            (0 <= self.test_split < 1, "test_split must be a fraction in [0, 1)"),
-            (not (self.resume and self.overwrite), "use either resume or overwrite, not both"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"Invalid training option: {message}.")
-        if isinstance(vs, float) and not 0 < vs < 1:
-            raise ConfigError(
-                f"valid_split must be a fraction between 0 and 1 (e.g. 0.2) or a split name, got {vs}."
-            )
+        validate_fields(self, what="training option")
+        if self.resume and self.overwrite:
+            raise ConfigError("Invalid training option: use either resume or overwrite, not both.")
 
     @property
     def run_dir(self) -> Path:
@@ -387,66 +506,50 @@ class PredictConfig:
         5
     """
 
-    model: str = ""
-    inputs: tuple[str, ...] = ()  # files, folders (recursive) or CSV/TXT lists of paths
-    output: str = "predictions.csv"
-    jsonl: bool = False  # write JSON Lines instead of CSV
-    top_k: int = 5
-    threshold: float = 0.0  # below it a prediction is "unsure"
-    batch_size: int = 32
-    engine: str = "auto"  # auto | onnx | jit | eager
-    num_workers: int | None = None  # image-decoding processes; None: sized for the machine
-    sort_into: str | None = None
-    move: bool = False
-    dry_run: bool = False
-    merge_identical: bool = dataclasses.field(
-        default=False,
-        metadata={
-            "help": "With --sort-into: do not add a suffixed copy of content already in the label "
-            "folder (with --move the source is removed; logged, undo restores it)."
-        },
-    )
-    follow_links: bool = dataclasses.field(
-        default=False,
-        metadata={"help": "Also search folders reached through symbolic links (never moved through)."},
-    )
-    tags_only: bool = dataclasses.field(
-        default=False,
-        metadata={
-            "help": "Multi-label, with sort_into: write DEST/tags.csv (path, tags) instead of copying images"
-        },
-    )
-    tta: bool = dataclasses.field(
-        default=False,
-        metadata={
-            "help": "Flip test-time augmentation: average each image's prediction with its mirror "
-            "image's (twice the compute; not for collections where mirroring changes the class)."
-        },
-    )
+    model: str = field(default="", metadata={
+        "help": "A run folder, a Hugging Face image-classification model folder or an .onnx file."})
+    inputs: tuple[str, ...] = field(default=(), metadata={
+        "help": "Image files, folders (searched recursively) or CSV/TXT lists of paths."})
+    output: str = field(default="predictions.csv", metadata={
+        "help": "Predictions file (CSV; JSON Lines when it ends in .jsonl). Rerunning resumes it."})
+    jsonl: bool = field(default=False, metadata={"help": "Write JSON Lines instead of CSV."})
+    top_k: int = field(default=5, metadata={"help": "Labels kept per image.", "min": 1, "max": 1000})
+    threshold: float = field(default=0.0, metadata={
+        "help": "Below this best score an image is 'unsure' (and sorted into unsure/). Multi-label "
+        "models: one threshold for every tag instead of each tag's own (0: the model's own).",
+        "min": 0.0, "max": 1.0})
+    batch_size: int = field(default=32, metadata={
+        "help": "Images per inference batch.", "min": 1, "max": 4096})
+    engine: str = field(default="auto", metadata={
+        "help": "Inference engine; auto takes the fastest available (onnx, then jit, then eager).",
+        "choices": PREDICT_ENGINES})
+    num_workers: int | None = field(default=None, metadata={
+        "help": "Image-decoding processes.", "min": 0, "max": 256, "default_text": "sized for this machine"})
+    sort_into: str | None = field(default=None, metadata={
+        "help": "Copy each image into DIR/<label>/ (unsure ones into DIR/unsure/).",
+        "default_text": "no sorting"})
+    move: bool = field(default=False, metadata={
+        "help": "With --sort-into: move the images instead of copying them."})
+    dry_run: bool = field(default=False, metadata={
+        "help": "With --sort-into: show the plan, touch no image."})
+
+    merge_identical: bool = field(default=False, metadata={
+        "help": "With --sort-into: do not add a suffixed copy of content already in the label "
+        "folder (with --move the source is removed; logged, undo restores it)."})
+    follow_links: bool = field(default=False, metadata={
+        "help": "Also search folders reached through symbolic links (never moved through)."})
+    tags_only: bool = field(default=False, metadata={
+        "help": "Multi-label, with --sort-into: write DEST/tags.csv (path, tags) instead of copying images."})
+    tta: bool = field(default=False, metadata={
+        "help": "Flip test-time augmentation: average each image's prediction with its mirror "
+        "image's (twice the compute; not for collections where mirroring changes the class)."})
 
     def __post_init__(self) -> None:
-        fix = object.__setattr__
-        fix(self, "model", str(self.model))
-        fix(self, "inputs", (str(self.inputs),) if isinstance(self.inputs, (str, Path))
-            else tuple(str(i) for i in self.inputs))
-        fix(self, "output", str(self.output))
-        if self.sort_into is not None:
-            fix(self, "sort_into", str(self.sort_into))
-        try:
-            fix(self, "top_k", int(self.top_k))
-            fix(self, "batch_size", int(self.batch_size))
-            fix(self, "threshold", float(self.threshold))
-            if self.num_workers is not None:
-                fix(self, "num_workers", int(self.num_workers))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"Invalid prediction option: {exc}.") from None
-        _finite(self)
-        _choice("engine", self.engine, PREDICT_ENGINES)
+        inputs = self.inputs
+        inputs = (inputs,) if isinstance(inputs, (str, Path)) else inputs
+        object.__setattr__(self, "inputs", tuple(str(i) for i in inputs))
+        validate_fields(self, what="prediction option")
         checks = [
-            (self.top_k >= 1, "top_k must be at least 1"),
-            (self.batch_size >= 1, "batch_size must be at least 1"),
-            (0.0 <= self.threshold <= 1.0, "threshold must be between 0 and 1, e.g. 0.6"),
-            (self.num_workers is None or self.num_workers >= 0, "num_workers must be >= 0"),
             (not (self.move and self.sort_into is None), "move needs sort_into (a destination folder)"),
             (not (self.dry_run and self.sort_into is None), "dry_run needs sort_into (a destination folder)"),
             (not (self.merge_identical and self.sort_into is None), "merge_identical needs sort_into"),

@@ -27,6 +27,7 @@ from sortsight._callable import make_module_callable
 from sortsight.errors import DataError
 from sortsight.predict import Classifier, iter_probabilities
 from sortsight.progress import ProgressCallback, Ticker
+from sortsight.runs import RunFolder
 
 __all__ = ["Evaluation", "calibration_bins", "compute_metrics", "evaluate", "held_out_items"]
 
@@ -213,17 +214,6 @@ def _most_confused(
 # --------------------------------------------------------------------------- data selection
 
 
-def _run_info(model: Path) -> tuple[Path, dict[str, Any]] | None:
-    for folder in (model, model.parent):
-        info = folder / "sortsight.json"
-        if info.is_file():
-            try:
-                return folder, json.loads(info.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                return None
-    return None
-
-
 def held_out_items(run_dir: Path, info: dict[str, Any]) -> tuple[list[tuple[Path, str]], str, str, str]:
     """The run's test images (or validation images, with a note): ``(items, data, split, note)``.
 
@@ -326,7 +316,8 @@ def evaluate(
         (0.962, 'test')
     """
     model_path = Path(model.source if isinstance(model, Classifier) else model)
-    run = _run_info(model_path) if model_path.is_dir() else None
+    found = RunFolder.find(model_path) if model_path.is_dir() else None
+    run = (found.run_dir, found.info()) if found is not None and found.run_dir else None
     if data is None and run is None:  # checked before the (slow) model load
         raise DataError(
             f"'{model_path}' is not a sortsight run folder, so it has no held-out split. Give "

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sortsight.errors import ModelError
+from sortsight.runs import RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -553,11 +554,7 @@ def load_model_folder(path: str | Path) -> LoadedModel:
         >>> loaded.labels  # doctest: +SKIP
         ['not useful', 'useful']
     """
-    p = Path(path).expanduser()
-    if not is_model_folder(p) and is_model_folder(p / "model"):
-        p = p / "model"
-    if not p.is_dir():
-        raise ModelError(f"Model folder '{path}' not found. Give a run folder or its model/ folder.")
+    p = RunFolder.resolve(path).model_dir
     if not is_model_folder(p):
         raise ModelError(
             f"'{path}' is not a model folder (no config.json with model.safetensors). "

@@ -33,6 +33,7 @@ from sortsight.fileops import ensure_output_dir, ensure_output_file, json_line
 from sortsight.images import open_image
 from sortsight.models import DataConfig, eval_transform
 from sortsight.progress import ProgressCallback, Ticker
+from sortsight.runs import RunFolder
 from sortsight.tagmetrics import cuts_of, sigmoid, tag_columns, tag_fields, tag_row
 
 logger = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ class Classifier:
         from sortsight.models import is_model_folder, load_model_folder
         from sortsight.multilabel import model_task
 
-        folder = p / "model" if not is_model_folder(p) and is_model_folder(p / "model") else p
+        folder = RunFolder.resolve(p).model_dir
         if engine in ("auto", "onnx") and is_model_folder(folder):
             current = find_current_onnx(folder)  # exported before: no need to load the PyTorch model
             if current is not None:
@@ -154,7 +155,7 @@ class Classifier:
                     OnnxEngine(current, threads=threads), labels, data_config, name, str(path), batch_size
                 )
                 return clf._with_task(*model_task(folder))
-        loaded = load_model_folder(p)
+        loaded = load_model_folder(folder)
         runner = build_engine(loaded, engine, threads=threads)
         clf = cls(runner, list(loaded.labels), loaded.data_config, loaded.name, str(path), batch_size)
         return clf._with_task(*model_task(loaded.path))

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sortsight.errors import ExportError, ImageError
+from sortsight.runs import RunFolder
 
 __all__ = [
     "SPACE_COLORS",
@@ -72,15 +73,8 @@ def resolve_model_dir(path: str | Path) -> tuple[Path, Path | None]:
     Raises:
         ExportError: ``path`` holds no model (no ``config.json`` there or in ``model/``).
     """
-    path = Path(path)
-    if (path / "config.json").is_file():
-        run = path.parent if (path.parent / "sortsight.json").is_file() else None
-        return path, run
-    if (path / "model" / "config.json").is_file():
-        return path / "model", path
-    raise ExportError(
-        f"no model found in {path} (no config.json): give a run folder (runs/<name>) or its model/ folder"
-    )
+    run = RunFolder.resolve(path, error=ExportError)
+    return run.model_dir, run.run_dir
 
 
 def read_card(model_dir: str | Path) -> CardText:

@@ -83,11 +83,12 @@ class TagEvaluation:
 
 def _items(clf: Classifier, data: str | Path | None, split: str | None) -> tuple[list[Any], str, str, str]:
     """``(tag items, data name, split name, note)`` to evaluate on."""
-    from sortsight.evaluate import _run_info
+    from sortsight.runs import RunFolder
     from sortsight.tagdata import scan_tags
 
     model_path = Path(clf.source)
-    run = _run_info(model_path) if model_path.is_dir() else None
+    found = RunFolder.find(model_path) if model_path.is_dir() else None
+    run = (found.run_dir, found.info()) if found is not None and found.run_dir else None
     stored = (run[1].get("data") or {}) if run else {}
     same = (
         data is not None

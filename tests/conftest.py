@@ -5,10 +5,13 @@ Owners add fixtures here with care; fixtures used by one test file live in that 
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw
@@ -131,3 +134,42 @@ def write_trainer_style_vit(folder: Path, labels: Sequence[str] = ("a", "b"), *,
     ViTForImageClassification(config).save_pretrained(folder)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
     return folder
+
+
+# --------------------------------------------------------------------------- one real training run
+TRAIN_CLASSES = ("red_circle", "green_square", "blue_circle")
+TRAIN_FAST = {"image_size": 64, "batch_size": 8, "epochs": 1, "mixed_precision": "no"}
+
+
+@pytest.fixture(scope="session")
+def train_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three easy classes (``TRAIN_CLASSES``), 10 images of 40 px each. Session-scoped: read only."""
+    return write_class_folder(tmp_path_factory.mktemp("train") / "data", TRAIN_CLASSES, per_class=10, size=40)
+
+
+@pytest.fixture(scope="session")
+def trained_run(train_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, list[Any]]:
+    """``(TrainResult, progress events)`` of one real ``train`` on ``train_data`` (bundled Lite0 at
+    64 px, one fine-tuning epoch, no refit, TensorBoard on): the training every test that only
+    reads a finished run shares, instead of training again. Session-scoped: do not modify it;
+    use ``copy_run``."""
+    from sortsight.config import TrainConfig
+    from sortsight.train import train
+
+    events: list[Any] = []
+    out = tmp_path_factory.mktemp("runs") / "run"
+    config = TrainConfig(
+        data_path=str(train_data), out=str(out), **TRAIN_FAST,
+        strategy="finetune", refit=False, log="tensorboard",
+    )
+    return train(config, progress=events.append), events
+
+
+def copy_run(run_dir: Path, dest: Path) -> Path:
+    """A copy of a run folder that ``--resume`` continues in place (its record names ``dest``)."""
+    shutil.copytree(run_dir, dest)
+    record_path = dest / "sortsight.json"
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    record["config"]["out"] = str(dest)
+    record_path.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return dest

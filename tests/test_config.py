@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from sortsight.config import TrainConfig, config_from_dict, config_to_dict, load_train_config, parse_duration
+from sortsight.config import (
+    PredictConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    describe_fields,
+    load_train_config,
+    parse_duration,
+)
 from sortsight.errors import ConfigError
 
 AUTOTRAIN_YAML = """\
@@ -97,7 +106,14 @@ def test_bad_config_files_are_one_line_errors(tmp_path: Path, text: str, message
     ("values", "message"),
     [
         ({"epochs": 0}, "epochs must be at least 1"),
-        ({"valid_split": 1.5}, "valid_split must be a fraction"),
+        ({"valid_split": 1.5}, "valid_split must be at least 0.01 and at most 0.9, got 1.5"),
+        ({"lr": float("inf")}, "lr must be a finite number"),
+        ({"lr": "nan"}, "lr must be a finite number"),
+        ({"time_budget": float("inf")}, "time_budget must be a finite number"),
+        ({"seed": -1}, "seed must be at least 0"),
+        ({"batch_size": 2.5}, "batch_size must be a whole number"),
+        ({"epochs": True}, "epochs must be a number"),
+        ({"resume": "maybe"}, "resume must be true or false"),
         ({"augmentation": "document"}, "Did you mean 'documents'"),
         ({"resume": True, "overwrite": True}, "not both"),
         ({"warmup_ratio": 1.0}, "warmup_ratio"),
@@ -108,7 +124,59 @@ def test_bad_config_files_are_one_line_errors(tmp_path: Path, text: str, message
 def test_invalid_values(values: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         config_from_dict(TrainConfig, values, what="training option")
-    assert message in str(info.value)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"top_k": 0}, "top_k must be at least 1 and at most 1000, got 0"),
+        ({"threshold": 1.5}, "threshold must be at least 0 and at most 1"),
+        ({"threshold": float("-inf")}, "threshold must be a finite number"),
+        ({"batch_size": "many"}, "batch_size must be a whole number"),
+        ({"engine": "onx"}, "Did you mean 'onnx'"),
+        ({"move": True}, "move needs sort_into"),
+    ],
+)
+def test_invalid_prediction_values(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        PredictConfig(model="m", inputs=("x",), **values)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_values_are_converted_to_the_declared_types() -> None:
+    cfg = TrainConfig(lr="2e-5", epochs="3", batch_size=8.0, resume="yes", valid_split="0.3", seed="7")
+    assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.resume, cfg.valid_split, cfg.seed) == (
+        2e-5, 3, 8, True, 0.3, 7
+    )
+    assert isinstance(cfg.epochs, int) and isinstance(cfg.batch_size, int)
+    assert TrainConfig(valid_split="validation").valid_split == "validation"  # a split name
+    assert TrainConfig(data_path=Path("photos")).data_path == "photos"
+    pc = PredictConfig(model=Path("m"), inputs="new", top_k="3", threshold="0.5", num_workers="0")
+    assert (pc.model, pc.inputs, pc.top_k, pc.threshold, pc.num_workers) == ("m", ("new",), 3, 0.5, 0)
+
+
+@pytest.mark.parametrize("cls", [TrainConfig, PredictConfig])
+def test_every_option_is_declared_with_help_and_a_valid_default(cls: type) -> None:
+    described = describe_fields(cls)
+    assert [d["name"] for d in described] == [f.name for f in dataclasses.fields(cls)]
+    for d in described:
+        assert d["help"] and "\n" not in d["help"], d["name"]
+        assert d["default_text"], d["name"]
+        assert d["type"] in ("int", "float", "str", "bool", "list", "duration"), d
+        if d["choices"]:
+            assert d["default"] in d["choices"], d["name"]
+        low, high = d["min"], d["max"]
+        if low is not None and high is not None:
+            assert low <= high, d["name"]
+        if d["default"] is not None and d["type"] in ("int", "float"):
+            assert low is None or d["default"] >= low, d["name"]
+            assert high is None or d["default"] <= high, d["name"]
+    # the bounds given are the bounds enforced, inclusive
+    epochs = next(d for d in describe_fields(TrainConfig) if d["name"] == "epochs")
+    assert TrainConfig(epochs=epochs["max"]).epochs == epochs["max"]
+    with pytest.raises(ConfigError):
+        TrainConfig(epochs=epochs["max"] + 1)
 
 
 def test_durations_and_round_trip() -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from conftest import write_class_folder
 
-from sortsight.training.distributed import Environment
-from sortsight.training.run_dir import prepare_run_dir
 from sortsight.config import TrainConfig
 from sortsight.errors import SortsightError, TrainError
 from sortsight.fileops import clear_for_overwrite
+from sortsight.training.distributed import Environment
+from sortsight.training.run_dir import prepare_run_dir
 
 
 def _tree(root: Path) -> dict[str, str]:

@@ -17,7 +17,21 @@ from sortsight import __version__
 from sortsight.config import closest
 from sortsight.errors import SortsightError
 
-__all__ = ["cli", "main"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "EXIT_USER_ERROR", "cli", "main"]
+
+EXIT_USER_ERROR = 1  # a SortsightError: bad data, options or files; the message says what to do
+EXIT_USAGE = 2  # click's own: an unknown command or option, a missing argument
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+
+_EPILOG = f"""\b
+Exit codes:
+  0    done
+  {EXIT_USER_ERROR}    a problem with the data, a file or an option value (the message says what to do)
+  {EXIT_USAGE}    the command was mistyped (unknown command or option, missing argument)
+  {EXIT_INTERRUPTED}  interrupted with Ctrl-C
+
+Warnings from other libraries go to the log file (see --verbose), not to the screen.
+"""
 
 # command name -> "module:function". Add one line per command.
 _COMMANDS: dict[str, str] = {
@@ -67,19 +81,33 @@ class _LazyGroup(click.Group):
         for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as \xNN
             if hasattr(stream, "reconfigure"):
                 stream.reconfigure(errors="backslashreplace")
+        from sortsight.cli._logs import capture_library_output
+
         try:
-            return super().invoke(ctx)
+            with capture_library_output(" ".join(sys.argv[1:]), verbose=bool(ctx.params.get("verbose"))):
+                return super().invoke(ctx)
         except SortsightError as exc:
             click.echo(f"Error: {exc}", err=True)
-            ctx.exit(1)
+            ctx.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            ctx.exit(130)
+            click.echo("Interrupted (Ctrl-C): stopped before finishing.", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_LazyGroup,
+    epilog=_EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "--version", "-V", prog_name="sortsight")
-def cli() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also show log messages and other libraries' warnings on stderr "
+    "(they always go to $SORTSIGHT_LOG, default ~/.cache/sortsight/sortsight.log).",
+)
+def cli(verbose: bool) -> None:
     """sortsight: train an image classifier on a laptop CPU, check and fix the data, sort new images.
 
     Start with `sortsight quickstart`, or `sortsight check DATA` on your own folder.

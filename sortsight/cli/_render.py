@@ -15,7 +15,7 @@ from rich.table import Table
 
 from sortsight.progress import ProgressEvent
 
-__all__ = ["PHASES", "ProgressView", "output_console", "render_run_skipped", "render_skipped"]
+__all__ = ["PHASES", "ProgressView", "output_console", "print_next", "render_run_skipped", "render_skipped"]
 
 PHASES = {
     "scan": "Checking images",
@@ -131,3 +131,6 @@ def render_run_skipped(console: Console, run_dir: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         return
     render_skipped(console, skipped, full_list=f"{record} (data.skipped)")
+def print_next(console: Console, text: str) -> None:
+    """The one short line every command ends with: what to open or run next."""
+    console.print(f"[bold]Next:[/bold] {text}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 import click
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sortsight import data
-from sortsight.cli._render import ProgressView, output_console, render_skipped
+from sortsight.cli._render import ProgressView, output_console, print_next, render_skipped
 from sortsight.errors import ConfigError
 from sortsight.fileops import atomic_write, ensure_output_dir, ensure_output_file, output_error
 from sortsight.images import DEFAULT_MAX_PIXELS
@@ -222,3 +223,9 @@ def check(
         _doctor.render_doctor(out, report, doctor_files)
     if grid_path is not None:
         out.print(f"Sample grid written to {grid_path}")
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(data_path).resolve().stem) or "model"
+    command = f"sortsight train {quote(data_path)} --out {quote('runs/' + name)}"
+    if summary["warnings"]:
+        print_next(out, f"fix what the warnings say (or train anyway): {command}")
+    else:
+        print_next(out, command)

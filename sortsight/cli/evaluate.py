@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from shlex import quote
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from sortsight.cli._render import ProgressView, output_console
-from sortsight.config import PREDICT_ENGINES
+from sortsight.cli._options import config_options, given
+from sortsight.cli._render import ProgressView, output_console, print_next
+from sortsight.config import PredictConfig
+from sortsight.runs import RunFolder
 
 __all__ = ["evaluate"]
 
 
 @click.command()
+@config_options(
+    PredictConfig, only=("engine", "batch_size", "num_workers"), names={"num_workers": ("--workers",)}
+)
 @click.argument("model", type=click.Path())
 @click.argument("data", required=False, type=click.Path())
 @click.option(
@@ -32,9 +38,6 @@ __all__ = ["evaluate"]
     default=None,
     help="Folder for report.html and evaluation.json (default: the run folder, else ./evaluation).",
 )
-@click.option("--engine", type=click.Choice(PREDICT_ENGINES), default="auto", show_default=True)
-@click.option("--batch-size", default=32, show_default=True, type=int)
-@click.option("--workers", "num_workers", default=None, type=int, help="Image-decoding processes.")
 @click.option("--top-losses", default=24, show_default=True, type=int, help="Worst predictions shown.")
 @click.option("--no-thumbnails", is_flag=True, help="Leave image thumbnails out of report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print evaluation.json's numbers instead of tables.")
@@ -44,8 +47,8 @@ def evaluate(
     data: str | None,
     split: str | None,
     out_dir: str | None,
-    engine: str,
-    batch_size: int,
+    engine: str | None,
+    batch_size: int | None,
     num_workers: int | None,
     top_losses: int,
     no_thumbnails: bool,
@@ -64,23 +67,26 @@ def evaluate(
     """
     from sortsight.evaluate import evaluate as run_evaluate
 
+    # the prediction settings are PredictConfig's: declared and checked there
+    settings = PredictConfig(
+        model=model, **given({"engine": engine, "batch_size": batch_size, "num_workers": num_workers})
+    )
     err = Console(stderr=True)
     with ProgressView(err) as progress:
         ev = run_evaluate(
             model,
             data,
             split=split,
-            engine=engine,
-            batch_size=batch_size,
-            num_workers=num_workers,
+            engine=settings.engine,
+            batch_size=settings.batch_size,
+            num_workers=settings.num_workers,
             top_losses=top_losses,
             progress=progress,
             tta=tta,
         )
     if out_dir is None:  # a run keeps its report; any other model gets ./evaluation
-        m = Path(model)
-        runs = [d for d in (m, m.parent) if (d / "sortsight.json").is_file()]
-        out_dir = str(runs[0]) if m.is_dir() and runs else "evaluation"
+        run = RunFolder.find(model) if Path(model).is_dir() else None
+        out_dir = str(run.run_dir) if run is not None else "evaluation"
     written = ev.save(out_dir, thumbnails=not no_thumbnails)
     out = output_console()
     if as_json:
@@ -123,3 +129,8 @@ def evaluate(
         out.print(f"{len(ev.skipped)} images could not be read (listed in the report).")
     out.print(f"Report: {written['report']}")
     out.print(f"Numbers: {written['json']}")
+    print_next(
+        out,
+        f"open {quote(str(written['report']))} in a browser; sort new images with: "
+        f"sortsight predict {quote(model)} NEW_IMAGES/ --sort-into sorted/",
+    )

@@ -6,12 +6,13 @@ Thin: parse → :mod:`sortsight.export` → render.
 from __future__ import annotations
 
 from pathlib import Path
+from shlex import quote
 from typing import Literal
 
 import click
 from rich.console import Console
 
-from sortsight.cli._render import output_console
+from sortsight.cli._render import output_console, print_next
 from sortsight.errors import ConfigError
 
 __all__ = ["export"]
@@ -36,9 +37,10 @@ def _export_dataset(out: Console, data: str, folder: str | None, repo: str | Non
         out.print(f"Pushing the dataset folder to {repo} ({visibility})…")
         url = push_dataset_to_hub(done.folder, repo, private=not public)
         out.print(f"Pushed: {url}")
+        print_next(out, f"open {url}")
     else:
-        out.print(
-            f"Next: datasets.load_dataset({str(done.folder)!r}) reads it; push it with --dataset-to-hub"
+        print_next(
+            out, f"datasets.load_dataset({str(done.folder)!r}) reads it; push it with --dataset-to-hub"
         )
 
 
@@ -122,23 +124,20 @@ def export(
             raise ConfigError("--dataset-out/--dataset-to-hub export a dataset: leave out the model options.")
         _export_dataset(out, model, dataset_out, dataset_repo, public)
         return
-    did = False
+    then = ""  # what to do next: the last thing made
     if to_onnx or onnx_file:
         path = api.export_onnx(model, onnx_file)
         size = Path(path).stat().st_size / 1e6
-        out.print(
-            f"ONNX: {path} ({size:.1f} MB; checked against PyTorch within 1e-3). "
-            f"Predict with it: sortsight predict {path} IMAGES"
-        )
-        did = True
+        out.print(f"ONNX: {path} ({size:.1f} MB; checked against PyTorch within 1e-3).")
+        then = f"predict with it: sortsight predict {quote(str(path))} IMAGES/"
     if (examples or title) and not space_dir:
         raise ConfigError("--examples and --title belong to a Space: add --space DIR.")
     if public and not repo_id:
         raise ConfigError("--public only applies to an upload: add --push-to-hub USER/NAME.")
     if space_dir:
         space = api.export_space(model, space_dir, examples=examples, title=title)
-        out.print(f"Space folder: {space}. Try it: cd {space} && python app.py")
-        did = True
+        out.print(f"Space folder: {space}")
+        then = f"try it: cd {quote(str(space))} && python app.py"
     if repo_id:
         folder = space_dir or model  # MODEL may also be a Space folder exported before
         kind: Literal["model", "space"] = "space" if (Path(folder) / "app.py").is_file() else "model"
@@ -146,8 +145,9 @@ def export(
         out.print(f"Pushing the {kind} folder to {repo_id} ({visibility})…")
         url = api.push(folder, repo_id, repo_type=kind, private=not public)
         out.print(f"Pushed: {url}")
-        did = True
-    if not did:
+        then = f"open {url}"
+    if not then:
         raise ConfigError(
             "Nothing to export. Choose a target, e.g. --onnx or --space DIR. See 'sortsight export --help'."
         )
+    print_next(out, then)

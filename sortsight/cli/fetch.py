@@ -5,11 +5,13 @@ Thin: parse → :func:`sortsight.fetch.fetch` → render the summary.
 
 from __future__ import annotations
 
+from shlex import quote
+
 import click
 from rich.console import Console
 from rich.table import Table
 
-from sortsight.cli._render import ProgressView, output_console
+from sortsight.cli._render import ProgressView, output_console, print_next
 from sortsight.fetch import FetchSummary
 from sortsight.fetch import fetch as fetch_images
 from sortsight.websearch import DEFAULT_ENDPOINT, fetch_search
@@ -183,3 +185,5 @@ def fetch(
             progress=bar,
         )
     render_fetch_summary(out, summary)
+    if summary.downloaded or summary.already_done:
+        print_next(out, f"sortsight check {quote(str(summary.out_dir))}")

@@ -8,11 +8,12 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from shlex import quote
 
 import click
 from rich.table import Table
 
-from sortsight.cli._render import output_console
+from sortsight.cli._render import output_console, print_next
 from sortsight.data import SPLIT_ALIASES
 from sortsight.fix import apply_decisions
 from sortsight.fix import undo as undo_actions
@@ -85,8 +86,11 @@ def fix(
         f"{verb} {summary.relabelled}, {'would move' if dry_run else 'moved'} {summary.deleted} to the trash "
         f"({summary.trash_dir})."
     )
-    if not dry_run:
-        out.print(f"Log: {summary.log_path} — undo with: sortsight undo {summary.log_path}")
+    if dry_run:
+        print_next(out, "run the same command without --dry-run to apply these decisions.")
+    else:
+        out.print(f"Log: {summary.log_path} — undo with: sortsight undo {quote(str(summary.log_path))}")
+        print_next(out, f"train again on the corrected data: sortsight train {quote(str(root or '.'))}")
 
 
 @click.command()
@@ -104,3 +108,7 @@ def undo(log: Path, dry_run: bool) -> None:
         out.print(f"{entry['action']}: {entry['destination']} → {entry.get('restored_as', entry['source'])}")
     verb = "Would undo" if dry_run else "Undid"
     out.print(f"{verb} {len(entries)} action(s)." if entries else "Nothing to undo.")
+    if entries and dry_run:
+        print_next(out, "run the same command without --dry-run to put these files back.")
+    elif entries:
+        print_next(out, f"see the data as it is now: sortsight check {quote(str(log.parent))}")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from shlex import quote
+
 import click
 from rich.table import Table
 
-from sortsight.cli._render import ProgressView, output_console
+from sortsight.cli._render import ProgressView, output_console, print_next
 
 
 @click.command()
@@ -51,10 +53,13 @@ def quickstart(workdir: str, threshold: float, epochs: int | None) -> None:
     table.add_row("training time", f"{result.train.seconds:.0f} s")
     table.add_row("report", str(result.report))
     table.add_row("model folder", str(result.train.model_dir))
-    counts = result.sorted.per_folder if result.sorted is not None else {}
-    table.add_row("inbox sorted", ", ".join(f"{k}: {v}" for k, v in counts.items()))
+    if result.sorted is not None:
+        counts = ", ".join(f"{k}: {v}" for k, v in result.sorted.per_folder.items())
+        table.add_row("inbox sorted", f"{result.sorted.dest} ({counts})")
     table.add_row("predictions", str(result.predictions.output))
     console.print(table)
-    console.print(
-        f"Open {result.report} in a browser; try `sortsight app {result.train.run_dir}` for a demo."
+    print_next(
+        console,
+        f"open {quote(str(result.report))} in a browser; try the demo: "
+        f"sortsight app {quote(str(result.train.run_dir))}",
     )

@@ -7,28 +7,25 @@ Thin: flags (or an AutoTrain YAML via ``--config``) → :class:`TrainConfig` →
 from __future__ import annotations
 
 import json
+from shlex import quote
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from sortsight.cli._render import ProgressView, output_console, render_run_skipped
-from sortsight.config import (
-    AUGMENTATIONS,
-    LOGGERS,
-    OPTIMIZERS,
-    PRECISIONS,
-    SCHEDULERS,
-    STRATEGIES,
-    TAG_SEPARATORS,
-    TASKS,
-    TrainConfig,
-    config_from_dict,
-    load_train_config,
-)
+from sortsight.cli._options import config_options, given
+from sortsight.cli._render import ProgressView, output_console, print_next, render_run_skipped
+from sortsight.config import TrainConfig, config_from_dict, load_train_config
 
 __all__ = ["train"]
+
+_DATA_HELP = (
+    "DATA is a folder with one subfolder of images per class (photos/cats/*.jpg), a folder of "
+    "train/ and validation/ split folders, a CSV/TSV/JSONL labels file or a Hugging Face dataset folder."
+)
+_NO_DATA = f"Missing DATA. {_DATA_HELP} Try: sortsight train photos/ --out runs/photos"
+_EPILOG = "Every option can also be set in the --config file (AutoTrain names); flags typed here win."
 
 
 def _leaderboard(console: Console, rows: list[dict[str, Any]]) -> None:
@@ -50,57 +47,12 @@ def _leaderboard(console: Console, rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-@click.command("train")
+@click.command("train", epilog=_EPILOG)
+@config_options(TrainConfig, skip=("data_path",))
 @click.argument("data", required=False)
 @click.option(
     "--config", "config_file", type=click.Path(dir_okay=False), help="AutoTrain-style YAML or JSON config."
 )
-@click.option("--out", help="Run folder to write (default runs/<project-name>).")
-@click.option("--project-name", help="Run name when --out is not given.")
-@click.option("--model", help="Bundled efficientnet_lite0/1/2 (offline) or a timm model name.")
-@click.option("--models", help="Candidates to compare, comma-separated; name@size for a size (lite0@160).")
-@click.option("--candidates", type=int, help="Try the first K default candidates and keep the best.")
-@click.option("--epochs", type=int)
-@click.option("--lr", type=float)
-@click.option("--batch-size", type=int)
-@click.option("--image-size", type=int, help="Input side in pixels (default: the model's own).")
-@click.option("--augmentation", type=click.Choice(AUGMENTATIONS), help="documents: never flip or rotate.")
-@click.option("--strategy", type=click.Choice(STRATEGIES), help="auto (default), head only, or finetune.")
-@click.option("--time-budget", help="Stop with the best model so far after e.g. 90s, 10m, 1h.")
-@click.option("--valid-split", help="Validation fraction (0.2) when the data has no validation folder.")
-@click.option("--test-split", type=float)
-@click.option("--seed", type=int)
-@click.option("--max-samples", type=int)
-@click.option("--warmup-ratio", type=float)
-@click.option("--gradient-accumulation", type=int)
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS))
-@click.option("--scheduler", type=click.Choice(SCHEDULERS))
-@click.option("--weight-decay", type=float)
-@click.option("--early-stopping-patience", type=int)
-@click.option(
-    "--mixed-precision", type=click.Choice(PRECISIONS), help="auto: measured at run time (default)."
-)
-@click.option(
-    "--auto-find-batch-size", is_flag=True, default=None, help="Halve the batch size if out of memory."
-)
-@click.option("--log", type=click.Choice(LOGGERS))
-@click.option(
-    "--task",
-    type=click.Choice(TASKS),
-    help="single_label or multi_label (several tags); auto: from the data.",
-)
-@click.option(
-    "--tag-separator",
-    type=click.Choice(TAG_SEPARATORS),
-    help="What separates tags in a cell (auto: '|' or ';').",
-)
-@click.option(
-    "--refit/--no-refit",
-    default=None,
-    help="Fit the final head again on train + validation (default: on).",
-)
-@click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run in --out.")
-@click.option("--overwrite", is_flag=True, default=None, help="Replace an existing run folder.")
 @click.option(
     "--estimate-only", is_flag=True, help="Measure and print how long training would take; train nothing."
 )
@@ -119,7 +71,10 @@ def train(
     lr_find: bool,
     **flags: Any,
 ) -> None:
-    """Train an image classifier on DATA (a folder of class subfolders, split folders or a CSV).
+    """Train an image classifier on DATA and write a run folder (the model and its metrics).
+
+    DATA is a folder with one subfolder of images per class, a folder of train/ and
+    validation/ split folders, a CSV/TSV/JSONL labels file or a Hugging Face dataset folder.
 
     \b
     Examples:
@@ -130,9 +85,11 @@ def train(
       sortsight train photos/ --estimate-only
       sortsight train photos/ --lr-find
     """
+    values = given(flags)
+    if data is None and not config_file and not values.get("resume"):
+        raise click.UsageError(_NO_DATA)  # before the (slow) import of the training code
     from sortsight.train import train as run_training
 
-    values = {k: v for k, v in flags.items() if v is not None}
     if data is not None:
         values["data_path"] = data
     if config_file:
@@ -181,6 +138,7 @@ def train(
             click.echo(
                 f"Training {estimate.n_train} + {estimate.n_valid} images would take {estimate.human}{extra}."
             )
+            print_next(output_console(), "run the same command without --estimate-only to train.")
         return
     with ProgressView(console) as bar:
         result = run_training(config, progress=bar)
@@ -207,7 +165,8 @@ def train(
             f"Kept {result.best.model} (tag head): validation micro-F1 {m['f1_micro']:.3f}, macro F1 "
             f"{m['f1_macro']:.3f}, mAP {m['map']:.3f} in {result.seconds:.0f} s."
         )
-        out.print(f"Model: {result.model_dir}  (next: sortsight evaluate {result.run_dir})")
+        out.print(f"Model: {result.model_dir}")
+        print_next(out, f"sortsight evaluate {quote(str(result.run_dir))}  (per-tag scores and thresholds)")
         return
     kept = {"finetune": "fine-tuned", "wise": "fine-tuned, WiSE-FT mix"}.get(result.best.chosen, "head only")
     note = " (before the refit on train + validation)" if result.best.refit.get("applied") else ""
@@ -220,4 +179,5 @@ def train(
         out.print(
             f"Test accuracy {t['accuracy']:.3f}, macro F1 {t['f1_macro']:.3f} on the held-out test images."
         )
-    out.print(f"Model: {result.model_dir}  (next: sortsight evaluate {result.run_dir} DATA)")
+    out.print(f"Model: {result.model_dir}")
+    print_next(out, f"sortsight evaluate {quote(str(result.run_dir))}  (a report of the mistakes to review)")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sortsight.runs import read_json, read_jsonl
+
 __all__ = [
     "TrainProgress",
     "fmt_duration",
@@ -33,31 +35,6 @@ __all__ = [
 def run_folder(job_folder: str | Path) -> Path:
     """The run folder of a train job."""
     return Path(job_folder) / "run"
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file's content, or None when it is missing or half-written."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every complete JSON object line of ``path`` (none when it does not exist yet)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return []
-    rows = []
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
 
 
 def _candidate_of(row: dict[str, Any]) -> str:
