@@ -294,7 +294,11 @@ def parse_duration(value: str | float | int | None) -> float | None:
             raise ConfigError(f"Time budget '{value}' is not a duration. Write it like 90s, 10m or 1h30m.")
         h, m, s = (float(p) if p else 0.0 for p in parts.groups())
         seconds = h * 3600 + m * 60 + s
-    if not (math.isfinite(seconds) and seconds > 0):
+    if not math.isfinite(seconds):
+        raise ConfigError(
+            f"time_budget must be a finite number, got '{value}'. Write it like 90s, 10m or 1h30m."
+        )
+    if seconds <= 0:
         raise ConfigError(f"Time budget must be positive, got '{value}'. Write it like 90s, 10m or 1h30m.")
     return seconds
 

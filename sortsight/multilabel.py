@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sortsight._checkpoint import write_json_atomic
 from sortsight.config import TrainConfig
 from sortsight.errors import ConfigError, DataError, ModelError
 from sortsight.progress import ProgressCallback, ProgressEvent, emit
@@ -37,6 +36,7 @@ from sortsight.tagmetrics import tag_metrics
 from sortsight.training import distributed as _dist
 from sortsight.training import plan as _plan
 from sortsight.training import run_dir as _rd
+from sortsight.training.checkpoint import write_json_atomic
 
 if TYPE_CHECKING:
     from sortsight.tagdata import TagDataset

@@ -341,7 +341,13 @@ def _check_appendable(output: Path) -> None:
         except (ValueError, TypeError):
             ours = False
     else:
-        ours = next(csv.reader([first]), []) == list(CSV_COLUMNS)
+        header = next(csv.reader([first]), [])
+        extra = set(header) - set(CSV_COLUMNS) - {"tags"}  # a tagger's file: tags, score:<tag> columns
+        ours = header == list(CSV_COLUMNS) or (
+            header[:2] == ["path", "tags"]
+            and set(CSV_COLUMNS) <= set(header)
+            and all(c.startswith("score:") for c in extra)
+        )
     if not ours:
         raise PredictError(
             f"'{output}' exists and is not a sortsight predictions file (its first line is not "

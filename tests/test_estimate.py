@@ -15,9 +15,15 @@ from sortsight.estimate import estimate_training
 def test_estimate_scales_with_epochs(image_folder: Path) -> None:
     base = {"data_path": str(image_folder), "image_size": 32}
     head_only = estimate_training(TrainConfig(**base, strategy="head"))
-    longer = estimate_training(TrainConfig(**base, epochs=20))
+    short = estimate_training(TrainConfig(**base, strategy="finetune", epochs=1))
+    longer = estimate_training(TrainConfig(**base, strategy="finetune", epochs=20))
+    auto = estimate_training(TrainConfig(**base, epochs=20))
     assert (head_only.n_train, head_only.n_valid) == (16, 4)
-    assert 0 < head_only.seconds < longer.seconds
+    assert head_only.finetune_seconds == 0 and head_only.seconds > 0
+    assert longer.finetune_seconds > 3 * short.finetune_seconds > 0  # 20 epochs against 1
+    assert longer.seconds >= longer.finetune_seconds
+    # auto fine-tunes only where it pays: the plan is the head; fine-tuning is what it may add
+    assert auto.finetune_seconds > 0 and auto.seconds < longer.seconds
     assert head_only.candidates[0]["model"] == "efficientnet_lite0"
 
 

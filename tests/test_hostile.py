@@ -270,7 +270,10 @@ def test_without_permissions(corpus: Corpus, run: tuple[Path, Result], tmp_path:
     stuck.chmod(0o555)
     read_only.chmod(0o555)
     before = snapshot(tmp_path)
-    env = {**os.environ, "SORTSIGHT_CACHE": str(tmp_path / "cache")}
+    import sortsight
+
+    here = str(Path(sortsight.__file__).resolve().parents[1])  # the child imports this checkout
+    env = {**os.environ, "SORTSIGHT_CACHE": str(tmp_path / "cache"), "PYTHONPATH": here}
     commands = [
         ["check", str(corpus.data), "--json"],
         ["check", str(corpus.data), "--grid", str(read_only / "g.png")],

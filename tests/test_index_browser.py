@@ -45,7 +45,10 @@ def studio(tmp_path: Path) -> Iterator[str]:
         port = int(s.getsockname()[1])
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(tmp_path / "home", cli=FAKE_CLI), host="127.0.0.1", port=port, log_level="warning"
+            create_app(tmp_path / "home", cli=FAKE_CLI, folders=[tmp_path]),  # the pile is made in tmp_path
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

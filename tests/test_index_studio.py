@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import write_class_folder
 from fastapi.testclient import TestClient
+from studio_helpers import studio_client
 
 from sortsight.index import build_index
-from sortsight.studio import create_app
 
 FAKE_CLI = (sys.executable, str(Path(__file__).parent / "studio_fake_cli.py"))
 CLASSES = ("red", "green", "blue")
@@ -39,11 +39,14 @@ def wait_finished(client: TestClient, project: int, job: int) -> dict:
 def test_label_page_labels_survive_a_restart_and_train(pile_index: tuple[Path, Path], tmp_path: Path) -> None:
     pile, index_dir = pile_index
     home = tmp_path / "home"
-    with TestClient(create_app(home, cli=FAKE_CLI)) as c:
+    allowed = [pile.parent]  # the pile and its index; nothing else may be read
+    with studio_client(home, cli=FAKE_CLI, folders=allowed) as c:
         c.post("/projects", data={"name": "Pile"})
         assert "Start from an unlabelled pile" in c.get("/projects/1/label").text
-        bad = c.post("/projects/1/label/start", data={"source": str(tmp_path / "nowhere")})
+        bad = c.post("/projects/1/label/start", data={"source": str(pile.parent / "nowhere")})
         assert "is not a folder on the studio" in bad.text
+        outside = c.post("/projects/1/label/start", data={"source": str(tmp_path)})
+        assert "may only read folders you allowed" in outside.text
         assert (
             c.post("/projects/1/label/start", data={"source": str(index_dir)}).url.path == "/projects/1/label"
         )
@@ -74,7 +77,7 @@ def test_label_page_labels_survive_a_restart_and_train(pile_index: tuple[Path, P
         assert c.get("/projects/1/label/thumb/999").status_code == 400
         assert c.get("/projects/1/label/thumb/0").headers["content-type"] == "image/jpeg"
         labelled = by_path["labelled"]
-    with TestClient(create_app(home, cli=FAKE_CLI)) as c:  # a restart: the session comes back from disk
+    with studio_client(home, cli=FAKE_CLI, folders=allowed) as c:  # a restart: the session is read back
         state = c.get("/api/projects/1/label").json()
         assert state["labelled"] == labelled and state["classes"] == list(CLASSES)
         csv_text = c.get("/projects/1/label/labels.csv").text
@@ -93,7 +96,7 @@ def test_label_page_labels_survive_a_restart_and_train(pile_index: tuple[Path, P
 
 def test_a_folder_starts_an_index_job(pile_index: tuple[Path, Path], tmp_path: Path) -> None:
     pile, _ = pile_index
-    with TestClient(create_app(tmp_path / "home", cli=FAKE_CLI)) as c:
+    with studio_client(tmp_path / "home", cli=FAKE_CLI, folders=[pile.parent]) as c:
         c.post("/projects", data={"name": "Scans"})
         response = c.post("/projects/1/label/start", data={"source": str(pile)})
         job = int(response.url.path.rsplit("/", 1)[-1])

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from sortsight.progress import ProgressEvent
 
@@ -133,4 +134,4 @@ def render_run_skipped(console: Console, run_dir: Path) -> None:
     render_skipped(console, skipped, full_list=f"{record} (data.skipped)")
 def print_next(console: Console, text: str) -> None:
     """The one short line every command ends with: what to open or run next."""
-    console.print(f"[bold]Next:[/bold] {text}")
+    console.print(Text.assemble(("Next:", "bold"), " ", text))  # file names are never markup

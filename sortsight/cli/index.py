@@ -34,7 +34,9 @@ __all__ = ["index", "map_command", "similar"]
     show_default=True,
     help="Inference engine; auto takes the fastest available (onnx, then jit, then eager).",
 )
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024))
+@click.option(
+    "--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024), help="Images per batch."
+)
 @click.option(
     "--workers", "num_workers", default=None, type=click.IntRange(0, 64), help="Decoding processes."
 )
@@ -123,7 +125,14 @@ def similar(index_dir: Path, query: Path, top: int, as_json: bool, sheet: Path |
 
 @click.command("map")
 @click.argument("index_dir", metavar="INDEX", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("map.html"), show_default=True)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("map.html"),
+    show_default=True,
+    help="The map page to write (HTML, opens offline).",
+)
 @click.option(
     "--method",
     type=click.Choice(["auto", "umap", "tsne"]),
@@ -150,7 +159,13 @@ def similar(index_dir: Path, query: Path, top: int, as_json: bool, sheet: Path |
     default=None,
     help="A predictions.csv of 'sortsight predict' to colour by prediction.",
 )
-@click.option("--max-thumbs", default=5000, show_default=True, type=click.IntRange(0, 1_000_000))
+@click.option(
+    "--max-thumbs",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(0, 1_000_000),
+    help="Thumbnails embedded in the page at most (the other images show their path).",
+)
 def map_command(
     index_dir: Path,
     out: Path,

@@ -43,8 +43,8 @@ def create_app(
         cli: the command that runs sortsight's CLI for jobs (default ``python -m sortsight``).
         hosts: the host names requests may be addressed to (the ``Host`` header); any other is
             refused, which stops DNS-rebinding pages. Default: this computer's loopback names.
-        folders: folders on this computer whose images the Use page may read ("A folder on this
-            computer"); any other folder is refused. Default: none.
+        folders: folders on this computer whose images the Use and Label pages may read ("A folder
+            on this computer", an unlabelled pile); any other folder is refused. Default: none.
 
     Example:
         >>> app = create_app("/tmp/studio-home")  # doctest: +SKIP

@@ -24,6 +24,7 @@ from sortsight.errors import DataError
 from sortsight.labelling import LabelSession
 from sortsight.studio import projects as pj
 from sortsight.studio.core import Studio, studio_of
+from sortsight.studio.security import check_folder
 from sortsight.studio.store import Project
 
 router = APIRouter()
@@ -89,6 +90,7 @@ def label_page(request: Request, project_id: int) -> HTMLResponse:
         tab="label",
         session=session,
         index_job=studio.active_job(project, "index"),
+        folders=studio.folders,
         state=_state(session, "uncertain", "") if session else None,
     )
 
@@ -98,8 +100,8 @@ async def start_labelling(request: Request, project_id: int, source: str = Form(
     """Label an existing index, or start an ``index`` job over a folder of the studio's machine."""
     studio = studio_of(request)
     project = studio.project(project_id)
-    path = Path(source.strip()).expanduser()
-    if not source.strip() or not path.is_dir():
+    path = check_folder(source, studio.folders)  # only folders the user allowed, before any look
+    if not path.is_dir():
         raise DataError(
             f"'{source}' is not a folder on the studio's machine. Give the full path of a folder."
         )
