@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sortsight.errors import PredictError, SortsightError
-from sortsight.fileops import ActionLog, atomic_write_text, place_file
+from sortsight.fileops import ActionLog, Placed, atomic_write_text, place_file
 from sortsight.predict import read_predictions
 from sortsight.progress import ProgressCallback, Ticker
 from sortsight.sort import (
@@ -134,15 +134,19 @@ def sort_into_tags(
                 orphans.pop(adopted.destination).unlink(missing_ok=True)
                 summary.actions.append(SortAction(source, str(adopted.destination), "done", tag, score))
                 continue
-            try:
-                placed = place_file(source, folder, dry_run=dry_run)
-            except SortsightError as exc:  # the source is gone
-                logger.warning("could not place %s: %s", source, exc)
-                summary.actions.append(SortAction(source, "", "missing", tag, score))
-                continue
-            if dry_run and placed.action == "copy":
-                placed = replace(placed, destination=_unplanned(placed.destination, planned))
-            if not dry_run:
+            logged: list[Placed] = []
+
+            def record(
+                placed: Placed,
+                tag: str = tag,
+                folder: Path = folder,
+                source: str = source,
+                score: float | None = score,
+                logged: list[Placed] = logged,
+            ) -> None:
+                # logged while the file's hidden link still exists: a kill before this line
+                # leaves a provable orphan that the next run adopts instead of copying again
+                logged.append(placed)
                 log.record(
                     placed.action,
                     source,
@@ -152,6 +156,17 @@ def sort_into_tags(
                     score=score,
                     folder=folder.name,
                 )
+
+            try:
+                placed = place_file(source, folder, dry_run=dry_run, record=None if dry_run else record)
+            except SortsightError as exc:  # the source is gone
+                logger.warning("could not place %s: %s", source, exc)
+                summary.actions.append(SortAction(source, "", "missing", tag, score))
+                continue
+            if dry_run and placed.action == "copy":
+                placed = replace(placed, destination=_unplanned(placed.destination, planned))
+            if not dry_run and not logged:  # already in place: nothing was written, still logged
+                record(placed)
             summary.actions.append(SortAction(source, str(placed.destination), placed.action, tag, score))
         ticker.advance()
     return summary
