@@ -42,6 +42,7 @@ def test_label_page_labels_survive_a_restart_and_train(pile_index: tuple[Path, P
     allowed = [pile.parent]  # the pile and its index; nothing else may be read
     with studio_client(home, cli=FAKE_CLI, folders=allowed) as c:
         c.post("/projects", data={"name": "Pile"})
+        assert 'href="/projects/1/label"' in c.get("/projects/1/data").text  # a tab on every page
         assert "Start from an unlabelled pile" in c.get("/projects/1/label").text
         bad = c.post("/projects/1/label/start", data={"source": str(pile.parent / "nowhere")})
         assert "is not a folder on the studio" in bad.text

@@ -477,6 +477,9 @@ def _announce(events: ProgressCallback, result: CandidateResult, stage: str) -> 
                 "val_accuracy": result.metrics.get("accuracy"),
             },
             None,
-            f"model ready: {result.model_dir}" + ("" if stage == "head" else f" ({result.chosen})"),
+            # the head kept as the final model was announced already: say it once
+            ""
+            if stage == "final" and result.chosen == "head"
+            else f"model ready: {result.model_dir}" + ("" if stage == "head" else f" ({result.chosen})"),
         ),
     )
