@@ -25,8 +25,8 @@ import numpy as np
 
 from sortsight._callable import make_module_callable
 from sortsight.errors import DataError
-from sortsight.predict import Classifier, iter_probabilities
-from sortsight.progress import ProgressCallback, Ticker
+from sortsight.predict import Classifier, score_paths
+from sortsight.progress import ProgressCallback
 from sortsight.runs import RunFolder
 
 __all__ = ["Evaluation", "calibration_bins", "compute_metrics", "evaluate", "held_out_items"]
@@ -355,19 +355,9 @@ def evaluate(
     index = {label: i for i, label in enumerate(clf.labels)}
     paths = [p for p, _ in items]
     y_all = np.array([index[label] for _, label in items], dtype=np.int64)
-    probs_all = np.zeros((len(items), len(clf.labels)))
-    ok = np.zeros(len(items), dtype=bool)
-    skipped: list[dict[str, str]] = []
-    ticker = Ticker(progress, "evaluate", len(items))
-    for indices, probs, bad in iter_probabilities(clf, paths, num_workers=num_workers):
-        if indices:
-            probs_all[indices] = probs
-            ok[indices] = True
-        skipped += [{"path": str(paths[i]), "reason": reason} for i, reason in bad]
-        ticker.advance(len(indices) + len(bad))
-    if not ok.any():
-        raise DataError(f"None of the {len(items)} images could be read. Run 'sortsight check {data_name}'.")
-    kept = np.flatnonzero(ok)
+    probs_all, kept, skipped = score_paths(
+        clf, paths, what=data_name, progress=progress, num_workers=num_workers
+    )
     y_true, probs = y_all[kept], probs_all[kept]
     result = compute_metrics(y_true, probs, clf.labels)
     y_pred = probs.argmax(axis=1)

@@ -28,7 +28,7 @@ import numpy as np
 from sortsight._predict_io import _repair_tail, collect_paths, read_predictions
 from sortsight.config import PredictConfig
 from sortsight.engines import Engine, build_engine, read_onnx_metadata
-from sortsight.errors import ImageError, ModelError, PredictError
+from sortsight.errors import DataError, ImageError, ModelError, PredictError
 from sortsight.fileops import ensure_output_dir, ensure_output_file, json_line
 from sortsight.images import open_image
 from sortsight.models import DataConfig, eval_transform
@@ -300,6 +300,39 @@ def default_workers() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(4, cores - 1))
+
+
+def score_paths(
+    classifier: Classifier,
+    paths: Sequence[Path],
+    *,
+    what: str,
+    progress: ProgressCallback | None = None,
+    num_workers: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
+    """Every image of ``paths`` through the model, for an evaluation.
+
+    Returns:
+        ``(scores (N, C), kept, skipped)``: the model's outputs in the order of ``paths`` (zeros
+        where unreadable), the indices of the images that were read, and ``{"path", "reason"}`` of
+        the others.
+
+    Raises:
+        DataError: none of the images could be read (``what`` names the data in the message).
+    """
+    scores = np.zeros((len(paths), len(classifier.labels)))
+    ok = np.zeros(len(paths), dtype=bool)
+    skipped: list[dict[str, str]] = []
+    ticker = Ticker(progress, "evaluate", len(paths))
+    for indices, batch, bad in iter_probabilities(classifier, paths, num_workers=num_workers):
+        if indices:
+            scores[indices] = batch
+            ok[indices] = True
+        skipped += [{"path": str(paths[i]), "reason": reason} for i, reason in bad]
+        ticker.advance(len(indices) + len(bad))
+    if not ok.any():
+        raise DataError(f"None of the {len(paths)} images could be read. Run 'sortsight check {what}'.")
+    return scores, np.flatnonzero(ok), skipped
 
 
 def iter_probabilities(

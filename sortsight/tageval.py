@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from sortsight.errors import DataError
-from sortsight.predict import Classifier, iter_probabilities
-from sortsight.progress import ProgressCallback, Ticker
+from sortsight.predict import Classifier, score_paths
+from sortsight.progress import ProgressCallback
 from sortsight.tagmetrics import tag_calibration, tag_metrics
 
 __all__ = ["TagEvaluation", "evaluate_tags"]
@@ -161,19 +161,9 @@ def evaluate_tags(
             if t in index:
                 y_all[n, index[t]] = True
     paths = [it.path for it in items]
-    scores_all = np.zeros(y_all.shape)
-    ok = np.zeros(len(items), dtype=bool)
-    skipped: list[dict[str, str]] = []
-    ticker = Ticker(progress, "evaluate", len(items))
-    for indices, scores, bad in iter_probabilities(clf, paths, num_workers=num_workers):
-        if indices:
-            scores_all[indices] = scores
-            ok[indices] = True
-        skipped += [{"path": str(paths[i]), "reason": reason} for i, reason in bad]
-        ticker.advance(len(indices) + len(bad))
-    if not ok.any():
-        raise DataError(f"None of the {len(items)} images could be read. Run 'sortsight check {data_name}'.")
-    kept = np.flatnonzero(ok)
+    scores_all, kept, skipped = score_paths(
+        clf, paths, what=data_name, progress=progress, num_workers=num_workers
+    )
     y, s = y_all[kept], scores_all[kept]
     cuts = np.asarray(clf.thresholds or [0.5] * len(tags), dtype=np.float64)
     result = tag_metrics(y, s, cuts, tags)

@@ -19,7 +19,7 @@ from torch import nn
 
 __all__ = ["HeadFit", "fit_head", "fold", "metrics", "refit_head", "wise"]
 
-C_GRID = (0.01, 0.1, 1.0)
+C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0)
 
 
 @dataclass
