@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import machine
@@ -49,78 +50,59 @@ def features(root: Path) -> dict[str, np.ndarray]:
     frozen = FrozenPass(split, data_config)
     out: dict[str, np.ndarray] = {}
     for part in ("train", "test"):
-        paths = [str(f) for c in classes for f in sorted((root / part / c).iterdir())]
-        labels = np.array([k for k, c in enumerate(classes) for _ in sorted((root / part / c).iterdir())])
+        items = [(str(f), k) for k, c in enumerate(classes) for f in sorted((root / part / c).iterdir())]
+        paths, labels = [p for p, _ in items], np.array([k for _, k in items])
         plain, mirror, kept = [], [], []
         for idx, pixels in stream_eval(paths, data_config, failed=[]):
-            plain.append(frozen(pixels)[1].numpy())
-            mirror.append(frozen(pixels.flip(3))[1].numpy())
+            plain.append(frozen(pixels)[1])
+            mirror.append(frozen(pixels.flip(3))[1])
             kept += idx
-        out[part] = np.concatenate(plain).astype(np.float64)
-        out[f"{part}_mirror"] = np.concatenate(mirror).astype(np.float64)
+        out[part] = torch.cat(plain).numpy()
+        out[f"{part}_mirror"] = torch.cat(mirror).numpy()
         out[f"{part}_y"] = labels[kept]
     return out
 
 
 def levers(f: dict[str, np.ndarray]) -> dict[str, Any]:
     """Test accuracy of every recipe on the same features."""
-    import torch
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
-    from sortsight.training import head as H
+    from sortsight.training.head import C_GRID, fit_head, refit_head
 
-    x, xm, y = f["train"], f["train_mirror"], f["train_y"]
-    xt, xtm, yt = f["test"], f["test_mirror"], f["test_y"]
+    x, xm, y = (torch.from_numpy(f[k]) for k in ("train", "train_mirror", "train_y"))
+    xt, xtm, yt = (torch.from_numpy(f[k]) for k in ("test", "test_mirror", "test_y"))
     k = int(y.max()) + 1
 
-    def score(logits: np.ndarray) -> float:
-        return round(float((logits.argmax(1) == yt).mean()), 4)
-
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a).float()
+    def score(logits: torch.Tensor) -> float:
+        return round(float((logits.argmax(1) == yt).double().mean()), 4)
 
     r: dict[str, Any] = {}
     start = time.perf_counter()
-    probe = LogisticRegression(max_iter=2000).fit(x, y)
+    probe = LogisticRegression(max_iter=2000).fit(f["train"].astype(np.float64), f["train_y"])
     r["probe_fit_s"] = round(time.perf_counter() - start, 2)
-    r["probe"] = score(probe.predict_log_proba(xt))
-    r["probe +tta"] = score(probe.predict_log_proba(xt) + probe.predict_log_proba(xtm))
-    tr, va = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=42)
-    default_grid = H.C_GRID
-    for label, grid in (("head", default_grid), ("wide grid", (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0))):
-        H.C_GRID = grid
-        try:
+    r["probe"] = score(torch.from_numpy(probe.predict_log_proba(f["test"].astype(np.float64))))
+    r["probe +tta"] = score(
+        torch.from_numpy(probe.predict_log_proba(f["test"].astype(np.float64)))
+        + torch.from_numpy(probe.predict_log_proba(f["test_mirror"].astype(np.float64)))
+    )
+    tr, va = train_test_split(np.arange(len(y)), test_size=0.2, stratify=f["train_y"], random_state=42)
+    tr, va = torch.from_numpy(tr), torch.from_numpy(va)
+    for label, grid in (("head", C_GRID), ("wide grid", (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0))):
+        for recipe, (x_fit, y_fit, x_all, y_all) in (
+            ("", (x[tr], y[tr], x, y)),
+            (" flip-aug", (torch.cat([x[tr], xm[tr]]), y[tr].repeat(2), torch.cat([x, xm]), y.repeat(2))),
+        ):
             start = time.perf_counter()
-            fit, _ = H.fit_head(
-                t(x[tr]), torch.from_numpy(y[tr]), t(x[va]), torch.from_numpy(y[va]), n_classes=k, seed=42
-            )
-            refit = H.refit_head(fit, t(x), torch.from_numpy(y), n_classes=k, seed=42)
-            r[f"{label}_fit_s"] = round(time.perf_counter() - start, 2)
-            r[f"{label}_choice"] = f"{fit.scaling} C={fit.C:g}"
-            r[f"{label} no refit"] = score(x_logits(fit, xt))
-            r[f"{label} refit"] = score(x_logits(refit, xt))
-            r[f"{label} refit +tta"] = score(x_logits(refit, xt) + x_logits(refit, xtm))
-            both, yy = np.concatenate([x[tr], xm[tr]]), np.concatenate([y[tr], y[tr]])
-            fit2, _ = H.fit_head(
-                t(both), torch.from_numpy(yy), t(x[va]), torch.from_numpy(y[va]), n_classes=k, seed=42
-            )
-            refit2 = H.refit_head(
-                fit2,
-                t(np.concatenate([x, xm])),
-                torch.from_numpy(np.concatenate([y, y])),
-                n_classes=k,
-                seed=42,
-            )
-            r[f"{label} flip-aug refit"] = score(x_logits(refit2, xt))
-            r[f"{label} flip-aug refit +tta"] = score(x_logits(refit2, xt) + x_logits(refit2, xtm))
-        finally:
-            H.C_GRID = default_grid
+            fit, _ = fit_head(x_fit, y_fit, x[va], y[va], n_classes=k, seed=42, grid=grid)
+            refit = refit_head(fit, x_all, y_all, n_classes=k, seed=42)
+            r[f"{label}{recipe}_fit_s"] = round(time.perf_counter() - start, 2)
+            r[f"{label}{recipe}_choice"] = f"{fit.scaling} C={fit.C:g}"
+            if not recipe:
+                r[f"{label} no refit"] = score(fit.logits(xt))
+            r[f"{label}{recipe} refit"] = score(refit.logits(xt))
+            r[f"{label}{recipe} refit +tta"] = score(refit.logits(xt) + refit.logits(xtm))
     return r
-
-
-def x_logits(fit: Any, x: np.ndarray) -> np.ndarray:
-    return np.asarray(x @ fit.weight.T + fit.bias)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ head-initialised network with its fine-tuned version at no inference cost.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from torch import nn
 
 __all__ = ["HeadFit", "fit_head", "fold", "metrics", "refit_head", "wise"]
 
-C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0)
+C_GRID = (0.01, 0.1, 1.0)
 
 
 @dataclass
@@ -90,8 +91,9 @@ def fit_head(
     *,
     n_classes: int,
     seed: int,
+    grid: Sequence[float] = C_GRID,
 ) -> tuple[HeadFit, dict[str, float]]:
-    """Fit two scalings x three strengths; keep the best on validation (accuracy, then loss).
+    """Fit two scalings x the strengths of ``grid``; keep the best on validation (accuracy, then loss).
 
     Per-feature standardisation is the usual linear probe, which the default must never score
     below; one global scale is gentler when folded into the layer before fine-tuning.
@@ -102,7 +104,7 @@ def fit_head(
     x, y = f_train.numpy().astype(np.float64), y_train.numpy()
     best: tuple[tuple[float, float], HeadFit, dict[str, float]] | None = None
     for scaling in ("per_feature", "global"):
-        for c in C_GRID:
+        for c in grid:
             fit = _fit(x, y, n_classes, scaling, c, seed)
             m = metrics(fit.logits(f_valid), y_valid)
             key = (m["accuracy"], -m["loss"])
