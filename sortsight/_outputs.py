@@ -22,6 +22,7 @@ __all__ = [
     "ensure_output_dir",
     "ensure_output_file",
     "output_error",
+    "repair_tail",
 ]
 
 logger = logging.getLogger(__name__)
@@ -185,3 +186,20 @@ def clear_for_overwrite(
             ", ".join(left[:5]),
         )
         return aside
+
+
+def repair_tail(path: Path) -> None:
+    """Cut a torn last line (a process killed mid-write) so appending starts on a fresh line."""
+    with open(path, "rb+") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        if size == 0:
+            return
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return
+        block = min(size, 1 << 16)
+        fh.seek(size - block)
+        tail = fh.read(block)
+        cut = tail.rfind(b"\n")
+        fh.truncate(size - block + cut + 1 if cut >= 0 else 0)

@@ -1,6 +1,7 @@
-"""Reading the inputs and outputs of ``sortsight predict``: lists of image paths and predictions files.
+"""The inputs of ``sortsight predict``: image files, folders and lists of paths (``.csv``,
+``.tsv``, ``.txt``, ``.jsonl``) as one sorted list of absolute paths.
 
-Re-exported by :mod:`sortsight.predict`; kept apart so that module stays about prediction.
+Re-exported by :mod:`sortsight.predict`; its output file is owned by :mod:`sortsight.predictions`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from sortsight.errors import PredictError
 from sortsight.images import SUPPORTED_EXTENSIONS, is_image_path, iter_image_files
 
-__all__ = ["collect_paths", "read_predictions"]
+__all__ = ["collect_paths"]
 
 _LIST_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl")
 _PATH_COLUMNS = ("path", "image", "file", "filepath", "filename")
@@ -99,46 +99,3 @@ def collect_paths(
             f"{', '.join(SUPPORTED_EXTENSIONS)} (any case)."
         )
     return out
-
-
-def _repair_tail(path: Path) -> None:
-    """Cut a torn last line (a process killed mid-write) so appending starts on a fresh line."""
-    with open(path, "rb+") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        if size == 0:
-            return
-        fh.seek(size - 1)
-        if fh.read(1) == b"\n":
-            return
-        block = min(size, 1 << 16)
-        fh.seek(size - block)
-        tail = fh.read(block)
-        cut = tail.rfind(b"\n")
-        fh.truncate(size - block + cut + 1 if cut >= 0 else 0)
-
-
-def read_predictions(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Rows of a ``predictions.csv`` or ``.jsonl`` (``top_k`` parsed, ``score`` a float or None)."""
-    p = Path(path)
-    if not p.is_file():
-        raise PredictError(f"Predictions file '{p}' not found. Run 'sortsight predict' first.")
-    with open(p, encoding="utf-8", errors="surrogateescape", newline="") as fh:
-        if p.suffix.lower() == ".jsonl":
-            for line in fh:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a torn last line
-                yield record
-            return
-        for raw in csv.DictReader(fh):
-            if raw.get("status") is None:  # a torn last line
-                continue
-            row: dict[str, Any] = dict(raw)
-            row["score"] = float(raw["score"]) if raw.get("score") else None
-            try:
-                row["top_k"] = json.loads(raw.get("top_k") or "[]")
-            except json.JSONDecodeError:
-                row["top_k"] = []
-            yield row

@@ -22,7 +22,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sortsight._outputs import clear_for_overwrite, ensure_output_dir, ensure_output_file, output_error
+from sortsight._outputs import (
+    clear_for_overwrite,
+    ensure_output_dir,
+    ensure_output_file,
+    output_error,
+    repair_tail,
+)
 from sortsight.errors import SortsightError
 
 __all__ = [
@@ -41,6 +47,7 @@ __all__ = [
     "output_error",
     "part_name",
     "place_file",
+    "repair_tail",
     "sha256_file",
     "undo_log",
 ]

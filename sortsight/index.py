@@ -43,9 +43,8 @@ from typing import Any
 import numpy as np
 
 from sortsight._index_embed import Embedder, default_image_size, iter_embeddings, load_embedder
-from sortsight._predict_io import _repair_tail
 from sortsight.errors import DataError, ModelError
-from sortsight.fileops import atomic_write_text
+from sortsight.fileops import atomic_write_text, repair_tail
 from sortsight.images import iter_image_files, sort_key
 from sortsight.models import resolve_model_name
 from sortsight.progress import ProgressCallback, Ticker
@@ -99,7 +98,7 @@ def _read_table(path: Path) -> dict[str, dict[str, str]]:
     """``{relative path: row}`` with the last row of each path (a torn last line is cut first)."""
     if not path.is_file():
         return {}
-    _repair_tail(path)
+    repair_tail(path)
     rows: dict[str, dict[str, str]] = {}
     with open(path, encoding="utf-8", newline="") as fh:
         for row in csv.DictReader(fh):

@@ -13,7 +13,6 @@ interrupted job (even ``kill -9``) finishes where it stopped.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -25,35 +24,31 @@ from typing import Any
 
 import numpy as np
 
-from sortsight._predict_io import _repair_tail, collect_paths, read_predictions
+from sortsight._predict_io import collect_paths
 from sortsight.config import PredictConfig
 from sortsight.engines import Engine, build_engine, read_onnx_metadata
 from sortsight.errors import DataError, ImageError, ModelError, PredictError
-from sortsight.fileops import ensure_output_dir, ensure_output_file, json_line
+from sortsight.fileops import ensure_output_dir, ensure_output_file
 from sortsight.images import open_image
 from sortsight.models import DataConfig, eval_transform
+from sortsight.predictions import PredictionWriter, output_path
 from sortsight.progress import ProgressCallback, Ticker
 from sortsight.runs import RunFolder
-from sortsight.tagmetrics import cuts_of, sigmoid, tag_columns, tag_fields, tag_row
+from sortsight.tagmetrics import cuts_of, sigmoid, tag_fields
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CSV_COLUMNS",
     "Classifier",
     "PredictSummary",
     "collect_paths",
     "default_workers",
     "iter_probabilities",
     "predict_paths",
-    "read_predictions",
     "run_predict",
     "softmax",
     "top_k_of",
 ]
-
-CSV_COLUMNS = ("path", "label", "score", "top_k", "status", "model", "error")
-
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of ``(N, C)`` logits, computed stably in float64."""
@@ -255,6 +250,16 @@ class PredictSummary:
     def predicted(self) -> int:
         return self.ok + self.unsure + self.unreadable
 
+    def count(self, status: str, error: str = "") -> None:
+        """Count one written row by its status (an unreadable file's reason too)."""
+        if status == "ok":
+            self.ok += 1
+        elif status == "unsure":
+            self.unsure += 1
+        else:
+            self.unreadable += 1
+            self.reasons[error] = self.reasons.get(error, 0) + 1
+
     @property
     def images_per_second(self) -> float:
         return self.predicted / self.seconds if self.seconds > 0 else 0.0
@@ -364,48 +369,6 @@ def iter_probabilities(
         yield indices, probs, bad
 
 
-def _check_appendable(output: Path) -> None:
-    """Refuse to append to a file that is not a sortsight predictions file (a user's own CSV)."""
-    with open(output, "rb") as fh:
-        first = fh.readline(1 << 16).decode("utf-8", "surrogateescape").strip().lstrip("\ufeff")
-    if output.suffix.lower() == ".jsonl":
-        try:
-            ours = set(CSV_COLUMNS) <= set(json.loads(first))
-        except (ValueError, TypeError):
-            ours = False
-    else:
-        header = next(csv.reader([first]), [])
-        extra = set(header) - set(CSV_COLUMNS) - {"tags"}  # a tagger's file: tags, score:<tag> columns
-        ours = header == list(CSV_COLUMNS) or (
-            header[:2] == ["path", "tags"]
-            and set(CSV_COLUMNS) <= set(header)
-            and all(c.startswith("score:") for c in extra)
-        )
-    if not ours:
-        raise PredictError(
-            f"'{output}' exists and is not a sortsight predictions file (its first line is not "
-            f"{','.join(CSV_COLUMNS)}); nothing was written to it. Give another --out."
-        )
-
-
-def _done_paths(output: Path, model: str) -> set[str]:
-    """Paths already in ``output`` (its torn last line cut); rows of another model are an error."""
-    if not output.is_file() or output.stat().st_size == 0:
-        return set()
-    _check_appendable(output)
-    _repair_tail(output)
-    done: set[str] = set()
-    mine = os.path.abspath(model)
-    for row in read_predictions(output):
-        if row.get("model") and os.path.abspath(str(row["model"])) != mine:
-            raise PredictError(
-                f"'{output}' holds predictions of another model ('{row.get('model')}'). Write to "
-                f"another file (--out) or remove it."
-            )
-        done.add(str(row["path"]))
-    return done
-
-
 def predict_paths(
     classifier: Classifier,
     paths: Sequence[Path],
@@ -435,71 +398,36 @@ def predict_paths(
     Returns:
         A :class:`PredictSummary`.
     """
-    out = Path(output)
-    jsonl = out.suffix.lower() == ".jsonl"
-    done = _done_paths(out, classifier.model_id)
-    todo = [p for p in paths if str(p) not in done]
-    summary = PredictSummary(out, len(paths), len(paths) - len(todo), engine=classifier.engine.name)
+    tags = classifier.labels if classifier.task == "multi_label" else None
+    writer = PredictionWriter(output, model=classifier.model_id, tags=tags)
+    todo = [p for p in paths if str(p) not in writer.done]
+    summary = PredictSummary(writer.path, len(paths), len(paths) - len(todo), engine=classifier.engine.name)
     if not todo:
         return summary
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not out.is_file() or out.stat().st_size == 0
     ticker = Ticker(progress, "predict", len(todo))
     start = time.perf_counter()
-    # surrogateescape: a file name that is not UTF-8 on disk is written as its own bytes and
-    # read back (read_predictions) as the same path
-    with open(out, "a", encoding="utf-8", errors="surrogateescape", newline="") as fh:
-        writer = csv.writer(fh)
-        columns = tag_columns(classifier.labels) if classifier.task == "multi_label" else CSV_COLUMNS
-        if new_file and not jsonl:
-            writer.writerow(columns)
+    with writer:
         for indices, probs, bad in iter_probabilities(classifier, todo, num_workers=num_workers):
             rows: list[tuple[int, dict[str, Any]]] = []
-            if len(indices):
-                for i, prob in zip(indices, probs, strict=True):
-                    best = top_k_of(prob, classifier.labels, top_k)
-                    status = "ok" if best[0]["score"] >= threshold else "unsure"
-                    row = {
-                        "label": best[0]["label"],
-                        "score": round(best[0]["score"], 6),
-                        "top_k": [{**b, "score": round(b["score"], 6)} for b in best],
-                        "status": status,
-                        "error": "",
-                    }
-                    if classifier.task == "multi_label":  # tags over their thresholds; none: unsure
-                        row.update(tag_fields(prob, classifier.labels, cuts_of(classifier, threshold)))
-                    rows.append((i, row))
+            for i, prob in zip(indices, probs, strict=True):
+                best = top_k_of(prob, classifier.labels, top_k)
+                row = {
+                    "label": best[0]["label"],
+                    "score": round(best[0]["score"], 6),
+                    "top_k": [{**b, "score": round(b["score"], 6)} for b in best],
+                    "status": "ok" if best[0]["score"] >= threshold else "unsure",
+                    "error": "",
+                }
+                if tags:  # tags over their thresholds; none: unsure
+                    row.update(tag_fields(prob, classifier.labels, cuts_of(classifier, threshold)))
+                rows.append((i, row))
             for i, reason in bad:
-                empty: dict[str, Any] = {"label": "", "score": None, "top_k": [], "error": reason}
-                rows.append((i, {**empty, "status": "unreadable", "tags": "", "scores": {}}))
-                summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
+                gone: dict[str, Any] = {"label": "", "score": None, "top_k": [], "tags": "", "scores": {}}
+                rows.append((i, {**gone, "status": "unreadable", "error": reason}))
             for i, r in sorted(rows, key=lambda t: t[0]):
-                record = {"path": str(todo[i]), **r, "model": classifier.model_id}
-                if r["status"] == "ok":
-                    summary.ok += 1
-                elif r["status"] == "unsure":
-                    summary.unsure += 1
-                else:
-                    summary.unreadable += 1
-                if jsonl:
-                    keys = CSV_COLUMNS if columns is CSV_COLUMNS else (*CSV_COLUMNS, "tags", "scores")
-                    fh.write(json_line({c: record[c] for c in keys}) + "\n")
-                elif columns is not CSV_COLUMNS:
-                    writer.writerow(tag_row(record, columns))
-                else:
-                    writer.writerow(
-                        [
-                            record["path"],
-                            record["label"],
-                            "" if record["score"] is None else f"{record['score']:.6f}",
-                            json.dumps(record["top_k"], ensure_ascii=False),
-                            record["status"],
-                            record["model"],
-                            record["error"],
-                        ]
-                    )
-            fh.flush()
-            os.fsync(fh.fileno())
+                writer.write({"path": str(todo[i]), **r})
+                summary.count(r["status"], r["error"])
+            writer.commit()
             summary.seconds = time.perf_counter() - start
             ticker.advance(len(rows), images_per_second=round(summary.images_per_second, 1))
     return summary
@@ -536,11 +464,7 @@ def run_predict(
     Raises:
         SortsightError: bad inputs, model or options (one-line messages).
     """
-    out = Path(config.output)
-    if config.jsonl and out.suffix.lower() != ".jsonl":
-        out = out.with_suffix(".jsonl") if config.output == "predictions.csv" else out
-        if out.suffix.lower() != ".jsonl":
-            raise PredictError(f"--jsonl writes JSON Lines; name the output '*.jsonl', not '{out}'.")
+    out = output_path(config.output, jsonl=config.jsonl)
     ensure_output_file(out, what="--out")
     if config.sort_into and not config.dry_run:
         ensure_output_dir(config.sort_into, what="--sort-into folder")

@@ -28,7 +28,6 @@ Ray is optional: ``pip install 'sortsight[ray]'``.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import logging
 import os
@@ -289,14 +288,14 @@ def predict_paths_ray(
     Example:
         >>> predict_paths_ray("runs/covers", ["s3://archive/scans/"], "predictions.csv")  # doctest: +SKIP
     """
-    from sortsight.predict import CSV_COLUMNS, PredictSummary, _done_paths
+    from sortsight.predict import PredictSummary
+    from sortsight.predictions import PredictionWriter
 
     folder = _model_folder(model)
     sources = [str(p) for p in paths]
-    out = Path(output)
-    done = _done_paths(out, str(model))  # also refuses a file holding another model's rows
-    todo = [p for p in sources if p not in done]
-    summary = PredictSummary(out, len(sources), len(sources) - len(todo), engine="ray")
+    writer = PredictionWriter(output, model=model)  # refuses a file holding another model's rows
+    todo = [p for p in sources if p not in writer.done]
+    summary = PredictSummary(writer.path, len(sources), len(sources) - len(todo), engine="ray")
     if not todo:
         return summary
     started = _start_ray(address)
@@ -321,7 +320,7 @@ def predict_paths_ray(
             batch_format="numpy",
         )
         with _quiet_ray_data():
-            _stream_rows(dataset, out, summary, model=str(model), threshold=threshold, columns=CSV_COLUMNS,
+            _stream_rows(dataset, writer, summary, threshold=threshold,
                          ticker=Ticker(progress, "predict", len(todo)))
     except PredictError:
         raise
@@ -337,43 +336,23 @@ def predict_paths_ray(
     return summary
 
 
-def _stream_rows(dataset: Any, out: Path, summary: Any, *, model: str, threshold: float,
-                 columns: Sequence[str], ticker: Ticker) -> None:
-    """Append each batch the actors return to ``out``, flushed and fsynced, as the local engine does."""
+def _stream_rows(dataset: Any, writer: Any, summary: Any, *, threshold: float, ticker: Ticker) -> None:
+    """Append each batch the actors return through ``writer``, committed batch by batch, as the
+    local engine does."""
     import math
 
-    jsonl = out.suffix.lower() == ".jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not out.is_file() or out.stat().st_size == 0
     start = time.perf_counter()
-    with open(out, "a", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        if new_file and not jsonl:
-            writer.writerow(columns)
+    with writer:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             for path, label, score, top, error in zip(batch["path"], batch["label"], batch["score"],
                                                       batch["top_k"], batch["error"], strict=True):
                 readable = not math.isnan(float(score))
                 status = "unreadable" if not readable else ("ok" if score >= threshold else "unsure")
-                if status == "unreadable":
-                    summary.unreadable += 1
-                    summary.reasons[str(error)] = summary.reasons.get(str(error), 0) + 1
-                elif status == "ok":
-                    summary.ok += 1
-                else:
-                    summary.unsure += 1
-                record = {"path": str(path), "label": str(label) if readable else "",
-                          "score": round(float(score), 6) if readable else None,
-                          "top_k": json.loads(str(top)), "status": status, "model": model,
-                          "error": str(error)}
-                if jsonl:
-                    fh.write(json.dumps({c: record[c] for c in columns}, ensure_ascii=False) + "\n")
-                else:
-                    writer.writerow([record["path"], record["label"],
-                                     "" if record["score"] is None else f"{record['score']:.6f}",
-                                     str(top), status, model, record["error"]])
-            fh.flush()
-            os.fsync(fh.fileno())
+                writer.write({"path": str(path), "label": str(label) if readable else "",
+                              "score": round(float(score), 6) if readable else None,
+                              "top_k": json.loads(str(top)), "status": status, "error": str(error)})
+                summary.count(status, str(error))
+            writer.commit()
             summary.seconds = time.perf_counter() - start
             ticker.advance(len(batch["path"]), images_per_second=round(summary.images_per_second, 1))
 
@@ -395,11 +374,9 @@ def run_predict_ray(
     Raises:
         SortsightError: bad inputs, model or options; Ray missing or unreachable.
     """
-    out = Path(config.output)
-    if config.jsonl and out.suffix.lower() != ".jsonl":
-        out = out.with_suffix(".jsonl") if config.output == "predictions.csv" else out
-        if out.suffix.lower() != ".jsonl":
-            raise PredictError(f"--jsonl writes JSON Lines; name the output '*.jsonl', not '{out}'.")
+    from sortsight.predictions import output_path
+
+    out = output_path(config.output, jsonl=config.jsonl)
     sources = collect_sources(config.inputs, exclude=[config.sort_into] if config.sort_into else [])
     if config.sort_into and any(is_uri(s) for s in sources):
         raise PredictError("--sort-into copies local files; object-store images (s3://, gs://) cannot be "

@@ -24,7 +24,7 @@ from typing import Any
 
 from sortsight.errors import PredictError, SortsightError
 from sortsight.fileops import ActionLog, Placed, active_entries, place_file, sha256_file
-from sortsight.predict import read_predictions
+from sortsight.predictions import read_predictions
 from sortsight.progress import ProgressCallback, Ticker
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def sort_into(
 
     Args:
         predictions: a ``predictions.csv``/``.jsonl`` path, or rows with ``path``, ``label``,
-            ``score`` and ``status`` (as :func:`sortsight.predict.read_predictions` gives).
+            ``score`` and ``status`` (as :func:`sortsight.predictions.read_predictions` gives).
         dest: the destination folder (created).
         threshold: a best score below this goes to ``unsure/``; None keeps each row's status.
         move: move files instead of copying them. A source that cannot be deleted stays, and

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,10 +25,8 @@ __all__ = [
     "cuts_of",
     "sigmoid",
     "tag_calibration",
-    "tag_columns",
     "tag_fields",
     "tag_metrics",
-    "tag_row",
 ]
 
 
@@ -159,23 +156,7 @@ def tag_calibration(
     }
 
 
-# --------------------------------------------------------------------------- predictions.csv rows
-
-
-def tag_columns(tags: Sequence[str]) -> tuple[str, ...]:
-    """The columns of a multi-label ``predictions.csv``: the single-label ones plus ``tags``
-    (``|``-joined) and one ``score:<tag>`` column per tag."""
-    return (
-        "path",
-        "tags",
-        "label",
-        "score",
-        "top_k",
-        "status",
-        "model",
-        "error",
-        *(f"score:{t}" for t in tags),
-    )
+# --------------------------------------------------------------------------- tags of a prediction
 
 
 def cuts_of(classifier: Any, threshold: float) -> np.ndarray:
@@ -194,15 +175,3 @@ def tag_fields(scores: np.ndarray, tags: Sequence[str], cuts: np.ndarray) -> dic
         "scores": {t: round(float(v), 6) for t, v in zip(tags, scores, strict=True)},
         "status": "ok" if chosen else "unsure",
     }
-
-
-def tag_row(record: dict[str, Any], columns: Sequence[str]) -> list[str]:
-    """One CSV row of a multi-label record in ``columns`` order."""
-    scores = record.get("scores") or {}
-    values = {
-        **{k: str(v) for k, v in record.items() if k not in ("score", "top_k", "scores")},
-        "score": "" if record.get("score") is None else f"{record['score']:.6f}",
-        "top_k": json.dumps(record.get("top_k") or [], ensure_ascii=False),
-        **{f"score:{t}": f"{v:.6f}" for t, v in scores.items()},
-    }
-    return [values.get(c, "") for c in columns]

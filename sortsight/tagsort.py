@@ -28,7 +28,7 @@ from typing import Any
 
 from sortsight.errors import PredictError, SortsightError
 from sortsight.fileops import ActionLog, Placed, atomic_write_text, place_file
-from sortsight.predict import read_predictions
+from sortsight.predictions import read_predictions
 from sortsight.progress import ProgressCallback, Ticker
 from sortsight.sort import (
     LOG_NAME,

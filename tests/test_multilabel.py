@@ -213,7 +213,8 @@ def tagger(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_trained_tagger_saves_and_uses_its_thresholds(tagger: tuple[Path, Path], tmp_path: Path) -> None:
-    from sortsight.predict import Classifier, predict_paths, read_predictions
+    from sortsight.predict import Classifier, predict_paths
+    from sortsight.predictions import read_predictions
 
     run, data = tagger
     info = json.loads((run / "sortsight.json").read_text(encoding="utf-8"))

@@ -16,7 +16,7 @@ from conftest import make_image, write_class_folder
 from sortsight.cli import cli
 from sortsight.data import load_dataset, summarize
 from sortsight.fileops import ActionLog
-from sortsight.predict import read_predictions
+from sortsight.predictions import read_predictions
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "darwin" or os.fsencode("\udce9") != b"\xe9", reason="needs a bytes file system (Linux)"

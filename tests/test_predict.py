@@ -12,15 +12,8 @@ import pytest
 from conftest import TINY_LABELS, make_image
 
 from sortsight.errors import ModelError, PredictError
-from sortsight.predict import (
-    CSV_COLUMNS,
-    Classifier,
-    collect_paths,
-    predict_paths,
-    read_predictions,
-    softmax,
-    top_k_of,
-)
+from sortsight.predict import Classifier, collect_paths, predict_paths, softmax, top_k_of
+from sortsight.predictions import CSV_COLUMNS, read_predictions
 
 
 @pytest.fixture(scope="module")

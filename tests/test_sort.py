@@ -17,7 +17,7 @@ import pytest
 
 from sortsight.errors import PredictError
 from sortsight.fileops import ActionLog, undo_log
-from sortsight.predict import CSV_COLUMNS, read_predictions
+from sortsight.predictions import CSV_COLUMNS, read_predictions
 from sortsight.sort import LOG_NAME, folder_name, sort_into
 
 

@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from starlette.concurrency import run_in_threadpool
 
 from sortsight.errors import ConfigError, DataError
+from sortsight.predictions import read_page
 from sortsight.studio import projects as pj
 from sortsight.studio import runs
 from sortsight.studio.core import JobDep, ProjectDep, Studio, StudioDep
@@ -262,7 +263,7 @@ def job_view(studio: Studio, project: Project, job: Job) -> dict[str, Any]:
         view["has_evaluation"] = (run / "evaluation.json").is_file()
     elif job.kind == "predict":
         csv_path = folder / "predictions.csv"
-        _, total = runs.read_predictions(csv_path, limit=0)
+        _, total = read_page(csv_path, limit=0)
         view["predicted"] = total
         view["expected"] = job.params.get("count", 0)
     return view

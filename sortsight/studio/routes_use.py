@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sortsight.errors import DataError, PredictError
 from sortsight.images import iter_image_files
+from sortsight.predictions import read_page
 from sortsight.studio import runs
 from sortsight.studio.core import JobDep, ProjectDep, Studio, StudioDep
 from sortsight.studio.security import FOLDERS_ENV, check_folder
@@ -102,7 +103,7 @@ def use_page(
     rows: list[dict[str, Any]] = []
     total = 0
     if shown is not None:
-        rows, total = runs.read_predictions(Path(shown.folder) / "predictions.csv")
+        rows, total = read_page(Path(shown.folder) / "predictions.csv")
         folder = studio.project_dir(project).resolve()
         for row in rows:
             try:

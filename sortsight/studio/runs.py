@@ -1,4 +1,4 @@
-"""Reading what jobs write: a run's events, metrics, leaderboard and evaluation; predictions CSVs.
+"""Reading what jobs write: a run's events, metrics, leaderboard and evaluation.
 
 A training job is followed through ``RUN/events.jsonl``, the structured event stream the
 library writes (one JSON object per line: ``time, phase, step, total, metrics, eta, message``,
@@ -10,8 +10,6 @@ line is ignored) and show whatever is there so far.
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,6 @@ __all__ = [
     "read_json",
     "read_jsonl",
     "read_leaderboard",
-    "read_predictions",
     "run_folder",
     "train_progress",
     "train_metrics",
@@ -82,25 +79,6 @@ def read_leaderboard(run: Path) -> list[dict[str, Any]]:
         data = []
     rows = [{k: v for k, v in row.items() if k != "model_dir"} for row in data if isinstance(row, dict)]
     return rows
-
-
-def read_predictions(path: Path, *, limit: int = 500) -> tuple[list[dict[str, Any]], int]:
-    """The first ``limit`` rows of a predictions CSV, and how many rows it has."""
-    rows: list[dict[str, Any]] = []
-    total = 0
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                total += 1
-                if len(rows) < limit:
-                    try:
-                        row["top_k_list"] = json.loads(row.get("top_k") or "[]")
-                    except ValueError:
-                        row["top_k_list"] = []
-                    rows.append(row)
-    except OSError:
-        return [], 0
-    return rows, total
 
 
 #: what each training phase is called on the job page
