@@ -54,7 +54,7 @@ _EXPORTS: dict[str, str] = {
     "sort_into": "sortsight.sort",
     "evaluate": "sortsight.evaluate",
     "Evaluation": "sortsight.evaluate",
-    # share (the Gradio demo stays in sortsight.app, out of the top-level namespace)
+    # share (the Gradio demo stays in sortsight.demo, out of the top-level namespace)
     "export_space": "sortsight.space",
     "push_to_hub": "sortsight.hub",
 }

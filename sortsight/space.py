@@ -14,7 +14,7 @@ working whatever sortsight's version. The folder holds::
     examples/         a few images (re-encoded as JPEG: EXIF, and so GPS, is dropped)
     .gitattributes    weight files and images stored with Git LFS
 
-Also here: helpers shared with :mod:`sortsight.app` to read the model card and pick examples.
+Also here: helpers shared with :mod:`sortsight.demo` to read the model card and pick examples.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A tiny run folder for the share tests (app, Space, hub), built once per test process.
 
-Not a test module: test_app.py, test_space.py, test_hub.py and test_app_browser.py import it.
+Not a test module: test_app.py, test_space.py, test_hub.py and test_demo_browser.py import it.
 The model is the bundled EfficientNet-Lite0 with a fresh 2-class head at 64 px (no training:
 the tests check plumbing and parity, not accuracy).
 """

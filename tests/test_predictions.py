@@ -110,7 +110,7 @@ class _FakeRayDataset:
 def test_ray_rows_are_the_local_engines_rows(tmp_path: Path, monkeypatch: Any) -> None:
     """The Ray driver once wrote the model path as given (relative) and failed on names that are
     not UTF-8; it now writes through the same writer as the local engine."""
-    from sortsight.ray_engine import _stream_rows
+    from sortsight.predict_ray import _stream_rows
 
     monkeypatch.chdir(tmp_path)
     odd = os.fsdecode(b"/x/caf\xe9.jpg")  # a Latin-1 file name on disk

@@ -40,7 +40,7 @@ _COMMANDS: dict[str, str] = {
     "predict": "sortsight.cli.predict:predict",
     "evaluate": "sortsight.cli.evaluate:evaluate",
     "export": "sortsight.cli.export:export",
-    "app": "sortsight.cli.app:app",
+    "app": "sortsight.cli.demo:app",
     "studio": "sortsight.cli.studio:studio",
     "fix": "sortsight.cli.fix:fix",
     "undo": "sortsight.cli.fix:undo",

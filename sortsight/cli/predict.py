@@ -49,7 +49,7 @@ def predict(model: str, paths: tuple[str, ...], **options: Any) -> None:
 
     options = given(options)
     if options.get("engine") == "ray":  # Ray Data actors, each running the fastest local engine
-        from sortsight.ray_engine import run_predict_ray as run_predict
+        from sortsight.predict_ray import run_predict_ray as run_predict
 
         options["engine"] = "auto"
     config = PredictConfig(model=model, inputs=paths, **options)

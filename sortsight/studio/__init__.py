@@ -20,9 +20,9 @@ __all__ = ["create_app"]
 
 
 def create_app(home: str | Path = "~/.sortsight", *, token: str | None = None, **kwargs: Any) -> FastAPI:
-    """Build the studio app over the projects in ``home``; see :func:`sortsight.studio.app.create_app`."""
+    """Build the studio app over the projects in ``home``; see :func:`sortsight.studio.server.create_app`."""
     try:
-        from sortsight.studio.app import create_app as _create_app
+        from sortsight.studio.server import create_app as _create_app
     except ImportError as exc:
         from sortsight.errors import SortsightError
 

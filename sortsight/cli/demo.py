@@ -1,6 +1,6 @@
 """``sortsight app MODEL``: the Gradio demo (image in, top-k labels out) on 127.0.0.1.
 
-Thin: parse → :func:`sortsight.app.build_demo` → ``launch``. Reachable from other machines
+Thin: parse → :func:`sortsight.demo.build_demo` → ``launch``. Reachable from other machines
 only with ``--host 0.0.0.0`` (a warning is printed); a public gradio.live link only with
 ``--share``.
 """
@@ -47,7 +47,7 @@ def app(
 
     Example: sortsight app runs/covers --examples samples/
     """
-    from sortsight.app import build_demo, launch_demo
+    from sortsight.demo import build_demo, launch_demo
 
     demo = build_demo(model, examples=examples, title=title, description=description, article=article,
                       top_k=top_k, engine=engine)

@@ -18,7 +18,7 @@ ray = pytest.importorskip("ray")
 
 from sortsight.cli import cli  # noqa: E402
 from sortsight.errors import PredictError  # noqa: E402
-from sortsight.ray_engine import collect_sources, list_uris, predict_paths_ray  # noqa: E402
+from sortsight.predict_ray import collect_sources, list_uris, predict_paths_ray  # noqa: E402
 
 
 @pytest.fixture(scope="module")

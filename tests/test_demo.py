@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from PIL import Image
 from share_helpers import LABELS, tiny_run
 
-from sortsight.app import build_demo
 from sortsight.cli import cli
+from sortsight.demo import build_demo
 from sortsight.errors import SortsightError
 
 gr = pytest.importorskip("gradio")
@@ -125,7 +125,7 @@ def test_cli_app_port_taken_is_a_one_line_error(run_dir: Path) -> None:
 
 def test_demo_texts_for_a_generated_card(run_dir: Path, tmp_path: Path) -> None:
     """A card sortsight wrote: no "fine-tuned" title, the test accuracy, no dataset fingerprint."""
-    from sortsight.app import demo_texts
+    from sortsight.demo import demo_texts
     from sortsight.space import CardText
 
     card = CardText(

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """The demo of a tiny run, launched on 127.0.0.1; yields (url, run folder)."""
-    from sortsight.app import build_demo, launch_demo
+    from sortsight.demo import build_demo, launch_demo
 
     run = tiny_run(tmp_path_factory.mktemp("share"))
     demo = build_demo(run, top_k=2, engine="eager")
