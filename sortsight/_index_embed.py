@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from sortsight.config import cache_dir
 from sortsight.engines import Engine, build_engine
 from sortsight.errors import ImageError
-from sortsight.fileops import atomic_write_text
+from sortsight.fileops import atomic_write_text, cache_dir
 from sortsight.images import open_image
 from sortsight.models import BUNDLED_MODELS, DataConfig, LoadedModel, resolve_model_name
 

@@ -18,6 +18,7 @@ from sortsight.errors import SortsightError, TrainError
 
 __all__ = [
     "OWN_RUN_ENTRIES",
+    "cache_dir",
     "clear_for_overwrite",
     "ensure_output_dir",
     "ensure_output_file",
@@ -203,3 +204,8 @@ def repair_tail(path: Path) -> None:
         tail = fh.read(block)
         cut = tail.rfind(b"\n")
         fh.truncate(size - block + cut + 1 if cut >= 0 else 0)
+
+
+def cache_dir() -> Path:
+    """Where sortsight caches derived data: ``$SORTSIGHT_CACHE`` or ``~/.cache/sortsight``."""
+    return Path(os.environ.get("SORTSIGHT_CACHE") or Path.home() / ".cache" / "sortsight").expanduser()

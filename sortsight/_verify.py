@@ -18,9 +18,8 @@ from typing import Any
 import PIL
 
 from sortsight import images
-from sortsight.config import cache_dir
 from sortsight.errors import ImageError
-from sortsight.fileops import atomic_write_text
+from sortsight.fileops import atomic_write_text, cache_dir
 from sortsight.progress import ProgressCallback, Ticker
 
 __all__ = ["VerifyCache", "verify_images"]

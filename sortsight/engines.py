@@ -29,8 +29,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from sortsight import __version__
-from sortsight.config import cache_dir as _cache_root
 from sortsight.errors import ModelError
+from sortsight.fileops import cache_dir as _cache_root
 from sortsight.models import DataConfig, LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -424,7 +424,7 @@ def build_engine(
         ModelError: an explicitly requested engine cannot run this model; an unknown engine name.
     """
     if engine not in ENGINE_NAMES:
-        from sortsight.config import closest
+        from sortsight.errors import closest
 
         hint = closest(engine, ENGINE_NAMES)
         tip = f" Did you mean '{hint}'?" if hint else ""

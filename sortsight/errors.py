@@ -16,6 +16,8 @@ non-zero; anything that is not a ``SortsightError`` is a bug and keeps its trace
 
 from __future__ import annotations
 
+import difflib
+
 __all__ = [
     "ConfigError",
     "DataError",
@@ -25,6 +27,7 @@ __all__ = [
     "PredictError",
     "SortsightError",
     "TrainError",
+    "closest",
 ]
 
 
@@ -63,3 +66,9 @@ class PredictError(SortsightError):
 
 class ExportError(SortsightError):
     """An export or upload failed."""
+
+
+def closest(name: str, choices: list[str] | tuple[str, ...], *, cutoff: float = 0.5) -> str | None:
+    """The valid name closest to ``name`` (for a message's "did you mean"), or None when nothing is close."""
+    found = difflib.get_close_matches(name, list(choices), n=1, cutoff=cutoff)
+    return found[0] if found else None

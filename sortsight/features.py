@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from sortsight.config import cache_dir
 from sortsight.errors import DataError
+from sortsight.fileops import cache_dir
 from sortsight.progress import ProgressCallback, Ticker
 
 logger = logging.getLogger(__name__)

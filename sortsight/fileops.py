@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sortsight._outputs import (
+    cache_dir,
     clear_for_overwrite,
     ensure_output_dir,
     ensure_output_file,
@@ -38,6 +39,7 @@ __all__ = [
     "active_entries",
     "atomic_write",
     "atomic_write_text",
+    "cache_dir",
     "clear_for_overwrite",
     "ensure_output_dir",
     "ensure_output_file",

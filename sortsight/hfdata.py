@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sortsight.config import cache_dir
 from sortsight.errors import DataError
+from sortsight.fileops import cache_dir
 from sortsight.labelfile import IMAGE_COLUMNS, TAG_COLUMNS, TARGET_COLUMNS, pick_column, split_cell
 from sortsight.progress import ProgressCallback, Ticker
 

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sortsight import images
-from sortsight.config import closest
-from sortsight.errors import DataError
+from sortsight.errors import DataError, closest
 
 __all__ = [
     "IMAGE_COLUMNS",

@@ -288,7 +288,7 @@ def _offline_message(name: str) -> str:
 def _unknown_model_message(name: str) -> str:
     import timm
 
-    from sortsight.config import closest
+    from sortsight.errors import closest
 
     known = list(BUNDLED_MODELS) + list(_ALIASES) + timm.list_models()
     hint = closest(name, known)

@@ -14,8 +14,7 @@ from typing import Any
 import click
 
 from sortsight import __version__
-from sortsight.config import closest
-from sortsight.errors import SortsightError
+from sortsight.errors import SortsightError, closest
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "EXIT_USER_ERROR", "cli", "main"]
 

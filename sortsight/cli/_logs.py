@@ -18,7 +18,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any, TextIO
 
-from sortsight.config import cache_dir
+from sortsight.fileops import cache_dir
 
 __all__ = ["capture_library_output", "log_path"]
 

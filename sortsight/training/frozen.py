@@ -150,7 +150,7 @@ def _onnx_session(net: _TrunkAndFeatures, side: int) -> Any:
     """An ONNX Runtime session for ``net`` (exported once per weights and size, then cached)."""
     import onnxruntime as ort
 
-    from sortsight.config import cache_dir
+    from sortsight.fileops import cache_dir
 
     path = cache_dir() / "onnx" / f"frozen-{_onnx_key(net, side)}.onnx"
     if not path.is_file():
