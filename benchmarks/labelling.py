@@ -70,7 +70,8 @@ def truth_of(folder: Path, split: str) -> dict[str, str]:
 def throughput(pile: Path, work: Path) -> dict[str, float]:
     from sortsight._index_embed import load_embedder
     from sortsight.index import build_index
-    from sortsight.models import create_model, save_model_folder
+    from sortsight.model_folder import save_model_folder
+    from sortsight.models import create_model
     from sortsight.predict import Classifier, collect_paths, predict_paths
 
     model, config = create_model("efficientnet_lite0", list(NAMES))

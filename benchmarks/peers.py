@@ -199,7 +199,7 @@ def run_autotrain(train_dir: Path, test: list, *, size: int, epochs: int) -> dic
     )
 
     from sortsight.images import iter_image_files
-    from sortsight.models import save_model_folder
+    from sortsight.model_folder import save_model_folder
 
     work = Path(tempfile.mkdtemp(prefix="peers-autotrain-"))
     start = time.perf_counter()

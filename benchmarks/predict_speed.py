@@ -59,7 +59,8 @@ def _write_images(root: Path, n: int, size: tuple[int, int], quality: int = 88) 
 def _model_folder(root: Path) -> Path:
     import torch
 
-    from sortsight.models import create_model, save_model_folder
+    from sortsight.model_folder import save_model_folder
+    from sortsight.models import create_model
 
     torch.manual_seed(0)
     model, data_config = create_model("efficientnet_lite0", ["document", "photo"])

@@ -62,7 +62,8 @@ def generate_images(root: Path, n: int, *, size: int = 64, seed: int = 0) -> lis
 
 def make_model(out: Path) -> Path:
     """A model folder from the bundled Lite0 weights with an untrained 2-label head."""
-    from sortsight.models import create_model, save_model_folder
+    from sortsight.model_folder import save_model_folder
+    from sortsight.models import create_model
 
     model, data_config = create_model("efficientnet_lite0", ["a", "b"])
     return save_model_folder(model, ["a", "b"], data_config, out, name="efficientnet_lite0")

@@ -27,7 +27,8 @@ from sortsight.engines import Engine, build_engine
 from sortsight.errors import ImageError
 from sortsight.fileops import atomic_write_text, cache_dir
 from sortsight.images import open_image
-from sortsight.models import BUNDLED_MODELS, DataConfig, LoadedModel, resolve_model_name
+from sortsight.model_folder import LoadedModel
+from sortsight.models import BUNDLED_MODELS, DataConfig, resolve_model_name
 
 logger = logging.getLogger(__name__)
 

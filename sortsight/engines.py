@@ -31,7 +31,8 @@ import numpy as np
 from sortsight import __version__
 from sortsight.errors import ModelError
 from sortsight.fileops import cache_dir as _cache_root
-from sortsight.models import DataConfig, LoadedModel
+from sortsight.model_folder import LoadedModel
+from sortsight.models import DataConfig
 
 logger = logging.getLogger(__name__)
 
@@ -302,7 +303,7 @@ def export_onnx(loaded: LoadedModel, out: str | Path | None = None) -> Path:
     """Export a loaded model folder to ONNX, with labels and preprocessing in ``metadata_props``.
 
     Args:
-        loaded: from :func:`sortsight.models.load_model_folder`.
+        loaded: from :func:`sortsight.model_folder.load_model_folder`.
         out: the ``.onnx`` file to write (default: ``model.onnx`` in the model folder).
 
     Returns:
@@ -312,7 +313,7 @@ def export_onnx(loaded: LoadedModel, out: str | Path | None = None) -> Path:
         ModelError: the model cannot be exported.
 
     Example:
-        >>> from sortsight.models import load_model_folder
+        >>> from sortsight.model_folder import load_model_folder
         >>> export_onnx(load_model_folder("runs/covers"))  # doctest: +SKIP
         PosixPath('runs/covers/model/model.onnx')
     """

@@ -33,7 +33,7 @@ def export_onnx(model_dir: str | Path, out: str | Path | None = None) -> Path:
         ModelError: the folder cannot be loaded or exported.
     """
     from sortsight.engines import export_onnx as _export_onnx
-    from sortsight.models import load_model_folder
+    from sortsight.model_folder import load_model_folder
 
     return _export_onnx(load_model_folder(model_dir), out)
 

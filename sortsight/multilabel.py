@@ -335,7 +335,7 @@ def _save(
     from sortsight import __version__
     from sortsight.card import tag_model_card
     from sortsight.fileops import atomic_write_text
-    from sortsight.models import save_model_folder
+    from sortsight.model_folder import save_model_folder
 
     card = tag_model_card(
         model_name=result.model,

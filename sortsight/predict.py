@@ -138,7 +138,7 @@ class Classifier:
                 return clf._with_task("multi_label", [float(t) for t in json.loads(meta["thresholds"])])
             return clf
         from sortsight.engines import OnnxEngine, find_current_onnx
-        from sortsight.models import is_model_folder, load_model_folder
+        from sortsight.model_folder import is_model_folder, load_model_folder
         from sortsight.multilabel import model_task
 
         folder = RunFolder.resolve(p).model_dir

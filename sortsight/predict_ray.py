@@ -125,7 +125,7 @@ def collect_sources(inputs: Sequence[str | Path], *, exclude: Sequence[str | Pat
 
 def _model_folder(model: str | Path) -> Path:
     """The HF model folder of a run folder or model folder (what :meth:`Classifier.load` reads)."""
-    from sortsight.models import is_model_folder
+    from sortsight.model_folder import is_model_folder
 
     p = Path(model).expanduser()
     if not is_model_folder(p) and is_model_folder(p / "model"):

@@ -39,7 +39,8 @@ def tiny_run(root: Path) -> Path:
         return _cache["run"]
     import torch
 
-    from sortsight.models import create_model, save_model_folder
+    from sortsight.model_folder import save_model_folder
+    from sortsight.models import create_model
 
     torch.manual_seed(0)
     data = write_class_folder(root / "data", LABELS, per_class=4, size=48)

@@ -19,7 +19,7 @@ from sortsight.engines import (
     read_onnx_metadata,
 )
 from sortsight.errors import ModelError
-from sortsight.models import load_model_folder
+from sortsight.model_folder import load_model_folder
 from sortsight.predict import Classifier
 
 

@@ -10,14 +10,13 @@ import torch
 from conftest import write_trainer_style_vit
 
 from sortsight.errors import ModelError
+from sortsight.model_folder import load_model_folder, save_model_folder
 from sortsight.models import (
     BUNDLED_MODELS,
     DataConfig,
     create_model,
     eval_transform,
-    load_model_folder,
     resolve_model_name,
-    save_model_folder,
 )
 
 

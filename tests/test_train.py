@@ -79,7 +79,8 @@ def test_pipeline_loads_model_and_agrees_with_sortsight(trained: tuple, data: Pa
     from transformers import pipeline
 
     from sortsight.images import open_image
-    from sortsight.models import eval_transform, load_model_folder
+    from sortsight.model_folder import load_model_folder
+    from sortsight.models import eval_transform
     from sortsight.predict import Classifier
 
     result, _ = trained

@@ -7,7 +7,7 @@ from pathlib import Path
 from conftest import write_trainer_style_vit
 
 from sortsight.config import TrainConfig
-from sortsight.models import load_model_folder
+from sortsight.model_folder import load_model_folder
 from sortsight.predict import Classifier
 from sortsight.train import train
 

@@ -300,7 +300,7 @@ def save_model(
     """Write a complete ``model/`` (HF folder + card) atomically: a reader never sees half of one."""
     from sortsight import __version__
     from sortsight.card import model_card
-    from sortsight.models import save_model_folder
+    from sortsight.model_folder import save_model_folder
 
     model_dir = model_dir or result.model_dir
     params = {k: getattr(config, k) for k in SHOWN if hasattr(config, k)}
