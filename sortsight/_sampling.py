@@ -9,13 +9,25 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol, TypeVar
 
 from sortsight import images
 from sortsight.errors import ConfigError
 
-if TYPE_CHECKING:
-    from sortsight.data import Item
+
+class _Labelled(Protocol):
+    """What sampling needs of an item (:class:`sortsight.data.Item` has it)."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def split(self) -> str: ...
+
+
+Item = TypeVar("Item", bound=_Labelled)
 
 __all__ = ["balanced_sample", "fair_share", "proportional", "shuffled"]
 

@@ -15,14 +15,56 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from sortsight.models import DataConfig
+__all__ = ["DataConfig", "draft_size", "eval_pixels", "eval_transform", "eval_view", "normalize"]
 
-__all__ = ["draft_size", "eval_pixels", "eval_transform", "eval_view", "normalize"]
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How images are prepared for a model — the single source of truth (timm's ``data_config``).
+
+    ``input_size`` is the square side fed to the network; evaluation resizes the short side to
+    ``input_size / crop_pct`` and centre-crops ``input_size``.
+    """
+
+    input_size: int = 224
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+    crop_mode: str = "center"  # "center": resize the short side, centre-crop; "squash": resize to a square
+
+    def with_size(self, input_size: int) -> DataConfig:
+        return replace(self, input_size=int(input_size))
+
+    def to_timm(self) -> dict[str, Any]:
+        """The ``pretrained_cfg``-style dict timm and ``TimmWrapperImageProcessor`` read."""
+        return {
+            "input_size": (3, self.input_size, self.input_size),
+            "mean": tuple(self.mean),
+            "std": tuple(self.std),
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+            "crop_mode": self.crop_mode,
+        }
+
+    @classmethod
+    def from_timm(cls, cfg: dict[str, Any]) -> DataConfig:
+        size = cfg.get("input_size", (3, 224, 224))
+        side = int(size[-1]) if isinstance(size, (list, tuple)) else int(size)
+        return cls(
+            input_size=side,
+            mean=tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))),  # type: ignore[arg-type]
+            interpolation=str(cfg.get("interpolation", "bicubic")),
+            crop_pct=float(cfg.get("crop_pct") or 1.0),
+            crop_mode=str(cfg.get("crop_mode") or "center"),
+        )
 
 
 def _resample(interpolation: str) -> Any:

@@ -24,7 +24,14 @@ from typing import Any
 
 from sortsight.errors import DataError
 from sortsight.fileops import cache_dir
-from sortsight.labelfile import IMAGE_COLUMNS, TAG_COLUMNS, TARGET_COLUMNS, pick_column, split_cell
+from sortsight.labelfile import (
+    IMAGE_COLUMNS,
+    SPLIT_ALIASES,
+    TAG_COLUMNS,
+    TARGET_COLUMNS,
+    pick_column,
+    split_cell,
+)
 from sortsight.progress import ProgressCallback, Ticker
 
 __all__ = ["cache_dir", "is_hf_source", "materialize", "materialize_tags"]
@@ -62,7 +69,6 @@ def is_hf_source(source: Path) -> bool:
 
 
 def _split_name(name: str) -> str:
-    from sortsight.sources import SPLIT_ALIASES
 
     return SPLIT_ALIASES.get(name.lower(), "")
 

@@ -26,6 +26,8 @@ from sortsight.errors import DataError, closest
 
 __all__ = [
     "IMAGE_COLUMNS",
+    "SPLITS",
+    "SPLIT_ALIASES",
     "TAG_COLUMNS",
     "TARGET_COLUMNS",
     "pick_column",
@@ -38,6 +40,20 @@ IMAGE_COLUMNS: tuple[str, ...] = ("image", "file", "filename", "file_name", "pat
 TARGET_COLUMNS: tuple[str, ...] = ("target", "label", "labels", "class", "category")
 _SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json")
 _TRUE = {"1", "true", "yes", "y", "t"}
+
+#: Split names, in display order.
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+#: Folder / column values accepted for each split.
+SPLIT_ALIASES: dict[str, str] = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+}
 
 
 def pick_column(
@@ -106,7 +122,6 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
 
 
 def _split_of(row: dict[str, Any], split_col: str | None, valid_col: str | None) -> str:
-    from sortsight.sources import SPLIT_ALIASES
 
     if split_col is not None:
         value = str(row.get(split_col) or "").strip().lower()

@@ -16,11 +16,13 @@ import functools
 import importlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sortsight.errors import ModelError
+from sortsight.geometry import DataConfig
+from sortsight.geometry import eval_transform as geometry_transform
 
 logger = logging.getLogger(__name__)
 
@@ -99,49 +101,6 @@ _ALIASES = {
     "auto": DEFAULT_MODEL,
     "default": DEFAULT_MODEL,
 }
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """How images are prepared for a model — the single source of truth (timm's ``data_config``).
-
-    ``input_size`` is the square side fed to the network; evaluation resizes the short side to
-    ``input_size / crop_pct`` and centre-crops ``input_size``.
-    """
-
-    input_size: int = 224
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    interpolation: str = "bicubic"
-    crop_pct: float = 0.875
-    crop_mode: str = "center"  # "center": resize the short side, centre-crop; "squash": resize to a square
-
-    def with_size(self, input_size: int) -> DataConfig:
-        return replace(self, input_size=int(input_size))
-
-    def to_timm(self) -> dict[str, Any]:
-        """The ``pretrained_cfg``-style dict timm and ``TimmWrapperImageProcessor`` read."""
-        return {
-            "input_size": (3, self.input_size, self.input_size),
-            "mean": tuple(self.mean),
-            "std": tuple(self.std),
-            "interpolation": self.interpolation,
-            "crop_pct": self.crop_pct,
-            "crop_mode": self.crop_mode,
-        }
-
-    @classmethod
-    def from_timm(cls, cfg: dict[str, Any]) -> DataConfig:
-        size = cfg.get("input_size", (3, 224, 224))
-        side = int(size[-1]) if isinstance(size, (list, tuple)) else int(size)
-        return cls(
-            input_size=side,
-            mean=tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))),  # type: ignore[arg-type]
-            std=tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))),  # type: ignore[arg-type]
-            interpolation=str(cfg.get("interpolation", "bicubic")),
-            crop_pct=float(cfg.get("crop_pct") or 1.0),
-            crop_mode=str(cfg.get("crop_mode") or "center"),
-        )
 
 
 @contextlib.contextmanager
@@ -423,6 +382,4 @@ def _timm_core(model: Any) -> Any:
 def eval_transform(data_config: DataConfig) -> Callable[[Any], Any]:
     """PIL image (RGB) -> normalised ``(3, H, W)`` float tensor, as at evaluation time
     (:func:`sortsight.geometry.eval_transform`, the one geometry training also uses)."""
-    from sortsight.geometry import eval_transform as geometry_transform
-
     return geometry_transform(data_config)

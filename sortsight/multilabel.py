@@ -40,7 +40,7 @@ from sortsight.training.checkpoint import write_json_atomic
 
 if TYPE_CHECKING:
     from sortsight.tagdata import TagDataset
-    from sortsight.train import TrainResult
+    from sortsight.training.result import TrainResult
 
 __all__ = [
     "PROBLEM_TYPE",
@@ -126,7 +126,7 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
     from sortsight.features import extract_features
     from sortsight.models import create_model
     from sortsight.tagdata import load_tag_dataset
-    from sortsight.train import CandidateResult, TrainResult
+    from sortsight.training.result import CandidateResult, TrainResult
 
     start = time.perf_counter()
     if config.strategy == "finetune":

@@ -11,24 +11,10 @@ from pathlib import Path
 
 from sortsight import hfdata, images
 from sortsight.errors import DataError
-from sortsight.labelfile import read_labels_file
+from sortsight.labelfile import SPLIT_ALIASES, SPLITS, read_labels_file
 from sortsight.progress import ProgressCallback
 
 __all__ = ["SPLITS", "SPLIT_ALIASES", "Bad", "Row", "gather"]
-
-#: Split names, in display order.
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
-#: Folder / column values accepted for each split.
-SPLIT_ALIASES: dict[str, str] = {
-    "train": "train",
-    "training": "train",
-    "validation": "validation",
-    "valid": "validation",
-    "val": "validation",
-    "dev": "validation",
-    "test": "test",
-    "testing": "test",
-}
 
 Row = tuple[Path, str, str]  # (image path, label, split)
 Bad = tuple[Path, str]  # (path, reason it was skipped)

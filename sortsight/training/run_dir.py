@@ -31,7 +31,7 @@ from sortsight.training.distributed import Environment
 
 if TYPE_CHECKING:
     from sortsight.training.plan import RunData
-    from sortsight.training.run import CandidateResult
+    from sortsight.training.result import CandidateResult
 
 __all__ = ["EventLog", "prepare_run_dir", "save_model", "write_run_json"]
 
