@@ -25,8 +25,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from sortsight import images, sources
 from sortsight._sampling import balanced_sample, shuffled
 from sortsight._verify import verify_images
@@ -41,7 +39,6 @@ __all__ = [
     "Item",
     "Skipped",
     "load_dataset",
-    "sample_grid",
     "scan",
     "skip_reasons",
     "split_dataset",
@@ -467,36 +464,3 @@ def _size_stats(sizes: list[tuple[int, int]]) -> dict[str, int] | None:
         "min_side": min(min(w, h) for w, h in sizes),
         "max_side": max(max(w, h) for w, h in sizes),
     }
-
-
-def sample_grid(
-    ds: ImageDataset,
-    *,
-    per_class: int = 6,
-    max_classes: int = 24,
-    thumb: int = 128,
-    seed: int = 42,
-    split: str | None = None,
-) -> Image.Image:
-    """A labelled grid of sample images, one row per class (fastai's ``show_batch``).
-
-    Args:
-        ds: the dataset.
-        per_class: images per row.
-        max_classes: rows at most (the first classes in sorted order).
-        thumb: thumbnail size in pixels.
-        seed: which samples are shown.
-        split: only items of this split (default: all).
-    """
-    entries: list[tuple[images.ImageSource | None, str]] = []
-    pool = ds.items if split is None else tuple(ds.by_split(split))
-    for label in ds.classes[:max_classes]:
-        members = [it for it in pool if it.label == label]
-        chosen = shuffled(members, random.Random(f"{seed}:grid:{label}"))[:per_class]
-        entries += [(it.path, label) for it in chosen]
-        entries += [(None, "")] * (per_class - len(chosen))
-    more = len(ds.classes) - max_classes
-    title = f"{len(ds.items)} images, {len(ds.classes)} classes" + (
-        f" (first {max_classes} shown)" if more > 0 else ""
-    )
-    return images.contact_sheet(entries, columns=per_class, thumb=thumb, title=title)

@@ -50,8 +50,8 @@ from sortsight._doctor_labels import LabelSettings, label_issues, out_of_place
 from sortsight.data import ImageDataset, load_dataset
 from sortsight.errors import ConfigError, ImageError
 from sortsight.fileops import atomic_write, atomic_write_text, output_error
-from sortsight.images import contact_sheet as _sheet
 from sortsight.progress import ProgressCallback, Ticker
+from sortsight.sheets import contact_sheet as _sheet
 
 __all__ = [
     "DoctorReport",

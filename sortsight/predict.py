@@ -31,7 +31,7 @@ from sortsight.errors import DataError, ImageError, ModelError, PredictError
 from sortsight.fileops import ensure_output_dir, ensure_output_file
 from sortsight.images import open_image
 from sortsight.models import DataConfig, eval_transform
-from sortsight.predictions import PredictionWriter, output_path
+from sortsight.predictions import PredictionWriter, PredictSummary, output_path
 from sortsight.progress import ProgressCallback, Ticker
 from sortsight.runs import RunFolder
 from sortsight.tagmetrics import cuts_of, sigmoid, tag_fields
@@ -230,39 +230,6 @@ class Classifier:
 
 
 # --------------------------------------------------------------------------- streaming predict
-
-
-@dataclass
-class PredictSummary:
-    """What :func:`predict_paths` did."""
-
-    output: Path
-    total: int  # paths asked for
-    already_done: int  # found in the output from an earlier run
-    ok: int = 0
-    unsure: int = 0
-    unreadable: int = 0
-    seconds: float = 0.0
-    engine: str = ""
-    reasons: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def predicted(self) -> int:
-        return self.ok + self.unsure + self.unreadable
-
-    def count(self, status: str, error: str = "") -> None:
-        """Count one written row by its status (an unreadable file's reason too)."""
-        if status == "ok":
-            self.ok += 1
-        elif status == "unsure":
-            self.unsure += 1
-        else:
-            self.unreadable += 1
-            self.reasons[error] = self.reasons.get(error, 0) + 1
-
-    @property
-    def images_per_second(self) -> float:
-        return self.predicted / self.seconds if self.seconds > 0 else 0.0
 
 
 class _Decode:

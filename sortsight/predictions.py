@@ -23,6 +23,7 @@ import csv
 import json
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,6 +32,7 @@ from sortsight.fileops import json_line, repair_tail
 
 __all__ = [
     "CSV_COLUMNS",
+    "PredictSummary",
     "PredictionWriter",
     "output_path",
     "read_page",
@@ -85,6 +87,39 @@ def _format(record: dict[str, Any], columns: Sequence[str]) -> list[str]:
         **{f"score:{t}": f"{v:.6f}" for t, v in (record.get("scores") or {}).items()},
     }
     return [values.get(c, "") for c in columns]
+
+
+@dataclass
+class PredictSummary:
+    """What a predict job wrote (:func:`sortsight.predict.predict_paths`, the Ray engine)."""
+
+    output: Path
+    total: int  # paths asked for
+    already_done: int  # found in the output from an earlier run
+    ok: int = 0
+    unsure: int = 0
+    unreadable: int = 0
+    seconds: float = 0.0
+    engine: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def predicted(self) -> int:
+        return self.ok + self.unsure + self.unreadable
+
+    def count(self, status: str, error: str = "") -> None:
+        """Count one written row by its status (an unreadable file's reason too)."""
+        if status == "ok":
+            self.ok += 1
+        elif status == "unsure":
+            self.unsure += 1
+        else:
+            self.unreadable += 1
+            self.reasons[error] = self.reasons.get(error, 0) + 1
+
+    @property
+    def images_per_second(self) -> float:
+        return self.predicted / self.seconds if self.seconds > 0 else 0.0
 
 
 class PredictionWriter:

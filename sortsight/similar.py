@@ -149,7 +149,7 @@ def search(
 
 def results_sheet(matches: list[Match], query: str | os.PathLike | None, out: str | os.PathLike) -> Path:
     """A contact-sheet PNG of ``matches`` (the query first when given) with scores as captions."""
-    from sortsight.images import contact_sheet
+    from sortsight.sheets import contact_sheet
 
     entries: list[tuple[Any, str]] = []
     if query is not None:

@@ -13,9 +13,10 @@ from conftest import make_image, write_class_folder
 from PIL import Image
 
 from sortsight import data
-from sortsight.data import ImageDataset, Item, load_dataset, sample_grid, scan, split_dataset, summarize
+from sortsight.data import ImageDataset, Item, load_dataset, scan, split_dataset, summarize
 from sortsight.errors import ConfigError, DataError
 from sortsight.progress import ProgressEvent
+from sortsight.sheets import sample_grid
 
 
 def _rel(ds: ImageDataset, split: str | None = None) -> list[str]:
@@ -386,7 +387,7 @@ def test_sample_grid(make_folder: Callable[..., Path]) -> None:
     ds = load_dataset(make_folder(classes=("a", "b", "c"), per_class=3))
     grid = sample_grid(ds, per_class=4, thumb=40)
     assert grid.mode == "RGB" and grid.width == 4 * 46 + 6 and grid.height > 3 * 40
-    assert data.sample_grid(ds, per_class=4, thumb=40).tobytes() == grid.tobytes()  # deterministic
+    assert sample_grid(ds, per_class=4, thumb=40).tobytes() == grid.tobytes()  # deterministic
 
 
 def test_verification_is_cached_until_a_file_changes(

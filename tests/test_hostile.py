@@ -30,7 +30,7 @@ from hostile_corpus import (
 
 from sortsight.cli import cli
 from sortsight.fileops import ActionLog, file_mode
-from sortsight.images import contact_sheet
+from sortsight.sheets import contact_sheet
 
 TRAIN = ["--strategy", "head", "--image-size", "64", "--batch-size", "8", "--mixed-precision", "no"]
 PREDICT = ["--engine", "eager", "--workers", "0"]

@@ -17,7 +17,6 @@ from PIL import Image, features
 from sortsight import images
 from sortsight.errors import ImageError
 from sortsight.images import (
-    contact_sheet,
     inspect_image,
     is_image_path,
     is_junk,
@@ -25,6 +24,7 @@ from sortsight.images import (
     open_image,
     try_open_image,
 )
+from sortsight.sheets import contact_sheet
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 

@@ -21,6 +21,7 @@ from sortsight.cli._render import ProgressView, output_console, print_next, rend
 from sortsight.errors import ConfigError
 from sortsight.fileops import atomic_write, ensure_output_dir, ensure_output_file, output_error
 from sortsight.images import DEFAULT_MAX_PIXELS
+from sortsight.sheets import sample_grid
 
 __all__ = ["check", "render_summary", "write_grid"]
 
@@ -205,7 +206,7 @@ def check(
     summary = data.summarize(ds)
     summary["split"] = {"valid_split": valid_split, "test_split": test_split, "seed": seed}
     if grid_path is not None:
-        write_grid(data.sample_grid(ds, seed=seed), grid_path)
+        write_grid(sample_grid(ds, seed=seed), grid_path)
         summary["grid"] = str(grid_path)
     if run_doctor:
         from sortsight.cli import _doctor
