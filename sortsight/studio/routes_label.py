@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from sortsight.errors import DataError
 from sortsight.labelling import LabelSession
 from sortsight.studio import projects as pj
-from sortsight.studio.core import Studio, studio_of
+from sortsight.studio.core import ProjectDep, Studio, StudioDep, studio_of
 from sortsight.studio.security import check_folder
 from sortsight.studio.store import Project
 
@@ -79,9 +79,7 @@ def _state(session: LabelSession, mode: str, target: str) -> dict[str, Any]:
 
 
 @router.get("/projects/{project_id}/label", response_class=HTMLResponse)
-def label_page(request: Request, project_id: int) -> HTMLResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def label_page(request: Request, studio: StudioDep, project: ProjectDep) -> HTMLResponse:
     session = _session(request, project, required=False)
     return studio.render(
         request,
@@ -96,10 +94,10 @@ def label_page(request: Request, project_id: int) -> HTMLResponse:
 
 
 @router.post("/projects/{project_id}/label/start")
-async def start_labelling(request: Request, project_id: int, source: str = Form(...)) -> RedirectResponse:
+async def start_labelling(
+    request: Request, studio: StudioDep, project: ProjectDep, source: str = Form(...)
+) -> RedirectResponse:
     """Label an existing index, or start an ``index`` job over a folder of the studio's machine."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
     path = check_folder(source, studio.folders)  # only folders the user allowed, before any look
     if not path.is_dir():
         raise DataError(
@@ -129,8 +127,9 @@ async def start_labelling(request: Request, project_id: int, source: str = Form(
 
 
 @router.get("/api/projects/{project_id}/label")
-def label_state(request: Request, project_id: int, mode: str = "uncertain", target: str = "") -> JSONResponse:
-    project = studio_of(request).project(project_id)
+def label_state(
+    request: Request, studio: StudioDep, project: ProjectDep, mode: str = "uncertain", target: str = ""
+) -> JSONResponse:
     session = _session(request, project)
     assert session is not None
     with _LOCK:
@@ -138,13 +137,12 @@ def label_state(request: Request, project_id: int, mode: str = "uncertain", targ
 
 
 @router.post("/api/projects/{project_id}/label")
-async def label_images(request: Request, project_id: int) -> JSONResponse:
+async def label_images(request: Request, studio: StudioDep, project: ProjectDep) -> JSONResponse:
     """``{"positions" | "paths": [...], "label": str, "mode", "target"}`` → the new state.
 
     ``"action": "reject"`` says the images are *not* ``label``; ``"unlabel"`` forgets their labels;
     ``"class"`` only adds the class name.
     """
-    project = studio_of(request).project(project_id)
     body = await request.json()
     if not isinstance(body, dict):
         raise DataError("Send a JSON object with 'label' and 'positions' or 'paths'.")
@@ -178,8 +176,7 @@ async def label_images(request: Request, project_id: int) -> JSONResponse:
 
 
 @router.get("/projects/{project_id}/label/labels.csv")
-def download_labels(request: Request, project_id: int) -> FileResponse:
-    project = studio_of(request).project(project_id)
+def download_labels(request: Request, studio: StudioDep, project: ProjectDep) -> FileResponse:
     session = _session(request, project)
     assert session is not None
     if not session.labels:
@@ -188,11 +185,12 @@ def download_labels(request: Request, project_id: int) -> FileResponse:
 
 
 @router.get("/projects/{project_id}/label/thumb/{position}")
-def label_thumb(request: Request, project_id: int, position: int, size: int = 160) -> Response:
+def label_thumb(
+    request: Request, studio: StudioDep, project: ProjectDep, position: int, size: int = 160
+) -> Response:
     """A JPEG thumbnail of image ``position`` of the project's index (only indexed images are served)."""
     from sortsight.images import open_image
 
-    project = studio_of(request).project(project_id)
     session = _session(request, project)
     assert session is not None
     if not 0 <= position < len(session.index):
@@ -206,11 +204,10 @@ def label_thumb(request: Request, project_id: int, position: int, size: int = 16
 
 
 @router.get("/projects/{project_id}/label/map", response_class=HTMLResponse)
-async def label_map(request: Request, project_id: int) -> HTMLResponse:
+async def label_map(request: Request, studio: StudioDep, project: ProjectDep) -> HTMLResponse:
     """The collection map of the pile, coloured by label / the head's guess; lasso → label these."""
     from sortsight.collection_map import compute_map, map_payload, render_map_html
 
-    project = studio_of(request).project(project_id)
     session = _session(request, project)
     assert session is not None
 
@@ -239,12 +236,10 @@ def _copy_into_data(studio: Studio, project: Project, session: LabelSession) -> 
 
 
 @router.post("/projects/{project_id}/label/train")
-async def train_from_labels(request: Request, project_id: int) -> RedirectResponse:
+async def train_from_labels(request: Request, studio: StudioDep, project: ProjectDep) -> RedirectResponse:
     """Copy the labelled images into the project's data (class folders) and start a training job."""
     from sortsight.studio.routes_train import _start_train
 
-    studio = studio_of(request)
-    project = studio.project(project_id)
     session = _session(request, project)
     assert session is not None
     if len({session.labels[p] for p in session.labels}) < 2:
@@ -257,10 +252,9 @@ async def train_from_labels(request: Request, project_id: int) -> RedirectRespon
 
 @router.post("/projects/{project_id}/label/sort")
 async def sort_labelled(
-    request: Request, project_id: int, dest: str = Form(...), move: str = Form("")
+    request: Request, studio: StudioDep, project: ProjectDep, dest: str = Form(...), move: str = Form("")
 ) -> RedirectResponse:
     """Copy (or move) the labelled images into ``dest/<label>/``; undo with ``sortsight undo LOG``."""
-    project = studio_of(request).project(project_id)
     session = _session(request, project)
     assert session is not None
     target = Path(dest.strip()).expanduser()

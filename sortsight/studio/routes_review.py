@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sortsight import fix
 from sortsight.errors import DataError
 from sortsight.studio import projects as pj
-from sortsight.studio.core import Studio, studio_of
+from sortsight.studio.core import ProjectDep, Studio, StudioDep
 from sortsight.studio.routes_data import doctor_findings
 from sortsight.studio.store import Project
 
@@ -133,24 +133,19 @@ def _state(studio: Studio, project: Project) -> dict[str, Any]:
 
 
 @router.get("/projects/{project_id}/review", response_class=HTMLResponse)
-def review_page(request: Request, project_id: int) -> HTMLResponse:
-    studio = studio_of(request)
-    project = studio.project(project_id)
+def review_page(request: Request, studio: StudioDep, project: ProjectDep) -> HTMLResponse:
     return studio.render(request, "review.html", project=project, tab="data", state=_state(studio, project))
 
 
 @router.get("/api/projects/{project_id}/review")
-def review_api(request: Request, project_id: int) -> JSONResponse:
+def review_api(studio: StudioDep, project: ProjectDep) -> JSONResponse:
     """The flags in order, each with its decision (``take``/``keep``/``delete`` or null), and the next one."""
-    studio = studio_of(request)
-    return JSONResponse(_state(studio, studio.project(project_id)))
+    return JSONResponse(_state(studio, project))
 
 
 @router.post("/api/projects/{project_id}/review/{n}/{action}")
-def review_decide(request: Request, project_id: int, n: int, action: str) -> JSONResponse:
+def review_decide(studio: StudioDep, project: ProjectDep, n: int, action: str) -> JSONResponse:
     """Decide flag ``n``: ``take`` the suggested label, ``keep``, or ``delete`` (to the trash)."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
     if action not in ACTIONS:
         raise DataError(f"Unknown review action '{action}'; use take, keep or delete.")
     folder = studio.project_dir(project)
@@ -183,10 +178,8 @@ def review_decide(request: Request, project_id: int, n: int, action: str) -> JSO
 
 
 @router.post("/api/projects/{project_id}/review/undo")
-def review_undo(request: Request, project_id: int) -> JSONResponse:
+def review_undo(studio: StudioDep, project: ProjectDep) -> JSONResponse:
     """Undo the newest review decision that still stands (a move is put back, a keep withdrawn)."""
-    studio = studio_of(request)
-    project = studio.project(project_id)
     folder = studio.project_dir(project)
     with _LOCK:
         state = _state(studio, project)
