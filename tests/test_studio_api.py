@@ -316,8 +316,8 @@ def test_train_form_is_validated(client: TestClient) -> None:
     for form, message in (
         ({"model": "resnet9000"}, "Unknown model"),
         ({"epochs": "many"}, "whole number"),
-        ({"epochs": "0"}, "between 1 and 200"),
-        ({"lr": "fast"}, "must be a float"),
+        ({"epochs": "0"}, "between 1 and 1000"),  # TrainConfig's declared range, not the studio's own
+        ({"lr": "fast"}, "must be a number"),
         ({"time_budget": "-1"}, "more than 0"),
     ):
         r = client.post(f"/projects/{pid}/train", data=form)
@@ -599,8 +599,9 @@ def test_job_commands_parse_with_the_real_cli(tmp_path: Path) -> None:
     from sortsight.studio.routes_train import _train_params, advanced_options, train_args
 
     form = {"model": "efficientnet_lite1", "epochs": "3", "candidates": "2", "time_budget": "5"}
-    for name, (kind, _) in advanced_options().items():
-        form[name] = kind[0] if isinstance(kind, tuple) else {int: "4", float: "0.1", str: "x"}[kind]
+    for name, spec in advanced_options().items():
+        low = spec["min"] if spec["min"] is not None else 4
+        form[name] = spec["choices"][0] if spec["choices"] else str(low)
     args = train_args(tmp_path / "data", tmp_path / "run", _train_params(form))
     commands = [
         args,
@@ -625,6 +626,29 @@ def test_job_commands_parse_with_the_real_cli(tmp_path: Path) -> None:
         ctx = sub.make_context(command[0], list(command[1:]))
         assert ctx.params, command
     assert "--time-budget" in args and "5m" in args
+
+
+def test_the_advanced_panel_comes_from_the_config_declarations() -> None:
+    """Each option is declared once: the studio's choices, ranges and help are TrainConfig's own."""
+    from sortsight.config import TrainConfig, describe_fields
+    from sortsight.errors import ConfigError
+    from sortsight.studio.routes_train import _train_params, advanced_options
+
+    declared = {d["name"]: d for d in describe_fields(TrainConfig)}
+    panel = advanced_options()
+    assert panel["optimizer"]["choices"] == declared["optimizer"]["choices"]
+    assert panel["lr"]["help"] == declared["lr"]["help"] and panel["lr"]["max"] == declared["lr"]["max"]
+    with pytest.raises(ConfigError, match="'lr' must be between"):
+        _train_params({"lr": str(declared["lr"]["max"] * 10)})
+    with pytest.raises(ConfigError, match="'batch_size' must be a whole number"):
+        _train_params({"batch_size": "many"})
+    with pytest.raises(ConfigError, match="'strategy' must be one of auto, head, finetune"):
+        _train_params({"strategy": "fast"})
+    assert _train_params({"valid_split": "validation", "epochs": "3"}) == {
+        "model": "auto",
+        "valid_split": "validation",
+        "epochs": 3,
+    }
 
 
 def test_an_empty_project_points_to_the_data_step(client: TestClient) -> None:

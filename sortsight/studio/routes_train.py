@@ -27,28 +27,58 @@ router = APIRouter()
 _ESTIMATE_TIMEOUT = 300
 
 
-def advanced_options() -> dict[str, tuple[Any, str]]:
-    """AutoTrain parameter names offered in the "advanced" panel: name -> (type or choices, help)."""
-    from sortsight.config import AUGMENTATIONS, OPTIMIZERS, PRECISIONS, SCHEDULERS, STRATEGIES
+#: The TrainConfig options offered in the "advanced" panel (their help, choices, ranges and
+#: defaults come from the fields' own declarations, as the CLI's do).
+ADVANCED = (
+    "lr",
+    "batch_size",
+    "warmup_ratio",
+    "gradient_accumulation",
+    "optimizer",
+    "scheduler",
+    "weight_decay",
+    "seed",
+    "early_stopping_patience",
+    "max_samples",
+    "valid_split",
+    "test_split",
+    "image_size",
+    "augmentation",
+    "strategy",
+    "mixed_precision",
+)
 
-    return {
-        "lr": (float, "learning rate"),
-        "batch_size": (int, "images per step"),
-        "warmup_ratio": (float, "share of steps warming up the learning rate"),
-        "gradient_accumulation": (int, "steps summed before each update"),
-        "optimizer": (OPTIMIZERS, ""),
-        "scheduler": (SCHEDULERS, ""),
-        "weight_decay": (float, ""),
-        "seed": (int, "random seed (split and training)"),
-        "early_stopping_patience": (int, "epochs without improvement before stopping"),
-        "max_samples": (int, "use at most this many images (balanced per class)"),
-        "valid_split": (float, "share of images held out for validation"),
-        "test_split": (float, "share of images held out for the final test"),
-        "image_size": (int, "input side in pixels (default: the model's own)"),
-        "augmentation": (AUGMENTATIONS, "documents: never flip or rotate"),
-        "strategy": (STRATEGIES, "head only is fastest; finetune trains more layers"),
-        "mixed_precision": (PRECISIONS, "auto is measured at run time"),
-    }
+
+def advanced_options() -> dict[str, dict[str, Any]]:
+    """The advanced panel's options: name -> the field's description (``help``, ``choices``,
+    ``min``, ``max``, ``types``, ``default_text``) from :func:`sortsight.config.describe_fields`."""
+    from sortsight.config import TrainConfig, describe_fields
+
+    described = {d["name"]: d for d in describe_fields(TrainConfig)}
+    return {name: described[name] for name in ADVANCED}
+
+
+def _number(name: str, raw: str, spec: dict[str, Any]) -> Any:
+    """``raw`` as the field's number type, within its declared range; a field that also takes a
+    name (``valid_split``: a split's name) keeps other text as it is."""
+    kind = int if "int" in spec["types"] else float if "float" in spec["types"] else None
+    if kind is None:
+        return raw
+    try:
+        value = kind(raw)
+    except ValueError as exc:
+        if "str" in spec["types"]:
+            return raw
+        what = "whole number" if kind is int else "number"
+        raise ConfigError(f"'{name}' must be a {what}, got '{raw}'.") from exc
+    low, high = spec.get("min"), spec.get("max")
+    if low is not None and value < low:
+        bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise ConfigError(f"'{name}' must be {bound}, got {raw}.")
+    if high is not None and value > high:
+        bound = f"between {low:g} and {high:g}" if low is not None else f"at most {high:g}"
+        raise ConfigError(f"'{name}' must be {bound}, got {raw}.")
+    return value
 
 
 def model_choices() -> list[dict[str, Any]]:
@@ -78,16 +108,13 @@ def _train_params(form: dict[str, str]) -> dict[str, Any]:
     if model not in names:
         raise ConfigError(f"Unknown model '{model}'. Choose one of: {', '.join(sorted(names))}.")
     params["model"] = model
-    for key, low, high in (("epochs", 1, 200), ("candidates", 1, 6)):
+    from sortsight.config import TrainConfig, describe_fields
+
+    described = {d["name"]: d for d in describe_fields(TrainConfig)}
+    for key in ("epochs", "candidates"):
         raw = form.get(key, "").strip()
         if raw:
-            try:
-                value = int(raw)
-            except ValueError as exc:
-                raise ConfigError(f"'{key}' must be a whole number, got '{raw}'.") from exc
-            if not low <= value <= high:
-                raise ConfigError(f"'{key}' must be between {low} and {high}, got {value}.")
-            params[key] = value
+            params[key] = _number(key, raw, described[key])
     budget = form.get("time_budget", "").strip()
     if budget:
         try:
@@ -97,19 +124,16 @@ def _train_params(form: dict[str, str]) -> dict[str, Any]:
         if minutes <= 0:
             raise ConfigError("The time budget must be more than 0 minutes.")
         params["time_budget"] = f"{minutes:g}m"
-    for name, (kind, _) in advanced_options().items():
+    for name, spec in advanced_options().items():
         raw = form.get(name, "").strip()
         if not raw:
             continue
-        if isinstance(kind, tuple):
-            if raw not in kind:
-                raise ConfigError(f"'{name}' must be one of {', '.join(kind)}, got '{raw}'.")
+        if spec["choices"]:
+            if raw not in spec["choices"]:
+                raise ConfigError(f"'{name}' must be one of {', '.join(spec['choices'])}, got '{raw}'.")
             params[name] = raw
-            continue
-        try:
-            params[name] = kind(raw)
-        except ValueError as exc:
-            raise ConfigError(f"'{name}' must be a {kind.__name__}, got '{raw}'.") from exc
+        else:
+            params[name] = _number(name, raw, spec)
     return params
 
 
