@@ -69,8 +69,9 @@ def plain_loop(
     import timm.data
     from torch.utils.data import DataLoader, Dataset
 
+    from sortsight.geometry import eval_transform
     from sortsight.images import open_image
-    from sortsight.models import create_model, eval_transform
+    from sortsight.models import create_model
 
     index = {c: i for i, c in enumerate(classes)}
     model, dc = create_model("efficientnet_lite0", classes, input_size=image_size)

@@ -28,7 +28,8 @@ __all__ = ["extract_features", "feature_backbone"]
 
 def feature_backbone(model: str = "efficientnet_lite0", image_size: int = 224) -> tuple[Any, Any]:
     """A pretrained network with no head (``images -> (B, D)`` pooled features) and its transform."""
-    from sortsight.models import create_model, eval_transform
+    from sortsight.geometry import eval_transform
+    from sortsight.models import create_model
 
     net, data_config = create_model(model, 1, pretrained=True, input_size=image_size)
     net.reset_classifier(0)

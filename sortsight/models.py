@@ -15,14 +15,13 @@ import contextlib
 import functools
 import importlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sortsight.errors import ModelError
 from sortsight.geometry import DataConfig
-from sortsight.geometry import eval_transform as geometry_transform
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +31,6 @@ __all__ = [
     "BundledModel",
     "DataConfig",
     "create_model",
-    "eval_transform",
     "resolve_model_name",
 ]
 
@@ -377,9 +375,3 @@ def _timm_core(model: Any) -> Any:
     if hasattr(model, "timm_model"):
         return model.timm_model
     return model
-
-
-def eval_transform(data_config: DataConfig) -> Callable[[Any], Any]:
-    """PIL image (RGB) -> normalised ``(3, H, W)`` float tensor, as at evaluation time
-    (:func:`sortsight.geometry.eval_transform`, the one geometry training also uses)."""
-    return geometry_transform(data_config)

@@ -29,8 +29,8 @@ from sortsight.config import PredictConfig
 from sortsight.engines import Engine, build_engine, read_onnx_metadata
 from sortsight.errors import DataError, ImageError, ModelError, PredictError
 from sortsight.fileops import ensure_output_dir, ensure_output_file
+from sortsight.geometry import DataConfig, eval_transform
 from sortsight.images import open_image
-from sortsight.models import DataConfig, eval_transform
 from sortsight.predictions import PredictionWriter, PredictSummary, output_path
 from sortsight.progress import ProgressCallback, Ticker
 from sortsight.runs import RunFolder

@@ -95,8 +95,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from sklearn.linear_model import LogisticRegression
 
+    from sortsight.geometry import eval_transform
     from sortsight.model_folder import save_model_folder
-    from sortsight.models import create_model, eval_transform
+    from sortsight.models import create_model
 
     torch.manual_seed(0)
     model, data_config = create_model("efficientnet_lite0", list(TINY_LABELS), input_size=64)

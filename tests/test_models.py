@@ -10,12 +10,12 @@ import torch
 from conftest import write_trainer_style_vit
 
 from sortsight.errors import ModelError
+from sortsight.geometry import eval_transform
 from sortsight.model_folder import load_model_folder, save_model_folder
 from sortsight.models import (
     BUNDLED_MODELS,
     DataConfig,
     create_model,
-    eval_transform,
     resolve_model_name,
 )
 

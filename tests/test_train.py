@@ -78,9 +78,9 @@ def test_recorded_validation_metrics_are_the_kept_models(trained: tuple, data: P
 def test_pipeline_loads_model_and_agrees_with_sortsight(trained: tuple, data: Path) -> None:
     from transformers import pipeline
 
+    from sortsight.geometry import eval_transform
     from sortsight.images import open_image
     from sortsight.model_folder import load_model_folder
-    from sortsight.models import eval_transform
     from sortsight.predict import Classifier
 
     result, _ = trained
