@@ -366,6 +366,7 @@ def predict_paths(
         A :class:`PredictSummary`.
     """
     tags = classifier.labels if classifier.task == "multi_label" else None
+    cuts = cuts_of(classifier, threshold) if tags else None  # per-tag thresholds, once per job
     writer = PredictionWriter(output, model=classifier.model_id, tags=tags)
     todo = [p for p in paths if str(p) not in writer.done]
     summary = PredictSummary(writer.path, len(paths), len(paths) - len(todo), engine=classifier.engine.name)
@@ -385,8 +386,8 @@ def predict_paths(
                     "status": "ok" if best[0]["score"] >= threshold else "unsure",
                     "error": "",
                 }
-                if tags:  # tags over their thresholds; none: unsure
-                    row.update(tag_fields(prob, classifier.labels, cuts_of(classifier, threshold)))
+                if cuts is not None:  # tags over their thresholds; none: unsure
+                    row.update(tag_fields(prob, classifier.labels, cuts))
                 rows.append((i, row))
             for i, reason in bad:
                 gone: dict[str, Any] = {"label": "", "score": None, "top_k": [], "tags": "", "scores": {}}

@@ -128,7 +128,7 @@ async def start_labelling(
 
 @router.get("/api/projects/{project_id}/label")
 def label_state(
-    request: Request, studio: StudioDep, project: ProjectDep, mode: str = "uncertain", target: str = ""
+    request: Request, project: ProjectDep, mode: str = "uncertain", target: str = ""
 ) -> JSONResponse:
     session = _session(request, project)
     assert session is not None
@@ -137,7 +137,7 @@ def label_state(
 
 
 @router.post("/api/projects/{project_id}/label")
-async def label_images(request: Request, studio: StudioDep, project: ProjectDep) -> JSONResponse:
+async def label_images(request: Request, project: ProjectDep) -> JSONResponse:
     """``{"positions" | "paths": [...], "label": str, "mode", "target"}`` → the new state.
 
     ``"action": "reject"`` says the images are *not* ``label``; ``"unlabel"`` forgets their labels;
@@ -176,7 +176,7 @@ async def label_images(request: Request, studio: StudioDep, project: ProjectDep)
 
 
 @router.get("/projects/{project_id}/label/labels.csv")
-def download_labels(request: Request, studio: StudioDep, project: ProjectDep) -> FileResponse:
+def download_labels(request: Request, project: ProjectDep) -> FileResponse:
     session = _session(request, project)
     assert session is not None
     if not session.labels:
@@ -185,9 +185,7 @@ def download_labels(request: Request, studio: StudioDep, project: ProjectDep) ->
 
 
 @router.get("/projects/{project_id}/label/thumb/{position}")
-def label_thumb(
-    request: Request, studio: StudioDep, project: ProjectDep, position: int, size: int = 160
-) -> Response:
+def label_thumb(request: Request, project: ProjectDep, position: int, size: int = 160) -> Response:
     """A JPEG thumbnail of image ``position`` of the project's index (only indexed images are served)."""
     from sortsight.images import open_image
 
@@ -204,7 +202,7 @@ def label_thumb(
 
 
 @router.get("/projects/{project_id}/label/map", response_class=HTMLResponse)
-async def label_map(request: Request, studio: StudioDep, project: ProjectDep) -> HTMLResponse:
+async def label_map(request: Request, project: ProjectDep) -> HTMLResponse:
     """The collection map of the pile, coloured by label / the head's guess; lasso → label these."""
     from sortsight.collection_map import compute_map, map_payload, render_map_html
 
@@ -252,7 +250,7 @@ async def train_from_labels(request: Request, studio: StudioDep, project: Projec
 
 @router.post("/projects/{project_id}/label/sort")
 async def sort_labelled(
-    request: Request, studio: StudioDep, project: ProjectDep, dest: str = Form(...), move: str = Form("")
+    request: Request, project: ProjectDep, dest: str = Form(...), move: str = Form("")
 ) -> RedirectResponse:
     """Copy (or move) the labelled images into ``dest/<label>/``; undo with ``sortsight undo LOG``."""
     session = _session(request, project)

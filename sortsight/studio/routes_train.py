@@ -49,13 +49,18 @@ ADVANCED = (
 )
 
 
-def advanced_options() -> dict[str, dict[str, Any]]:
-    """The advanced panel's options: name -> the field's description (``help``, ``choices``,
-    ``min``, ``max``, ``types``, ``default_text``) from :func:`sortsight.config.describe_fields`."""
+def _declared() -> dict[str, dict[str, Any]]:
+    """Every TrainConfig field's description, by name (:func:`sortsight.config.describe_fields`)."""
     from sortsight.config import TrainConfig, describe_fields
 
-    described = {d["name"]: d for d in describe_fields(TrainConfig)}
-    return {name: described[name] for name in ADVANCED}
+    return {d["name"]: d for d in describe_fields(TrainConfig)}
+
+
+def advanced_options() -> dict[str, dict[str, Any]]:
+    """The advanced panel's options: name -> the field's description (``help``, ``choices``,
+    ``min``, ``max``, ``types``, ``default_text``)."""
+    declared = _declared()
+    return {name: declared[name] for name in ADVANCED}
 
 
 def _number(name: str, raw: str, spec: dict[str, Any]) -> Any:
@@ -108,13 +113,11 @@ def _train_params(form: dict[str, str]) -> dict[str, Any]:
     if model not in names:
         raise ConfigError(f"Unknown model '{model}'. Choose one of: {', '.join(sorted(names))}.")
     params["model"] = model
-    from sortsight.config import TrainConfig, describe_fields
-
-    described = {d["name"]: d for d in describe_fields(TrainConfig)}
+    declared = _declared()
     for key in ("epochs", "candidates"):
         raw = form.get(key, "").strip()
         if raw:
-            params[key] = _number(key, raw, described[key])
+            params[key] = _number(key, raw, declared[key])
     budget = form.get("time_budget", "").strip()
     if budget:
         try:
@@ -124,7 +127,8 @@ def _train_params(form: dict[str, str]) -> dict[str, Any]:
         if minutes <= 0:
             raise ConfigError("The time budget must be more than 0 minutes.")
         params["time_budget"] = f"{minutes:g}m"
-    for name, spec in advanced_options().items():
+    for name in ADVANCED:
+        spec = declared[name]
         raw = form.get(name, "").strip()
         if not raw:
             continue
