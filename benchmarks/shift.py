@@ -24,6 +24,10 @@ Usage::
     python benchmarks/shift.py                               # all sets, work folder ./bench-work
     PYTHONPATH=/work/wt/engine python benchmarks/shift.py --sets fonts,scanner --work /tmp/bw
     python benchmarks/shift.py --repeat 3 --json shift.json
+    python benchmarks/shift.py --variant finetune='--strategy finetune'   # default, finetune and probe
+
+Each ``--variant NAME=ARGS`` adds a sortsight row per set trained with those extra arguments, beside
+the default and the same probe run (``--no-default`` leaves the default out).
 
 Whatever ``sortsight`` is importable (``PYTHONPATH``) is the one benchmarked.
 """
@@ -136,7 +140,7 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
     return events
 
 
-def run_sortsight(data: Path, run_dir: Path, log: Path) -> dict[str, Any]:
+def run_sortsight(data: Path, run_dir: Path, log: Path, extra: list[str]) -> dict[str, Any]:
     if run_dir.exists():
         shutil.rmtree(run_dir)  # the benchmark's own output folder from an earlier repeat
     py = sys.executable
@@ -144,7 +148,7 @@ def run_sortsight(data: Path, run_dir: Path, log: Path) -> dict[str, Any]:
     started = time.time()
     watcher.start()
     try:
-        train_s, _ = run([py, "-m", "sortsight", "train", str(data), "--out", str(run_dir)], log)
+        train_s, _ = run([py, "-m", "sortsight", "train", str(data), "--out", str(run_dir), *extra], log)
     finally:
         watcher.stop.set()
         watcher.join()
@@ -177,6 +181,9 @@ def run_sortsight(data: Path, run_dir: Path, log: Path) -> dict[str, Any]:
         if estimate
         else info.get("engine", {}).get("estimate_seconds"),
         "chosen": f"{best.get('model')} ({best.get('chosen')})",
+        "stopped": best.get("stopped"),
+        "wise_alpha": best.get("wise_alpha"),
+        "epochs": best.get("epochs"),
     }
 
 
@@ -202,7 +209,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = (
-        f"{'set':9s} {'rep':>3s} {'sortsight':>9s} {'wall s':>7s} {'1st model':>9s} "
+        f"{'set':9s} {'variant':>10s} {'rep':>3s} {'sortsight':>9s} {'wall s':>7s} {'1st model':>9s} "
         f"{'probe':>6s} {'wall s':>7s} | {'Δacc pt':>7s} {'1st/probe':>9s} {'run/probe':>9s}"
     )
     print(head)
@@ -210,7 +217,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         s, p, q = r["sortsight"], r["probe"], r["ratios"]
         print(
-            f"{r['set']:9s} {r['repeat']:3d} {s['accuracy']:9.3f} {s['wall_s']:7.1f} "
+            f"{r['set']:9s} {r['variant']:>10s} {r['repeat']:3d} {s['accuracy']:9.3f} {s['wall_s']:7.1f} "
             f"{_fmt(s['first_model_s'], '9.1f')} {p['accuracy']:6.3f} {p['wall_s']:7.1f} | "
             f"{q['acc_minus_probe_points']:+7.1f} {_fmt(q['first_model_over_probe'], '9.2f')} "
             f"{q['whole_run_over_probe']:9.2f}"
@@ -219,15 +226,30 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """Medians over repeats, per set."""
+    """Medians over repeats, per set and variant (``set`` alone for the default variant)."""
     out: dict[str, dict[str, float | None]] = {}
-    for name in dict.fromkeys(r["set"] for r in rows):
-        mine = [r for r in rows if r["set"] == name]
+    for name in dict.fromkeys(_key(r) for r in rows):
+        mine = [r for r in rows if _key(r) == name]
         keys = ("acc_minus_probe_points", "first_model_over_probe", "whole_run_over_probe")
         out[name] = {}
         for k in keys:
             vals = [r["ratios"][k] for r in mine if r["ratios"][k] is not None]
             out[name][k] = statistics.median(vals) if vals else None
+    return out
+
+
+def _key(row: dict[str, Any]) -> str:
+    return row["set"] if row["variant"] == "default" else f"{row['set']}/{row['variant']}"
+
+
+def variants(texts: list[str]) -> dict[str, list[str]]:
+    """``NAME=ARGS`` options -> {name: extra train arguments}; ``default`` (no arguments) first."""
+    out: dict[str, list[str]] = {"default": []}
+    for text in texts:
+        name, sep, args = text.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--variant '{text}' is not NAME=ARGS (e.g. finetune='--strategy finetune')")
+        out[name.strip()] = args.split()
     return out
 
 
@@ -245,6 +267,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of each set's images")
     parser.add_argument("--quick", action="store_true", help="tiny sets: a smoke run, figures mean nothing")
     parser.add_argument("--probe-workers", type=int, default=1, help="DataLoader workers of the probe")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME=ARGS: also run 'sortsight train' with these extra arguments beside the default "
+        "(repeatable), e.g. --variant finetune='--strategy finetune'",
+    )
+    parser.add_argument("--no-default", action="store_true", help="run only the --variant recipes")
     parser.add_argument("--probe-worker", help=argparse.SUPPRESS)  # internal: run the probe on DATA
     args = parser.parse_args(argv)
     if args.probe_worker:
@@ -257,7 +287,16 @@ def main(argv: list[str] | None = None) -> None:
     where = subprocess.run(
         [sys.executable, "-c", "import sortsight; print(sortsight.__file__)"], capture_output=True, text=True
     ).stdout.strip()
-    info = {**machine(), "load_avg_start": os.getloadavg(), "sortsight": where, "scale": scale}
+    recipes = variants(args.variant)
+    if args.no_default and len(recipes) > 1:
+        del recipes["default"]
+    info = {
+        **machine(),
+        "load_avg_start": os.getloadavg(),
+        "sortsight": where,
+        "scale": scale,
+        "variants": recipes,
+    }
     print(
         f"CPU capability {info['cpu_capability']} | {info['cores']} cores | torch {info['torch']} | "
         f"{info['cpu']} | load {info['load_avg_start'][0]:.1f} | sortsight from {where}",
@@ -272,12 +311,22 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 p = run_probe(data, log, args.probe_workers)
                 print(f"  {name} #{rep}: probe {p['accuracy']:.3f} in {p['wall_s']:.1f} s", flush=True)
-                s = run_sortsight(data, work / "runs" / name, log)
-                print(f"  {name} #{rep}: sortsight {s['accuracy']:.3f} in {s['wall_s']:.1f} s", flush=True)
             except RuntimeError as exc:
-                print(f"  {name} #{rep}: FAILED — {exc} (log: {log})", flush=True)
+                print(f"  {name} #{rep}: probe FAILED — {exc} (log: {log})", flush=True)
                 continue
-            rows.append({"set": name, "repeat": rep, "sortsight": s, "probe": p, "ratios": ratios(s, p)})
+            for variant, extra in recipes.items():
+                try:
+                    s = run_sortsight(data, work / "runs" / f"{name}-{variant}", log, extra)
+                except RuntimeError as exc:
+                    print(f"  {name} {variant} #{rep}: FAILED — {exc} (log: {log})", flush=True)
+                    continue
+                print(
+                    f"  {name} {variant} #{rep}: sortsight {s['accuracy']:.3f} in {s['wall_s']:.1f} s "
+                    f"(kept {s['chosen']})",
+                    flush=True,
+                )
+                row = {"set": name, "variant": variant, "repeat": rep, "sortsight": s, "probe": p}
+                rows.append({**row, "ratios": ratios(s, p)})
             if args.json_out:  # after every set, so a long run interrupted keeps what it measured
                 write_json(args.json_out, info, rows)
     info["load_avg_end"] = os.getloadavg()

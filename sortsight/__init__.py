@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     # training
     "train": "sortsight.train",
     "TrainResult": "sortsight.train",
+    "compare_pretrained": "sortsight.compare",
     "PredictConfig": "sortsight.config",
     # predict, sort, evaluate
     "Classifier": "sortsight.predict",

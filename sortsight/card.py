@@ -35,6 +35,7 @@ def model_card(
     version: str = "",
     refit: Mapping[str, Any] | None = None,
     test_metrics: Mapping[str, float] | None = None,
+    pretrained: bool = True,
 ) -> str:
     """Render the model card text.
 
@@ -52,6 +53,7 @@ def model_card(
         refit: ``{"applied": bool, "items": n, "what": ...}`` when the final head was fitted again
             on train + validation (then the validation figures are from before that refit).
         test_metrics: metrics on the held-out test split, when there is one (the headline).
+        pretrained: False when the network was trained from random weights (``--no-pretrained``).
 
     Returns:
         Markdown with a YAML front-matter block (``library_name``, ``tags``, ``metrics``, ``model-index``).
@@ -113,6 +115,14 @@ def model_card(
         "a logistic-regression head on the frozen pretrained network's features scored best on the "
         "validation images, so the pretrained layers were kept unchanged",
     )
+    if not pretrained:
+        how = "the whole network was trained from random weights (no pretraining, `pretrained: false`), " + (
+            "and the trained weights scored best on the validation images"
+            if chosen in ("finetune", "wise")
+            else "but a logistic-regression head on its untrained features scored better on the "
+            "validation images than any trained epoch"
+        )
+    start = "the pretrained" if pretrained else "a randomly initialised"
     refit_line = ""
     if refit and refit.get("applied"):
         how += (
@@ -140,8 +150,8 @@ def model_card(
 # {model_name} {"fine-tuned" if chosen in ("finetune", "wise") else "trained"} with sortsight
 
 An image classifier that sorts images into {len(labels)} classes: {", ".join(f"`{x}`" for x in labels)}.
-It was trained with [sortsight](https://github.com/sortsight/sortsight) {version} from the pretrained
-`{model_name}` at {image_size}×{image_size} pixels; {how}.
+It was trained with [sortsight](https://github.com/sortsight/sortsight) {version} from
+{start} `{model_name}` at {image_size}×{image_size} pixels; {how}.
 
 ## Use
 

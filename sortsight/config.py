@@ -103,6 +103,9 @@ class TrainConfig:
     strategy: str = field(default="auto", metadata={
         "help": "auto: fit the head, then fine-tune where it pays; head: head only; finetune: always.",
         "choices": STRATEGIES})
+    pretrained: bool = field(default=True, metadata={
+        "help": "Start from the model's pretrained weights. --no-pretrained: the same network from "
+        "random weights, the whole network trained (slow; shows what transfer learning buys)."})
     candidates: int = field(default=1, metadata={
         "help": "Try the first K default models and keep the best.", "min": 1, "max": 5})
     models: tuple[str, ...] = field(default=(), metadata={

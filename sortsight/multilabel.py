@@ -129,6 +129,11 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
     from sortsight.training.result import CandidateResult, TrainResult
 
     start = time.perf_counter()
+    if not config.pretrained:
+        raise ConfigError(
+            "pretrained: false is not available for multi-label data: tags are learnt by heads on "
+            "the pretrained features. Leave pretrained on (drop --no-pretrained)."
+        )
     if config.strategy == "finetune":
         raise ConfigError(
             "Fine-tuning is not available for multi-label data yet; use strategy auto or head "

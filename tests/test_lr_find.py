@@ -55,3 +55,15 @@ def test_cli_lr_find(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0, result.output
     assert "Suggested learning rate:" in result.output and "--lr " in result.output
     assert (tmp_path / "lr_find.png").is_file()
+
+
+def test_cli_lr_find_json_is_what_the_studio_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sortsight.studio.routes_train import _json_object
+
+    data = write_class_folder(tmp_path / "data", per_class=8, size=32)
+    monkeypatch.chdir(tmp_path)
+    args = ["train", str(data), "--lr-find", "--json", "--image-size", "64", "--batch-size", "8"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    found = _json_object(result.stdout)
+    assert 0 < found["suggested"] < 10 and Path(found["plot"]).read_bytes().startswith(b"\x89PNG")

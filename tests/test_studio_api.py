@@ -342,6 +342,25 @@ def test_estimate_before_training(client: TestClient, monkeypatch: pytest.Monkey
     assert refused.status_code == 400 and "has no images yet" in refused.json()["error"]
 
 
+def test_lr_find_from_the_advanced_settings(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    pid = new_project(client)
+    page = client.get(f"/projects/{pid}/train").text
+    assert 'id="lr-find"' in page and 'id="lr-find-plot"' in page
+    r = client.post(f"/api/projects/{pid}/lr-find", data={"image_size": "32", "lr": "0.001"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["suggested"] == 0.002 and body["steep"] == 0.01
+    plot = client.get(body["plot_url"])
+    assert plot.status_code == 200 and plot.content.startswith(b"\x89PNG")
+    for bad in ("../project.json", "nothing.png", "..%2F..%2Fstudio.db"):
+        assert client.get(f"/projects/{pid}/lr-find/{bad}").status_code >= 400, bad
+    refused = client.post(f"/api/projects/{pid}/lr-find", data={"lr": "fast"})
+    assert refused.status_code == 400 and "must be a number" in refused.json()["error"]
+    monkeypatch.setenv("FAKE_CLI_MODE", "fail")
+    failed = client.post(f"/api/projects/{pid}/lr-find", data={})
+    assert failed.status_code == 400 and "too few steps" in failed.json()["error"]
+
+
 def test_failed_job_shows_its_error(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     pid = new_project(client)
     monkeypatch.setenv("FAKE_CLI_MODE", "fail")

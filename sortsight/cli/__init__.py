@@ -36,6 +36,7 @@ Warnings from other libraries go to the log file (see --verbose), not to the scr
 _COMMANDS: dict[str, str] = {
     "check": "sortsight.cli.check:check",
     "train": "sortsight.cli.train:train",
+    "compare-pretrained": "sortsight.cli.compare:compare_pretrained",
     "predict": "sortsight.cli.predict:predict",
     "evaluate": "sortsight.cli.evaluate:evaluate",
     "export": "sortsight.cli.export:export",

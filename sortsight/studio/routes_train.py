@@ -252,6 +252,59 @@ async def estimate_api(request: Request, studio: StudioDep, project: ProjectDep)
     return JSONResponse(await run_in_threadpool(_estimate, studio, project, params))
 
 
+def _lr_find(studio: Studio, project: Project, params: dict[str, Any]) -> dict[str, Any]:
+    """Run ``sortsight train --lr-find --json`` with the form's settings in the project's
+    ``lr_find/`` folder; the suggestions and the plot's address."""
+    problem = _data_problem(studio, project)
+    if problem:
+        raise DataError(f"Not ready for training yet. {problem}")
+    folder = studio.project_dir(project)
+    data = pj.data_dir(folder).resolve()
+    plots = folder / "lr_find"
+    plots.mkdir(exist_ok=True)
+    command = studio.step(*train_args(data, None, params), "--lr-find", "--json")
+    try:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=_ESTIMATE_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=plots,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DataError("The learning-rate test took too long; train with the default rate instead.") from exc
+    result = _json_object(done.stdout)
+    if done.returncode != 0 or not isinstance(result.get("suggested"), (int, float)):
+        detail = error_line(done.stderr + done.stdout) or f"exit code {done.returncode}"
+        raise DataError(f"The learning rate could not be measured: {detail}")
+    name = Path(str(result.get("plot", ""))).name
+    return {
+        "suggested": float(result["suggested"]),
+        "valley": result.get("valley"),
+        "steep": result.get("steep"),
+        "plot_url": f"/projects/{project.id}/lr-find/{quote(name)}" if name else "",
+    }
+
+
+@router.post("/api/projects/{project_id}/lr-find")
+async def lr_find_api(request: Request, studio: StudioDep, project: ProjectDep) -> JSONResponse:
+    """fastai's learning-rate range test with the Train form's settings: a suggestion and its plot."""
+    params = _train_params(_form_dict(await request.form()))
+    params.pop("epochs", None)
+    params.pop("candidates", None)
+    return JSONResponse(await run_in_threadpool(_lr_find, studio, project, params))
+
+
+@router.get("/projects/{project_id}/lr-find/{name}")
+def lr_find_plot(studio: StudioDep, project: ProjectDep, name: str) -> FileResponse:
+    """A plot the learning-rate test wrote (``lr_find.png``, ``lr_find-2.png``, ...)."""
+    path = pj.resolve_inside(studio.project_dir(project) / "lr_find", name)
+    if path.suffix != ".png" or not path.is_file():
+        raise DataError(f"'{name}' is not a learning-rate plot of this project.")
+    return FileResponse(path)
+
+
 # jobs -------------------------------------------------------------------------------------
 def job_view(studio: Studio, project: Project, job: Job) -> dict[str, Any]:
     """Everything the job page shows, as JSON (polled by the page while the job runs)."""

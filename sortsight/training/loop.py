@@ -71,7 +71,8 @@ def finetune(
     """The epoch loop over ``acts_train`` (one tensor per view, ``(N, C, h, w)``)."""
     tail = split.tail
     groups = tail.param_groups()  # early → late layers
-    lrs = layer_lrs(config.lr, len(groups))
+    scratch = split.kind == "scratch"  # random weights: one rate, BatchNorm learns, no head to beat
+    lrs = layer_lrs(config.lr, len(groups), discriminative=not scratch)
     optimizer = make_optimizer(config.optimizer, groups, lrs, weight_decay=config.weight_decay)
     model = env.wrap(tail)  # DDP when several processes, else the tail itself
 
@@ -95,7 +96,8 @@ def finetune(
 
     ticker = Ticker(progress, "train", total=total_steps)
     ticker.step = step
-    stopped, epochs_done = _stop_reason(config, bad, first_epoch, beat_head) or "completed", first_epoch
+    stopped = _stop_reason(config, bad, first_epoch, beat_head or scratch) or "completed"
+    epochs_done = first_epoch
     last_epoch = config.epochs if stopped == "completed" else first_epoch
     for epoch in range(first_epoch, last_epoch):
         # the same shuffle and views on every process and after a resume: seeded by epoch
@@ -103,7 +105,7 @@ def finetune(
         order = torch.randperm(n, generator=gen)
         view_of = torch.randint(0, len(acts_train), (n,), generator=gen)
         order = torch.cat([order, order[: per_rank * env.world - n]])[env.rank :: env.world]  # (per_rank,)
-        _train_mode(model)
+        _train_mode(model, frozen_bn=not scratch)
         losses = []
         for micro in range(micro_per_epoch):
             idx = order[micro * bs : (micro + 1) * bs]
@@ -165,7 +167,7 @@ def finetune(
                 state={"step": step, "best": best, "bad_epochs": bad, "beat_head": beat_head},
             )
         env.wait()
-        reason = _stop_reason(config, bad, epoch + 1, beat_head)
+        reason = _stop_reason(config, bad, epoch + 1, beat_head or scratch)
         if reason:
             stopped = reason
             break
@@ -205,12 +207,15 @@ def _stop_reason(config: TrainConfig, bad: int, epochs: int, beat_head: bool) ->
     return None
 
 
-def _train_mode(model: nn.Module) -> None:
+def _train_mode(model: nn.Module, *, frozen_bn: bool = True) -> None:
     """Train mode, but BatchNorm keeps its pretrained running statistics (and learns only its
     affine weights): with small CPU batches, batch statistics are noisy, and they would not match
     the eval-mode features the logistic-regression head was fitted on (measured: the first
-    epoch's loss jumped from ~0 to ~12 with train-mode BatchNorm)."""
+    epoch's loss jumped from ~0 to ~12 with train-mode BatchNorm). From random weights
+    (``frozen_bn=False``) there are no statistics worth keeping: BatchNorm trains as usual."""
     model.train()
+    if not frozen_bn:
+        return
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.eval()
@@ -250,7 +255,7 @@ def warm_up(
     saved = state_copy(split.tail)
 
     def step(dtype: str) -> None:
-        _train_mode(split.tail)
+        _train_mode(split.tail, frozen_bn=split.kind != "scratch")
         i = torch.arange(batch_size) % len(acts)
         with autocast(dtype):
             loss = F.cross_entropy(split.tail(acts[i].float()).float(), y[i])

@@ -128,9 +128,11 @@ def lr_find(
 
     tail = split.tail
     groups = tail.param_groups()
-    ratios = [r / config.lr for r in layer_lrs(config.lr, len(groups))]  # early groups get less
+    scratch = split.kind == "scratch"
+    rates = layer_lrs(config.lr, len(groups), discriminative=not scratch)
+    ratios = [r / config.lr for r in rates]  # early groups get less (unless from random weights)
     optimizer = make_optimizer(config.optimizer, groups, [start_lr * r for r in ratios], weight_decay=0.0)
-    _train_mode(tail)
+    _train_mode(tail, frozen_bn=not scratch)
     gen = torch.Generator().manual_seed(config.seed)
     n, bs = len(y_train), min(config.batch_size, len(y_train))
     order = torch.randperm(n, generator=gen)

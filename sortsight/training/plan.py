@@ -91,6 +91,13 @@ def candidate_specs(config: TrainConfig) -> list[tuple[str, int | None]]:
 def make_plan(config: TrainConfig) -> Plan:
     """The run's decisions from ``config`` alone (no data read, no model built)."""
     finetune = {"head": "no", "finetune": "yes"}.get(config.strategy, "auto")
+    if not config.pretrained:
+        if finetune == "no":
+            raise ConfigError(
+                "strategy 'head' with pretrained: false would fit a head on untrained features only. "
+                "Use strategy auto or finetune to train the network from random weights."
+            )
+        finetune = "yes"  # random weights: the network itself must learn
     views = 0 if config.augmentation == "none" or finetune == "no" else AUG_VIEWS
     return Plan(
         tuple(candidate_specs(config)),

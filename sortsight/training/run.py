@@ -142,9 +142,9 @@ def train(config: TrainConfig, *, progress: ProgressCallback | None = None) -> T
     return TrainResult(run_dir, model_dir, best, results, seconds)
 
 
-def _split(model: Any, name: str, data_config: Any) -> Split:
+def _split(model: Any, name: str, data_config: Any, *, scratch: bool = False) -> Split:
     try:
-        return split_model(model, tuple(data_config.mean), tuple(data_config.std))
+        return split_model(model, tuple(data_config.mean), tuple(data_config.std), scratch=scratch)
     except TypeError as exc:
         raise ModelError(
             f"Model '{name}' cannot be trained by sortsight ({exc}); use a bundled model "
@@ -156,8 +156,10 @@ def build(name: str, size: int | None, config: TrainConfig, classes: list[str]) 
     """The network with a fresh head, its data config and its trunk/tail split."""
     from sortsight.models import create_model
 
-    model, data_config = create_model(name, classes, input_size=size or config.image_size)
-    return model, data_config, _split(model, name, data_config)
+    model, data_config = create_model(
+        name, classes, input_size=size or config.image_size, pretrained=config.pretrained
+    )
+    return model, data_config, _split(model, name, data_config, scratch=not config.pretrained)
 
 
 def _train_candidate(
@@ -292,7 +294,12 @@ def _train_candidate(
                 0,
                 {"seconds": stages["finetune"]},
                 stages["finetune"],
-                f"Fine-tuning to improve it (Ctrl-C keeps the current best): at most {config.epochs} "
+                (
+                    "Training the whole network from random weights"
+                    if split.kind == "scratch"
+                    else "Fine-tuning to improve it"
+                )
+                + f" (Ctrl-C keeps the current best): at most {config.epochs} "
                 f"epochs, about {human(stages['finetune'])} ({precision.dtype}, "
                 f"{torch.get_num_threads()} threads)",
             ),

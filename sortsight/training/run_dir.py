@@ -285,6 +285,7 @@ SHOWN = (
     "seed",
     "valid_split",
     "refit",
+    "pretrained",
 )
 
 
@@ -318,6 +319,7 @@ def save_model(
         version=__version__,
         refit=result.refit,
         test_metrics=result.test_metrics or None,
+        pretrained=config.pretrained,
     )
     model.eval()
     tmp = model_dir.with_name(model_dir.name + ".tmp")

@@ -10,9 +10,12 @@ from torch import nn
 __all__ = ["layer_lrs", "lr_factor", "make_optimizer"]
 
 
-def layer_lrs(lr: float, n_groups: int) -> list[float]:
+def layer_lrs(lr: float, n_groups: int, *, discriminative: bool = True) -> list[float]:
     """fastai-style discriminative rates, early → late: ``lr/10`` for the earliest trained layer
-    group up to ``lr`` for the classifier, geometrically spaced."""
+    group up to ``lr`` for the classifier, geometrically spaced. ``discriminative=False`` (random
+    weights: no early layers worth keeping close to where they start): ``lr`` for every group."""
+    if not discriminative:
+        return [lr] * n_groups
     return [lr * 0.1 ** ((n_groups - 1 - i) / max(1, n_groups - 1)) for i in range(n_groups)]
 
 

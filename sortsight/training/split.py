@@ -140,7 +140,8 @@ class Split:
         trunk: frozen, eval-mode; its outputs are cached.
         tail: trained; has ``features(acts)`` (pooled, pre-logits) and ``param_groups()``.
         classifier: the final ``nn.Linear`` (initialised from the logistic-regression head).
-        kind: ``"partial"`` (last stages trained) or ``"full"`` (everything trained).
+        kind: ``"partial"`` (last stages trained), ``"full"`` (everything trained) or
+            ``"scratch"`` (everything trained from random weights: BatchNorm learns its statistics).
     """
 
     trunk: Any
@@ -154,14 +155,25 @@ class Split:
 
 
 def split_model(
-    model: Any, mean: tuple[float, ...], std: tuple[float, ...], *, tune_stages: int = 2
+    model: Any,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    *,
+    tune_stages: int = 2,
+    scratch: bool = False,
 ) -> Split:
     """Cut ``model`` so that only its last ``tune_stages`` stages (+ head) are trained.
+
+    With ``scratch`` (random weights: nothing worth freezing) the whole network is the tail, of
+    kind ``"scratch"``.
 
     Raises:
         TypeError: the model lacks timm's ``forward_features``/``forward_head``/``get_classifier``.
     """
     normalize = _Normalize(mean, std)
+    if scratch:
+        whole = split_model(model, mean, std, tune_stages=len(getattr(model, "blocks", ())) + 1)
+        return Split(whole.trunk, whole.tail, whole.classifier, "scratch")
     is_effnet = all(
         hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "classifier")
     )

@@ -46,6 +46,45 @@ document.addEventListener("click", async (ev) => {
   }
 });
 
+// "Find a learning rate" in the advanced settings: run the range test, show its plot, offer the rate.
+document.addEventListener("click", async (ev) => {
+  const use = ev.target.closest("#lr-find-use");
+  if (use) {
+    const field = use.closest("form").querySelector("input[name=lr]");
+    if (field) field.value = use.dataset.lr;
+    return;
+  }
+  const button = ev.target.closest("#lr-find");
+  if (!button) return;
+  const out = document.getElementById("lr-find-result");
+  const plot = document.getElementById("lr-find-plot");
+  const offer = document.getElementById("lr-find-use");
+  button.disabled = true;
+  offer.hidden = true;
+  const started = Date.now();
+  const ticking = setInterval(() => { out.textContent = `Testing learning rates… ${Math.round((Date.now() - started) / 1000)} s`; }, 1000);
+  out.textContent = "Testing learning rates…";
+  try {
+    const response = await fetch(button.dataset.url, { method: "POST", body: new FormData(button.closest("form")) });
+    const body = await response.json();
+    if (response.ok) {
+      const rate = Number(body.suggested).toExponential(1);
+      out.textContent = `Suggested learning rate: ${rate} (where the loss falls steadily).`;
+      offer.dataset.lr = rate;
+      offer.textContent = `Use ${rate}`;
+      offer.hidden = false;
+      if (body.plot_url) { plot.src = body.plot_url; plot.hidden = false; }
+    } else {
+      out.textContent = body.error || body.detail || "Could not test learning rates.";
+    }
+  } catch (err) {
+    out.textContent = "Could not test learning rates: " + err;
+  } finally {
+    clearInterval(ticking);
+    button.disabled = false;
+  }
+});
+
 // Sortable tables: click a header.
 function makeSortable(table) {
   table.querySelectorAll("thead th").forEach((th, index) => {
