@@ -246,7 +246,8 @@ def _start_ray(address: str | None) -> bool:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PredictError(f"Could not start or reach Ray ({address or 'local'}): {first}. "
-                           f"Check RAY_ADDRESS / --ray-address, or run 'ray start --head'.") from exc
+                           f"Check the RAY_ADDRESS environment variable (the cluster's address, e.g. "
+                           f"ray://head:10001), or start a cluster with 'ray start --head'.") from exc
     return True
 
 

@@ -2,8 +2,8 @@
 
 It writes the same files as the real commands (run folder with ``events.jsonl`` as the
 library/studio contract says, evaluation.json, predictions.csv) in milliseconds, so the API tests
-exercise the studio, not training; ``train --estimate-only --json`` prints ``{"seconds": …}``; ``train --lr-find --json`` writes
-``lr_find.png`` in the working folder and prints the suggestions.
+exercise the studio, not training; ``train --estimate-only --json`` prints ``{"seconds": …}``;
+``train --lr-find --json`` writes ``lr_find.png`` in the working folder and prints the suggestions.
 ``FAKE_CLI_MODE`` in the environment makes it ``fail`` (exit 1 with an ``Error:`` line) or
 ``sleep`` (run until stopped); ``FAKE_CLI_GATE=PATH`` holds training after the first model is
 ready until PATH exists.
@@ -64,7 +64,7 @@ def train(args: list[str]) -> int:
         return 0
     if "--lr-find" in args:  # like the real one: the plot lands in the working folder
         if mode == "fail":
-            print("Error: The learning-rate test stopped after too few steps to suggest a rate.", file=sys.stderr)
+            print("Error: The learning-rate test stopped after too few steps.", file=sys.stderr)
             return 1
         png = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
         Path("lr_find.png").write_bytes(png)

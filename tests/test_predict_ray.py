@@ -154,3 +154,22 @@ def test_bad_inputs_are_one_line_errors_before_ray_starts(
     with pytest.raises(PredictError, match="not found"):
         list_uris(f"file://{workdir}/no-such-folder/")
     assert not (workdir / "x.csv").exists() and not (workdir / "s").exists()
+
+
+def test_an_unreachable_cluster_names_only_options_that_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sortsight.predict_ray as pr
+    from sortsight.cli.predict import predict
+
+    def refuse(**_k: object) -> None:
+        raise ConnectionError("could not connect to ray://nowhere:10001")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(PredictError) as caught:
+        pr._start_ray("ray://nowhere:10001")
+    message = str(caught.value)
+    assert "ray://nowhere:10001" in message and "RAY_ADDRESS" in message
+    flags = {opt for p in predict.params for opt in getattr(p, "opts", ())}
+    named = {word.strip("'.,()") for word in message.split() if word.startswith("--")} - {"--head"}
+    assert "ray start --head" in message  # Ray's own command; every other flag must be predict's
+    assert named <= flags, named - flags  # it once named a --ray-address flag that does not exist

@@ -236,7 +236,7 @@ def _copy_into_data(studio: Studio, project: Project, session: LabelSession) -> 
 @router.post("/projects/{project_id}/label/train")
 async def train_from_labels(request: Request, studio: StudioDep, project: ProjectDep) -> RedirectResponse:
     """Copy the labelled images into the project's data (class folders) and start a training job."""
-    from sortsight.studio.routes_train import _start_train
+    from sortsight.studio.routes_train import start_training_job
 
     session = _session(request, project)
     assert session is not None
@@ -244,7 +244,7 @@ async def train_from_labels(request: Request, studio: StudioDep, project: Projec
         raise DataError("Training needs labelled images of at least two classes.")
     await run_in_threadpool(_copy_into_data, studio, project, session)
     studio.summaries.pop(project.id, None)
-    job = await run_in_threadpool(_start_train, studio, project, {"model": "auto"})
+    job = await run_in_threadpool(start_training_job, studio, project, {"model": "auto"})
     return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
 
 

@@ -50,7 +50,14 @@ def create_app(
         >>> app = create_app("/tmp/studio-home")  # doctest: +SKIP
         >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=7860)  # doctest: +SKIP
     """
-    from sortsight.studio import routes_data, routes_label, routes_review, routes_train, routes_use
+    from sortsight.studio import (
+        routes_data,
+        routes_label,
+        routes_results,
+        routes_review,
+        routes_train,
+        routes_use,
+    )
 
     studio = Studio(
         Path(home),
@@ -65,6 +72,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
     app.include_router(routes_data.router)
     app.include_router(routes_train.router)
+    app.include_router(routes_results.router)
     app.include_router(routes_use.router)
     app.include_router(routes_label.router)
     app.include_router(routes_review.router)

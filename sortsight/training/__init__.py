@@ -1,6 +1,7 @@
 """The training engine, one concept per module.
 
-- :mod:`.run` — ``train(config)``: the story of a run, top to bottom;
+- :mod:`.run` — ``train_classifier(config)``: the story of a run, top to bottom (multi-label data
+  goes to :mod:`sortsight.multilabel`; :func:`sortsight.train.train` chooses);
 - :mod:`.plan` — what a run will do (candidates, fine-tune or not, views, estimate), shared with
   :func:`sortsight.estimate.estimate_training`;
 - :mod:`.views` — decoding images once into the eval view (:mod:`sortsight.geometry`) and
@@ -15,6 +16,6 @@
 
 from __future__ import annotations
 
-from sortsight.training.run import CandidateResult, TrainResult, train
+from sortsight.training.run import CandidateResult, TrainResult, train_classifier
 
-__all__ = ["CandidateResult", "TrainResult", "train"]
+__all__ = ["CandidateResult", "TrainResult", "train_classifier"]

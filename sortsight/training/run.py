@@ -1,4 +1,4 @@
-"""``train(config)``: the story of a run, top to bottom.
+"""``train_classifier(config)``: the story of a run, top to bottom.
 
 For each candidate model:
 
@@ -45,14 +45,15 @@ from sortsight.training.plan import (
 from sortsight.training.result import CandidateResult, TrainResult, _rank_key
 from sortsight.training.split import Split, split_model
 
-__all__ = ["CandidateResult", "TrainResult", "train"]
+__all__ = ["CandidateResult", "TrainResult", "train_classifier"]
 
 log = logging.getLogger(__name__)
 _FIRST = 16  # training images that choose the feature engine and time it
 
 
-def train(config: TrainConfig, *, progress: ProgressCallback | None = None) -> TrainResult:
-    """Train a classifier as ``config`` says and write the run folder.
+def train_classifier(config: TrainConfig, *, progress: ProgressCallback | None = None) -> TrainResult:
+    """Train a single-label classifier as ``config`` says and write the run folder
+    (:func:`sortsight.train.train` sends multi-label data to :mod:`sortsight.multilabel` instead).
 
     Args:
         config: the training options (AutoTrain names); ``config.data_path`` is required.
@@ -66,14 +67,10 @@ def train(config: TrainConfig, *, progress: ProgressCallback | None = None) -> T
         ConfigError, DataError, ModelError, TrainError: one-line messages saying what to do.
 
     Example:
-        >>> result = train(TrainConfig(data_path="photos/", out="runs/photos"))  # doctest: +SKIP
+        >>> result = train_classifier(TrainConfig(data_path="photos/"))  # doctest: +SKIP
         >>> result.metrics["accuracy"]  # doctest: +SKIP
         0.94
     """
-    from sortsight.multilabel import is_multilabel, train_multilabel
-
-    if is_multilabel(config):  # several tags per image: sigmoid outputs, per-tag thresholds
-        return train_multilabel(config, progress=progress)
     start = time.perf_counter()
     env = setup_environment()
     config = rd.prepare_run_dir(config, env)

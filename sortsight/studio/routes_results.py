@@ -1,0 +1,149 @@
+"""The Results page: a finished run's evaluation, its mistakes to fix (relabel, delete, undo), retrain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from sortsight.errors import DataError
+from sortsight.studio import projects as pj
+from sortsight.studio import runs
+from sortsight.studio.core import JobDep, ProjectDep, Studio, StudioDep
+from sortsight.studio.routes_data import data_summary
+from sortsight.studio.routes_train import start_training_job
+from sortsight.studio.store import Job, Project
+
+router = APIRouter()
+
+
+# results ----------------------------------------------------------------------------------
+def _result_job(studio: Studio, project: Project, job_id: int | None) -> Job | None:
+    if job_id is not None:
+        return studio.job(project, job_id)
+    for job in studio.project_jobs(project, "train"):
+        if (runs.run_folder(job.folder) / "model" / "config.json").is_file():
+            return job
+    return None
+
+
+def _project_rel(project_dir: Path, path: str) -> str | None:
+    """A path from an evaluation made relative to the project, or None when it is outside it."""
+    try:
+        return str(Path(path).resolve().relative_to(project_dir.resolve()))
+    except (ValueError, OSError):
+        return None
+
+
+def _mistakes(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+    """Wrong predictions of an ``evaluation.json``, worst (highest loss) first."""
+    rows = evaluation.get("predictions") or evaluation.get("top_losses") or []
+    wrong = [r for r in rows if isinstance(r, dict) and r.get("true") != r.get("predicted")]
+    return sorted(wrong, key=lambda r: -float(r.get("loss") or 0.0))
+
+
+#: the numbers of an evaluation shown up front, in words (the rest are under "All numbers")
+_MAIN_METRICS = {
+    "accuracy": "Accuracy",
+    "f1_macro": "F1 score (average over classes)",
+    "balanced_accuracy": "Balanced accuracy",
+}
+
+
+def verdict(evaluation: dict[str, Any]) -> str:
+    """One sentence on an ``evaluation.json``: "99 of 100 test images right; most confused: …"."""
+    from sortsight.report import summary_sentence
+
+    split = "test" if evaluation.get("split") == "test" else "validation"
+    return summary_sentence(evaluation.get("labels") or [], evaluation.get("confusion_matrix") or [], split)
+
+
+@router.get("/projects/{project_id}/results", response_class=HTMLResponse)
+def results_page(
+    request: Request, studio: StudioDep, project: ProjectDep, job: int | None = None
+) -> HTMLResponse:
+    folder = studio.project_dir(project)
+    chosen = _result_job(studio, project, job)
+    evaluation: dict[str, Any] | None = None
+    mistakes: list[dict[str, Any]] = []
+    if chosen is not None:
+        run = runs.run_folder(chosen.folder)
+        data = runs.read_json(run / "evaluation.json")
+        evaluation = data if isinstance(data, dict) else None
+        for item in _mistakes(evaluation or {})[:60]:
+            rel = _project_rel(folder, str(item.get("path", "")))
+            exists = rel is not None and (folder / rel).is_file()
+            mistakes.append({**item, "rel": rel, "exists": exists})
+    summary = data_summary(studio, project)
+    summary_classes = list(summary.get("classes", []))
+    finished = [j for j in studio.project_jobs(project, "train") if j.status == "finished"]
+    history = pj.fix_history(folder)[:20]
+    return studio.render(
+        request,
+        "results.html",
+        project=project,
+        tab="results",
+        job=chosen,
+        evaluation=evaluation,
+        mistakes=mistakes,
+        classes=summary_classes,
+        history=history,
+        can_undo=any(not h["undone"] for h in history),
+        finished=finished,
+        verdict=verdict(evaluation) if evaluation else "",
+        main_metrics=_MAIN_METRICS,
+    )
+
+
+@router.get("/projects/{project_id}/jobs/{job_id}/files/{name}")
+def run_file(job: JobDep, name: str) -> FileResponse:
+    """A file of a train job's run folder: report.html, confusion matrix PNG, leaderboard, ..."""
+    run = runs.run_folder(job.folder)
+    path = pj.resolve_inside(run, name)
+    if not path.is_file():
+        raise DataError(f"'{name}' does not exist in this run (yet).")
+    return FileResponse(path)
+
+
+@router.post("/projects/{project_id}/fix/relabel")
+def fix_relabel(
+    request: Request, studio: StudioDep, project: ProjectDep, path: str = Form(...), label: str = Form(...)
+) -> Any:
+    folder = studio.project_dir(project)
+    destination = pj.relabel(folder, path, label)
+    return _after_fix(request, project, f"Moved {Path(path).name} to '{label}' ({destination.parent.name}/).")
+
+
+@router.post("/projects/{project_id}/fix/delete")
+def fix_delete(request: Request, studio: StudioDep, project: ProjectDep, path: str = Form(...)) -> Any:
+    pj.trash(studio.project_dir(project), path)
+    return _after_fix(request, project, f"Moved {Path(path).name} to the project's trash.")
+
+
+@router.post("/projects/{project_id}/fix/undo")
+def fix_undo(request: Request, studio: StudioDep, project: ProjectDep) -> Any:
+    item = pj.undo_last(studio.project_dir(project))
+    if item is None:
+        raise DataError("There is nothing to undo.")
+    return _after_fix(request, project, f"Undid the {item['action']} of {Path(item['source']).name}.")
+
+
+def _after_fix(request: Request, project: Project, message: str) -> Any:
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"ok": True, "message": message})
+    back = request.headers.get("referer") or f"/projects/{project.id}/results"
+    back = back.split("?")[0]
+    return RedirectResponse(f"{back}?msg={quote(message)}", status_code=303)
+
+
+@router.post("/projects/{project_id}/jobs/{job_id}/retrain")
+async def retrain(studio: StudioDep, project: ProjectDep, old: JobDep) -> RedirectResponse:
+    """Train again with the settings of an earlier job (after fixing the data)."""
+    if old.kind != "train":
+        raise DataError("Only a training job can be run again.")
+    job = await run_in_threadpool(start_training_job, studio, project, dict(old.params))
+    return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
