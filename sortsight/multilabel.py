@@ -5,8 +5,9 @@ with several tags per image) lands here:
 
 1. **data**: :func:`sortsight.tagdata.load_tag_dataset` — tags read, images verified, an
    iteratively stratified split (every learnable tag in validation).
-2. **features**: the frozen pretrained network's pooled features, once per image
-   (:func:`sortsight.features.extract_features`, cached on disk).
+2. **features**: the frozen pretrained network's pooled features, once per image, through the
+   single-label engine's frozen pass (:class:`sortsight.training.frozen.FrozenPass`: decoding
+   ahead in threads, ONNX Runtime or eager PyTorch, whichever it measures faster here).
 3. **head**: one-vs-rest logistic regression (:mod:`sortsight.taghead`), ``C``, class
    weighting and per-tag thresholds chosen by cross-validation on the training images, so
    validation stays held out for the reported numbers; cleanlab's multi-label
@@ -117,15 +118,31 @@ def with_sigmoid_output(proto: Any, meta: dict[str, str], folder: str | Path) ->
 # ----------------------------------------------------------------------------- training
 
 
+_FIRST = 16  # images that choose the feature engine and time it (as in single-label training)
+
+
+def _split_for_tags(model: Any, data_config: Any, name: str) -> Any:
+    """The trunk/tail split the frozen pass runs (its pooled features feed the tag head)."""
+    from sortsight.training.split import split_model
+
+    try:
+        return split_model(model, tuple(data_config.mean), tuple(data_config.std))
+    except TypeError as exc:
+        raise ModelError(
+            f"Multi-label training works with the bundled and timm models, not '{name}' ({exc}); "
+            "use efficientnet_lite0/1/2 or a timm model name."
+        ) from exc
+
+
 def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None = None) -> TrainResult:
     """Train a multi-label tagger as ``config`` says; the run folder is the same as single-label's.
 
     Raises:
         ConfigError, DataError, ModelError: one-line messages saying what to do.
     """
-    from sortsight.features import extract_features
     from sortsight.models import create_model
     from sortsight.tagdata import load_tag_dataset
+    from sortsight.training.frozen import FrozenPass
     from sortsight.training.result import CandidateResult, TrainResult
 
     start = time.perf_counter()
@@ -172,10 +189,12 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
         _rd.write_run_json(run_dir, {**info, "status": "running"})
 
     t0 = time.perf_counter()
+    # the single-label engine's frozen pass: decoding ahead in threads, the fastest engine measured here
+    frozen = FrozenPass(_split_for_tags(model, data_config, config.model), data_config)
     paths = [it.path for it in train_items] + [it.path for it in valid_items]
-    probe = extract_features(paths[:8], model=config.model, image_size=side, use_cache=False)
-    per_image = (time.perf_counter() - t0) / max(1, len(probe))
-    estimate = per_image * len(paths) + 5.0
+    first = frozen.run(paths[:_FIRST])  # chooses the engine; its speed gives the estimate
+    per_image = first.seconds / max(1, len(first.kept))
+    estimate = per_image * (len(paths) - len(first.kept)) * 1.1 + 5.0
     emit(
         progress,
         ProgressEvent(
@@ -188,8 +207,12 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
         ),
     )
     t_feat = time.perf_counter()
-    feats = extract_features(paths, model=config.model, image_size=side, progress=progress)
-    t_feat = time.perf_counter() - t_feat
+    passed = first.concat(frozen.run(paths[_FIRST:], progress=progress), _FIRST)
+    t_feat = time.perf_counter() - t_feat + first.seconds
+    if passed.failed:
+        path, why = passed.failed[0]
+        raise DataError(f"Image '{path}' cannot be read ({why}). Run 'sortsight check' on the data.")
+    feats = passed.features.numpy()
     x_train, x_valid = feats[: len(train_items)], feats[len(train_items) :]
     y_train, y_valid = ds.matrix(train_items), ds.matrix(valid_items)
     lacking = [ds.tags[t] for t in range(len(ds.tags)) if y_train[:, t].sum() < 1]
@@ -232,6 +255,7 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
         "cv_map": head.cv_map,
         "estimate_seconds": round(estimate, 1),
         "features_seconds": round(t_feat, 1),
+        "features_engine": frozen.engine,
         "head_seconds": round(t_head, 1),
     }
     result = CandidateResult(

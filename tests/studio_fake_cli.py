@@ -66,8 +66,9 @@ def train(args: list[str]) -> int:
         if mode == "fail":
             print("Error: The learning-rate test stopped after too few steps.", file=sys.stderr)
             return 1
-        png = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
-        Path("lr_find.png").write_bytes(png)
+        from PIL import Image
+
+        Image.new("RGB", (60, 36), (51, 101, 138)).save("lr_find.png")
         plot = str(Path("lr_find.png").resolve())
         print(json.dumps({"suggested": 0.002, "valley": 0.002, "steep": 0.01, "plot": plot}, indent=2))
         return 0

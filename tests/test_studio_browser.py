@@ -156,6 +156,16 @@ def test_a_newcomer_walks_the_studio(walk: dict[str, Any], tmp_path: Path) -> No
         expect(page.locator("#estimate-result")).to_have_text(
             "Training these 20 images should take about 3 s."
         )
+        page.click("text=Advanced settings")  # the learning-rate finder, its plot, "Use" fills lr
+        page.click("#lr-find")
+        expect(page.locator("#lr-find-result")).to_have_text(
+            "Suggested learning rate: 2.0e-3 (where the loss falls steadily)."
+        )
+        page.wait_for_function("document.getElementById('lr-find-plot').naturalWidth > 0")
+        page.click("#lr-find-use")
+        expect(page.locator("input[name=lr]")).to_have_value("2.0e-3")
+        step(page, "3-lr-find")
+        page.fill("input[name=lr]", "")  # train with the defaults
         page.click("#start-training")
         expect(page.locator("#job-headline")).to_have_text(
             "Model ready (first model, validation accuracy 80.0%): you can use it now. "
