@@ -38,27 +38,29 @@ from peers import machine
 from sets import DEFAULT_SETS, build
 
 
-def features(root: Path) -> dict[str, np.ndarray]:
-    """Pooled features of train/test images and of their mirrors, through sortsight's frozen pass."""
+def features(root: Path, model: str = "efficientnet_lite0", *, mirror: bool = True) -> dict[str, np.ndarray]:
+    """Pooled features of train/test images (and of their mirrors), through sortsight's frozen pass."""
     from sortsight.config import TrainConfig
     from sortsight.training.frozen import FrozenPass
     from sortsight.training.run import build as build_model
     from sortsight.training.views import stream_eval
 
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    _, data_config, split = build_model("efficientnet_lite0", None, TrainConfig(), classes)
+    _, data_config, split = build_model(model, None, TrainConfig(), classes)
     frozen = FrozenPass(split, data_config)
     out: dict[str, np.ndarray] = {}
     for part in ("train", "test"):
         items = [(str(f), k) for k, c in enumerate(classes) for f in sorted((root / part / c).iterdir())]
         paths, labels = [p for p, _ in items], np.array([k for _, k in items])
-        plain, mirror, kept = [], [], []
+        plain, mirrored, kept = [], [], []
         for idx, pixels in stream_eval(paths, data_config, failed=[]):
             plain.append(frozen(pixels)[1])
-            mirror.append(frozen(pixels.flip(3))[1])
+            if mirror:
+                mirrored.append(frozen(pixels.flip(3))[1])
             kept += idx
         out[part] = torch.cat(plain).numpy()
-        out[f"{part}_mirror"] = torch.cat(mirror).numpy()
+        if mirror:
+            out[f"{part}_mirror"] = torch.cat(mirrored).numpy()
         out[f"{part}_y"] = labels[kept]
     return out
 

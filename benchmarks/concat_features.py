@@ -1,0 +1,99 @@
+"""Lite0 + Lite2 features concatenated: does a second bundled backbone pay for its cost?
+
+For each benchmark set of :mod:`sets`, the frozen pooled features of the training and test images
+are computed once per backbone through sortsight's own frozen pass (ONNX Runtime or eager, whichever
+it measures faster): EfficientNet-Lite0 at 224 px (1,280 features) and Lite2 at its own 260 px
+(1,280). Then the same two heads are fitted on Lite0, on Lite2 and on both side by side:
+
+* ``probe`` — scikit-learn ``LogisticRegression(max_iter=2000)`` on the raw features of all
+  training images (the baseline of ``shift.py``);
+* ``head`` — sortsight's head: scaling and C chosen on a stratified 20 % validation split
+  (seed 42), then refit on all training images (the default).
+
+It prints test accuracy (only ``fashion`` is in-distribution) and each backbone's feature time, so
+the lever's accuracy can be set against its cost: the concatenation costs both passes.
+
+Usage::
+
+    python benchmarks/concat_features.py --work bench-work --json concat.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from head_levers import features
+from peers import machine
+from sets import DEFAULT_SETS, build
+
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite2")
+
+
+def scores(f: dict[str, np.ndarray]) -> dict[str, float]:
+    """Test accuracy of the probe and of sortsight's head on one feature matrix."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    from sortsight.training.head import fit_head, refit_head
+
+    probe = LogisticRegression(max_iter=2000).fit(f["train"].astype(np.float64), f["train_y"])
+    out = {"probe": float((probe.predict(f["test"].astype(np.float64)) == f["test_y"]).mean())}
+    x, y = torch.from_numpy(f["train"]), torch.from_numpy(f["train_y"])
+    tr, va = train_test_split(np.arange(len(y)), test_size=0.2, stratify=f["train_y"], random_state=42)
+    fit, _ = fit_head(x[tr], y[tr], x[va], y[va], n_classes=int(y.max()) + 1, seed=42)
+    refit = refit_head(fit, x, y, n_classes=int(y.max()) + 1, seed=42)
+    logits = refit.logits(torch.from_numpy(f["test"]))
+    out["head"] = float((logits.argmax(1).numpy() == f["test_y"]).mean())
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", default=",".join(DEFAULT_SETS))
+    ap.add_argument("--work", default="bench-work")
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    info = machine()
+    print(f"[{info}]", flush=True)
+    results: dict[str, Any] = {"machine": info, "sets": {}}
+    for name in args.sets.split(","):
+        root = build(name, Path(args.work) / "sets", scale=args.scale)
+        row: dict[str, Any] = {}
+        feats = {}
+        for model in BACKBONES:
+            start = time.perf_counter()
+            feats[model] = features(root, model, mirror=False)
+            row[f"{model}_features_s"] = round(time.perf_counter() - start, 1)
+        a, b = (feats[m] for m in BACKBONES)
+        if not (np.array_equal(a["train_y"], b["train_y"]) and np.array_equal(a["test_y"], b["test_y"])):
+            raise SystemExit(f"{name}: the two passes kept different images")
+        both = {**a, "train": np.hstack([a["train"], b["train"]]), "test": np.hstack([a["test"], b["test"]])}
+        for label, f in (("lite0", a), ("lite2", b), ("lite0+lite2", both)):
+            for recipe, acc in scores(f).items():
+                row[f"{recipe} {label}"] = acc
+        results["sets"][name] = row
+        print(name, json.dumps(row), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    names = [k for k in next(iter(results["sets"].values())) if not k.endswith("_s")]
+    print("\n| recipe | " + " | ".join(results["sets"]) + " |")
+    print("|---|" + "---|" * len(results["sets"]))
+    for n in names:
+        print(f"| {n} | " + " | ".join(f"{row[n]:.3f}" for row in results["sets"].values()) + " |")
+    for model in BACKBONES:
+        key = f"{model}_features_s"
+        print(f"| {key} | " + " | ".join(f"{row[key]:.0f}" for row in results["sets"].values()) + " |")
+
+
+if __name__ == "__main__":
+    main()
