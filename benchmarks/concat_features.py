@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from head_levers import features
+from head_levers import features, print_table
 from peers import machine
 from sets import DEFAULT_SETS, build
 
@@ -85,11 +85,7 @@ def main() -> None:
         print(name, json.dumps(row), flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    names = [k for k in next(iter(results["sets"].values())) if not k.endswith("_s")]
-    print("\n| recipe | " + " | ".join(results["sets"]) + " |")
-    print("|---|" + "---|" * len(results["sets"]))
-    for n in names:
-        print(f"| {n} | " + " | ".join(f"{row[n]:.3f}" for row in results["sets"].values()) + " |")
+    print_table(results["sets"])
     for model in BACKBONES:
         key = f"{model}_features_s"
         print(f"| {key} | " + " | ".join(f"{row[key]:.0f}" for row in results["sets"].values()) + " |")

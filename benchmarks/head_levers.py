@@ -126,11 +126,16 @@ def main() -> None:
         print(name, json.dumps(row), flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
-    names = [k for k in next(iter(results["sets"].values())) if not k.endswith(("_s", "_choice"))]
-    print("\n| recipe | " + " | ".join(results["sets"]) + " |")
-    print("|---|" + "---|" * len(results["sets"]))
+    print_table(results["sets"], skip=("_s", "_choice"))
+
+
+def print_table(sets: dict[str, dict[str, Any]], *, skip: tuple[str, ...] = ("_s",)) -> None:
+    """A Markdown table: one row per recipe (every key not ending in ``skip``), one column per set."""
+    names = [k for k in next(iter(sets.values())) if not k.endswith(skip)]
+    print("\n| recipe | " + " | ".join(sets) + " |")
+    print("|---|" + "---|" * len(sets))
     for n in names:
-        print(f"| {n} | " + " | ".join(f"{row[n]:.3f}" for row in results["sets"].values()) + " |")
+        print(f"| {n} | " + " | ".join(f"{row[n]:.3f}" for row in sets.values()) + " |")
 
 
 if __name__ == "__main__":

@@ -52,25 +52,9 @@ _FIRST = 16  # training images that choose the feature engine and time it
 
 
 def train_classifier(config: TrainConfig, *, progress: ProgressCallback | None = None) -> TrainResult:
-    """Train a single-label classifier as ``config`` says and write the run folder
-    (:func:`sortsight.train.train` sends multi-label data to :mod:`sortsight.multilabel` instead).
-
-    Args:
-        config: the training options (AutoTrain names); ``config.data_path`` is required.
-        progress: called with :class:`ProgressEvent` (phase, step, total, metrics, eta, message);
-            the same events are appended to ``RUN/events.jsonl``.
-
-    Returns:
-        A :class:`TrainResult`; ``result.model_dir`` loads with ``transformers.pipeline``.
-
-    Raises:
-        ConfigError, DataError, ModelError, TrainError: one-line messages saying what to do.
-
-    Example:
-        >>> result = train_classifier(TrainConfig(data_path="photos/"))  # doctest: +SKIP
-        >>> result.metrics["accuracy"]  # doctest: +SKIP
-        0.94
-    """
+    """Train a single-label classifier as ``config`` says and write the run folder: arguments,
+    result and errors as :func:`sortsight.train.train`, which sends multi-label data to
+    :mod:`sortsight.multilabel` instead of here."""
     start = time.perf_counter()
     env = setup_environment()
     config = rd.prepare_run_dir(config, env)
