@@ -79,7 +79,7 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
     from sortsight.training.frozen import FrozenPass
     from sortsight.training.head import fit_head
     from sortsight.training.loop import warm_up
-    from sortsight.training.plan import estimate_seconds, load_data, make_plan
+    from sortsight.training.plan import FINETUNE_SHARE, estimate_seconds, load_data, make_plan
     from sortsight.training.run import build
 
     env = setup_environment()
@@ -124,18 +124,19 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
             world=env.world,
         )
         planned = stages["total"] - (stages["finetune"] if plan.finetune == "auto" else 0.0)
+        labelled = (n_train + n_valid) / max(1, n_train + n_valid + n_test)
+        first_model = setup + stages["features"] * labelled + stages["head"]
+        # auto caps its fine-tuning at FINETUNE_SHARE x the first model's time
+        finetune = stages["finetune"]
+        if plan.finetune == "auto":
+            finetune = min(finetune, FINETUNE_SHARE * first_model)
         rows.append(
             {
                 "model": name,
                 "image_size": data_config.input_size,
                 "seconds": round(planned, 1),
-                "first_model_seconds": round(
-                    setup
-                    + stages["features"] * (n_train + n_valid) / max(1, n_train + n_valid + n_test)
-                    + stages["head"],
-                    1,
-                ),
-                "finetune_seconds": round(stages["finetune"], 1),
+                "first_model_seconds": round(first_model, 1),
+                "finetune_seconds": round(finetune, 1),
                 "engine": frozen.engine,
                 "precision": precision,
                 "batch_size": batch_size,

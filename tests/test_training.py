@@ -167,14 +167,18 @@ def test_plan_and_the_finetune_rule() -> None:
     auto = make_plan(TrainConfig())
     assert auto.finetune == "auto" and auto.refit and auto.views == 1
     assert make_plan(TrainConfig(augmentation="none")).views == 0
-    assert worth_finetuning(auto, {"accuracy": 0.99}, 100) == (False, "head_good_enough")
-    assert worth_finetuning(auto, {"accuracy": 0.9}, 100) == (True, "")  # room; cost not yet measured
-    slow = {"epoch_seconds": 30.0, "spent": 20.0}
-    assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **slow) == (False, "finetune_too_slow")
-    assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **slow, time_left=100.0) == (True, "")
-    assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **slow, time_left=10.0) == (False, "time_budget")
+    assert worth_finetuning(auto, {"accuracy": 0.99}, 100) == (False, "head_good_enough", 0)
+    assert worth_finetuning(auto, {"accuracy": 0.9}, 100) == (True, "", 5)  # room; cost not yet measured
+    slow = {"epoch_seconds": 30.0, "spent": 20.0}  # 2 x 20 s allowed: one epoch fits, two do not
+    assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **slow) == (False, "finetune_too_slow", 0)
+    assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **slow, time_left=100.0) == (True, "", 3)
+    assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **slow, time_left=10.0) == (False, "time_budget", 0)
+    # capped to what fits in FINETUNE_SHARE x the first model's time, after the views' fixed cost
+    fits = {"epoch_seconds": 10.0, "fixed_seconds": 15.0, "spent": 40.0}  # (80 - 15) // 10 = 6 > 5
+    assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **fits) == (True, "", 5)
+    assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **{**fits, "spent": 25.0}) == (True, "", 3)
     forced = make_plan(TrainConfig(strategy="finetune"))
-    assert worth_finetuning(forced, {"accuracy": 1.0}, 100) == (True, "")
+    assert worth_finetuning(forced, {"accuracy": 1.0}, 100, **slow) == (True, "", 5)
 
 
 def test_resume_keeps_the_options_given_with_it(tmp_path: Path) -> None:

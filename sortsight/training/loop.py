@@ -164,7 +164,13 @@ def finetune(
                 best_state=best_state if best_state is not None else tail.state_dict(),
                 optimizer=optimizer,
                 keep=config.save_total_limit,
-                state={"step": step, "best": best, "bad_epochs": bad, "beat_head": beat_head},
+                state={
+                    "step": step,
+                    "best": best,
+                    "bad_epochs": bad,
+                    "beat_head": beat_head,
+                    "epochs": config.epochs,  # auto may cap them: a resumed run keeps the same schedule
+                },
             )
         env.wait()
         reason = _stop_reason(config, bad, epoch + 1, beat_head or scratch)

@@ -28,6 +28,7 @@ from sortsight.config import TrainConfig
 from sortsight.errors import ModelError
 from sortsight.progress import ProgressCallback, ProgressEvent, emit
 from sortsight.training import run_dir as rd
+from sortsight.training.checkpoint import load_latest_checkpoint
 from sortsight.training.distributed import Environment, setup_environment
 from sortsight.training.frozen import Frozen, FrozenPass
 from sortsight.training.head import fit_head, fold, metrics, refit_head, wise
@@ -238,33 +239,42 @@ def _train_candidate(
     _announce(events, result, "head")
 
     # 3. fine-tune the tail where it pays, from the head fitted on train only (honest validation)
-    go, why = worth_finetuning(plan, head_metrics, len(y_valid))
+    go, why, epochs = worth_finetuning(plan, head_metrics, len(y_valid))
     if go:
         split.tail.load_state_dict(head_state)
         batch_size, precision, step_timing = warm_up(split, tr.acts, y_train, config)
         engine.update(
             precision=precision.dtype, precision_reason=precision.reason, batch_size=batch_size, **step_timing
         )
-        stages = estimate_seconds(
-            {"seconds_per_image": seconds_per_image, **step_timing},
-            n_train=len(y_train),
-            n_valid=0,
-            n_test=0,
-            views=plan.views,
-            epochs=config.epochs,
-            batch_size=batch_size,
-            world=env.world,
-        )
+
+        def finetune_seconds(n_epochs: int) -> float:
+            return estimate_seconds(
+                {"seconds_per_image": seconds_per_image, **step_timing},
+                n_train=len(y_train),
+                n_valid=0,
+                n_test=0,
+                views=plan.views,
+                epochs=n_epochs,
+                batch_size=batch_size,
+                world=env.world,
+            )["finetune"]
+
+        one, two = finetune_seconds(1), finetune_seconds(2)
         left = None if deadline is None else deadline - time.perf_counter()
-        go, why = worth_finetuning(
+        go, why, epochs = worth_finetuning(
             plan,
             head_metrics,
             len(y_valid),
-            epoch_seconds=stages["finetune"] / max(1, config.epochs),
+            epoch_seconds=two - one,
+            fixed_seconds=2 * one - two,  # the augmented views' pass
             spent=result.first_model_seconds,
             time_left=left,
         )
-        engine["finetune_estimate_seconds"] = round(stages["finetune"], 1)
+        resumed = load_latest_checkpoint(out / "checkpoints") if config.resume else None
+        if resumed is not None:  # keep the decision the interrupted run made
+            go, why, epochs = True, "", int(resumed[3].get("epochs", config.epochs))
+        engine["finetune_epochs"] = epochs
+        engine["finetune_estimate_seconds"] = round(finetune_seconds(epochs) if go else 0.0, 1)
     result.stopped = why or "completed"
     if go:
         emit(
@@ -273,15 +283,15 @@ def _train_candidate(
                 "train",
                 0,
                 0,
-                {"seconds": stages["finetune"]},
-                stages["finetune"],
+                {"seconds": engine["finetune_estimate_seconds"], "epochs": epochs},
+                engine["finetune_estimate_seconds"],
                 (
                     "Training the whole network from random weights"
                     if split.kind == "scratch"
                     else "Fine-tuning to improve it"
                 )
-                + f" (Ctrl-C keeps the current best): at most {config.epochs} "
-                f"epochs, about {human(stages['finetune'])} ({precision.dtype}, "
+                + f" (Ctrl-C keeps the current best): at most {epochs} "
+                f"epochs, about {human(engine['finetune_estimate_seconds'])} ({precision.dtype}, "
                 f"{torch.get_num_threads()} threads)",
             ),
         )
@@ -311,7 +321,7 @@ def _train_candidate(
             va.acts,
             y_valid,
             head_metrics,
-            config=replace(config, batch_size=batch_size),
+            config=replace(config, batch_size=batch_size, epochs=epochs),
             precision=precision,
             out=out,
             env=env,
