@@ -432,6 +432,7 @@ def fetch(
             todo.append(item)
     ticker = Ticker(progress, "fetch", len(todo))
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sortsight-fetch")
+    interrupted = False
     try:
         pending: set[Future[dict[str, Any]]] = {pool.submit(_fetch_one, item, out, http) for item in todo}
         with open(journal, "a", encoding="utf-8") as log:
@@ -453,8 +454,13 @@ def fetch(
                     ticker.advance(
                         1, ok=summary.downloaded, broken=len(summary.broken), failed=len(summary.failed)
                     )
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        # after Ctrl-C, do not wait for a download blocked on a silent server (up to its timeout);
+        # what the journal says is done is on disk, the rest is fetched again on the next run
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
         shutil.rmtree(out / _TMP_NAME, ignore_errors=True)
     summary.by_label = dict(sorted(labels.items()))
     summary.seconds = round(time.perf_counter() - started, 3)

@@ -115,8 +115,25 @@ def cli(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``sortsight`` console script."""
-    cli.main(args=argv, prog_name="sortsight", standalone_mode=True)
+    """Entry point of the ``sortsight`` console script.
+
+    After Ctrl-C the process ends at once with :data:`EXIT_INTERRUPTED`: worker threads still
+    blocked in I/O (a download waiting up to ``--timeout`` for a server) would otherwise hold the
+    exit until they time out. Every file sortsight writes is already complete on disk by then
+    (atomic writes, journals flushed per entry), so nothing is lost by not waiting for them.
+    """
+    try:
+        cli.main(args=argv, prog_name="sortsight", standalone_mode=True)
+    except SystemExit as exc:
+        if exc.code == EXIT_INTERRUPTED:
+            import logging
+            import os
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            logging.shutdown()
+            os._exit(EXIT_INTERRUPTED)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover
