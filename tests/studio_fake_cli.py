@@ -60,7 +60,8 @@ def train(args: list[str]) -> int:
             print("Error: The model could not be measured.", file=sys.stderr)
             return 1
         print("efficientnet_lite0 at 224 px: about 3 s (fp32)", file=sys.stderr)  # progress goes to stderr
-        print(json.dumps({"seconds": 3.0}, indent=2) if "--json" in args else "about 3 s")
+        estimate = {"seconds": 3.0, "finetune_seconds": 6.0}  # as the real one: auto's fine-tuning apart
+        print(json.dumps(estimate, indent=2) if "--json" in args else "about 3 s")
         return 0
     if "--lr-find" in args:  # like the real one: the plot lands in the working folder
         if mode == "fail":

@@ -330,7 +330,15 @@ def test_estimate_before_training(client: TestClient, monkeypatch: pytest.Monkey
     assert 'id="estimate-training"' in client.get(f"/projects/{pid}/train").text
     r = client.post(f"/api/projects/{pid}/estimate", data={"image_size": "32", "epochs": "1"})
     assert r.status_code == 200, r.text
-    assert r.json() == {"seconds": 3.0, "human": "about 3 s", "images": 12}
+    assert r.json() == {
+        "seconds": 3.0,
+        "human": "about 3 s",
+        "images": 12,
+        "finetune_seconds": 6.0,
+        "finetune_human": "6 s",
+    }
+    forced = client.post(f"/api/projects/{pid}/estimate", data={"strategy": "finetune"})
+    assert forced.json()["finetune_human"] == ""  # then the estimate's seconds include it
     bad = client.post(f"/api/projects/{pid}/estimate", data={"epochs": "many"})
     assert bad.status_code == 400 and "whole number" in bad.json()["error"]
     monkeypatch.setenv("FAKE_CLI_MODE", "fail")

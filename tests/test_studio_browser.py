@@ -154,7 +154,7 @@ def test_a_newcomer_walks_the_studio(walk: dict[str, Any], tmp_path: Path) -> No
         page.click("text=2 · Train")
         page.click("#estimate-training")
         expect(page.locator("#estimate-result")).to_have_text(
-            "Training these 20 images should take about 3 s."
+            "Training these 20 images should take about 3 s, plus up to 6 s if fine-tuning improves on it."
         )
         page.click("text=Advanced settings")  # the learning-rate finder, its plot, "Use" fills lr
         page.click("#lr-find")

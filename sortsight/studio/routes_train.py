@@ -231,7 +231,16 @@ def _estimate(studio: Studio, project: Project, params: dict[str, Any]) -> dict[
     images = sum(int(result.get(k) or 0) for k in ("n_train", "n_valid"))
     if not images:
         images = int(data_summary(studio, project).get("totals", {}).get("total", 0))
-    return {**result, "seconds": seconds, "human": runs.fmt_duration(seconds), "images": images}
+    # auto's fine-tuning comes on top where the head leaves room (only known once it is fitted)
+    extra = float(result.get("finetune_seconds") or 0.0) if params.get("strategy", "auto") == "auto" else 0.0
+    return {
+        **result,
+        "seconds": seconds,
+        "human": runs.fmt_duration(seconds),
+        "images": images,
+        "finetune_seconds": extra,
+        "finetune_human": runs.fmt_duration(extra).removeprefix("about ") if extra else "",
+    }
 
 
 def _json_object(text: str) -> dict[str, Any]:

@@ -36,7 +36,8 @@ document.addEventListener("click", async (ev) => {
     const response = await fetch(button.dataset.url, { method: "POST", body: new FormData(button.closest("form")) });
     const body = await response.json();
     out.textContent = response.ok
-      ? `Training these ${body.images} images should take ${body.human}.`
+      ? `Training these ${body.images} images should take ${body.human}` +
+        (body.finetune_human ? `, plus up to ${body.finetune_human} if fine-tuning improves on it.` : ".")
       : (body.error || body.detail || "Could not estimate.");
   } catch (err) {
     out.textContent = "Could not estimate: " + err;
