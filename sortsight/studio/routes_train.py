@@ -208,25 +208,56 @@ async def start_train(request: Request, studio: StudioDep, project: ProjectDep) 
     return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
 
 
-def _estimate(studio: Studio, project: Project, params: dict[str, Any]) -> dict[str, Any]:
-    """Run ``sortsight train --estimate-only --json`` with the form's settings; its JSON, plus words."""
+def _trial(
+    studio: Studio,
+    project: Project,
+    params: dict[str, Any],
+    flag: str,
+    *,
+    key: str,
+    slow: str,
+    failed: str,
+    cwd: Path | None = None,
+) -> dict[str, Any]:
+    """Run ``sortsight train DATA [settings] FLAG --json`` (``--estimate-only``, ``--lr-find``) with
+    the form's settings; its JSON object, which must hold a number under ``key``. ``slow`` and
+    ``failed`` are the one-line errors for a timeout and for a failed run (+ the CLI's error)."""
     problem = _data_problem(studio, project)
     if problem:
         raise DataError(f"Not ready for training yet. {problem}")
-    data = pj.data_dir(studio.project_dir(project))
-    command = studio.step(*train_args(data, None, params), "--estimate-only", "--json")
+    data = pj.data_dir(studio.project_dir(project)).resolve()
+    if cwd is not None:
+        cwd.mkdir(exist_ok=True)
+    command = studio.step(*train_args(data, None, params), flag, "--json")
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=_ESTIMATE_TIMEOUT, stdin=subprocess.DEVNULL
+            command,
+            capture_output=True,
+            text=True,
+            timeout=_ESTIMATE_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
         )
     except subprocess.TimeoutExpired as exc:
-        raise DataError(
-            "Measuring took too long; start the training and watch its progress instead."
-        ) from exc
+        raise DataError(slow) from exc
     result = _json_object(done.stdout)
-    if done.returncode != 0 or not isinstance(result.get("seconds"), (int, float)):
+    if done.returncode != 0 or not isinstance(result.get(key), (int, float)):
         detail = error_line(done.stderr + done.stdout) or f"exit code {done.returncode}"
-        raise DataError(f"The time could not be measured: {detail}")
+        raise DataError(f"{failed}: {detail}")
+    return result
+
+
+def _estimate(studio: Studio, project: Project, params: dict[str, Any]) -> dict[str, Any]:
+    """Run ``sortsight train --estimate-only --json`` with the form's settings; its JSON, plus words."""
+    result = _trial(
+        studio,
+        project,
+        params,
+        "--estimate-only",
+        key="seconds",
+        slow="Measuring took too long; start the training and watch its progress instead.",
+        failed="The time could not be measured",
+    )
     seconds = float(result["seconds"])
     images = sum(int(result.get(k) or 0) for k in ("n_train", "n_valid"))
     if not images:
@@ -265,29 +296,17 @@ async def estimate_api(request: Request, studio: StudioDep, project: ProjectDep)
 def _lr_find(studio: Studio, project: Project, params: dict[str, Any]) -> dict[str, Any]:
     """Run ``sortsight train --lr-find --json`` with the form's settings in the project's
     ``lr_find/`` folder; the suggestions and the plot's address."""
-    problem = _data_problem(studio, project)
-    if problem:
-        raise DataError(f"Not ready for training yet. {problem}")
-    folder = studio.project_dir(project)
-    data = pj.data_dir(folder).resolve()
-    plots = folder / "lr_find"
-    plots.mkdir(exist_ok=True)
-    command = studio.step(*train_args(data, None, params), "--lr-find", "--json")
-    try:
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=_ESTIMATE_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=plots,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise DataError("The learning-rate test took too long; train with the default rate instead.") from exc
-    result = _json_object(done.stdout)
-    if done.returncode != 0 or not isinstance(result.get("suggested"), (int, float)):
-        detail = error_line(done.stderr + done.stdout) or f"exit code {done.returncode}"
-        raise DataError(f"The learning rate could not be measured: {detail}")
+    plots = studio.project_dir(project) / "lr_find"
+    result = _trial(
+        studio,
+        project,
+        params,
+        "--lr-find",
+        key="suggested",
+        slow="The learning-rate test took too long; train with the default rate instead.",
+        failed="The learning rate could not be measured",
+        cwd=plots,
+    )
     name = Path(str(result.get("plot", ""))).name
     return {
         "suggested": float(result["suggested"]),
