@@ -14,7 +14,6 @@ folder), else the validation split's.
 from __future__ import annotations
 
 import html
-import io
 import json
 import time
 from dataclasses import dataclass, replace
@@ -125,6 +124,8 @@ def _write(c: Comparison) -> None:
 def _plot(c: Comparison) -> bytes:
     from matplotlib.figure import Figure
 
+    from sortsight.report import figure_png
+
     fig = Figure(figsize=(7.0, 2.8))
     names = [f"{r['weights']} weights" for r in c.rows]
     colours = ["#2f6db5", "#b5562f"]
@@ -138,9 +139,7 @@ def _plot(c: Comparison) -> bytes:
     right.set_title("training time (s)")
     for i, r in enumerate(c.rows):
         right.text(i, r["seconds"], f"{r['seconds']:.0f} s", ha="center", va="bottom")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return buffer.getvalue()
+    return figure_png(fig)
 
 
 def _html(c: Comparison) -> str:

@@ -121,19 +121,6 @@ def with_sigmoid_output(proto: Any, meta: dict[str, str], folder: str | Path) ->
 _FIRST = 16  # images that choose the feature engine and time it (as in single-label training)
 
 
-def _split_for_tags(model: Any, data_config: Any, name: str) -> Any:
-    """The trunk/tail split the frozen pass runs (its pooled features feed the tag head)."""
-    from sortsight.training.split import split_model
-
-    try:
-        return split_model(model, tuple(data_config.mean), tuple(data_config.std))
-    except TypeError as exc:
-        raise ModelError(
-            f"Multi-label training works with the bundled and timm models, not '{name}' ({exc}); "
-            "use efficientnet_lite0/1/2 or a timm model name."
-        ) from exc
-
-
 def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None = None) -> TrainResult:
     """Train a multi-label tagger as ``config`` says; the run folder is the same as single-label's.
 
@@ -144,6 +131,7 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
     from sortsight.tagdata import load_tag_dataset
     from sortsight.training.frozen import FrozenPass
     from sortsight.training.result import CandidateResult, TrainResult
+    from sortsight.training.run import split_for
 
     start = time.perf_counter()
     if not config.pretrained:
@@ -190,7 +178,7 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
 
     t0 = time.perf_counter()
     # the single-label engine's frozen pass: decoding ahead in threads, the fastest engine measured here
-    frozen = FrozenPass(_split_for_tags(model, data_config, config.model), data_config)
+    frozen = FrozenPass(split_for(model, config.model, data_config), data_config)
     paths = [it.path for it in train_items] + [it.path for it in valid_items]
     first = frozen.run(paths[:_FIRST])  # chooses the engine; its speed gives the estimate
     per_image = first.seconds / max(1, len(first.kept))

@@ -54,7 +54,8 @@ __all__ = [
 _THUMB = 160
 
 
-def _figure_png(fig: Any) -> bytes:
+def figure_png(fig: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (the one PNG writer of sortsight's figures)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     return buffer.getvalue()
@@ -80,7 +81,7 @@ def confusion_png(ev: Evaluation) -> bytes:
         xticks_rotation="vertical" if k > 6 else "horizontal",
     )
     ax.set_title("Confusion matrix")
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def reliability_png(ev: Evaluation) -> bytes:
@@ -101,7 +102,7 @@ def reliability_png(ev: Evaluation) -> bytes:
     ax.set_ylabel("accuracy")
     ax.set_title(f"Reliability (ECE {ev.calibration['ece']:.3f})")
     ax.legend(loc="upper left", fontsize=8)
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def thumbnail_data_uri(path: str | Path, size: int = _THUMB) -> str | None:

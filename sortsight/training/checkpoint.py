@@ -88,14 +88,25 @@ def save_checkpoint(
     return final
 
 
-def load_latest_checkpoint(folder: Path) -> Checkpoint | None:
-    """(model_state, best_state, optimizer_tensors, state) of the newest complete checkpoint, or None."""
+def _latest(folder: Path) -> Path | None:
+    """The newest complete checkpoint folder (its ``state.json`` is written last), or None."""
     done = (
         sorted(p for p in folder.glob("epoch-*") if (p / "state.json").is_file()) if folder.is_dir() else []
     )
-    if not done:
+    return done[-1] if done else None
+
+
+def latest_checkpoint_state(folder: Path) -> dict[str, Any] | None:
+    """The ``state.json`` of the newest complete checkpoint (no tensors read), or None."""
+    last = _latest(folder)
+    return None if last is None else dict(json.loads((last / "state.json").read_text(encoding="utf-8")))
+
+
+def load_latest_checkpoint(folder: Path) -> Checkpoint | None:
+    """(model_state, best_state, optimizer_tensors, state) of the newest complete checkpoint, or None."""
+    last = _latest(folder)
+    if last is None:
         return None
-    last = done[-1]
     state = json.loads((last / "state.json").read_text(encoding="utf-8"))
     return (
         load_file(str(last / "model.safetensors")),

@@ -28,7 +28,7 @@ from sortsight.config import TrainConfig
 from sortsight.errors import ModelError
 from sortsight.progress import ProgressCallback, ProgressEvent, emit
 from sortsight.training import run_dir as rd
-from sortsight.training.checkpoint import load_latest_checkpoint
+from sortsight.training.checkpoint import latest_checkpoint_state
 from sortsight.training.distributed import Environment, setup_environment
 from sortsight.training.frozen import Frozen, FrozenPass
 from sortsight.training.head import fit_head, fold, metrics, refit_head, wise
@@ -124,7 +124,8 @@ def train_classifier(config: TrainConfig, *, progress: ProgressCallback | None =
     return TrainResult(run_dir, model_dir, best, results, seconds)
 
 
-def _split(model: Any, name: str, data_config: Any, *, scratch: bool = False) -> Split:
+def split_for(model: Any, name: str, data_config: Any, *, scratch: bool = False) -> Split:
+    """``split_model`` with its ``TypeError`` as a one-line :class:`ModelError`."""
     try:
         return split_model(model, tuple(data_config.mean), tuple(data_config.std), scratch=scratch)
     except TypeError as exc:
@@ -141,7 +142,7 @@ def build(name: str, size: int | None, config: TrainConfig, classes: list[str]) 
     model, data_config = create_model(
         name, classes, input_size=size or config.image_size, pretrained=config.pretrained
     )
-    return model, data_config, _split(model, name, data_config, scratch=not config.pretrained)
+    return model, data_config, split_for(model, name, data_config, scratch=not config.pretrained)
 
 
 def _train_candidate(
@@ -270,9 +271,9 @@ def _train_candidate(
             spent=result.first_model_seconds,
             time_left=left,
         )
-        resumed = load_latest_checkpoint(out / "checkpoints") if config.resume else None
+        resumed = latest_checkpoint_state(out / "checkpoints") if config.resume else None
         if resumed is not None:  # keep the decision the interrupted run made
-            go, why, epochs = True, "", int(resumed[3].get("epochs", config.epochs))
+            go, why, epochs = True, "", int(resumed.get("epochs", config.epochs))
         engine["finetune_epochs"] = epochs
         engine["finetune_estimate_seconds"] = round(finetune_seconds(epochs) if go else 0.0, 1)
     result.stopped = why or "completed"
