@@ -326,38 +326,73 @@ def _read_journal(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return done
 
 
-def _fetch_one(item: FetchItem, out_dir: Path, http: _Http) -> dict[str, Any]:
-    """Download, verify and place one image; returns the journal entry."""
+class _Journal:
+    """The append-only record of finished items, written by the workers themselves.
+
+    An image is placed and its line written under one lock, so a run stopped at any moment leaves no
+    image the journal does not know; once the journal is closed a late download places nothing (the
+    next run fetches it again)."""
+
+    def __init__(self, path: Path) -> None:
+        self._log = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def write(self, entry: dict[str, Any]) -> None:
+        """Append one line; the caller holds ``lock`` and has checked ``closed``."""
+        entry["time"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        self._log.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._log.flush()
+
+    def close(self) -> None:
+        with self.lock:  # waits only for a placement under way (local disk), never for the network
+            if not self.closed:
+                self.closed = True
+                self._log.close()
+
+
+def _fetch_one(item: FetchItem, out_dir: Path, http: _Http, journal: _Journal) -> dict[str, Any]:
+    """Download, verify and place one image, and write its journal line; returns that entry
+    (status ``stopped``, written nowhere, when the run ended while the download was under way)."""
     entry: dict[str, Any] = {"url": item.url, "label": item.label}
     tmp_dir = out_dir / _TMP_NAME
-    tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / f"{item.name}.{os.getpid()}-{threading.get_ident()}.part"
     try:
         body = http.get(item.url)
+        if journal.closed:
+            return {**entry, "status": "stopped"}
+        tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(body)
         try:
             info = inspect_image(tmp)
         except ImageError as exc:
             raise _Failed(exc.reason, broken=True) from exc
-        placed = place_file(
-            tmp,
-            out_dir / item.label,
-            move=True,
-            name=item.name + _EXT.get(info.format, ".img"),
-            merge_identical=True,  # a temporary download: the same image already there is enough
-        )
-        entry.update(
-            status="ok",
-            path=str(placed.destination),
-            sha256=placed.sha256,
-            width=info.width,
-            height=info.height,
-        )
+        with journal.lock:
+            if journal.closed:
+                return {**entry, "status": "stopped"}
+            placed = place_file(
+                tmp,
+                out_dir / item.label,
+                move=True,
+                name=item.name + _EXT.get(info.format, ".img"),
+                merge_identical=True,  # a temporary download: the same image already there is enough
+            )
+            entry.update(
+                status="ok",
+                path=str(placed.destination),
+                sha256=placed.sha256,
+                width=info.width,
+                height=info.height,
+            )
+            journal.write(entry)
     except _Failed as exc:
         entry.update(status="broken" if exc.broken else "failed", reason=exc.reason)
+        with journal.lock:
+            if journal.closed:
+                return {**entry, "status": "stopped"}
+            journal.write(entry)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return entry
 
 
@@ -433,33 +468,32 @@ def fetch(
     ticker = Ticker(progress, "fetch", len(todo))
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sortsight-fetch")
     interrupted = False
+    log = _Journal(journal)
     try:
-        pending: set[Future[dict[str, Any]]] = {pool.submit(_fetch_one, item, out, http) for item in todo}
-        with open(journal, "a", encoding="utf-8") as log:
-            while pending:
-                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    entry = {**future.result(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-                    log.write(json.dumps(entry, ensure_ascii=False) + "\n")
-                    log.flush()
-                    status = entry["status"]
-                    if status == "ok":
-                        summary.downloaded += 1
-                        labels[entry["label"]] += 1
-                    else:
-                        target = summary.broken if status == "broken" else summary.failed
-                        target.append(
-                            {"url": entry["url"], "label": entry["label"], "reason": entry["reason"]}
-                        )
-                    ticker.advance(
-                        1, ok=summary.downloaded, broken=len(summary.broken), failed=len(summary.failed)
-                    )
+        pending: set[Future[dict[str, Any]]] = {
+            pool.submit(_fetch_one, item, out, http, log) for item in todo
+        }
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in finished:
+                entry = future.result()
+                status = entry["status"]
+                if status == "ok":
+                    summary.downloaded += 1
+                    labels[entry["label"]] += 1
+                else:
+                    target = summary.broken if status == "broken" else summary.failed
+                    target.append({"url": entry["url"], "label": entry["label"], "reason": entry["reason"]})
+                ticker.advance(
+                    1, ok=summary.downloaded, broken=len(summary.broken), failed=len(summary.failed)
+                )
     except KeyboardInterrupt:
         interrupted = True
         raise
     finally:
-        # after Ctrl-C, do not wait for a download blocked on a silent server (up to its timeout);
-        # what the journal says is done is on disk, the rest is fetched again on the next run
+        # after Ctrl-C, do not wait for a download blocked on a silent server (up to its timeout):
+        # every image on disk is in the journal, the rest is fetched again on the next run
+        log.close()
         pool.shutdown(wait=not interrupted, cancel_futures=True)
         shutil.rmtree(out / _TMP_NAME, ignore_errors=True)
     summary.by_label = dict(sorted(labels.items()))

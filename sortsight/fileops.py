@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -175,12 +176,13 @@ def _candidates(dest_dir: Path, name: str) -> Iterator[Path]:
 
 
 def part_name(candidate: Path) -> Path:
-    """The temporary hard link ``.NAME.part-PID`` that stays beside a placed file until its log
+    """The temporary hard link ``.NAME.part-PID-TID`` that stays beside a placed file until its log
     line is written; one found later with the same inode proves sortsight placed that file.
     (A name too long to carry is replaced by its hash; the placed file is then found by inode.)"""
-    name = f".{candidate.name}.part-{os.getpid()}"
+    owner = f"{os.getpid()}-{threading.get_native_id()}"  # two threads never share one
+    name = f".{candidate.name}.part-{owner}"
     if len(os.fsencode(name)) > _NAME_MAX:
-        name = f".{hashlib.sha256(os.fsencode(candidate.name)).hexdigest()[:24]}.part-{os.getpid()}"
+        name = f".{hashlib.sha256(os.fsencode(candidate.name)).hexdigest()[:24]}.part-{owner}"
     return candidate.with_name(name)
 
 
@@ -243,34 +245,53 @@ def place_file(
     digest = sha256 or sha256_file(src)
     size = src.stat().st_size
     for candidate in _candidates(dest_dir, name or src.name):
-        if candidate.exists() or candidate.is_symlink():
-            if candidate.resolve() == src.resolve():  # the source is already where it should be
-                return Placed(src, candidate, "identical", digest)
-            if (
-                merge_identical
-                and not candidate.is_symlink()
-                and candidate.is_file()
-                and candidate.stat().st_size == size
-                and sha256_file(candidate) == digest
-            ):
-                placed = Placed(src, candidate, "identical", digest, source_removed=move)
-                if dry_run:
-                    return placed
-                if record is not None:
-                    record(placed)  # logged before the source goes: undo can restore it
-                note = _unlink_source(src) if move else ""
-                if note:
-                    placed = replace(placed, source_removed=False, note=note)
-                    if record is not None:
-                        record(placed)
-                return placed
-            continue
-        if dry_run:
-            return Placed(src, candidate, "move" if move else "copy", digest)
-        put = _put(src, candidate, move, digest, record)
-        if put is not None:
-            return put
+        for _look in range(2):  # a name taken meanwhile is looked at again: it may be this very image
+            if candidate.exists() or candidate.is_symlink():
+                identical = _identical(src, candidate, move, digest, size, merge_identical, dry_run, record)
+                if identical is not None:
+                    return identical
+                break  # another file has this name: try the next one
+            if dry_run:
+                return Placed(src, candidate, "move" if move else "copy", digest)
+            put = _put(src, candidate, move, digest, record)
+            if put is not None:
+                return put
     raise SortsightError(f"Too many files named like '{src.name}' in '{dest_dir}'. Tidy that folder first.")
+
+
+def _identical(
+    src: Path,
+    candidate: Path,
+    move: bool,
+    digest: str,
+    size: int,
+    merge_identical: bool,
+    dry_run: bool,
+    record: Callable[[Placed], object] | None,
+) -> Placed | None:
+    """The outcome when ``candidate`` (which exists) already is ``src`` or, with ``merge_identical``,
+    holds the same bytes; None when it is another file."""
+    if candidate.resolve() == src.resolve():  # the source is already where it should be
+        return Placed(src, candidate, "identical", digest)
+    if not (
+        merge_identical
+        and not candidate.is_symlink()
+        and candidate.is_file()
+        and candidate.stat().st_size == size
+        and sha256_file(candidate) == digest
+    ):
+        return None
+    placed = Placed(src, candidate, "identical", digest, source_removed=move)
+    if dry_run:
+        return placed
+    if record is not None:
+        record(placed)  # logged before the source goes: undo can restore it
+    note = _unlink_source(src) if move else ""
+    if note:
+        placed = replace(placed, source_removed=False, note=note)
+        if record is not None:
+            record(placed)
+    return placed
 
 
 def _put(

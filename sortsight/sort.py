@@ -92,13 +92,14 @@ def folder_name(label: str) -> str:
 def _orphans(dest: Path, logged: set[str]) -> dict[Path, Path]:
     """Files a killed sort placed but did not log: ``{placed file: its .part hard link}``.
 
-    A placed file keeps a hidden hard link ``.NAME.part-PID`` until its log line is written, so
+    A placed file keeps a hidden hard link ``.NAME.part-PID-TID`` until its log line is written, so
     a part file of a dead process with the same inode as ``NAME`` proves sortsight put it there.
     Other part files of dead processes are half-written temporaries and are removed.
     """
     found: dict[Path, Path] = {}
     for part in dest.glob("*/.*.part-*"):
-        name, _, pid = part.name[1:].rpartition(".part-")
+        name, _, owner = part.name[1:].rpartition(".part-")
+        pid = owner.partition("-")[0]  # PID-THREAD (older runs: PID)
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:

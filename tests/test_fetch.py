@@ -238,6 +238,30 @@ def test_resume_after_interruption(server: _Server, tmp_path: Path) -> None:
     assert sum(server.hits[f"/img/{i}.png"] for i in range(10)) <= 10 + 2
 
 
+def test_a_download_still_under_way_when_interrupted_places_nothing(server: _Server, tmp_path: Path) -> None:
+    """Ctrl-C does not wait for downloads in flight; one that finishes afterwards must not put a file
+    the journal does not know (a resumed run would fetch it again beside it)."""
+    b = server.base
+    source = _csv(tmp_path, [(f"{b}/slow/{i}.png", "pages") for i in range(4)])
+    out = tmp_path / "out"
+
+    def stop_at_once(event: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # the first image ends the run; three are still on the wire
+        fetch(source, out, concurrency=4, per_host=4, progress=stop_at_once, **FAST)
+    deadline = time.monotonic() + 5
+    while server.inflight and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # the answers arrive; the orphaned workers finish
+    journal = [json.loads(x) for x in (out / JOURNAL_NAME).read_text().splitlines()]
+    assert len(_files(out)) == sum(e["status"] == "ok" for e in journal) >= 1
+
+    summary = fetch(source, out, **FAST)
+    assert summary.ok and summary.already_done + summary.downloaded == 4
+    assert len(_files(out)) == 4
+
+
 def test_resume_after_kill_9(server: _Server, tmp_path: Path) -> None:
     b = server.base
     source = _csv(tmp_path, [(f"{b}/slow/{i}.png", "pages") for i in range(12)])

@@ -33,6 +33,48 @@ def test_copy_clash_gets_suffix_and_identical_is_recognised(tmp_path: Path) -> N
     assert first.sha256 == sha256_file(a)
 
 
+def test_a_name_taken_meanwhile_by_the_same_image_is_recognised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker places the very same image under the name between the look and the link:
+    with merge_identical that is one file, not 'a.jpg' and 'a (1).jpg' (a fetch resumed while an
+    interrupted run's download was still finishing doubled an image this way)."""
+    import sortsight.fileops as fileops
+
+    real_put = fileops._put
+    raced: list[Path] = []
+
+    def other_worker_first(src: Path, candidate: Path, *args: object) -> object:
+        if not raced:
+            raced.append(candidate)
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            candidate.write_bytes(src.read_bytes())
+        return real_put(src, candidate, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fileops, "_put", other_worker_first)
+    a = _file(tmp_path / "in" / "a.jpg", b"same")
+    placed = place_file(a, tmp_path / "out", move=True, merge_identical=True)
+    assert raced and placed.action == "identical" and placed.destination.name == "a.jpg"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg"]
+    assert not a.exists()  # moved: the source went once its copy was known to be there
+
+    b = _file(tmp_path / "in" / "b.jpg", b"mine")
+    raced.clear()
+    monkeypatch.setattr(fileops, "_put", other_worker_first)
+
+    def another_image_first(src: Path, candidate: Path, *args: object) -> object:
+        if not raced:
+            raced.append(candidate)
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            candidate.write_bytes(b"theirs")
+        return real_put(src, candidate, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fileops, "_put", another_image_first)
+    placed = place_file(b, tmp_path / "out", merge_identical=True)
+    assert placed.destination.name == "b (1).jpg" and placed.destination.read_bytes() == b"mine"
+    assert (tmp_path / "out" / "b.jpg").read_bytes() == b"theirs"  # never overwritten
+
+
 def test_move_and_dry_run(tmp_path: Path) -> None:
     a = _file(tmp_path / "a.png", b"data")
     plan = place_file(a, tmp_path / "out", move=True, dry_run=True)
