@@ -122,6 +122,12 @@ def model_card(
             else "but a logistic-regression head on its untrained features scored better on the "
             "validation images than any trained epoch"
         )
+    side_by_side = "+" in model_name
+    if side_by_side:
+        how = (
+            "the backbones ran side by side, each at its own input size, and a logistic-regression head "
+            "on their concatenated features is the model (the pretrained layers are unchanged)"
+        )
     start = "the pretrained" if pretrained else "a randomly initialised"
     refit_line = ""
     if refit and refit.get("applied"):
@@ -146,6 +152,14 @@ def model_card(
             f"accuracy {_pct(head_metrics.get('accuracy'))}, "
             f"macro F1 {_pct(head_metrics.get('f1_macro'))}.\n"
         )
+    remote, remote_note = "", ""
+    if side_by_side:
+        remote = ", trust_remote_code=True"
+        remote_note = (
+            "\nThe two backbones side by side are defined in `side_by_side.py`, in this folder (timm and "
+            "torch only); `trust_remote_code=True` lets transformers run that file. Read it first if the "
+            "folder came from someone else.\n"
+        )
     body = f"""
 # {model_name} {"fine-tuned" if chosen in ("finetune", "wise") else "trained"} with sortsight
 
@@ -157,10 +171,10 @@ It was trained with [sortsight](https://github.com/sortsight/sortsight) {version
 
 ```python
 from transformers import pipeline
-classify = pipeline("image-classification", model="path/to/this/folder")
+classify = pipeline("image-classification", model="path/to/this/folder"{remote})
 classify("image.jpg")
 ```
-
+{remote_note}
 or `sortsight predict path/to/this/folder images/ --sort-into sorted/`.
 
 ## Validation results

@@ -75,8 +75,12 @@ def save_model_folder(
     out.mkdir(parents=True, exist_ok=True)
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in enumerate(labels)}
+    from sortsight.side_by_side import SideBySide
+
     inner = getattr(model, "inner", None)
-    if inner is not None and hasattr(inner, "save_pretrained") and not hasattr(inner, "timm_model"):
+    if isinstance(model, SideBySide):
+        _save_side_by_side(model, name, id2label, label2id, data_config, out)
+    elif inner is not None and hasattr(inner, "save_pretrained") and not hasattr(inner, "timm_model"):
         inner.config.id2label, inner.config.label2id = id2label, label2id
         inner.save_pretrained(out, safe_serialization=True)
         _write_processor_for(inner, data_config, out)
@@ -110,6 +114,84 @@ def save_model_folder(
     if card is not None:
         (out / "README.md").write_text(card, encoding="utf-8")
     return out
+
+
+def _save_side_by_side(
+    model: Any,
+    name: str,
+    id2label: dict[int, str],
+    label2id: dict[str, int],
+    data_config: DataConfig,
+    out: Path,
+) -> None:
+    """Backbones side by side: a custom-code transformers folder (``side_by_side.py`` travels in it,
+    so ``pipeline(..., trust_remote_code=True)`` loads it offline) and timm's image processor."""
+    import torch
+
+    from sortsight.side_by_side import SideBySideConfig, SideBySideForImageClassification
+
+    archs = [
+        getattr(p, "default_cfg", {}).get("architecture") or n
+        for p, n in zip(model.parts, name.split("+"), strict=True)
+    ]
+    config = SideBySideConfig(parts=archs, sizes=model.sizes, id2label=id2label, label2id=label2id)
+    config.architectures = ["SideBySideForImageClassification"]
+    with torch.device("meta"):
+        wrapper = SideBySideForImageClassification(config)
+    wrapper.model = model
+    # the copy of sortsight/side_by_side.py and config.json's auto_map
+    SideBySideConfig.register_for_auto_class()
+    SideBySideForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+    with _quiet_transformers():
+        wrapper.save_pretrained(out, safe_serialization=True)
+        _standard_processor(data_config).save_pretrained(out)
+
+
+def _standard_processor(data_config: DataConfig) -> Any:
+    """A stock transformers processor doing sortsight's evaluation preprocessing: ConvNeXt's
+    resizes the short side to ``size / crop_pct`` and centre-crops ``size`` (timm's eval transform)."""
+    from transformers import ConvNextImageProcessor
+    from transformers.image_utils import PILImageResampling
+
+    resample = {"bilinear": PILImageResampling.BILINEAR, "nearest": PILImageResampling.NEAREST}
+    return ConvNextImageProcessor(
+        size={"shortest_edge": data_config.input_size},
+        crop_pct=data_config.crop_pct if data_config.crop_mode == "center" else 1.0,
+        resample=resample.get(data_config.interpolation, PILImageResampling.BICUBIC),
+        image_mean=list(data_config.mean),
+        image_std=list(data_config.std),
+    )
+
+
+def _load_side_by_side(p: Path) -> tuple[Any, list[str], DataConfig, str]:
+    """Read a side-by-side folder with sortsight's own classes (no remote code runs)."""
+    from safetensors.torch import load_file
+
+    from sortsight.side_by_side import SideBySideConfig, build_side_by_side
+
+    try:
+        config = SideBySideConfig.from_pretrained(p)
+        model = build_side_by_side(config.parts, config.sizes, int(config.num_labels or 0))
+        state = {k.removeprefix("model."): v for k, v in load_file(p / "model.safetensors").items()}
+        model.load_state_dict(state)
+        meta = json.loads((p / "sortsight_model.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"Could not load the model in '{p}': {first}") from exc
+    id2label = {int(k): v for k, v in (config.id2label or {}).items()}
+    labels = [id2label[i] for i in range(len(id2label))]
+    return (
+        model.eval(),
+        labels,
+        DataConfig(
+            **{
+                **meta["data_config"],
+                "mean": tuple(meta["data_config"]["mean"]),
+                "std": tuple(meta["data_config"]["std"]),
+            }
+        ),
+        str(meta.get("name", "+".join(config.parts))),
+    )
 
 
 def _jsonable(value: Any) -> bool:
@@ -166,6 +248,11 @@ def load_model_folder(path: str | Path) -> LoadedModel:
             f"'{path}' holds only pickled weights (pytorch_model.bin), which sortsight does not "
             f"load. Re-save it with save_pretrained(..., safe_serialization=True)."
         )
+    from sortsight.side_by_side import MODEL_TYPE
+
+    if json.loads((p / "config.json").read_text(encoding="utf-8")).get("model_type") == MODEL_TYPE:
+        module, labels, data_config, name = _load_side_by_side(p)
+        return LoadedModel(module, labels, data_config, name, p)
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
     try:

@@ -31,6 +31,7 @@ __all__ = [
     "BundledModel",
     "DataConfig",
     "create_model",
+    "is_side_by_side",
     "resolve_model_name",
 ]
 
@@ -118,10 +119,55 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+PAIR = "+"  # lite0+lite2: two backbones side by side (see sortsight.side_by_side)
+
+
 def resolve_model_name(name: str) -> str:
-    """The canonical name: a bundled name, a timm architecture, or an HF id/folder unchanged."""
+    """The canonical name: a bundled name, a timm architecture, or an HF id/folder unchanged;
+    ``a+b`` (backbones side by side) resolves each part."""
     key = name.strip()
+    if PAIR in key and not Path(key).expanduser().exists():
+        return PAIR.join(resolve_model_name(part) for part in key.split(PAIR))
     return _ALIASES.get(key.lower(), key)
+
+
+def is_side_by_side(name: str) -> bool:
+    """True for a name of backbones side by side (``efficientnet_lite0+efficientnet_lite2``)."""
+    return PAIR in resolve_model_name(name)
+
+
+def _side_by_side(
+    canonical: str, num_classes: int, *, pretrained: bool, input_size: int | None
+) -> tuple[Any, DataConfig]:
+    """Backbones side by side: each a timm network without classifier, one linear layer on top."""
+    import timm
+
+    from sortsight.side_by_side import SideBySide
+
+    names = canonical.split(PAIR)
+    if len(names) < 2 or len(set(names)) != len(names) or not all(names):
+        raise ModelError(
+            f"'{canonical}' should name two different backbones, like efficientnet_lite0+efficientnet_lite2."
+        )
+    parts, configs = [], []
+    for part in names:
+        bundled = BUNDLED_MODELS.get(part)
+        if bundled is None and not timm.is_model(part):
+            raise ModelError(
+                f"'{part}' in '{canonical}' is not a bundled or timm model; side by side takes timm "
+                f"backbones only (e.g. efficientnet_lite0+efficientnet_lite2)."
+            )
+        net = _timm_model(part, 0, pretrained=pretrained, bundled=bundled)
+        parts.append(net)
+        configs.append(DataConfig.from_timm(timm.data.resolve_data_config({}, model=net)))
+    if len({(c.mean, c.std) for c in configs}) > 1:
+        raise ModelError(
+            f"The backbones of '{canonical}' expect differently normalised images; put side by side "
+            f"only models with the same mean and std (the bundled efficientnet_lite0/1/2 do)."
+        )
+    largest = max(configs, key=lambda c: c.input_size)
+    sizes = [input_size or c.input_size for c in configs]
+    return SideBySide(parts, sizes, num_classes), largest
 
 
 def _bundled_state_dict(spec: BundledModel) -> dict[str, Any]:
@@ -247,7 +293,8 @@ def create_model(
 
     Args:
         name: a bundled name (``efficientnet_lite0`` …), any timm name, an HF model id or a
-            local HF model folder.
+            local HF model folder; ``a+b`` puts two timm backbones side by side (their features
+            concatenated, :mod:`sortsight.side_by_side`).
         labels: the class names (or their number).
         pretrained: load pretrained weights (bundled ones need no network).
         input_size: override the square input side (e.g. 160 for speed).
@@ -266,7 +313,11 @@ def create_model(
     num_classes = labels if isinstance(labels, int) else len(labels)
     canonical = resolve_model_name(name)
     bundled = BUNDLED_MODELS.get(canonical)
-    if bundled is None and Path(canonical).expanduser().is_dir():
+    if PAIR in canonical and not Path(canonical).expanduser().exists():
+        model, data_config = _side_by_side(
+            canonical, num_classes, pretrained=pretrained, input_size=input_size
+        )
+    elif bundled is None and Path(canonical).expanduser().is_dir():
         model, data_config = _hf_model(str(Path(canonical).expanduser()), labels, pretrained=pretrained)
     else:
         import timm

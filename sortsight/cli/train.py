@@ -28,6 +28,9 @@ _NO_DATA = f"Missing DATA. {_DATA_HELP} Try: sortsight train photos/ --out runs/
 _EPILOG = "Every option can also be set in the --config file (AutoTrain names); flags typed here win."
 
 
+_STOPPED = {"side_by_side": "backbones side by side: the head is the model"}
+
+
 def _leaderboard(console: Console, rows: list[dict[str, Any]]) -> None:
     table = Table(title="Leaderboard (validation)")
     for col in ("#", "model", "px", "kept", "acc", "F1", "loss", "head acc", "time"):
@@ -170,9 +173,10 @@ def train(
         return
     kept = {"finetune": "fine-tuned", "wise": "fine-tuned, WiSE-FT mix"}.get(result.best.chosen, "head only")
     note = " (before the refit on train + validation)" if result.best.refit.get("applied") else ""
+    why = _STOPPED.get(result.best.stopped, result.best.stopped.replace("_", " "))
     out.print(
         f"Kept {result.best.model} ({kept}): validation accuracy {m['accuracy']:.3f}{note}, "
-        f"macro F1 {m['f1_macro']:.3f} in {result.seconds:.0f} s ({result.best.stopped.replace('_', ' ')})."
+        f"macro F1 {m['f1_macro']:.3f} in {result.seconds:.0f} s ({why})."
     )
     if result.test_metrics:
         t = result.test_metrics

@@ -35,6 +35,7 @@ DEFAULT_CANDIDATES: tuple[tuple[str, int | None], ...] = (
     ("efficientnet_lite1", None),
     ("efficientnet_lite2", None),
     ("efficientnet_lite0", 160),
+    ("efficientnet_lite0+efficientnet_lite2", None),  # side by side: both feature passes
 )
 MIN_TRAIN_PER_CLASS = 2
 AUG_VIEWS = 1  # augmented views per training image for fine-tuning (plus the eval view)
@@ -98,9 +99,19 @@ def make_plan(config: TrainConfig) -> Plan:
                 "Use strategy auto or finetune to train the network from random weights."
             )
         finetune = "yes"  # random weights: the network itself must learn
+    from sortsight.models import is_side_by_side
+
+    specs = candidate_specs(config)
+    pairs = [name for name, _ in specs if is_side_by_side(name)]
+    if pairs and (finetune == "yes"):
+        raise ConfigError(
+            f"'{pairs[0]}' puts backbones side by side; sortsight fits only their head (no "
+            f"fine-tuning{', no random weights' if not config.pretrained else ''}). "
+            f"Use strategy auto or head with it, or one backbone."
+        )
     views = 0 if config.augmentation == "none" or finetune == "no" else AUG_VIEWS
     return Plan(
-        tuple(candidate_specs(config)),
+        tuple(specs),
         finetune,
         views,
         0 if finetune == "no" else config.epochs,

@@ -122,6 +122,35 @@ class _HFTail(nn.Module):
         return [g for g in (body, list(self.linear.parameters())) if g]
 
 
+class _FeaturesTrunk(nn.Module):
+    """Backbones side by side: the frozen trunk is everything up to the concatenated features."""
+
+    def __init__(self, model: Any, normalize: _Normalize) -> None:
+        super().__init__()
+        self.normalize = normalize
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) uint8 -> (B, F)
+        return self.model.forward_features(self.normalize(x))  # type: ignore[no-any-return]
+
+
+class _LinearTail(nn.Module):
+    """Only the final linear layer (kind ``"linear"``: the head is the whole model to train)."""
+
+    def __init__(self, classifier: nn.Linear) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+    def param_groups(self) -> list[list[nn.Parameter]]:
+        return [list(self.classifier.parameters())]
+
+
 def _hf_classifier(hf_model: Any) -> nn.Linear | None:
     """The final ``nn.Linear`` of a transformers classification model's ``classifier``, if any."""
     head = getattr(hf_model, "classifier", None)
@@ -140,8 +169,9 @@ class Split:
         trunk: frozen, eval-mode; its outputs are cached.
         tail: trained; has ``features(acts)`` (pooled, pre-logits) and ``param_groups()``.
         classifier: the final ``nn.Linear`` (initialised from the logistic-regression head).
-        kind: ``"partial"`` (last stages trained), ``"full"`` (everything trained) or
-            ``"scratch"`` (everything trained from random weights: BatchNorm learns its statistics).
+        kind: ``"partial"`` (last stages trained), ``"full"`` (everything trained),
+            ``"scratch"`` (everything trained from random weights: BatchNorm learns its statistics)
+            or ``"linear"`` (backbones side by side: only the final layer, no fine-tuning).
     """
 
     trunk: Any
@@ -170,7 +200,15 @@ def split_model(
     Raises:
         TypeError: the model lacks timm's ``forward_features``/``forward_head``/``get_classifier``.
     """
+    from sortsight.side_by_side import SideBySide
+
     normalize = _Normalize(mean, std)
+    if isinstance(model, SideBySide):
+        if scratch:
+            raise TypeError("backbones side by side are only used with their pretrained weights")
+        return Split(
+            _FeaturesTrunk(model, normalize), _LinearTail(model.classifier), model.classifier, "linear"
+        )
     if scratch:
         whole = split_model(model, mean, std, tune_stages=len(getattr(model, "blocks", ())) + 1)
         return Split(whole.trunk, whole.tail, whole.classifier, "scratch")
