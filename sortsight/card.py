@@ -21,6 +21,39 @@ def _pct(value: Any) -> str:
     return f"{100 * float(value):.1f} %" if isinstance(value, (int, float)) else "n/a"
 
 
+
+def _front_matter(
+    *,
+    tags: list[str],
+    name: str,
+    task: str,
+    fingerprint: str,
+    metrics: Mapping[str, float],
+    shown: tuple[tuple[str, str, str], ...],
+) -> list[str]:
+    """The card's YAML header (the Hub's model-index); ``shown``: (metric key, type, name) rows."""
+    yaml = ["---", "library_name: transformers", "pipeline_tag: image-classification", "tags:"]
+    yaml += [f"- {t}" for t in tags]
+    yaml += ["metrics:", *dict.fromkeys(f"- {kind}" for _, kind, _ in shown)]
+    yaml += [
+        "model-index:",
+        f"- name: {_yaml_str(name)}",
+        "  results:",
+        "  - task:",
+        "      type: image-classification",
+        f"      name: {task}",
+        "    dataset:",
+        f"      name: {_yaml_str('local collection ' + fingerprint)}",
+        "      type: imagefolder",
+        "      split: validation",
+        "    metrics:",
+    ]
+    for key, kind, label in shown:
+        if metrics.get(key) is not None:
+            yaml += [f"    - type: {kind}", f"      value: {float(metrics[key]):.4f}", f"      name: {label}"]
+    yaml.append("---")
+    return yaml
+
 def model_card(
     *,
     model_name: str,
@@ -66,35 +99,14 @@ def model_card(
     """
     parameters = dict(parameters or {})
     acc, f1 = metrics.get("accuracy"), metrics.get("f1_macro")
-    yaml = [
-        "---",
-        "library_name: transformers",
-        "pipeline_tag: image-classification",
-        "tags:",
-        "- image-classification",
-        "- timm",
-        "- sortsight",
-        f"- {model_name.replace('/', '-')}",
-        "metrics:",
-        "- accuracy",
-        "- f1",
-        "model-index:",
-        f"- name: {_yaml_str(model_name + '-sortsight')}",
-        "  results:",
-        "  - task:",
-        "      type: image-classification",
-        "      name: Image Classification",
-        "    dataset:",
-        f"      name: {_yaml_str('local collection ' + dataset_fingerprint)}",
-        "      type: imagefolder",
-        "      split: validation",
-        "    metrics:",
-    ]
-    if acc is not None:
-        yaml += ["    - type: accuracy", f"      value: {float(acc):.4f}", "      name: Accuracy"]
-    if f1 is not None:
-        yaml += ["    - type: f1", f"      value: {float(f1):.4f}", "      name: F1 (macro)"]
-    yaml.append("---")
+    yaml = _front_matter(
+        tags=["image-classification", "timm", "sortsight", model_name.replace("/", "-")],
+        name=model_name + "-sortsight",
+        task="Image Classification",
+        fingerprint=dataset_fingerprint,
+        metrics=metrics,
+        shown=(("accuracy", "accuracy", "Accuracy"), ("f1_macro", "f1", "F1 (macro)")),
+    )
 
     splits = sorted(
         {s for row in counts.values() for s in row},
@@ -239,34 +251,14 @@ def tag_model_card(
         >>> "multi_label_classification" in card
         True
     """
-    yaml = [
-        "---",
-        "library_name: transformers",
-        "pipeline_tag: image-classification",
-        "tags:",
-        "- image-classification",
-        "- multi-label-classification",
-        "- timm",
-        "- sortsight",
-        "metrics:",
-        "- f1",
-        "- map",
-        "model-index:",
-        f"- name: {_yaml_str(model_name + '-sortsight-tags')}",
-        "  results:",
-        "  - task:",
-        "      type: image-classification",
-        "      name: Multi-label image classification",
-        "    dataset:",
-        f"      name: {_yaml_str('local collection ' + dataset_fingerprint)}",
-        "      type: imagefolder",
-        "      split: validation",
-        "    metrics:",
-    ]
-    for key, kind, name in (("f1_micro", "f1", "F1 (micro)"), ("map", "map", "mAP")):
-        if metrics.get(key) is not None:
-            yaml += [f"    - type: {kind}", f"      value: {float(metrics[key]):.4f}", f"      name: {name}"]
-    yaml.append("---")
+    yaml = _front_matter(
+        tags=["image-classification", "multi-label-classification", "timm", "sortsight"],
+        name=model_name + "-sortsight-tags",
+        task="Multi-label image classification",
+        fingerprint=dataset_fingerprint,
+        metrics=metrics,
+        shown=(("f1_micro", "f1", "F1 (micro)"), ("map", "map", "mAP")),
+    )
     rows = [
         "| tag | threshold | precision | recall | F1 | AP | validation images | training images |",
         "|---|---|---|---|---|---|---|---|",

@@ -90,7 +90,8 @@ class TrainConfig:
         "help": "Labelled images: a folder of class subfolders, split folders, a labels CSV or a dataset.",
         "default_text": "none (required)"})
     model: str = field(default="efficientnet_lite0", metadata={
-        "help": "Bundled efficientnet_lite0/1/2 (offline), a timm model name or a Hugging Face model."})
+        "help": "Bundled efficientnet_lite0/1/2 (offline), a timm model name or a Hugging Face model; "
+        "lite0+lite2: both bundled networks side by side under one head (no fine-tuning)."})
     project_name: str = field(default="sortsight-model", metadata={
         "help": "Run name; the run folder is runs/<project-name> unless --out is given."})
     out: str | None = field(default=None, metadata={

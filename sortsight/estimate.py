@@ -109,7 +109,8 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
             "setup_seconds": setup,
         }
         batch_size, precision = config.batch_size, "fp32"
-        if plan.epochs:
+        tunes = plan.epochs and split.kind != "linear"  # backbones side by side: head only
+        if tunes:
             batch_size, prec, step_timing = warm_up(split, measured.acts, y, config)
             timing.update(step_timing)
             precision = prec.dtype
@@ -118,8 +119,8 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
             n_train=n_train,
             n_valid=n_valid,
             n_test=n_test,
-            views=plan.views,
-            epochs=plan.epochs,
+            views=plan.views if tunes else 0,
+            epochs=plan.epochs if tunes else 0,
             batch_size=batch_size,
             world=env.world,
         )

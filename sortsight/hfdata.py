@@ -13,6 +13,7 @@ Split names ``train``, ``validation``/``valid``/``val`` and ``test`` are kept.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -216,15 +217,14 @@ def image_bytes(value: Any, source: Path) -> tuple[bytes | None, str | None]:
     return data, name
 
 
-def write_cache_folder(out: Path, files: dict[str, bytes], manifest: dict[str, Any]) -> None:
-    """Write ``files`` (relative path → bytes) and ``manifest.json`` into ``out`` atomically."""
+@contextlib.contextmanager
+def _published(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out``, renamed to ``out`` when the block ends without error
+    (removed otherwise): a reader never sees half a cache folder."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
     try:
-        for rel, data in files.items():
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_bytes(data)
-        (tmp / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+        yield tmp
         try:
             os.replace(tmp, out)
         except OSError:  # another process finished first: its copy is identical
@@ -232,6 +232,15 @@ def write_cache_folder(out: Path, files: dict[str, bytes], manifest: dict[str, A
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_cache_folder(out: Path, files: dict[str, bytes], manifest: dict[str, Any]) -> None:
+    """Write ``files`` (relative path → bytes) and ``manifest.json`` into ``out`` atomically."""
+    with _published(out) as tmp:
+        for rel, data in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(data)
+        (tmp / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
 
 
 def _write(
@@ -243,12 +252,10 @@ def _write(
     names: list[str],
     progress: ProgressCallback | None,
 ) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
     items: list[tuple[str, str, str]] = []
     skipped: list[tuple[str, str]] = []
     ticker = Ticker(progress, "extract", total=0)
-    try:
+    with _published(out) as tmp:
         row = 0
         for shard in shards:
             split = shard[1]
@@ -281,13 +288,6 @@ def _write(
         (tmp / "manifest.json").write_text(
             json.dumps({"source": str(source), "items": items, "skipped": skipped}), encoding="utf-8"
         )
-        try:
-            os.replace(tmp, out)
-        except OSError:  # another process finished first: its copy is identical
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _hf_tag_names(spec: Any) -> list[str] | None:

@@ -148,12 +148,7 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
     config = _rd.prepare_run_dir(config, env)
     ds = load_tag_dataset(
         str(config.data_path),
-        valid_split=config.valid_fraction,
-        test_split=config.test_split,
-        seed=config.seed,
-        max_samples=config.max_samples,
-        image_column=None if config.image_column == "image" else config.image_column,
-        target_column=None if config.target_column == "target" else config.target_column,
+        **_plan.dataset_args(config),
         separator=config.tag_separator,
         progress=progress,
     )

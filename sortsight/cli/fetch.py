@@ -5,7 +5,10 @@ Thin: parse → :func:`sortsight.fetch.fetch` → render the summary.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from shlex import quote
+from typing import Any
 
 import click
 from rich.console import Console
@@ -51,6 +54,26 @@ def render_fetch_summary(console: Console, summary: FetchSummary, *, max_rows: i
         console.print("Run the same command again to retry the failed ones; finished images are skipped.")
 
 
+# the politeness options of both downloaders; the defaults are fetch()'s own, declared there once
+_NETWORK = (
+    ("concurrency", click.IntRange(min=1), "Downloads at once."),
+    ("per_host", click.IntRange(min=1), "Downloads at once from one server."),
+    ("delay", click.FloatRange(min=0), "Seconds between requests to one server."),
+    ("retries", click.IntRange(min=0), "Retries after timeouts and 429/5xx."),
+    ("timeout", click.FloatRange(min=0.1), "Seconds to wait for a server."),
+)
+
+
+def _network_options(command: Callable[..., None]) -> Callable[..., None]:
+    defaults = inspect.signature(fetch_images).parameters
+    for name, kind, text in reversed(_NETWORK):
+        flag = "--" + name.replace("_", "-")
+        command = click.option(
+            flag, name, type=kind, default=defaults[name].default, show_default=True, help=text
+        )(command)
+    return command
+
+
 @click.command()
 @click.argument("source", required=False)
 @click.option(
@@ -89,37 +112,7 @@ def render_fetch_summary(console: Console, summary: FetchSummary, *, max_rows: i
     show_default=True,
     help="IIIF: longest side to ask for (0: full size).",
 )
-@click.option(
-    "--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Downloads at once."
-)
-@click.option(
-    "--per-host",
-    type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
-    help="Downloads at once from one server.",
-)
-@click.option(
-    "--delay",
-    type=click.FloatRange(min=0),
-    default=0.2,
-    show_default=True,
-    help="Seconds between requests to one server.",
-)
-@click.option(
-    "--retries",
-    type=click.IntRange(min=0),
-    default=3,
-    show_default=True,
-    help="Retries after timeouts and 429/5xx.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.1),
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait for a server.",
-)
+@_network_options
 def fetch(
     source: str | None,
     queries: tuple[str, ...],
@@ -129,11 +122,7 @@ def fetch(
     labels: tuple[str, ...],
     label_field: str | None,
     size: int,
-    concurrency: int,
-    per_host: int,
-    delay: float,
-    retries: int,
-    timeout: float,
+    **network: Any,
 ) -> None:
     """Download images into OUT/<label>/ from SOURCE — a CSV with url,label columns, or a IIIF
     Presentation v2/v3 manifest (file or URL) — or from a web image search (--search, one class
@@ -158,12 +147,8 @@ def fetch(
                 limit=limit,
                 labels=list(labels) or None,
                 endpoint=search_endpoint,
-                concurrency=concurrency,
-                per_host=per_host,
-                delay=delay,
-                retries=retries,
-                timeout=timeout,
                 progress=bar,
+                **network,
             )
         render_fetch_summary(out, summary)
         out.print(f"Sources: {summary.out_dir}/sources.csv. Next: sortsight check {summary.out_dir}")
@@ -177,12 +162,8 @@ def fetch(
             label=labels[0] if labels else None,
             label_field=label_field,
             size=size or None,
-            concurrency=concurrency,
-            per_host=per_host,
-            delay=delay,
-            retries=retries,
-            timeout=timeout,
             progress=bar,
+            **network,
         )
     render_fetch_summary(out, summary)
     if summary.downloaded or summary.already_done:

@@ -24,6 +24,7 @@ __all__ = [
     "Plan",
     "RunData",
     "candidate_specs",
+    "dataset_args",
     "estimate_seconds",
     "load_data",
     "make_plan",
@@ -178,19 +179,23 @@ class RunData:
     test_targets: list[int]
 
 
+def dataset_args(config: TrainConfig) -> dict[str, Any]:
+    """What ``load_dataset`` / ``load_tag_dataset`` take from the config (split, sampling, columns;
+    the column defaults mean "detect")."""
+    return {
+        "valid_split": config.valid_fraction,
+        "test_split": config.test_split,
+        "seed": config.seed,
+        "max_samples": config.max_samples,
+        "image_column": None if config.image_column == "image" else config.image_column,
+        "target_column": None if config.target_column == "target" else config.target_column,
+    }
+
+
 def load_data(config: TrainConfig, progress: ProgressCallback | None) -> RunData:
     from sortsight.data import load_dataset
 
-    ds = load_dataset(
-        str(config.data_path),
-        valid_split=config.valid_fraction,
-        test_split=config.test_split,
-        seed=config.seed,
-        max_samples=config.max_samples,
-        image_column=None if config.image_column == "image" else config.image_column,
-        target_column=None if config.target_column == "target" else config.target_column,
-        progress=progress,
-    )
+    ds = load_dataset(str(config.data_path), **dataset_args(config), progress=progress)
     if len(ds.classes) < 2:
         raise DataError(
             f"Found only one class ('{ds.classes[0] if ds.classes else ''}') in '{config.data_path}'. "
