@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -56,22 +56,9 @@ class Evaluation:
         return float(self.metrics["accuracy"])
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "data": self.data,
-            "split": self.split,
-            "note": self.note,
-            "engine": self.engine,
-            "labels": self.labels,
-            "metrics": self.metrics,
-            "per_class": self.per_class,
-            "confusion_matrix": self.confusion,
-            "most_confused": self.most_confused,
-            "top_losses": self.top_losses,
-            "calibration": self.calibration,
-            "skipped": self.skipped,
-            "predictions": self.predictions,
-        }
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["confusion_matrix"] = out.pop("confusion")
+        return out
 
     def save(self, out_dir: str | Path, *, thumbnails: bool = True) -> dict[str, Path]:
         """Write ``evaluation.json``, ``confusion_matrix.png``, ``reliability.png`` and ``report.html``.
@@ -109,26 +96,9 @@ def calibration_bins(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 10) ->
     """
     confidence = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == y_true).astype(float)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # bin i holds (edges[i], edges[i+1]]; a confidence of exactly 0 goes to the first bin
-    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
-    bins, ece = [], 0.0
-    for b in range(n_bins):
-        mask = index == b
-        n = int(mask.sum())
-        acc = float(correct[mask].mean()) if n else None
-        conf = float(confidence[mask].mean()) if n else None
-        if n:
-            ece += n / len(y_true) * abs(acc - conf)  # type: ignore[operator]
-        bins.append(
-            {
-                "low": float(edges[b]),
-                "high": float(edges[b + 1]),
-                "count": n,
-                "accuracy": acc,
-                "confidence": conf,
-            }
-        )
+    from sortsight.tagmetrics import reliability
+
+    bins, ece = reliability(correct, confidence, n_bins, ("accuracy", "confidence"))
     return {"bins": bins, "ece": float(ece), "n_bins": n_bins}
 
 

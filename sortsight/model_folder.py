@@ -4,7 +4,8 @@ model=folder)`` loads offline, and read any HF image-classification folder back.
 A timm network is saved as ``TimmWrapperForImageClassification`` (``config.json`` with
 ``id2label``/``label2id``, ``model.safetensors``, the processor settings) plus
 ``sortsight_model.json`` (labels, preprocessing, the architecture's name) and the card as
-``README.md``. A transformers model is saved with its own ``save_pretrained``.
+``README.md``. A transformers model is saved with its own ``save_pretrained``. Backbones side by side
+(:mod:`sortsight.side_by_side`) are saved as a custom-code folder carrying ``side_by_side.py``.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def _save_side_by_side(
     out: Path,
 ) -> None:
     """Backbones side by side: a custom-code transformers folder (``side_by_side.py`` travels in it,
-    so ``pipeline(..., trust_remote_code=True)`` loads it offline) and timm's image processor."""
+    so ``pipeline(..., trust_remote_code=True)`` loads it offline) and a stock image processor."""
     import torch
 
     from sortsight.side_by_side import SideBySideConfig, SideBySideForImageClassification

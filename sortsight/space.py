@@ -212,7 +212,9 @@ def export_space(
     try:
         _copy_model(model_path, staging / "model")
         names = _write_examples(picked, staging / "examples")
-        (staging / "app.py").write_text(_app_source(texts, top_k=top_k, has_examples=bool(names)))
+        remote = (staging / "model" / "side_by_side.py").is_file()
+        app = _app_source(texts, top_k=top_k, has_examples=bool(names), remote=remote)
+        (staging / "app.py").write_text(app)
         (staging / "requirements.txt").write_text(_requirements())
         (staging / ".gitattributes").write_text(
             "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in _LFS_PATTERNS)
@@ -397,7 +399,7 @@ ARTICLE = {article}
 TOP_K = {top_k}
 EXAMPLES = {examples}
 
-classifier = pipeline("image-classification", model=str(HERE / "model"), device="cpu")
+classifier = pipeline("image-classification", model=str(HERE / "model"), device="cpu"{remote})
 
 
 def classify(image):
@@ -428,7 +430,8 @@ if __name__ == "__main__":
 '''
 
 
-def _app_source(texts: dict[str, str], *, top_k: int, has_examples: bool) -> str:
+def _app_source(texts: dict[str, str], *, top_k: int, has_examples: bool, remote: bool = False) -> str:
+    """``remote``: the model is backbones side by side, defined in the folder's ``side_by_side.py``."""
     examples = (
         '[[str(p)] for p in sorted((HERE / "examples").glob("*.jpg"))]' if has_examples else "[]"
     )
@@ -438,4 +441,5 @@ def _app_source(texts: dict[str, str], *, top_k: int, has_examples: bool) -> str
         article=repr(texts["article"]),
         top_k=int(top_k),
         examples=examples,
+        remote=", trust_remote_code=True" if remote else "",  # the network: model/side_by_side.py
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -52,22 +52,9 @@ class TagEvaluation:
         return float(self.metrics["subset_accuracy"])
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "task": self.task,
-            "model": self.model,
-            "data": self.data,
-            "split": self.split,
-            "note": self.note,
-            "engine": self.engine,
-            "labels": self.labels,
-            "thresholds": self.thresholds,
-            "metrics": self.metrics,
-            "per_tag": self.per_class,
-            "worst": self.worst,
-            "calibration": self.calibration,
-            "skipped": self.skipped,
-            "predictions": self.predictions,
-        }
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "most_confused"}
+        out["per_tag"] = out.pop("per_class")
+        return out
 
     def save(self, out_dir: str | Path, *, thumbnails: bool = True) -> dict[str, Path]:
         """Write ``evaluation.json`` and ``report.html``; returns them by kind (``json``, ``report``)."""

@@ -122,32 +122,36 @@ def tag_metrics(
     return {"metrics": metrics, "per_tag": per_tag}
 
 
+def reliability(
+    outcome: np.ndarray, confidence: np.ndarray, n_bins: int, keys: tuple[str, str]
+) -> tuple[list[dict[str, Any]], float]:
+    """Equal-width confidence bins: per bin the mean ``outcome`` (1 right / tag present, 0 not) and
+    the mean ``confidence``, named by ``keys``; and ECE = Σ_b (n_b / N) · |outcome_b − confidence_b|.
+    Bin i holds (edges[i], edges[i+1]]; a confidence of exactly 0 goes to the first bin."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        mask = index == b
+        n = int(mask.sum())
+        rate = float(outcome[mask].mean()) if n else None
+        conf = float(confidence[mask].mean()) if n else None
+        if n:
+            ece += n / len(outcome) * abs(rate - conf)  # type: ignore[operator]
+        bins.append(
+            {"low": float(edges[b]), "high": float(edges[b + 1]), "count": n, keys[0]: rate, keys[1]: conf}
+        )
+    return bins, float(ece)
+
+
 def tag_calibration(
     y: np.ndarray, scores: np.ndarray, tags: Sequence[str], n_bins: int = 10
 ) -> dict[str, Any]:
     """Per-tag reliability: in each score bin, the mean score against the share of images that
     really have the tag, and each tag's expected calibration error (ECE); ``ece`` is their mean."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
     per_tag = []
     for t, tag in enumerate(tags):
-        index = np.clip(np.searchsorted(edges, scores[:, t], side="left") - 1, 0, n_bins - 1)
-        bins, ece = [], 0.0
-        for b in range(n_bins):
-            mask = index == b
-            n = int(mask.sum())
-            rate = float(y[mask, t].mean()) if n else None
-            conf = float(scores[mask, t].mean()) if n else None
-            if n:
-                ece += n / len(y) * abs(rate - conf)  # type: ignore[operator]
-            bins.append(
-                {
-                    "low": float(edges[b]),
-                    "high": float(edges[b + 1]),
-                    "count": n,
-                    "positive_rate": rate,
-                    "mean_score": conf,
-                }
-            )
+        bins, ece = reliability(y[:, t].astype(float), scores[:, t], n_bins, ("positive_rate", "mean_score"))
         per_tag.append({"tag": tag, "ece": float(ece), "bins": bins})
     return {
         "ece": float(np.mean([p["ece"] for p in per_tag])) if per_tag else 0.0,

@@ -122,3 +122,19 @@ def test_the_folder_loads_without_sortsight_classes_registered(tmp_path: Path) -
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "['x', 'y']"
+
+
+def test_a_space_of_a_side_by_side_model_trusts_its_own_code(tmp_path: Path) -> None:
+    from sortsight.model_folder import save_model_folder
+    from sortsight.models import create_model
+    from sortsight.space import export_space
+
+    model, cfg = create_model("lite0+lite2", ["x", "y"], input_size=48)
+    folder = save_model_folder(
+        model.eval(), ["x", "y"], cfg, tmp_path / "m", name="lite0+lite2", card="# m\n"
+    )
+    space = export_space(folder, tmp_path / "space")
+    app = (space / "app.py").read_text()
+    compile(app, "app.py", "exec")
+    assert 'device="cpu", trust_remote_code=True)' in app
+    assert (space / "model" / "side_by_side.py").is_file()
