@@ -138,3 +138,11 @@ def test_a_space_of_a_side_by_side_model_trusts_its_own_code(tmp_path: Path) -> 
     compile(app, "app.py", "exec")
     assert 'device="cpu", trust_remote_code=True)' in app
     assert (space / "model" / "side_by_side.py").is_file()
+
+
+def test_the_studio_offers_the_pair_and_accepts_it() -> None:
+    from sortsight.studio.routes_train import _train_params, model_choices
+
+    pair = next(c for c in model_choices() if "+" in c["name"])
+    assert pair["name"] == "efficientnet_lite0+efficientnet_lite2" and "trust_remote_code" in pair["note"]
+    assert _train_params({"model": pair["name"]})["model"] == pair["name"]

@@ -110,8 +110,8 @@ def model_choices() -> list[dict[str, Any]]:
             "label": f"Lite0 + Lite2 side by side — {lite0.params_m + lite2.params_m:.1f}M parameters, "
             f"{lite0.input_size} + {lite2.input_size}px",
             "note": "both networks' features under one head, no fine-tuning: the most accurate on "
-            "images from another source in our benchmarks, ~3× Lite0's time; transformers loads it "
-            "with trust_remote_code=True",
+            "images from another source in our benchmarks; its image features take ~2.8× Lite0's "
+            "time; transformers loads it with trust_remote_code=True",
         }
     )
     return choices
