@@ -83,7 +83,11 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
     from sortsight.training.run import build
 
     env = setup_environment()
+    started = time.perf_counter()
     data = load_data(config, progress)
+    # the run pays for reading the data too, and auto's fine-tuning cap counts it: the engine caps
+    # fine-tuning at FINETUNE_SHARE x the time since the run started, not since the features began
+    elapsed = time.perf_counter() - started
     plan = make_plan(config)
     n_train, n_valid, n_test = len(data.train_paths), len(data.valid_paths), len(data.test_paths)
     rows: list[dict[str, Any]] = []
@@ -124,9 +128,9 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
             batch_size=batch_size,
             world=env.world,
         )
-        planned = stages["total"] - (stages["finetune"] if plan.finetune == "auto" else 0.0)
+        planned = elapsed + stages["total"] - (stages["finetune"] if plan.finetune == "auto" else 0.0)
         labelled = (n_train + n_valid) / max(1, n_train + n_valid + n_test)
-        first_model = setup + stages["features"] * labelled + stages["head"]
+        first_model = elapsed + setup + stages["features"] * labelled + stages["head"]
         # auto caps its fine-tuning at FINETUNE_SHARE x the first model's time
         finetune = stages["finetune"]
         if plan.finetune == "auto":
@@ -143,6 +147,7 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
                 "batch_size": batch_size,
             }
         )
+        elapsed = 0.0  # counted once, in the first candidate's figures
     return TrainEstimate(
         sum(r["seconds"] for r in rows),
         n_train,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from sortsight.cli import cli
@@ -35,3 +37,27 @@ def test_cli_estimate_only_trains_nothing(image_folder: Path, tmp_path: Path) ->
     body = json.loads(result.stdout)
     assert body["seconds"] > 0 and body["human"].startswith("about ")
     assert not out.exists()
+
+
+def test_the_time_to_read_the_data_counts_and_raises_autos_cap(
+    image_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run pays for reading the data, and auto caps its fine-tuning at twice the time since the
+    run began (reading included): the estimate counts both (it was short by that much)."""
+    import sortsight.training.plan as plan
+
+    base = {"data_path": str(image_folder), "image_size": 32, "epochs": 1000}
+    estimate_training(TrainConfig(**base))  # the first one exports the model to ONNX (cached)
+    quick = estimate_training(TrainConfig(**base))
+    real_load = plan.load_data
+
+    def slow_load(*args: object, **kwargs: object) -> object:
+        time.sleep(3.0)
+        return real_load(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(plan, "load_data", slow_load)
+    slow = estimate_training(TrainConfig(**base))
+    assert slow.seconds - quick.seconds > 2.0
+    assert slow.first_model_seconds - quick.first_model_seconds > 2.0
+    # 1000 epochs never fit: the fine-tuning figure is the cap, which grows with the time spent
+    assert slow.finetune_seconds - quick.finetune_seconds > 2 * 2.0
