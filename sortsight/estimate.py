@@ -113,7 +113,7 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
             "setup_seconds": setup,
         }
         batch_size, precision = config.batch_size, "fp32"
-        tunes = plan.epochs and split.kind != "linear"  # backbones side by side: head only
+        tunes = bool(plan.epochs) and split.fine_tunes  # backbones side by side: head only
         if tunes:
             batch_size, prec, step_timing = warm_up(split, measured.acts, y, config)
             timing.update(step_timing)

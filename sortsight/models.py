@@ -122,18 +122,23 @@ def _quiet_transformers() -> Iterator[None]:
 PAIR = "+"  # lite0+lite2: two backbones side by side (see sortsight.side_by_side)
 
 
+def _is_pair(key: str) -> bool:
+    """``a+b`` names backbones side by side, unless it is a folder that happens to hold a ``+``."""
+    return PAIR in key and not Path(key).expanduser().exists()
+
+
 def resolve_model_name(name: str) -> str:
     """The canonical name: a bundled name, a timm architecture, or an HF id/folder unchanged;
     ``a+b`` (backbones side by side) resolves each part."""
     key = name.strip()
-    if PAIR in key and not Path(key).expanduser().exists():
+    if _is_pair(key):
         return PAIR.join(resolve_model_name(part) for part in key.split(PAIR))
     return _ALIASES.get(key.lower(), key)
 
 
 def is_side_by_side(name: str) -> bool:
     """True for a name of backbones side by side (``efficientnet_lite0+efficientnet_lite2``)."""
-    return PAIR in resolve_model_name(name)
+    return _is_pair(name.strip())
 
 
 def _side_by_side(
@@ -313,7 +318,7 @@ def create_model(
     num_classes = labels if isinstance(labels, int) else len(labels)
     canonical = resolve_model_name(name)
     bundled = BUNDLED_MODELS.get(canonical)
-    if PAIR in canonical and not Path(canonical).expanduser().exists():
+    if _is_pair(canonical):
         model, data_config = _side_by_side(
             canonical, num_classes, pretrained=pretrained, input_size=input_size
         )

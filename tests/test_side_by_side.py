@@ -56,6 +56,9 @@ def test_side_by_side_is_head_only(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no random weights"):
         make_plan(TrainConfig(data_path=str(tmp_path), model="lite0+lite2", pretrained=False))
     assert make_plan(TrainConfig(data_path=str(tmp_path), model="lite0+lite2")).finetune == "auto"
+    folder = tmp_path / "my+model"  # a model folder whose name holds a '+' is not a pair
+    folder.mkdir()
+    make_plan(TrainConfig(data_path=str(tmp_path), model=str(folder), strategy="finetune"))
     five = candidate_specs(TrainConfig(data_path=str(tmp_path), candidates=5))
     assert five[-1] == ("efficientnet_lite0+efficientnet_lite2", None)
 

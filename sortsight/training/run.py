@@ -241,7 +241,7 @@ def _train_candidate(
 
     # 3. fine-tune the tail where it pays, from the head fitted on train only (honest validation)
     go, why, epochs = worth_finetuning(plan, head_metrics, len(y_valid))
-    if split.kind == "linear":  # backbones side by side: the head on their features is the model
+    if not split.fine_tunes:  # backbones side by side: the head on their features is the model
         go, why, epochs = False, "side_by_side", 0
     if go:
         split.tail.load_state_dict(head_state)
@@ -355,7 +355,7 @@ def _train_candidate(
         if te.kept:
             y_test = torch.tensor([data.test_targets[i] for i in te.kept])
             # side by side, the activations are the features: keep them at full precision
-            test_in = te.features if split.kind == "linear" else te.acts
+            test_in = te.acts if split.fine_tunes else te.features
             result.test_metrics = metrics(logits(split, test_in), y_test)
     result.seconds = time.perf_counter() - t0
     if env.is_main:
@@ -379,8 +379,7 @@ def _estimate(
     n_all = len(data.train_paths) + len(data.valid_paths) + len(data.test_paths)
     per_image = first.seconds / max(1, len(first.kept))
     seconds = per_image * (n_all - len(first.kept)) * 1.1 + 2.0  # + head fits and saving the model
-    tunes = plan.epochs and frozen.split.kind != "linear"
-    ft = " (fine-tuning, where it pays, comes on top)" if tunes else ""
+    ft = " (fine-tuning, where it pays, comes on top)" if plan.epochs and frozen.split.fine_tunes else ""
     emit(
         events,
         ProgressEvent(

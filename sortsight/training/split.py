@@ -183,6 +183,11 @@ class Split:
         self.classifier = classifier
         self.kind = kind
 
+    @property
+    def fine_tunes(self) -> bool:
+        """False for backbones side by side: their head is the whole model."""
+        return self.kind != "linear"
+
 
 def split_model(
     model: Any,
