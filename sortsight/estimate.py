@@ -56,12 +56,17 @@ class TrainEstimate:
         }
 
 
-def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None = None) -> TrainEstimate:
+def estimate_training(
+    config: TrainConfig, *, progress: ProgressCallback | None = None, startup_seconds: float = 0.0
+) -> TrainEstimate:
     """Estimate how long :func:`sortsight.train` would take with ``config``, without training.
 
     Args:
         config: the training options; ``data_path`` is required.
         progress: receives the data check's progress events.
+        startup_seconds: what the run pays before :func:`sortsight.train` begins (the CLI passes
+            its own start-up: a training command starts the same way); counted in the first model's
+            time, and so in auto's fine-tuning cap.
 
     Returns:
         A :class:`TrainEstimate` (features + head [+ fine-tuning], summed over candidates).
@@ -78,7 +83,7 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
     from sortsight.training.distributed import setup_environment
     from sortsight.training.frozen import FrozenPass
     from sortsight.training.head import fit_head
-    from sortsight.training.loop import warm_up
+    from sortsight.training.loop import WISE_ALPHAS, logits, warm_up
     from sortsight.training.plan import FINETUNE_SHARE, estimate_seconds, load_data, make_plan
     from sortsight.training.run import build
 
@@ -87,7 +92,7 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
     data = load_data(config, progress)
     # the run pays for reading the data too, and auto's fine-tuning cap counts it: the engine caps
     # fine-tuning at FINETUNE_SHARE x the time since the run started, not since the features began
-    elapsed = time.perf_counter() - started
+    elapsed = startup_seconds + time.perf_counter() - started
     plan = make_plan(config)
     n_train, n_valid, n_test = len(data.train_paths), len(data.valid_paths), len(data.test_paths)
     rows: list[dict[str, Any]] = []
@@ -114,10 +119,18 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
         }
         batch_size, precision = config.batch_size, "fp32"
         tunes = bool(plan.epochs) and split.fine_tunes  # backbones side by side: head only
+        overhead = 0.0  # what fine-tuning costs beyond its epochs
         if tunes:
+            t = time.perf_counter()
             batch_size, prec, step_timing = warm_up(split, measured.acts, y, config)
+            overhead += time.perf_counter() - t  # the run times its steps the same way
             timing.update(step_timing)
             precision = prec.dtype
+            t = time.perf_counter()
+            logits(split, measured.acts)
+            timing["eval_seconds_per_item"] = (time.perf_counter() - t) / max(1, len(measured.kept))
+            # after the epochs: the WiSE-FT mixes scored on validation, the test split through the tail
+            overhead += timing["eval_seconds_per_item"] * ((len(WISE_ALPHAS) - 1) * n_valid + n_test)
         stages = estimate_seconds(
             timing,
             n_train=n_train,
@@ -128,13 +141,16 @@ def estimate_training(config: TrainConfig, *, progress: ProgressCallback | None 
             batch_size=batch_size,
             world=env.world,
         )
-        planned = elapsed + stages["total"] - (stages["finetune"] if plan.finetune == "auto" else 0.0)
         labelled = (n_train + n_valid) / max(1, n_train + n_valid + n_test)
         first_model = elapsed + setup + stages["features"] * labelled + stages["head"]
         # auto caps its fine-tuning at FINETUNE_SHARE x the first model's time
         finetune = stages["finetune"]
-        if plan.finetune == "auto":
+        if plan.finetune == "auto":  # the run stops between epochs at this cap
             finetune = min(finetune, FINETUNE_SHARE * first_model)
+        finetune += overhead if tunes else 0.0
+        # auto decides after the head: its fine-tuning is the figure beside, not in, the plan
+        planned = elapsed + stages["total"] - stages["finetune"]
+        planned += 0.0 if plan.finetune == "auto" else finetune
         rows.append(
             {
                 "model": name,

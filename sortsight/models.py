@@ -400,7 +400,7 @@ def _hf_model(name: str, labels: Sequence[str] | int, *, pretrained: bool) -> tu
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
     label_list = [str(i) for i in range(labels)] if isinstance(labels, int) else list(labels)
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "num_labels": len(label_list),
         "id2label": dict(enumerate(label_list)),
         "label2id": {label: i for i, label in enumerate(label_list)},

@@ -231,3 +231,42 @@ def test_head_only_run_refits_on_train_and_validation(tmp_path: Path) -> None:
     assert set(record["test_metrics"]) >= {"accuracy", "f1_macro"} and math.isfinite(record["seconds"])
     card = (result.model_dir / "README.md").read_text()
     assert "before that refit" in card and "## Test results" in card
+
+
+def test_head_scores_from_pooled_features_equal_the_tail(lite0_split: tuple) -> None:
+    """A kept head is scored on the frozen pass's features (no second pass through the tail)."""
+    _, _, split = lite0_split
+    acts = split.trunk(torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8))
+    with torch.no_grad():
+        assert torch.allclose(split.classifier(split.tail.features(acts)), split.tail(acts), atol=1e-5)
+
+
+def test_auto_cap_stops_between_epochs(lite0_split: tuple, tmp_path: Path) -> None:
+    """Past auto's cap, the loop ends after the epoch under way instead of running the others."""
+    import time
+
+    from sortsight.training import run_dir as rd
+    from sortsight.training.distributed import setup_environment
+    from sortsight.training.loop import finetune, state_copy
+    from sortsight.training.precision import choose_precision
+
+    _, _, split = lite0_split
+    saved = state_copy(split.tail)
+    acts = split.trunk(torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)).half()
+    y = torch.arange(12) % 3
+    config = TrainConfig(epochs=3, batch_size=4, early_stopping_patience=0)
+    env = setup_environment()
+    runs = {}
+    for cap in (None, time.perf_counter()):
+        out = tmp_path / ("capped" if cap else "free")
+        out.mkdir()
+        split.tail.load_state_dict(saved)
+        runs[cap is None] = finetune(
+            split, [acts], y, acts, y, {"accuracy": 0.5, "loss": 1.0},
+            config=config, precision=choose_precision("fp32", lambda dtype: None), out=out, env=env,
+            metrics_log=rd.MetricsLog(out, env, config.log), name="t", progress=None, deadline=None,
+            cap_at=cap,
+        )  # fmt: skip
+    split.tail.load_state_dict(saved)
+    assert (runs[True].epochs, runs[True].stopped) == (3, "completed")
+    assert (runs[False].epochs, runs[False].stopped) == (1, "time_cap")

@@ -7,6 +7,7 @@ Thin: flags (or an AutoTrain YAML via ``--config``) → :class:`TrainConfig` →
 from __future__ import annotations
 
 import json
+import time
 from shlex import quote
 from typing import Any
 
@@ -121,10 +122,14 @@ def train(
         )
         return
     if estimate_only:
+        import psutil
+
         from sortsight.estimate import estimate_training
 
+        # a training command pays the same start-up (interpreter, imports) before training begins
+        startup = max(0.0, time.time() - psutil.Process().create_time())
         with ProgressView(console) as bar:
-            estimate = estimate_training(config, progress=bar)
+            estimate = estimate_training(config, progress=bar, startup_seconds=startup)
         if as_json:
             click.echo(json.dumps(estimate.to_dict(), indent=2))
         else:

@@ -67,8 +67,13 @@ def finetune(
     name: str,
     progress: ProgressCallback | None,
     deadline: float | None,
+    cap_at: float | None = None,
 ) -> Finetuned:
-    """The epoch loop over ``acts_train`` (one tensor per view, ``(N, C, h, w)``)."""
+    """The epoch loop over ``acts_train`` (one tensor per view, ``(N, C, h, w)``).
+
+    ``deadline`` (the time budget) stops mid-epoch; ``cap_at`` (auto's share of the run, a
+    ``time.perf_counter()`` value) stops between epochs, before one that would end past it at the
+    last epoch's measured speed."""
     tail = split.tail
     groups = tail.param_groups()  # early → late layers
     scratch = split.kind == "scratch"  # random weights: one rate, BatchNorm learns, no head to beat
@@ -100,6 +105,7 @@ def finetune(
     epochs_done = first_epoch
     last_epoch = config.epochs if stopped == "completed" else first_epoch
     for epoch in range(first_epoch, last_epoch):
+        epoch_start = time.perf_counter()
         # the same shuffle and views on every process and after a resume: seeded by epoch
         gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
         order = torch.randperm(n, generator=gen)
@@ -176,6 +182,10 @@ def finetune(
         reason = _stop_reason(config, bad, epoch + 1, beat_head or scratch)
         if reason:
             stopped = reason
+            break
+        now = time.perf_counter()
+        if cap_at is not None and epoch + 1 < last_epoch and env.agree(now + (now - epoch_start) > cap_at):
+            stopped = "time_cap"
             break
     return Finetuned(best_state, best, epochs_done, step, stopped)
 

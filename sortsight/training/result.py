@@ -22,9 +22,8 @@ class CandidateResult:
     model_dir: Path
     epochs: int = 0
     steps: int = 0
-    stopped: str = (
-        "completed"  # completed | early_stopping | no_gain | time_budget | head_only | head_good_enough
-    )
+    # completed | early_stopping | no_gain | time_budget | time_cap | head_only | head_good_enough
+    stopped: str = "completed"
     seconds: float = 0.0
     engine: dict[str, Any] = field(default_factory=dict)
     wise_alpha: float = 0.0

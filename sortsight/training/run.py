@@ -34,6 +34,7 @@ from sortsight.training.frozen import Frozen, FrozenPass
 from sortsight.training.head import fit_head, fold, metrics, refit_head, wise
 from sortsight.training.loop import choose_wise, finetune, logits, state_copy, warm_up
 from sortsight.training.plan import (
+    FINETUNE_SHARE,
     Plan,
     RunData,
     check_trainable,
@@ -241,6 +242,7 @@ def _train_candidate(
 
     # 3. fine-tune the tail where it pays, from the head fitted on train only (honest validation)
     go, why, epochs = worth_finetuning(plan, head_metrics, len(y_valid))
+    cap_at: float | None = None
     if not split.fine_tunes:  # backbones side by side: the head on their features is the model
         go, why, epochs = False, "side_by_side", 0
     if go:
@@ -278,6 +280,10 @@ def _train_candidate(
             go, why, epochs = True, "", int(resumed.get("epochs", config.epochs))
         engine["finetune_epochs"] = epochs
         engine["finetune_estimate_seconds"] = round(finetune_seconds(epochs) if go else 0.0, 1)
+        # auto's share is a cap, not a forecast: a step timed once can be off, so the loop also
+        # stops before an epoch that would end past it, at the speed the epochs then show
+        if plan.finetune == "auto" and left is None and resumed is None:
+            cap_at = time.perf_counter() + FINETUNE_SHARE * result.first_model_seconds
     result.stopped = why or "completed"
     if go:
         emit(
@@ -332,6 +338,7 @@ def _train_candidate(
             name=name,
             progress=events,
             deadline=deadline,
+            cap_at=cap_at,
         )
         result.epochs, result.steps, result.stopped = ft.epochs, ft.steps, ft.stopped
         # 4. WiSE-FT: the mixing weight with the best validation score (alpha 0 is the head itself)
@@ -354,9 +361,15 @@ def _train_candidate(
         te = frozen.run(data.test_paths, progress=events, phase="test")
         if te.kept:
             y_test = torch.tensor([data.test_targets[i] for i in te.kept])
-            # side by side, the activations are the features: keep them at full precision
-            test_in = te.acts if split.fine_tunes else te.features
-            result.test_metrics = metrics(logits(split, test_in), y_test)
+            if result.chosen == "head" or not split.fine_tunes:
+                # the tail is the pretrained one: its pooled features are what the frozen pass
+                # gave, so the classifier alone scores them (no second pass through the tail);
+                # side by side, the features are the activations, at full precision
+                with torch.no_grad():
+                    scores = split.classifier(te.features.float())
+            else:
+                scores = logits(split, te.acts)
+            result.test_metrics = metrics(scores, y_test)
     result.seconds = time.perf_counter() - t0
     if env.is_main:
         rd.save_model(model, data_config, data, config, result)
