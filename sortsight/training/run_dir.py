@@ -121,6 +121,7 @@ def prepare_run_dir(config: TrainConfig, env: Environment) -> TrainConfig:
     if not config.data_path and not config.resume:
         raise ConfigError("No data given. Pass the folder of labelled images: sortsight train DATA.")
     run_dir = ensure_output_dir(config.run_dir, what="--out folder")
+    env.wait()  # every process's write probe is gone before any looks at what the folder holds
     stored = run_dir / "sortsight.json"
     if config.resume:
         if not stored.is_file():
