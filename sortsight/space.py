@@ -213,7 +213,15 @@ def export_space(
         _copy_model(model_path, staging / "model")
         names = _write_examples(picked, staging / "examples")
         remote = (staging / "model" / "side_by_side.py").is_file()
-        app = _app_source(texts, top_k=top_k, has_examples=bool(names), remote=remote)
+        from sortsight.multilabel import model_task
+
+        task, cuts = model_task(staging / "model")
+        thresholds = (
+            dict(zip(_labels(staging / "model"), cuts, strict=True))
+            if task == "multi_label" and cuts
+            else None
+        )
+        app = _app_source(texts, top_k=top_k, has_examples=bool(names), remote=remote, thresholds=thresholds)
         (staging / "app.py").write_text(app)
         (staging / "requirements.txt").write_text(_requirements())
         (staging / ".gitattributes").write_text(
@@ -398,16 +406,26 @@ DESCRIPTION = {description}
 ARTICLE = {article}
 TOP_K = {top_k}
 EXAMPLES = {examples}
+# a tagger (several tags per image): each tag's own decision threshold; None for a classifier
+THRESHOLDS = {thresholds}
 
 classifier = pipeline("image-classification", model=str(HERE / "model"), device="cpu"{remote})
 
 
 def classify(image):
-    """Top-k labels with probabilities for one image, as gr.Label wants them."""
+    """Top-k labels with probabilities for one image, as gr.Label wants them; for a tagger every
+    tag with its sigmoid score, marked ✓ when over its threshold."""
     if image is None:
         return {{}}
     image = ImageOps.exif_transpose(image).convert("RGB")
-    return {{r["label"]: float(r["score"]) for r in classifier(image, top_k=TOP_K)}}
+    if THRESHOLDS is None:
+        return {{r["label"]: float(r["score"]) for r in classifier(image, top_k=TOP_K)}}
+    shown = {{}}
+    for r in classifier(image, top_k=None, function_to_apply="sigmoid"):
+        cut = THRESHOLDS[r["label"]]
+        mark = "✓" if r["score"] >= cut else "✗"
+        shown[f"{{r['label']}} {{mark}} (threshold {{cut:.2f}})"] = float(r["score"])
+    return shown
 
 
 demo = gr.Interface(
@@ -430,16 +448,23 @@ if __name__ == "__main__":
 '''
 
 
-def _app_source(texts: dict[str, str], *, top_k: int, has_examples: bool, remote: bool = False) -> str:
-    """``remote``: the model is backbones side by side, defined in the folder's ``side_by_side.py``."""
-    examples = (
-        '[[str(p)] for p in sorted((HERE / "examples").glob("*.jpg"))]' if has_examples else "[]"
-    )
+def _app_source(
+    texts: dict[str, str],
+    *,
+    top_k: int,
+    has_examples: bool,
+    remote: bool = False,
+    thresholds: dict[str, float] | None = None,
+) -> str:
+    """``remote``: the model is backbones side by side, defined in the folder's ``side_by_side.py``;
+    ``thresholds``: a tagger's tag → decision threshold (None for a single-label model)."""
+    examples = '[[str(p)] for p in sorted((HERE / "examples").glob("*.jpg"))]' if has_examples else "[]"
     return _APP_TEMPLATE.format(
         title=repr(texts["title"]),
         description=repr(texts["description"]),
         article=repr(texts["article"]),
         top_k=int(top_k),
         examples=examples,
+        thresholds=repr(thresholds),
         remote=", trust_remote_code=True" if remote else "",  # the network: model/side_by_side.py
     )

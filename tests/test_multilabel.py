@@ -352,3 +352,62 @@ def test_tag_issues_find_flipped_tags() -> None:
     issues = tag_issues([f"p{i}" for i in range(40)], y, oof, np.full(3, 0.5), ("a", "b", "c"))
     found = {(i["path"], t) for i in issues for t in i["likely_missing"] + i["likely_wrong"]}
     assert found == {("p0", "a"), ("p1", "c")}
+
+
+def test_check_doctor_on_tagged_data_flags_dropped_tags_and_duplicate_conflicts(tmp_path: Path) -> None:
+    """``check --doctor`` on a labels file: a tag dropped from clear images is flagged as likely
+    missing, and a copy of an image carrying other tags is a duplicate with different tag sets."""
+    import shutil
+
+    rows = _write_tagged(tmp_path, 60, seed=3)
+    dropped = [i for i, (_, tags) in enumerate(rows) if "red" in tags][:2]
+    cells = [
+        [p, "|".join(t for t in tags if not (i in dropped and t == "red"))]
+        for i, (p, tags) in enumerate(rows)
+    ]
+    shutil.copy(tmp_path / rows[5][0], tmp_path / "img" / "copy.png")
+    cells.append(["img/copy.png", "|".join(sorted(set(TAGS) - set(rows[5][1]))) or "red"])
+    labels = _csv(tmp_path / "labels.csv", ["image", "labels"], cells)
+    out = tmp_path / "doc"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sortsight", "check", str(labels), "--doctor", "--doctor-out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Likely missing or wrong tags" in proc.stdout and "different tags" in proc.stdout
+    report = json.loads((out / "doctor.json").read_text(encoding="utf-8"))
+    assert report["task"] == "multi_label"
+    missing = {Path(i["path"]).name for i in report["tag_issues"] if "red" in i["likely_missing"]}
+    assert {Path(rows[i][0]).name for i in dropped} <= missing
+    conflict = [g for g in report["duplicates"] if g["tag_conflict"]]
+    pair = {"copy.png", Path(rows[5][0]).name}
+    assert any(pair <= {Path(p).name for p in g["paths"]} for g in conflict)
+    # nothing of the data was touched
+    assert labels.read_text(encoding="utf-8").count("\n") == len(cells) + 1
+
+
+def test_space_of_a_tagger_shows_every_tag_with_its_threshold(
+    tagger: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The exported Space's own ``classify`` (pipeline, no sortsight) gives sortsight's sigmoid
+    scores for every tag, marked over/under each tag's own threshold."""
+    import runpy
+
+    from sortsight.predict import Classifier
+    from sortsight.space import export_space
+
+    run, data = tagger
+    space = export_space(run, tmp_path / "space")
+    app = runpy.run_path(str(space / "app.py"))  # builds the interface; launch() only under __main__
+    clf = Classifier.load(run, engine="eager")
+    assert app["THRESHOLDS"] == pytest.approx(dict(zip(clf.labels, clf.thresholds, strict=True)))
+    image = sorted((data / "img").glob("*.png"))[0]
+    with Image.open(image) as im:
+        shown = app["classify"](im.copy())
+    scores = clf.predict_proba([str(image)])[0]
+    assert len(shown) == len(clf.labels)
+    for tag, score, cut in zip(clf.labels, scores, clf.thresholds, strict=True):
+        key = f"{tag} {'✓' if score >= cut else '✗'} (threshold {cut:.2f})"
+        assert shown[key] == pytest.approx(float(score), abs=1e-4)

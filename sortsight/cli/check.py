@@ -185,7 +185,18 @@ def check(
 
         options = dict(valid_split=valid_split, test_split=test_split, seed=seed, max_samples=max_samples)
         check_tags(
-            data_path, out, err, image_column, target_column, tag_separator, not no_verify, as_json, options
+            data_path,
+            out,
+            err,
+            image_column,
+            target_column,
+            tag_separator,
+            not no_verify,
+            as_json,
+            options,
+            doctor=run_doctor,
+            doctor_out=doctor_out,
+            model_run=model_run,
         )
         return
     # Bad images are reported by reason below; Pillow's own warnings would only repeat them.
