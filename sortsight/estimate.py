@@ -78,6 +78,10 @@ def estimate_training(
         >>> estimate_training(TrainConfig(data_path="photos/")).human  # doctest: +SKIP
         'about 3 min'
     """
+    from sortsight.multilabel import is_multilabel
+
+    if is_multilabel(config):
+        return _estimate_tagger(config, progress, startup_seconds)
     import torch
 
     from sortsight.training.distributed import setup_environment
@@ -171,4 +175,87 @@ def estimate_training(
         rows,
         finetune_seconds=sum(r["finetune_seconds"] for r in rows),
         first_model_seconds=rows[0]["first_model_seconds"] if rows else 0.0,
+    )
+
+
+def _estimate_tagger(
+    config: TrainConfig, progress: ProgressCallback | None, startup_seconds: float
+) -> TrainEstimate:
+    """A multi-label run's estimate: its frozen pass timed on a sample, the tag head fitted on
+    the sample's features, both scaled to the training and validation images; fine-tuning from a
+    training step of the tail timed on the sample (counted in ``seconds`` for ``strategy:
+    finetune``; for ``auto``, which fine-tunes a tagger only within a time budget, only in
+    ``finetune_seconds``, capped by what the budget leaves)."""
+    import numpy as np
+
+    from sortsight.models import create_model
+    from sortsight.tagdata import load_tag_dataset
+    from sortsight.taghead import fit_tag_head
+    from sortsight.training import plan as _plan
+    from sortsight.training.frozen import FrozenPass
+    from sortsight.training.run import split_for
+
+    started = time.perf_counter()
+    ds = load_tag_dataset(
+        str(config.data_path), **_plan.dataset_args(config), separator=config.tag_separator, progress=progress
+    )
+    train_items, valid_items = ds.by_split("train"), ds.by_split("validation")
+    elapsed = startup_seconds + time.perf_counter() - started
+    t0 = time.perf_counter()
+    model, data_config = create_model(config.model, list(ds.tags), input_size=config.image_size)
+    frozen = FrozenPass(split_for(model, config.model, data_config), data_config)
+    paths = [it.path for it in train_items]
+    frozen.run(paths[:_WARM])
+    setup = time.perf_counter() - t0
+    sample = paths[_WARM : _WARM + _SAMPLE] or paths[:_WARM]
+    measured = frozen.run(sample)
+    per_image = measured.seconds / max(1, len(measured.kept))
+    y = ds.matrix([train_items[paths.index(p)] for p in sample])[measured.kept]
+    t = time.perf_counter()
+    if len(y) >= 6 and (y.any(0) & ~y.all(0)).all():  # every tag present and absent: a head fits
+        fit_tag_head(np.asarray(measured.features.numpy()), y, seed=config.seed)
+    head = (time.perf_counter() - t) / max(1, len(y)) * len(train_items)
+    first = elapsed + setup + per_image * (len(train_items) + len(valid_items)) + head
+    # fine-tuning: a training step of the tail timed on the sample's activations
+    plan = _plan.make_plan(config)
+    finetune, precision, batch_size = 0.0, "fp32", config.batch_size
+    if plan.epochs and len(y) >= 2 and frozen.split.fine_tunes:
+        import torch
+
+        from sortsight.multilabel import tag_objective
+        from sortsight.training.loop import warm_up
+
+        yt = torch.from_numpy(np.asarray(y, dtype=np.float32))
+        batch_size, chosen, timing = warm_up(frozen.split, measured.acts, yt, config, tag_objective())
+        precision = chosen.dtype
+        finetune = _plan.estimate_seconds(
+            {"seconds_per_image": per_image, **timing},
+            n_train=len(train_items),
+            n_valid=len(valid_items),
+            n_test=0,
+            views=0,
+            epochs=plan.epochs,
+            batch_size=batch_size,
+            world=1,
+        )["finetune"]
+        if plan.finetune == "auto":  # a tagger's auto fine-tunes only within a time budget
+            finetune = min(finetune, max(0.0, (config.time_budget or 0.0) - first))
+    seconds = first + (finetune if plan.finetune == "yes" else 0.0)
+    row = {
+        "model": config.model,
+        "image_size": data_config.input_size,
+        "seconds": round(seconds, 1),
+        "first_model_seconds": round(first, 1),
+        "finetune_seconds": round(finetune, 1),
+        "engine": frozen.engine,
+        "precision": precision,
+        "batch_size": batch_size,
+    }
+    return TrainEstimate(
+        seconds,
+        len(train_items),
+        len(valid_items),
+        [row],
+        finetune_seconds=finetune,
+        first_model_seconds=first,
     )

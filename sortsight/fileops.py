@@ -384,8 +384,9 @@ class ActionLog:
 
 #: What a log line can record and undo can reverse: ``copy`` (the copy is removed), ``move``,
 #: ``relabel`` and ``delete`` (moved back), ``identical`` (nothing was written; when a merging
-#: move removed its source, the content is copied back to the source path).
-UNDOABLE = ("copy", "move", "relabel", "delete", "identical")
+#: move removed its source, the content is copied back to the source path), ``retag`` (the
+#: image's row of the labels file gets its ``before`` tags back; see :func:`sortsight.fix.retag`).
+UNDOABLE = ("copy", "move", "relabel", "delete", "identical", "retag")
 
 
 def active_entries(entries: list[dict]) -> list[dict]:
@@ -426,6 +427,8 @@ def _undo_one(entry: dict, entries: list[dict], dry_run: bool) -> dict | None:
     """Reverse one action; the entry (with ``restored_as`` when the path was taken) or None."""
     action, sha = entry.get("action"), entry.get("sha256")
     src, dst = Path(str(entry["source"])), Path(str(entry["destination"]))
+    if action == "retag":
+        return _undo_retag(entry, src, dst, dry_run)
     if action == "copy":
         if not _holds(dst, sha):
             return None  # gone, or changed since: not ours to remove
@@ -450,6 +453,23 @@ def _undo_one(entry: dict, entries: list[dict], dry_run: bool) -> dict | None:
         placed = place_file(dst, src.parent, move=True, dry_run=dry_run)
         return {**entry, "restored_as": str(placed.destination)}
     place_file(dst, src.parent, move=True, name=src.name, dry_run=dry_run)
+    return entry
+
+
+def _undo_retag(entry: dict, image: Path, labels: Path, dry_run: bool) -> dict:
+    """Give ``image`` its logged ``before`` tags again in the labels file, if they are still the
+    logged ``after`` ones (a later edit is not overwritten)."""
+    from sortsight.labelfile import set_tags, tags_of
+
+    now = tags_of(labels, image)
+    if now != entry.get("after"):
+        shown = "no row" if now is None else "|".join(now) or "no tag"
+        raise SortsightError(
+            f"The tags of '{image.name}' in '{labels.name}' changed since ({shown}); "
+            "undo the later edit first."
+        )
+    if not dry_run:
+        set_tags(labels, image, entry.get("before"), fields=entry.get("row"))
     return entry
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sortsight.errors import DataError
-from sortsight.fileops import ActionLog, place_file, undo_log
+from sortsight.fileops import ActionLog, place_file, sha256_file, undo_log
 from sortsight.sources import SPLIT_ALIASES
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "label_problem",
     "read_decisions",
     "relabel",
+    "retag",
     "trash",
     "undo",
 ]
@@ -308,6 +309,42 @@ def relabel(
         "relabel", src, placed.destination, placed.sha256, old_label=old_label, new_label=new_label
     )
     return FixResult(str(src), "relabel", str(placed.destination), new_label, "done")
+
+
+def retag(
+    path: str | os.PathLike,
+    tags: Sequence[str] | None,
+    *,
+    labels_file: str | os.PathLike,
+    log: LogArg = None,
+) -> FixResult:
+    """Give one image exactly ``tags`` in a multi-label labels file (``None``: remove its row), logged.
+
+    The log line (action ``retag``) keeps the tags before and after, so :func:`undo` gives the
+    image its old tags back (and refuses when they were edited again meanwhile).
+
+    Raises:
+        DataError: the labels file cannot be edited (see :func:`sortsight.labelfile.set_tags`),
+            or the image is not in it and no tags are given.
+    """
+    from sortsight.labelfile import row_of, set_tags, tags_of
+
+    labels = Path(labels_file).resolve()
+    src = Path(path).resolve()
+    if not labels.is_file():
+        raise DataError(f"Labels file '{labels_file}' not found; give the file that holds the tags.")
+    before = tags_of(labels, src)
+    after = None if tags is None else sorted(dict.fromkeys(t.strip() for t in tags if t.strip()))
+    if before is None and after is None:
+        raise DataError(f"'{src.name}' has no row in '{labels.name}'; there is nothing to remove.")
+    if before is not None and after is not None and sorted(before) == after:
+        return FixResult(str(src), "retag", str(labels), "|".join(after), "unchanged")
+    row = row_of(labels, src) if after is None else None  # a removed row keeps its other cells for undo
+    before = set_tags(labels, src, after)
+    sha = sha256_file(src) if src.is_file() else ""
+    extra = {"row": row} if row is not None else {}
+    _log(log, labels.parent).record("retag", src, labels, sha, before=before, after=after, **extra)
+    return FixResult(str(src), "retag", str(labels), None if after is None else "|".join(after), "done")
 
 
 # --------------------------------------------------------------------------- batches and undo

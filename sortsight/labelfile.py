@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import unicodedata
@@ -23,6 +24,7 @@ from typing import Any
 
 from sortsight import images
 from sortsight.errors import DataError, closest
+from sortsight.fileops import atomic_write_text
 
 __all__ = [
     "IMAGE_COLUMNS",
@@ -33,7 +35,12 @@ __all__ = [
     "pick_column",
     "read_labels_file",
     "read_tags_file",
+    "row_of",
+    "set_tags",
     "split_cell",
+    "tag_problem",
+    "tags_of",
+    "write_tags_file",
 ]
 
 IMAGE_COLUMNS: tuple[str, ...] = ("image", "file", "filename", "file_name", "path", "image_path", "img")
@@ -339,3 +346,164 @@ def read_tags_file(
         )
     found = [(f, tuple(t), split_of[f]) for f, t in tags_of.items()]
     return root, found, [], evident
+
+
+# --------------------------------------------------------------------------- editing tags
+
+#: Characters a tag name cannot hold when tags are written to a labels file (they separate tags).
+TAG_FORBIDDEN = ("|", ";", "\n", "\r", "\t")
+
+
+def tag_problem(tag: str) -> str | None:
+    """Why ``tag`` cannot be written to a labels file, or None.
+
+    Example:
+        >>> tag_problem("people"), tag_problem("a|b")
+        (None, "tag 'a|b' holds '|', which separates tags")
+    """
+    if not tag.strip():
+        return "a tag cannot be empty"
+    for char in TAG_FORBIDDEN:
+        if char in tag:
+            shown = {"\n": "a line break", "\r": "a line break", "\t": "a tab"}.get(char, f"'{char}'")
+            return f"tag '{tag}' holds {shown}, which separates tags"
+    if len(tag) > 120:
+        return f"tag '{tag[:20]}…' is longer than 120 characters"
+    return None
+
+
+def write_tags_file(path: str | os.PathLike, rows: Sequence[tuple[str, Sequence[str], str]]) -> Path:
+    """Write ``[(image path relative to the file, tags, split)]`` as a labels CSV.
+
+    The layout :func:`read_tags_file` reads: ``image,labels`` with tags ``|``-joined (and a
+    ``split`` column when any row has one); written atomically, never half a file.
+
+    Raises:
+        DataError: a tag that cannot be written (see :func:`tag_problem`).
+    """
+    with_split = any(split for _, _, split in rows)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["image", "labels", "split"] if with_split else ["image", "labels"])
+    for name, tags, split in rows:
+        for tag in tags:
+            problem = tag_problem(tag)
+            if problem:
+                raise DataError(f"Cannot write the tags of '{name}': {problem}.")
+        writer.writerow([name, "|".join(tags), split] if with_split else [name, "|".join(tags)])
+    target = Path(path)
+    atomic_write_text(target, out.getvalue())
+    return target
+
+
+def _edit_table(path: Path) -> tuple[str, list[list[str]], int, int, str]:
+    """A CSV/TSV labels file as ``(delimiter, rows with header, image column, tag column, separator)``."""
+    if path.suffix.lower() not in (".csv", ".tsv", ".txt"):
+        raise DataError(
+            f"Tags can be edited in a CSV or TSV labels file, not in '{path.name}'; convert it to CSV first."
+        )
+    text = path.read_bytes().decode("utf-8-sig")
+    first = text.splitlines()[0] if text.strip() else ""
+    delimiter = "\t" if path.suffix.lower() == ".tsv" or first.count("\t") > first.count(",") else ","
+    if delimiter == "," and first.count(";") > first.count(",") and first.count(";") > 0:
+        delimiter = ";"
+    table = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    if not table:
+        raise DataError(f"Labels file '{path}' is empty; it needs a header and one row per image.")
+    header = [h.strip() for h in table[0]]
+    where = f"'{path.name}'"
+    image_col = header.index(pick_column(header, None, IMAGE_COLUMNS, "image", where, "--image-column"))
+    lowered = [h.lower() for h in header]
+    tag_col = next((lowered.index(c) for c in TAG_COLUMNS if c in lowered), None)
+    if tag_col is None:
+        raise DataError(
+            f"{where} has no 'labels' column (its tags are 0/1 columns); tags can be edited only in a "
+            "file with a 'labels' column, tags separated by '|'."
+        )
+    cells = [row[tag_col] for row in table[1:] if len(row) > tag_col]
+    separator = _separator_of(cells, "auto", header[tag_col]) or "|"
+    return delimiter, table, image_col, tag_col, separator
+
+
+def _row_of(path: Path, table: list[list[str]], image_col: int, image: Path) -> int | None:
+    target = image.resolve()
+    found = [
+        n
+        for n, row in enumerate(table[1:], start=1)
+        if len(row) > image_col
+        and row[image_col].strip()
+        and (path.parent / row[image_col].strip().replace("\\", "/")).resolve() == target
+    ]
+    if len(found) > 1:
+        raise DataError(
+            f"'{image.name}' is on {len(found)} rows of '{path.name}'; "
+            "keep one row per image to edit its tags."
+        )
+    return found[0] if found else None
+
+
+def tags_of(path: str | os.PathLike, image: str | os.PathLike) -> list[str] | None:
+    """The tags a CSV/TSV labels file gives ``image`` (a path), or None when no row names it."""
+    labels = Path(path)
+    _, table, image_col, tag_col, separator = _edit_table(labels)
+    n = _row_of(labels, table, image_col, Path(image))
+    if n is None:
+        return None
+    row = table[n]
+    return split_cell(row[tag_col] if len(row) > tag_col else "", separator)
+
+
+def row_of(path: str | os.PathLike, image: str | os.PathLike) -> dict[str, str] | None:
+    """The whole row a CSV/TSV labels file has for ``image`` (column → cell), or None."""
+    labels = Path(path)
+    _, table, image_col, _, _ = _edit_table(labels)
+    n = _row_of(labels, table, image_col, Path(image))
+    if n is None:
+        return None
+    return {h: (table[n][i] if i < len(table[n]) else "") for i, h in enumerate(table[0])}
+
+
+def set_tags(
+    path: str | os.PathLike,
+    image: str | os.PathLike,
+    tags: Sequence[str] | None,
+    *,
+    fields: dict[str, str] | None = None,
+) -> list[str] | None:
+    """Give ``image`` exactly ``tags`` in a CSV/TSV labels file; return the tags it had before.
+
+    ``tags=None`` removes the image's row; an image with no row gets one (path relative to the
+    file; its other cells from ``fields``, column → value, as :func:`row_of` gave them). Other
+    columns, rows and the file's delimiter and tag separator are kept; the file is replaced
+    atomically.
+
+    Raises:
+        DataError: not a CSV/TSV file with a ``labels`` column, the image on several rows, or a
+            tag that cannot be written.
+    """
+    labels = Path(path)
+    delimiter, table, image_col, tag_col, separator = _edit_table(labels)
+    clean = None if tags is None else list(dict.fromkeys(_nfc(t) for t in tags if t.strip()))
+    for tag in clean or []:
+        problem = tag_problem(tag)
+        if problem:
+            raise DataError(f"Cannot tag '{Path(image).name}': {problem}.")
+    n = _row_of(labels, table, image_col, Path(image))
+    before = None
+    if n is not None:
+        row = table[n]
+        before = split_cell(row[tag_col] if len(row) > tag_col else "", separator)
+        if clean is None:
+            del table[n]
+        else:
+            row += [""] * (len(table[0]) - len(row))
+            row[tag_col] = separator.join(clean)
+    elif clean is not None:
+        row = [(fields or {}).get(h, "") for h in table[0]]
+        row[image_col] = Path(os.path.relpath(Path(image).resolve(), labels.parent.resolve())).as_posix()
+        row[tag_col] = separator.join(clean)
+        table.append(row)
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="\n").writerows(table)
+    atomic_write_text(labels, out.getvalue())
+    return before

@@ -57,7 +57,7 @@ def _engine(endpoint: str, timeout: float) -> Any:
     try:
         from ddgs.engines.duckduckgo_images import DuckduckgoImages
         from ddgs.utils import _extract_vqd
-    except ImportError as exc:  # pragma: no cover - ddgs is a core dependency
+    except ImportError as exc:  # the "search" extra (in "all") was not installed
         raise DataError("Image search needs the 'ddgs' package: pip install ddgs") from exc
 
     base = endpoint.rstrip("/")

@@ -241,6 +241,59 @@ def test_trained_tagger_saves_and_uses_its_thresholds(tagger: tuple[Path, Path],
     assert len(list(read_predictions(out))) == 10
 
 
+def test_auto_keeps_the_head_without_a_time_budget(tagger: tuple[Path, Path]) -> None:
+    run, _ = tagger
+    info = json.loads((run / "sortsight.json").read_text(encoding="utf-8"))
+    assert info["best"]["stopped"] == "no_time_budget" and info["best"]["chosen"] == "head"
+    assert "out of fold" in info["metrics_note"]
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    assert [e["metrics"]["stage"] for e in events if e["phase"] == "model_ready"] == ["final"]
+
+
+@pytest.mark.parametrize("settings", [{"strategy": "finetune"}, {"strategy": "auto", "time_budget": "5m"}])
+def test_finetuning_a_tagger_keeps_the_better_model_by_validation_map(
+    tmp_path: Path, settings: dict[str, str]
+) -> None:
+    from sortsight.config import TrainConfig
+    from sortsight.predict import Classifier
+    from sortsight.train import train
+
+    rows = _write_tagged(tmp_path, 40, seed=2)
+    labels = _csv(tmp_path / "labels.csv", ["image", "labels"], [[p, "|".join(t)] for p, t in rows])
+    run = tmp_path / "run"
+    events: list = []
+    result = train(
+        TrainConfig(data_path=str(labels), out=str(run), image_size=64, epochs=3, **settings),
+        progress=events.append,
+    )
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    head = next(r for r in lines if r["phase"] == "head")
+    epochs = [r for r in lines if r["phase"] == "epoch"]
+    assert 1 <= len(epochs) <= 3 and all("val_map" in r and "train_loss" in r for r in epochs)
+    info = json.loads((run / "sortsight.json").read_text(encoding="utf-8"))
+    best = info["best"]
+    assert best["epochs"] == len(epochs) and best["stopped"] in ("completed", "no_gain", "early_stopping")
+    # the WiSE-FT mix (alpha 0 = the head) with the best validation mAP is what was kept
+    assert info["metrics"]["map"] >= head["val_map"] - 1e-9
+    assert [e.phase for e in events if e.phase == "model_ready"] == ["model_ready"] * (
+        1 if best["chosen"] == "head" else 2
+    )
+    clf = Classifier.load(run, engine="eager")
+    if best["chosen"] != "head":
+        assert (
+            0 < best["wise_alpha"] <= 1 and "thresholds were chosen on these images" in info["metrics_note"]
+        )
+        valid = [tmp_path / p for p in info["data"]["splits"]["validation"]]
+        scores = clf.predict_proba([str(p) for p in valid])
+        truth = np.array(
+            [[t in dict(rows)[p] for t in clf.labels] for p in info["data"]["splits"]["validation"]]
+        )
+        assert clf.thresholds == pytest.approx(best_f1_thresholds(truth, scores).tolist(), abs=1e-3)
+    else:
+        assert best["wise_alpha"] == 0
+    assert result.model_dir == run / "model" and clf.task == "multi_label"
+
+
 def test_pipeline_gives_sortsights_sigmoid_scores(tagger: tuple[Path, Path]) -> None:
     from transformers import pipeline
 
@@ -411,3 +464,18 @@ def test_space_of_a_tagger_shows_every_tag_with_its_threshold(
     for tag, score, cut in zip(clf.labels, scores, clf.thresholds, strict=True):
         key = f"{tag} {'✓' if score >= cut else '✗'} (threshold {cut:.2f})"
         assert shown[key] == pytest.approx(float(score), abs=1e-4)
+
+
+def test_lr_find_on_tagged_data_uses_the_tag_head_and_binary_cross_entropy(tmp_path: Path) -> None:
+    from sortsight.config import TrainConfig
+    from sortsight.training.lr_find import lr_find
+
+    rows = _write_tagged(tmp_path, 24, seed=3)
+    labels = _csv(tmp_path / "labels.csv", ["image", "labels"], [[p, "|".join(t)] for p, t in rows])
+    config = TrainConfig(data_path=str(labels), task="multi_label", image_size=64, batch_size=8)
+    found = lr_find(config, steps=12, out=tmp_path / "plots")
+    assert len(found.lrs) == len(found.losses) >= 6 and all(np.isfinite(found.losses))
+    assert found.lrs == sorted(found.lrs) and found.lrs[0] == pytest.approx(1e-7)
+    assert min(found.lrs) <= found.suggested <= max(found.lrs)
+    assert found.losses[0] < 0.6  # it starts from the fitted tag head (an untrained one: ln 2 = 0.69)
+    assert Path(found.plot).is_file() and (tmp_path / "plots" / "lr_find.json").is_file()

@@ -11,7 +11,7 @@ import pytest
 from test_sort import _write_predictions
 
 from sortsight.fileops import UNDOABLE, ActionLog, place_file, undo_log
-from sortsight.fix import relabel, trash
+from sortsight.fix import relabel, retag, trash
 from sortsight.sort import LOG_NAME, sort_into
 
 
@@ -110,14 +110,16 @@ def test_move_whose_source_cannot_be_deleted_is_logged_as_a_copy(tmp_path: Path)
 
 def test_undo_covers_every_action_kind_of_the_log(tmp_path: Path) -> None:
     """One log holding copy, move, identical (kept and source-removed), relabel, delete, a copy
-    whose move failed, and a recovered move: undo restores every source path."""
+    whose move failed, a recovered move and a retag: undo restores every source path and the
+    labels file's row."""
     root = tmp_path / "data"
     files = {}
-    for name in ("copy", "move", "same1", "same2", "relabel", "delete", "failed", "recovered"):
+    for name in ("copy", "move", "same1", "same2", "relabel", "delete", "failed", "recovered", "tagged"):
         p = root / "cats" / f"{name}.png" if name != "same2" else root / "dogs" / "same1.png"
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"same" if name.startswith("same") else name.encode())
         files[name] = p
+    (root / "labels.csv").write_text("image,labels\ncats/tagged.png,a|b\n", encoding="utf-8")
     before = _snapshot(root)
     log = ActionLog(tmp_path / "moves.jsonl")
     out = tmp_path / "out"
@@ -139,6 +141,8 @@ def test_undo_covers_every_action_kind_of_the_log(tmp_path: Path) -> None:
     log.record("copy", copied.source, copied.destination, copied.sha256, note="source could not be removed")
     moved = place_file(files["recovered"], out, move=True)
     log.record("move", moved.source, moved.destination, moved.sha256, recovered=True)
+    retag(files["tagged"], ["c"], labels_file=root / "labels.csv", log=log)
+    assert "cats/tagged.png,c" in (root / "labels.csv").read_text(encoding="utf-8")
     kinds = {e["action"] for e in log.entries()}
     assert kinds == set(UNDOABLE)  # the test holds every kind undo knows
     assert not files["same2"].exists()

@@ -681,7 +681,9 @@ def test_the_advanced_panel_comes_from_the_config_declarations() -> None:
 def test_an_empty_project_points_to_the_data_step(client: TestClient) -> None:
     pid = new_project(client, with_data=False)
     data_page = client.get(f"/projects/{pid}/data").text
-    assert "This project has no images yet" in data_page and "CSV" not in data_page  # not the CLI's text
+    message = data_page.split('<p class="empty">')[1].split("</p>")[0]
+    assert "This project has no images yet" in message and "CSV" not in message  # not the CLI's text
+    assert 'id="zip-form"' in data_page and 'id="tagged-form"' in data_page  # either kind of project
     train = client.get(f"/projects/{pid}/train").text
     assert 'id="data-not-ready"' in train and f'href="/projects/{pid}/data">Go to 1 · Data' in train
     r = client.post(f"/projects/{pid}/train", data={"model": "auto"})

@@ -231,3 +231,17 @@ def test_cli_search_and_usage_errors(fake: _Fake, tmp_path: Path) -> None:
     assert (out / "duckling").is_dir() and (out / "cygnet").is_dir()
     both = runner.invoke(cli, ["fetch", "urls.csv", "--search", "x", "--out", str(out)])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_without_ddgs_the_search_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import sys
+
+    for name in ("ddgs", "ddgs.engines.duckduckgo_images", "ddgs.utils"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails as if ddgs were not installed
+    with pytest.raises(DataError, match="needs the 'ddgs' package: pip install ddgs"):
+        search_images("duckling", endpoint="http://127.0.0.1:9")
+    result = CliRunner().invoke(cli, ["fetch", "--search", "duckling", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "pip install ddgs" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").rglob("*.png"))

@@ -73,10 +73,14 @@ class ProgressView:
     def __call__(self, event: ProgressEvent) -> None:
         if event.phase == "validate":
             m = event.metrics
+            scores = (
+                f"validation mAP {m.get('val_map', 0):.3f}"  # a tagger's epochs are judged by mAP
+                if "val_accuracy" not in m and "val_map" in m
+                else f"validation accuracy {m.get('val_accuracy', 0):.3f}, F1 {m.get('val_f1_macro', 0):.3f}"
+            )
             self.console.print(
                 f"  epoch {event.step}/{event.total}: loss {m.get('train_loss') or 0:.4f} | "
-                f"validation accuracy {m.get('val_accuracy', 0):.3f}, F1 {m.get('val_f1_macro', 0):.3f}, "
-                f"loss {m.get('val_loss', 0):.4f}"
+                f"{scores}, loss {m.get('val_loss', 0):.4f}"
             )
             return
         if event.message:
@@ -132,6 +136,8 @@ def render_run_skipped(console: Console, run_dir: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         return
     render_skipped(console, skipped, full_list=f"{record} (data.skipped)")
+
+
 def print_next(console: Console, text: str) -> None:
     """The one short line every command ends with: what to open or run next."""
     console.print(Text.assemble(("Next:", "bold"), " ", text))  # file names are never markup

@@ -29,7 +29,10 @@ _NO_DATA = f"Missing DATA. {_DATA_HELP} Try: sortsight train photos/ --out runs/
 _EPILOG = "Every option can also be set in the --config file (AutoTrain names); flags typed here win."
 
 
-_STOPPED = {"side_by_side": "backbones side by side: the head is the model"}
+_STOPPED = {
+    "side_by_side": "backbones side by side: the head is the model",
+    "no_time_budget": "a tagger fine-tunes only within --time-budget or with --strategy finetune",
+}
 
 
 def _leaderboard(console: Console, rows: list[dict[str, Any]]) -> None:
@@ -169,9 +172,13 @@ def train(
         _leaderboard(out, result.leaderboard)
     m = result.metrics
     if "f1_micro" in m:  # a multi-label tagger
+        kept = {"finetune": "fine-tuned", "wise": f"fine-tuned, WiSE-FT mix {result.best.wise_alpha:g}"}.get(
+            result.best.chosen, "tag head"
+        )
+        why = _STOPPED.get(result.best.stopped, result.best.stopped.replace("_", " "))
         out.print(
-            f"Kept {result.best.model} (tag head): validation micro-F1 {m['f1_micro']:.3f}, macro F1 "
-            f"{m['f1_macro']:.3f}, mAP {m['map']:.3f} in {result.seconds:.0f} s."
+            f"Kept {result.best.model} ({kept}): validation micro-F1 {m['f1_micro']:.3f}, macro F1 "
+            f"{m['f1_macro']:.3f}, mAP {m['map']:.3f} in {result.seconds:.0f} s ({why})."
         )
         out.print(f"Model: {result.model_dir}")
         print_next(out, f"sortsight evaluate {quote(str(result.run_dir))}  (per-tag scores and thresholds)")

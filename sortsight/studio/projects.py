@@ -9,6 +9,12 @@ Layout of ``<home>/projects/<slug>/``::
     uploads/<id>/               images uploaded on the Use page
     .staging/                   zips being unpacked (removed after import)
 
+A **tagging project** (several tags per image) holds its images under ``data/images/...`` and
+their tags in ``data/labels.csv`` (``image,labels[,split]``, tags ``|``-joined, paths relative to
+the file: :func:`sortsight.labelfile.write_tags_file`). The labels file makes it one: a project
+is tagged exactly when ``data/labels.csv`` exists. Tag edits and deletions change that file's
+rows through :func:`sortsight.fix.retag`, logged in ``fixes/`` like relabels, and undoable.
+
 Every path that comes from a request goes through :func:`resolve_inside`, so nothing outside
 the project can be read, moved or served.
 """
@@ -35,12 +41,22 @@ __all__ = [
     "data_dir",
     "fix_history",
     "has_split_folders",
+    "import_tagged_zip",
     "import_zip",
+    "is_tagged",
+    "labels_file",
     "relabel",
+    "retag",
     "resolve_inside",
+    "training_source",
     "trash",
     "undo_last",
 ]
+
+#: the labels file of a tagging project, inside ``data/``
+LABELS_NAME = "labels.csv"
+#: a labels file inside an uploaded zip is found by these suffixes
+_LABEL_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
 
 
 @dataclass
@@ -72,6 +88,21 @@ def resolve_inside(root: Path, rel: str) -> Path:
 
 def data_dir(project_dir: Path) -> Path:
     return project_dir / "data"
+
+
+def labels_file(project_dir: Path) -> Path:
+    """Where a tagging project keeps its tags (``data/labels.csv``; it may not exist)."""
+    return data_dir(project_dir) / LABELS_NAME
+
+
+def is_tagged(project_dir: Path) -> bool:
+    """True for a tagging project (several tags per image): its ``data/labels.csv`` exists."""
+    return labels_file(project_dir).is_file()
+
+
+def training_source(project_dir: Path) -> Path:
+    """What ``sortsight train`` reads: the labels file of a tagging project, else the data folder."""
+    return labels_file(project_dir) if is_tagged(project_dir) else data_dir(project_dir)
 
 
 def has_split_folders(data: Path) -> bool:
@@ -112,6 +143,11 @@ def import_zip(project_dir: Path, zip_path: Path, limits: UploadLimits | None = 
     clash gets a suffix and nothing is overwritten. Files outside a class folder and files that
     are not images are skipped with the reason.
     """
+    if is_tagged(project_dir):
+        raise DataError(
+            "This is a tagging project (several tags per image): upload a zip of images together with "
+            "its labels file, or create another project for class folders."
+        )
     staging = project_dir / ".staging" / uuid.uuid4().hex
     report = ImportReport()
     try:
@@ -166,8 +202,169 @@ def _zip_entry_problem(rel: Path, split: bool) -> str:
     return ""
 
 
+def _images_in(data: Path) -> bool:
+    return any(p.is_file() and is_image_path(p) and not is_junk(p) for p in data.rglob("*"))
+
+
+def _find_labels(root: Path) -> Path:
+    """The one labels file of an unpacked zip (the shallowest), or a DataError."""
+    found = sorted(
+        (
+            p
+            for p in root.rglob("*")
+            if p.is_file() and p.suffix.lower() in _LABEL_SUFFIXES and not is_junk(p)
+        ),
+        key=lambda p: (len(p.relative_to(root).parts), str(p)),
+    )
+    if not found:
+        raise DataError(
+            "No labels file came with the images: add a CSV/TSV/JSONL with columns 'image' and "
+            "'labels' (tags separated by '|') to the zip, or upload it beside the zip."
+        )
+    top = [p for p in found if len(p.parts) == len(found[0].parts)]
+    if len(top) > 1:
+        names = ", ".join(str(p.relative_to(root)) for p in top[:4])
+        raise DataError(
+            f"The zip holds several labels files ({names}); upload the one to use beside the zip."
+        )
+    return found[0]
+
+
+def _read_uploaded_tags(
+    staging: Path, labels_upload: Path | None
+) -> tuple[Path, list[tuple[Path, tuple[str, ...], str]]]:
+    """``(root the rows are relative to, rows)`` of the labels file that came with a zip.
+
+    An uploaded labels file is tried against the zip's top folder and each folder that only
+    wraps the rest (``photos/img/...`` for rows naming ``img/...``); the first where every row's
+    image exists wins. Rows must name files inside the zip.
+    """
+    from sortsight.labelfile import read_tags_file
+
+    if labels_upload is None:
+        candidates = [_find_labels(staging)]
+    else:
+        roots = [staging]
+        while True:
+            entries = [p for p in roots[-1].iterdir() if not is_junk(p)]
+            if len(entries) == 1 and entries[0].is_dir():
+                roots.append(entries[0])
+                continue
+            break
+        candidates = []
+        for root in roots:
+            target = root / f".sortsight-labels-{uuid.uuid4().hex}{labels_upload.suffix.lower()}"
+            shutil.copyfile(labels_upload, target)
+            candidates.append(target)
+    first_error: DataError | None = None
+    for labels in candidates:
+        try:
+            root, rows, _, _ = read_tags_file(labels, None, None, "auto")
+        except DataError as exc:  # the messages name the zip, not the folder it was unpacked in
+            text = str(exc).replace(f"'{labels.parent}'", "the zip's top folder")
+            first_error = first_error or DataError(text.replace(labels.name, "the labels file"))
+            continue
+        inside = staging.resolve()
+        outside = [p for p, _, _ in rows if inside not in p.resolve().parents]
+        if outside:
+            raise DataError(
+                f"The labels file names {len(outside)} file(s) outside the zip ({outside[0]}); "
+                "name the images by their paths inside the zip."
+            )
+        return root, rows
+    assert first_error is not None
+    raise first_error
+
+
+def import_tagged_zip(
+    project_dir: Path, zip_path: Path, labels_upload: Path | None = None, limits: UploadLimits | None = None
+) -> ImportReport:
+    """Unpack a zip of images and their tags into a tagging project (``data/images/`` + ``data/labels.csv``).
+
+    The tags come from ``labels_upload`` or from the labels file inside the zip, in any layout
+    :func:`sortsight.labelfile.read_tags_file` reads. Images land through
+    :func:`fileops.place_file` (a name clash gets a suffix; an image already here keeps its row,
+    its tags joined with the new ones). Images the labels file does not name, and rows that are not
+    images, are left out with the reason.
+
+    Raises:
+        DataError: the project holds class folders, no or several labels files, rows naming
+            missing files or files outside the zip, unusable tags (one-line messages).
+    """
+    from sortsight.labelfile import read_tags_file, tag_problem, write_tags_file
+    from sortsight.tagdata import MAX_TAGS
+
+    data = data_dir(project_dir)
+    if not is_tagged(project_dir) and data.is_dir() and _images_in(data):
+        raise DataError(
+            "This project holds class folders (one label per image); create a new project for "
+            "images with several tags each."
+        )
+    staging = project_dir / ".staging" / uuid.uuid4().hex
+    report = ImportReport()
+    try:
+        extracted = safe_extract_zip(zip_path, staging / "zip", limits)
+        if not (staging / "zip").exists():
+            raise DataError("The zip holds no files. Zip the images (and their labels file) and upload it.")
+        root, rows = _read_uploaded_tags(staging / "zip", labels_upload)
+        for _, tags, _ in rows:
+            for tag in tags:
+                problem = tag_problem(tag)
+                if problem:
+                    raise DataError(f"The labels file has an unusable tag: {problem}.")
+        named = {p.resolve() for p, _, _ in rows}
+        for path in sorted(p for p in (staging / "zip").rglob("*") if p.is_file()):
+            rel = path.relative_to(staging / "zip")
+            if path.resolve() in named or path.name.startswith(".sortsight-labels-"):
+                continue
+            if path.suffix.lower() in _LABEL_SUFFIXES or is_junk(path) or path.name.startswith("._"):
+                continue
+            reason = "not named in the labels file" if is_image_path(path) else "not an image file type"
+            report.skipped.append((str(rel), reason))
+        labels = labels_file(project_dir)
+        existing: dict[str, tuple[list[str], str]] = {}
+        if labels.is_file():
+            old_root, old_rows, _, _ = read_tags_file(labels, None, None, "auto")
+            existing = {p.relative_to(old_root).as_posix(): (list(t), s) for p, t, s in old_rows}
+        vocabulary = {t for tags, _ in existing.values() for t in tags}
+        vocabulary |= {t for _, tags, _ in rows for t in tags}
+        if len(vocabulary) > MAX_TAGS:
+            raise DataError(
+                f"That makes {len(vocabulary)} distinct tags; sortsight learns at most {MAX_TAGS}. "
+                "Merge them into a smaller vocabulary first."
+            )
+        images = data / "images"
+        for path, tags, split in rows:
+            rel = path.relative_to(root)
+            if not is_image_path(path) or is_junk(path):
+                report.skipped.append((str(rel), "not an image file type"))
+                continue
+            placed = place_file(path, images.joinpath(*rel.parts[:-1]), move=True, merge_identical=True)
+            key = placed.destination.relative_to(data).as_posix()
+            if key in existing:  # the same image again: its tags joined
+                old_tags, old_split = existing[key]
+                existing[key] = (old_tags + [t for t in tags if t not in old_tags], old_split or split)
+            else:
+                existing[key] = (list(tags), split)
+            report.added.append(str(placed.destination.relative_to(project_dir)))
+        report.skipped += [(name, reason) for name, reason in extracted.skipped]
+        report.renamed += extracted.renamed
+        if not report.added:
+            raise DataError(
+                "None of the zip's images is named in the labels file; its 'image' column must give "
+                "each image's path inside the zip."
+            )
+        write_tags_file(labels, [(name, tags, split) for name, (tags, split) in existing.items()])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
 def add_files(project_dir: Path, class_name: str, files: list[Path]) -> ImportReport:
-    """Move uploaded files (already on disk, with their original names) into a class folder."""
+    """Move uploaded files (already on disk, with their original names) into a class folder, or,
+    in a tagging project, into ``data/images/`` with the tags ``class_name`` lists (``|``-separated)."""
+    if is_tagged(project_dir):
+        return _add_tagged_files(project_dir, class_name, files)
     label = class_label(class_name)
     data = data_dir(project_dir)
     target = data / "train" / label if has_split_folders(data) else data / label
@@ -178,6 +375,36 @@ def add_files(project_dir: Path, class_name: str, files: list[Path]) -> ImportRe
             path.unlink(missing_ok=True)
             continue
         placed = place_file(path, target, move=True, merge_identical=True)
+        report.added.append(str(placed.destination.relative_to(project_dir)))
+    return report
+
+
+def parse_tags(text: str) -> list[str]:
+    """Tags typed in a form (``people | text``; commas accepted too), each checked; DataError if unusable."""
+    from sortsight.labelfile import tag_problem
+
+    parts = [p.strip() for p in text.replace(",", "|").split("|")]
+    tags = list(dict.fromkeys(p for p in parts if p))
+    for tag in tags:
+        problem = tag_problem(tag)
+        if problem:
+            raise DataError(f"{problem[0].upper()}{problem[1:]}.")
+    return tags
+
+
+def _add_tagged_files(project_dir: Path, tags_text: str, files: list[Path]) -> ImportReport:
+    from sortsight.labelfile import set_tags
+
+    tags = parse_tags(tags_text)
+    report = ImportReport()
+    labels = labels_file(project_dir)
+    for path in files:
+        if not is_image_path(path) or is_junk(path):
+            report.skipped.append((path.name, "not an image file type"))
+            path.unlink(missing_ok=True)
+            continue
+        placed = place_file(path, data_dir(project_dir) / "images", move=True, merge_identical=True)
+        set_tags(labels, placed.destination, tags)
         report.added.append(str(placed.destination.relative_to(project_dir)))
     return report
 
@@ -199,6 +426,8 @@ def _image_in_data(project_dir: Path, rel: str) -> Path:
 
 def relabel(project_dir: Path, rel: str, new_label: str) -> Path:
     """Move an image of the data into the ``new_label`` class folder beside its own; logged for undo."""
+    if is_tagged(project_dir):
+        raise DataError("This is a tagging project: edit the image's tags instead of moving it to a class.")
     label = class_label(new_label)
     path = _image_in_data(project_dir, rel)
     if path.parent.name == label:
@@ -216,10 +445,27 @@ def relabel(project_dir: Path, rel: str, new_label: str) -> Path:
 def trash(project_dir: Path, rel: str) -> Path:
     """Move an image of the data into the project's ``trash/`` (keeping its relative path); logged."""
     path = _image_in_data(project_dir, rel)
-    result = fix.trash(
-        path, root=data_dir(project_dir), trash_dir=_trash(project_dir), log=_new_log(project_dir, "delete")
-    )
+    log = _new_log(project_dir, "delete")
+    result = fix.trash(path, root=data_dir(project_dir), trash_dir=_trash(project_dir), log=log)
+    if is_tagged(project_dir):  # its row goes too (the same log: undo puts both back)
+        fix.retag(path, None, labels_file=labels_file(project_dir), log=log)
     return Path(result.destination or path)
+
+
+def retag(project_dir: Path, rel: str, tags: list[str]) -> list[str] | None:
+    """Give an image of a tagging project exactly ``tags`` (logged in ``fixes/``, undoable);
+    return its tags before, or None when they were already these."""
+    if not is_tagged(project_dir):
+        raise DataError("This project has class folders, not tags: relabel the image instead.")
+    from sortsight.labelfile import tags_of
+
+    path = _image_in_data(project_dir, rel)
+    labels = labels_file(project_dir)
+    before = tags_of(labels, path)
+    if before is not None and sorted(before) == sorted(tags):
+        return None
+    fix.retag(path, tags, labels_file=labels, log=_new_log(project_dir, "retag"))
+    return before or []
 
 
 def _trash(project_dir: Path) -> Path:
@@ -243,7 +489,9 @@ def undo_last(project_dir: Path) -> dict | None:
     """Undo the newest relabel/delete that is not undone yet; return it, or None if there is none."""
     for item in fix_history(project_dir):
         if not item["undone"]:
-            fix.undo(project_dir / "fixes" / item["log"])
+            failed = [e for e in fix.undo(project_dir / "fixes" / item["log"]) if e.get("failed")]
+            if failed:
+                raise DataError(f"Could not undo the {item['action']}: {failed[0]['failed']}")
             return item
     return None
 

@@ -116,12 +116,21 @@ def data_summary(studio: Studio, project: Project) -> dict[str, Any]:
     if isinstance(saved, dict) and saved.get("signature") == list(signature):
         studio.summaries[project.id] = (signature, saved["summary"])
         return dict(saved["summary"])
+    result: dict[str, Any]
+    if pj.is_tagged(studio.project_dir(project)):
+        result = _tag_summary(studio.project_dir(project))
+        studio.summaries[project.id] = (signature, result)
+        atomic_write_text(
+            studio.project_dir(project) / _SUMMARY_FILE,
+            json.dumps({"signature": list(signature), "summary": result}),
+        )
+        return result
     try:
         if not any(p.is_file() for p in data.rglob("*")):
             raise DataError(_NO_IMAGES)
         ds = scan(data)
     except SortsightError as exc:
-        result: dict[str, Any] = {"ok": False, "error": str(exc), "samples": {}, "classes": []}
+        result = {"ok": False, "error": str(exc), "samples": {}, "classes": []}
     else:
         result = {"ok": True, **summarize(ds)}
         rng = random.Random(42)
@@ -135,6 +144,32 @@ def data_summary(studio: Studio, project: Project) -> dict[str, Any]:
     studio.summaries[project.id] = (signature, result)
     saved = {"signature": list(signature), "summary": result}
     atomic_write_text(studio.project_dir(project) / _SUMMARY_FILE, json.dumps(saved))
+    return result
+
+
+def _tag_summary(folder: Path) -> dict[str, Any]:
+    """A tagging project's summary (``sortsight.tagdata.summarize_tags``) with ``classes`` (the
+    tags), ``tag_of`` (image → its tags, for the tag editors) and sample images per tag."""
+    from sortsight.tagdata import scan_tags, summarize_tags
+
+    try:
+        ds = scan_tags(pj.labels_file(folder))
+    except SortsightError as exc:
+        return {"ok": False, "task": "multi_label", "error": str(exc), "samples": {}, "classes": []}
+    result: dict[str, Any] = {"ok": True, **summarize_tags(ds)}
+    result["classes"] = list(ds.tags)
+    rng = random.Random(42)
+    samples: dict[str, list[str]] = {}
+    for tag in ds.tags:
+        members = [it.path for it in ds.items if tag in it.tags]
+        chosen = sorted(rng.sample(members, min(_SAMPLES_PER_CLASS, len(members))))
+        samples[tag] = [str(Path("data") / ds.relative(p)) for p in chosen]
+    untagged = [it.path for it in ds.items if not it.tags][:_SAMPLES_PER_CLASS]
+    if untagged:
+        samples["(no tag)"] = [str(Path("data") / ds.relative(p)) for p in untagged]
+    result["samples"] = samples
+    result["tag_of"] = {str(Path("data") / ds.relative(it.path)): list(it.tags) for it in ds.items}
+    result["skipped"] = [{**s, "path": str(Path("data") / s["path"])} for s in result["skipped"]]
     return result
 
 
@@ -162,6 +197,8 @@ def doctor_findings(studio: Studio, project: Project) -> dict[str, Any] | None:
 
         for issue in report.get("label_issues", []):
             issue["rel"] = rel(issue.get("path", ""))
+        for issue in report.get("tag_issues", []):
+            issue["rel"] = rel(issue.get("path", ""))
         for flag in report.get("quality", []):
             flag["rel"] = rel(flag.get("path", ""))
         for group in report.get("duplicates", []):
@@ -178,7 +215,9 @@ async def run_doctor(request: Request, studio: StudioDep, project: ProjectDep) -
 
     def steps(job_folder: Path) -> list[list[str]]:
         out = job_folder / "doctor"
-        return [studio.step("check", str(pj.data_dir(folder)), "--doctor", "--doctor-out", str(out))]
+        task = ["--task", "multi_label"] if pj.is_tagged(folder) else []
+        source = str(pj.training_source(folder))
+        return [studio.step("check", source, *task, "--doctor", "--doctor-out", str(out))]
 
     def start() -> Job:
         with studio.start_lock:
@@ -205,7 +244,9 @@ async def data_page(request: Request, studio: StudioDep, project: ProjectDep) ->
         "data.html",
         project=project,
         tab="data",
+        tagged=pj.is_tagged(studio.project_dir(project)),
         summary=summary,
+        classes=summary.get("classes", []),
         doctor=findings,
         doctor_job=doctor_job,
     )
@@ -242,17 +283,59 @@ async def upload_zip(
     return _redirect(f"/projects/{project.id}/data", msg)
 
 
+@router.post("/projects/{project_id}/data/tagged")
+async def upload_tagged(
+    request: Request,
+    studio: StudioDep,
+    project: ProjectDep,
+    archive: UploadFile = File(...),
+    labels: UploadFile | None = File(None),
+) -> RedirectResponse:
+    """Add a zip of images with their tags (a labels file in the zip, or uploaded beside it):
+    the project becomes (or stays) a tagging project."""
+    folder = studio.project_dir(project)
+    staging = folder / ".staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    upload = staging / f"{uuid.uuid4().hex}.zip"
+    labels_path: Path | None = None
+    try:
+        await run_in_threadpool(copy_limited, archive.file, upload, studio.limits.max_request_bytes)
+        if labels is not None and labels.filename:
+            suffix = Path(labels.filename).suffix.lower()
+            if suffix not in (".csv", ".tsv", ".jsonl", ".ndjson", ".txt"):
+                raise DataError(
+                    f"'{labels.filename}' is not a labels file; upload a CSV, TSV or JSONL with columns "
+                    "'image' and 'labels'."
+                )
+            labels_path = staging / f"{uuid.uuid4().hex}{suffix}"
+            await run_in_threadpool(copy_limited, labels.file, labels_path, studio.limits.max_request_bytes)
+        report = await run_in_threadpool(pj.import_tagged_zip, folder, upload, labels_path, studio.limits)
+    finally:
+        upload.unlink(missing_ok=True)
+        if labels_path is not None:
+            labels_path.unlink(missing_ok=True)
+    msg = f"Added {len(report.added)} tagged image(s) from {archive.filename or 'the zip'}."
+    if report.renamed:
+        msg += (
+            f" {len(report.renamed)} had the name of another file in the zip and were kept under a new name."
+        )
+    if report.skipped:
+        msg += f" Left out {len(report.skipped)}: " + "; ".join(f"{p} ({r})" for p, r in report.skipped[:5])
+    return _redirect(f"/projects/{project.id}/data", msg)
+
+
 @router.post("/projects/{project_id}/data/files")
 async def upload_files(
     request: Request,
     studio: StudioDep,
     project: ProjectDep,
-    label: str = Form(...),
+    label: str = Form(""),
     files: list[UploadFile] = File(...),
 ) -> RedirectResponse:
     """Add images (many files, or a folder picked in the browser) to one class."""
-    pj.class_label(label)  # refused before anything is saved
     folder = studio.project_dir(project)
+    tagged = pj.is_tagged(folder)
+    pj.parse_tags(label) if tagged else pj.class_label(label)  # refused before anything is saved
     staging = folder / ".staging" / uuid.uuid4().hex
     saved: list[Path] = []
     try:
@@ -266,7 +349,8 @@ async def upload_files(
         report = await run_in_threadpool(pj.add_files, folder, label, saved)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    msg = f"Added {len(report.added)} image(s) to '{label.strip()}'."
+    where = f"with tags '{label.strip()}'" if tagged else f"to '{label.strip()}'"
+    msg = f"Added {len(report.added)} image(s) {where}."
     if report.skipped:
         msg += f" Left out {len(report.skipped)}: " + ", ".join(f"{p} ({r})" for p, r in report.skipped[:5])
     return _redirect(f"/projects/{project.id}/data", msg)

@@ -1,4 +1,5 @@
-"""The Results page: a finished run's evaluation, its mistakes to fix (relabel, delete, undo), retrain."""
+"""The Results page: a finished run's evaluation, its mistakes to fix (relabel or, for a tagger,
+edit the tags; delete; undo), retrain."""
 
 from __future__ import annotations
 
@@ -40,8 +41,12 @@ def _project_rel(project_dir: Path, path: str) -> str | None:
 
 
 def _mistakes(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
-    """Wrong predictions of an ``evaluation.json``, worst (highest loss) first."""
+    """Wrong predictions of an ``evaluation.json``, worst first: highest loss, or for a tagger
+    the most wrong tags (then the least sure of its own tags)."""
     rows = evaluation.get("predictions") or evaluation.get("top_losses") or []
+    if evaluation.get("task") == "multi_label":
+        wrong = [r for r in rows if isinstance(r, dict) and int(r.get("wrong") or 0) > 0]
+        return sorted(wrong, key=lambda r: (-int(r.get("wrong") or 0), str(r.get("path", ""))))
     wrong = [r for r in rows if isinstance(r, dict) and r.get("true") != r.get("predicted")]
     return sorted(wrong, key=lambda r: -float(r.get("loss") or 0.0))
 
@@ -54,10 +59,40 @@ _MAIN_METRICS = {
 }
 
 
+#: the same for a tagger's evaluation
+_MAIN_TAG_METRICS = {
+    "f1_micro": "F1 score (all tags together)",
+    "f1_macro": "F1 score (average over tags)",
+    "map": "Mean average precision",
+    "subset_accuracy": "Images with every tag right",
+}
+
+
+def tag_verdict(evaluation: dict[str, Any]) -> str:
+    """One sentence on a tagger's ``evaluation.json``: how many images have every tag right, and
+    the weakest tag."""
+    split = "test" if evaluation.get("split") == "test" else "validation"
+    m = evaluation.get("metrics") or {}
+    n = int(m.get("n_images") or 0)
+    right = round(float(m.get("subset_accuracy") or 0.0) * n)
+    text = f"{right} of {n} {split} images have every tag right"
+    rows = [r for r in evaluation.get("per_tag") or [] if int(r.get("support") or 0) > 0]
+    if rows:
+        weakest = min(rows, key=lambda r: (float(r.get("f1") or 0.0), str(r.get("tag"))))
+        if float(weakest.get("f1") or 0.0) < 1.0:
+            text += (
+                f"; the weakest tag is '{weakest['tag']}' (F1 {100 * float(weakest.get('f1') or 0):.0f}%, "
+                f"{int(weakest.get('fn') or 0)} missed, {int(weakest.get('fp') or 0)} given wrongly)"
+            )
+    return text + "."
+
+
 def verdict(evaluation: dict[str, Any]) -> str:
     """One sentence on an ``evaluation.json``: "99 of 100 test images right; most confused: …"."""
     from sortsight.report import summary_sentence
 
+    if evaluation.get("task") == "multi_label":
+        return tag_verdict(evaluation)
     split = "test" if evaluation.get("split") == "test" else "validation"
     return summary_sentence(evaluation.get("labels") or [], evaluation.get("confusion_matrix") or [], split)
 
@@ -80,6 +115,11 @@ def results_page(
             mistakes.append({**item, "rel": rel, "exists": exists})
     summary = data_summary(studio, project)
     summary_classes = list(summary.get("classes", []))
+    tagged = bool(evaluation and evaluation.get("task") == "multi_label")
+    if tagged:  # each mistake's editor starts from the image's tags as they are now
+        tag_of = summary.get("tag_of") or {}
+        for item in mistakes:
+            item["now"] = tag_of.get(item["rel"], item.get("true") or [])
     finished = [j for j in studio.project_jobs(project, "train") if j.status == "finished"]
     history = pj.fix_history(folder)[:20]
     return studio.render(
@@ -95,7 +135,8 @@ def results_page(
         can_undo=any(not h["undone"] for h in history),
         finished=finished,
         verdict=verdict(evaluation) if evaluation else "",
-        main_metrics=_MAIN_METRICS,
+        main_metrics=_MAIN_TAG_METRICS if tagged else _MAIN_METRICS,
+        tagged=tagged,
     )
 
 
@@ -116,6 +157,27 @@ def fix_relabel(
     folder = studio.project_dir(project)
     destination = pj.relabel(folder, path, label)
     return _after_fix(request, project, f"Moved {Path(path).name} to '{label}' ({destination.parent.name}/).")
+
+
+@router.post("/projects/{project_id}/fix/tags")
+async def fix_tags(request: Request, studio: StudioDep, project: ProjectDep) -> Any:
+    """Give an image of a tagging project the ticked tags plus any typed in ``new_tags``."""
+    form = await request.form()
+    path = str(form.get("path") or "")
+    if not path:
+        raise DataError("No image was given: tick its tags on the Results or Data page and save.")
+    ticked = [str(v) for v in form.getlist("tag") if isinstance(v, str)]
+    typed = pj.parse_tags(str(form.get("new_tags") or ""))
+    tags = list(dict.fromkeys([*ticked, *typed]))
+    before = await run_in_threadpool(pj.retag, studio.project_dir(project), path, tags)
+    name = Path(path).name
+    if before is None:
+        return _after_fix(request, project, f"{name} already had these tags; nothing changed.")
+    return _after_fix(request, project, f"Tags of {name}: {_tag_text(before)} → {_tag_text(tags)}.")
+
+
+def _tag_text(tags: list[str]) -> str:
+    return " | ".join(sorted(tags)) if tags else "no tag"
 
 
 @router.post("/projects/{project_id}/fix/delete")

@@ -163,9 +163,15 @@ def train_args(data: Path, run: Path | None, params: dict[str, Any]) -> list[str
     return args
 
 
+def _for_project(folder: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with what the project's kind implies: a tagging project trains a multi-label tagger."""
+    return {**params, "task": "multi_label"} if pj.is_tagged(folder) else params
+
+
 def start_training_job(studio: Studio, project: Project, params: dict[str, Any]) -> Job:
     folder = studio.project_dir(project)
-    data = pj.data_dir(folder)
+    data = pj.training_source(folder)
+    params = _for_project(folder, params)
     summary_error = _data_problem(studio, project)
     if summary_error:
         raise DataError(f"Not ready for training yet. {summary_error}")
@@ -186,6 +192,10 @@ def _data_problem(studio: Studio, project: Project) -> str:
     summary = data_summary(studio, project)
     if not summary.get("ok"):
         return str(summary.get("error", "no images yet"))
+    if summary.get("task") == "multi_label":
+        if not summary.get("classes"):
+            return "No image has a tag yet. Give the images their tags on the Data page."
+        return ""
     if len(summary.get("classes", [])) < 2:
         return "A model needs at least two classes (labels). Add images of another class on the Data page."
     return ""
@@ -208,6 +218,7 @@ def train_page(request: Request, studio: StudioDep, project: ProjectDep) -> HTML
         data_problem=_data_problem(studio, project),
         models=model_choices(),
         advanced=advanced_options(),
+        tagged=pj.is_tagged(studio.project_dir(project)),
         active=next((j for j in jobs if j.active), None),
     )
 
@@ -236,10 +247,11 @@ def _trial(
     problem = _data_problem(studio, project)
     if problem:
         raise DataError(f"Not ready for training yet. {problem}")
-    data = pj.data_dir(studio.project_dir(project)).resolve()
+    folder = studio.project_dir(project)
+    data = pj.training_source(folder).resolve()
     if cwd is not None:
         cwd.mkdir(exist_ok=True)
-    command = studio.step(*train_args(data, None, params), flag, "--json")
+    command = studio.step(*train_args(data, None, _for_project(folder, params)), flag, "--json")
     try:
         done = subprocess.run(
             command,

@@ -99,6 +99,20 @@ _PHASES = {
 _STAGES = {"head": "first model", "finetune": "fine-tuned model", "final": "final model"}
 
 
+def _score(metrics: dict[str, Any], split: str = "val") -> str:
+    """A run's main score in words: micro-F1 for a tagger (its ``accuracy`` is the share of
+    images with every tag right), accuracy for a classifier."""
+    if isinstance(metrics.get(f"{split}_f1_micro"), (int, float)):
+        name = "validation" if split == "val" else split
+        return (
+            f"{name} micro-F1 {_percent(metrics[f'{split}_f1_micro'])} "
+            f"(every tag right on {_percent(metrics.get(f'{split}_accuracy'))} of the images)"
+        )
+    return (
+        f"{'validation' if split == 'val' else split} accuracy {_percent(metrics.get(f'{split}_accuracy'))}"
+    )
+
+
 def fmt_duration(seconds: float) -> str:
     """``"about 40 s"``, ``"about 7 min"``, ``"about 1 h 10 min"``.
 
@@ -186,14 +200,14 @@ def train_progress(run: Path) -> TrainProgress:
     model_ready = ready[-1] if ready else None
     if done is not None:
         kept = _STAGES.get(str(done.get("chosen", "")), "model")
-        headline = f"Finished. Kept the {kept}: validation accuracy {_percent(done.get('val_accuracy'))}"
+        headline = f"Finished. Kept the {kept}: {_score(done)}"
         if isinstance(done.get("test_accuracy"), (int, float)):
             headline += f", test accuracy {_percent(done['test_accuracy'])}"
         headline += "."
     elif model_ready is not None:
         stage = _STAGES.get(str(model_ready.get("stage", "")), "model")
         headline = (
-            f"Model ready ({stage}, validation accuracy {_percent(model_ready.get('val_accuracy'))}): "
+            f"Model ready ({stage}, {_score(model_ready)}): "
             "you can use it now. Training goes on to improve it."
         )
     elif estimate is not None:

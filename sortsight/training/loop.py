@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,36 @@ from sortsight.training.run_dir import MetricsLog
 from sortsight.training.schedule import layer_lrs, lr_factor, make_optimizer
 from sortsight.training.split import Split
 
-__all__ = ["WISE_ALPHAS", "Finetuned", "choose_wise", "finetune", "logits", "state_copy", "warm_up"]
+__all__ = [
+    "SINGLE_LABEL",
+    "WISE_ALPHAS",
+    "Finetuned",
+    "Objective",
+    "choose_wise",
+    "finetune",
+    "logits",
+    "state_copy",
+    "warm_up",
+]
 
 log = logging.getLogger(__name__)
 INFER_BATCH = 64
 WISE_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # mixing weights tried: 0 is the head, 1 the fine-tuned model
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What fine-tuning minimises and how validation judges it: ``loss(logits, y)`` is trained on;
+    ``score(logits, y)`` gives the validation metrics (with ``loss``); the best epoch and the WiSE
+    mix have the highest ``score[key]`` (ties: the lower loss)."""
+
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
+    key: str
+
+
+#: one label per image: cross-entropy, kept by validation accuracy
+SINGLE_LABEL = Objective(F.cross_entropy, metrics, "accuracy")
 
 
 @dataclass
@@ -68,8 +94,10 @@ def finetune(
     progress: ProgressCallback | None,
     deadline: float | None,
     cap_at: float | None = None,
+    objective: Objective = SINGLE_LABEL,
 ) -> Finetuned:
-    """The epoch loop over ``acts_train`` (one tensor per view, ``(N, C, h, w)``).
+    """The epoch loop over ``acts_train`` (one tensor per view, ``(N, C, h, w)``), training on
+    ``objective.loss`` and keeping the epoch with the best ``objective.key`` on validation.
 
     ``deadline`` (the time budget) stops mid-epoch; ``cap_at`` (auto's share of the run, a
     ``time.perf_counter()`` value) stops between epochs, before one that would end past it at the
@@ -86,8 +114,9 @@ def finetune(
     micro_per_epoch = math.ceil(per_rank / bs)
     total_steps = config.epochs * math.ceil(micro_per_epoch / accum)
 
+    key = objective.key
     best_state: dict[str, torch.Tensor] | None = None
-    best, bad, first_epoch, step, beat_head = {"accuracy": -1.0, "loss": math.inf}, 0, 0, 0, False
+    best, bad, first_epoch, step, beat_head = {key: -1.0, "loss": math.inf}, 0, 0, 0, False
     ckpt = load_latest_checkpoint(out / "checkpoints") if config.resume else None
     if ckpt is not None:
         model_state, best_state, opt_tensors, state = ckpt
@@ -117,7 +146,7 @@ def finetune(
             idx = order[micro * bs : (micro + 1) * bs]
             x = _gather(acts_train, idx, view_of[idx])  # (B, C, h, w)
             with autocast(precision.dtype):
-                loss = F.cross_entropy(model(x).float(), y_train[idx])
+                loss = objective.loss(model(x).float(), y_train[idx])
             (loss / accum).backward()
             losses.append(loss.item())
             if (micro + 1) % accum == 0 or micro + 1 == micro_per_epoch:
@@ -137,17 +166,17 @@ def finetune(
         epochs_done = epoch + 1
 
         # validate every epoch; keep the best fine-tuned weights (ties: lower loss wins)
-        m = metrics(logits(split, acts_valid, precision), y_valid)
-        if m["accuracy"] > best["accuracy"] + config.early_stopping_threshold or (
-            m["accuracy"] >= best["accuracy"] and m["loss"] < best["loss"]
+        m = objective.score(logits(split, acts_valid, precision), y_valid)
+        if m[key] > best[key] + config.early_stopping_threshold or (
+            m[key] >= best[key] and m["loss"] < best["loss"]
         ):
             best, best_state, bad = dict(m), state_copy(tail), 0
         else:
             bad += 1
         beat_head = (
             beat_head
-            or m["accuracy"] > head_metrics["accuracy"]
-            or (m["accuracy"] == head_metrics["accuracy"] and m["loss"] < head_metrics["loss"])
+            or m[key] > head_metrics[key]
+            or (m[key] == head_metrics[key] and m["loss"] < head_metrics["loss"])
         )
         record = {
             "candidate": name,
@@ -197,18 +226,21 @@ def choose_wise(
     acts_valid: torch.Tensor,
     y_valid: torch.Tensor,
     head_metrics: dict[str, float],
+    objective: Objective = SINGLE_LABEL,
 ) -> tuple[float, dict[str, float]]:
-    """The WiSE-FT mixing weight with the best validation accuracy (then loss); ties keep the smaller."""
+    """The WiSE-FT mixing weight with the best validation ``objective.key`` (then loss); ties
+    keep the smaller."""
+    key = objective.key
     best: tuple[tuple[float, float], float, dict[str, float]] = (
-        (head_metrics["accuracy"], -head_metrics["loss"]),
+        (head_metrics[key], -head_metrics["loss"]),
         0.0,
         dict(head_metrics),
     )
     for alpha in WISE_ALPHAS[1:]:
         split.tail.load_state_dict(wise(head_state, ft_state, alpha))
-        m = metrics(logits(split, acts_valid), y_valid)
-        if (m["accuracy"], -m["loss"]) > best[0]:
-            best = ((m["accuracy"], -m["loss"]), alpha, m)
+        m = objective.score(logits(split, acts_valid), y_valid)
+        if (m[key], -m["loss"]) > best[0]:
+            best = ((m[key], -m["loss"]), alpha, m)
     return best[1], best[2]
 
 
@@ -263,7 +295,11 @@ def state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def warm_up(
-    split: Split, acts: torch.Tensor, y: torch.Tensor, config: TrainConfig
+    split: Split,
+    acts: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    objective: Objective = SINGLE_LABEL,
 ) -> tuple[int, Precision, dict[str, float]]:
     """Time a training step of the tail on real activations; choose precision and a batch size that
     fits in memory (halving it with ``auto_find_batch_size``). The tail's weights are unchanged."""
@@ -274,7 +310,7 @@ def warm_up(
         _train_mode(split.tail, frozen_bn=split.kind != "scratch")
         i = torch.arange(batch_size) % len(acts)
         with autocast(dtype):
-            loss = F.cross_entropy(split.tail(acts[i].float()).float(), y[i])
+            loss = objective.loss(split.tail(acts[i].float()).float(), y[i])
         loss.backward()
         split.tail.zero_grad(set_to_none=True)
 

@@ -21,6 +21,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -102,6 +103,7 @@ def lr_find(
         >>> found.suggested  # doctest: +SKIP
         0.0012
     """
+    from sortsight.multilabel import is_multilabel
     from sortsight.training.frozen import FrozenPass
     from sortsight.training.head import fit_head, fold
     from sortsight.training.loop import _train_mode
@@ -114,17 +116,23 @@ def lr_find(
     if steps < 5:
         raise ConfigError(f"The learning-rate test needs at least 5 steps, got {steps}.")
     torch.manual_seed(config.seed)
-    data = load_data(config, progress)
-    _, data_config, split = build(config.model, config.image_size, config, list(data.classes))
-    frozen = FrozenPass(split, data_config)
-    tr = frozen.run(data.train_paths, progress=progress)
-    va = frozen.run(data.valid_paths, progress=progress)
-    y_train = torch.tensor([data.train_targets[i] for i in tr.kept])
-    y_valid = torch.tensor([data.valid_targets[i] for i in va.kept])
-    fit, _ = fit_head(
-        tr.features, y_train, va.features, y_valid, n_classes=len(data.classes), seed=config.seed
-    )
-    fold(fit, split.classifier)  # start where fine-tuning starts
+    loss_fn: Any = F.cross_entropy
+    if is_multilabel(config):  # a tagger: its tag head, binary cross-entropy per tag
+        split, acts, y_train = _tagger_start(config, progress)
+        loss_fn = F.binary_cross_entropy_with_logits
+    else:
+        data = load_data(config, progress)
+        _, data_config, split = build(config.model, config.image_size, config, list(data.classes))
+        frozen = FrozenPass(split, data_config)
+        tr = frozen.run(data.train_paths, progress=progress)
+        va = frozen.run(data.valid_paths, progress=progress)
+        acts = tr.acts
+        y_train = torch.tensor([data.train_targets[i] for i in tr.kept])
+        y_valid = torch.tensor([data.valid_targets[i] for i in va.kept])
+        fit, _ = fit_head(
+            tr.features, y_train, va.features, y_valid, n_classes=len(data.classes), seed=config.seed
+        )
+        fold(fit, split.classifier)  # start where fine-tuning starts
 
     tail = split.tail
     groups = tail.param_groups()
@@ -151,7 +159,7 @@ def lr_find(
             if start + bs <= n
             else torch.cat([order[start:], order[: start + bs - n]])
         )
-        loss = F.cross_entropy(tail(tr.acts[idx].float()).float(), y_train[idx])
+        loss = loss_fn(tail(acts[idx].float()).float(), y_train[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -176,6 +184,34 @@ def lr_find(
     found = replace(found, plot=str(_plot(found, folder / f"{stem}.png")))
     (folder / f"{stem}.json").write_text(json.dumps(asdict(found), indent=1), encoding="utf-8")
     return found
+
+
+def _tagger_start(config: TrainConfig, progress: ProgressCallback | None) -> tuple[Any, Any, Any]:
+    """Where a tagger's fine-tuning starts: ``(split, training activations, 0/1 tag matrix)``, its
+    classifier holding the one-vs-rest tag head fitted on the training images' features."""
+    from sortsight.errors import DataError
+    from sortsight.models import create_model
+    from sortsight.tagdata import load_tag_dataset
+    from sortsight.taghead import fit_tag_head
+    from sortsight.training import plan as _plan
+    from sortsight.training.frozen import FrozenPass
+    from sortsight.training.run import split_for
+
+    ds = load_tag_dataset(
+        str(config.data_path), **_plan.dataset_args(config), separator=config.tag_separator, progress=progress
+    )
+    items = ds.by_split("train")
+    model, data_config = create_model(config.model, list(ds.tags), input_size=config.image_size)
+    split = split_for(model, config.model, data_config)
+    tr = FrozenPass(split, data_config).run([it.path for it in items], progress=progress)
+    y = ds.matrix([items[i] for i in tr.kept])
+    if len(y) < 2 or not y.any():
+        raise DataError("The learning-rate test needs training images with tags; add images or tags.")
+    head = fit_tag_head(np.asarray(tr.features.numpy()), y, seed=config.seed)
+    with torch.no_grad():
+        split.classifier.weight.copy_(torch.from_numpy(head.weight).float())
+        split.classifier.bias.copy_(torch.from_numpy(head.bias).float())
+    return split, tr.acts, torch.from_numpy(np.asarray(y, dtype=np.float32))
 
 
 def _plot(found: LRFind, path: Path) -> Path:

@@ -107,7 +107,9 @@ const METRIC_NAMES = {
   val_accuracy: "Validation accuracy", val_loss: "Validation loss", train_loss: "Training loss",
   val_f1_macro: "Validation F1 score (average over classes)", val_top5_accuracy: "Validation top-5 accuracy",
   val_balanced_accuracy: "Validation balanced accuracy", val_precision_macro: "Validation precision",
-  val_recall_macro: "Validation recall",
+  val_recall_macro: "Validation recall", val_map: "Validation mean average precision (tags)",
+  val_f1_micro: "Validation F1 score (all tags together)", val_f1_samples: "Validation F1 score (per image)",
+  val_hamming_loss: "Validation share of wrong tags", val_subset_accuracy: "Validation images with every tag right",
 };
 function metricName(key) {
   if (METRIC_NAMES[key]) return METRIC_NAMES[key];
