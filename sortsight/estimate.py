@@ -222,8 +222,8 @@ def _estimate_tagger(
     if plan.epochs and len(y) >= 2 and frozen.split.fine_tunes:
         import torch
 
-        from sortsight.multilabel import tag_objective
         from sortsight.training.loop import warm_up
+        from sortsight.training.tags import tag_objective
 
         yt = torch.from_numpy(np.asarray(y, dtype=np.float32))
         batch_size, chosen, timing = warm_up(frozen.split, measured.acts, yt, config, tag_objective())

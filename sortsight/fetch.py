@@ -23,12 +23,8 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
 import os
-import re
 import shutil
 import threading
 import time
@@ -43,9 +39,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sortsight import __version__, _iiif
+from sortsight import __version__
 from sortsight._callable import make_module_callable
 from sortsight.errors import DataError, ImageError
+from sortsight.fetchlist import FetchItem, items_from_csv, items_from_manifest
 from sortsight.fileops import place_file
 from sortsight.images import inspect_image
 from sortsight.progress import ProgressCallback, Ticker
@@ -67,15 +64,6 @@ _EXT = {
     "AVIF": ".avif",
 }
 _USER_AGENT = f"sortsight/{__version__} (dataset builder; polite, resumable)"
-
-
-@dataclass(frozen=True)
-class FetchItem:
-    """One image to download: where from, into which class folder, under which file stem."""
-
-    url: str
-    label: str
-    name: str
 
 
 @dataclass
@@ -187,83 +175,6 @@ class _Http:
 # --------------------------------------------------------------------------- reading the source
 
 
-def _slug(text: str, default: str = "image") -> str:
-    text = re.sub(r"[^\w\-]+", "-", text, flags=re.UNICODE).strip("-._")
-    return text[:60] or default
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
-
-
-def _safe_label(label: str) -> str:
-    """A class-folder name from a label (no path separators, not hidden)."""
-    label = re.sub(r"[/\\\0]+", "-", label.strip()).lstrip(".").strip()
-    return label[:100]
-
-
-def _items_from_manifest(
-    manifest: dict[str, Any], *, label: str | None, label_field: str | None, size: int | None
-) -> tuple[list[FetchItem], list[dict[str, str]]]:
-    if not label and not label_field:
-        raise DataError(
-            "A IIIF manifest needs --label NAME or --label-field FIELD (a metadata field) for its images."
-        )
-    pairs, _ = _iiif.canvases(manifest)
-    if not pairs:
-        raise DataError("The IIIF manifest has no canvases with images; check that it is the right manifest.")
-    title = _slug(_iiif.text(manifest.get("label")), "iiif")
-    top = _iiif.metadata(manifest)
-    field_key = (label_field or "").lower()
-    items: list[FetchItem] = []
-    skipped: list[dict[str, str]] = []
-    for index, (canvas, resource) in enumerate(pairs, start=1):
-        url = _iiif.image_url(resource, canvas, size)
-        if not url:
-            skipped.append({"url": "", "label": "", "reason": f"canvas {index} has no image URL"})
-            continue
-        value = label or _iiif.metadata(canvas).get(field_key) or top.get(field_key, "")
-        name = f"{title}_{index:04d}_{_short_hash(url)}"
-        if not value:
-            skipped.append({"url": url, "label": "", "reason": f"no metadata field '{label_field}'"})
-            continue
-        items.append(FetchItem(url, _safe_label(value), name))
-    if label_field and not label and not items:
-        fields = sorted({*top, *(k for c, _ in pairs for k in _iiif.metadata(c))})
-        raise DataError(
-            f"No canvas or manifest metadata field '{label_field}' found; fields here: "
-            f"{', '.join(fields) or 'none'}. Give --label-field with one of them, or --label."
-        )
-    return items, skipped
-
-
-def _items_from_csv(text: str, *, label: str | None, label_field: str | None) -> list[FetchItem]:
-    reader = csv.DictReader(
-        io.StringIO(text), dialect="excel-tab" if "\t" in text.split("\n", 1)[0] else "excel"
-    )
-    columns = {(c or "").strip().lower(): c for c in reader.fieldnames or []}
-    if "url" not in columns:
-        raise DataError(
-            f"The CSV has columns {list(columns) or 'none'}; it needs a 'url' column (and 'label')."
-        )
-    label_column = columns.get((label_field or "label").lower())
-    if not label and label_column is None:
-        raise DataError(
-            f"The CSV has no '{label_field or 'label'}' column; add one, or give --label NAME for all images."
-        )
-    items: list[FetchItem] = []
-    for row in reader:
-        url = (row.get(columns["url"]) or "").strip()
-        if not url:
-            continue
-        value = label or (row.get(label_column) or "" if label_column else "")
-        stem = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).stem
-        items.append(FetchItem(url, _safe_label(value), f"{_slug(stem)}_{_short_hash(url)}"))
-    if not items:
-        raise DataError("The CSV lists no URLs; give one image URL per row in the 'url' column.")
-    return items
-
-
 def read_source(
     source: str | os.PathLike,
     *,
@@ -296,8 +207,8 @@ def read_source(
             manifest = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DataError(f"'{text_source}' is not valid JSON ({exc.msg}); give a IIIF manifest.") from exc
-        return _items_from_manifest(manifest, label=label, label_field=label_field, size=size)
-    items = _items_from_csv(text, label=label, label_field=label_field)
+        return items_from_manifest(manifest, label=label, label_field=label_field, size=size)
+    items = items_from_csv(text, label=label, label_field=label_field)
     return [i for i in items if i.label], [
         {"url": i.url, "label": "", "reason": "empty label"} for i in items if not i.label
     ]

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from sortsight.errors import DataError
-from sortsight.fileops import ActionLog, place_file, sha256_file, undo_log
+from sortsight.fileops import ActionLog, place_file, sha256_file
 from sortsight.sources import SPLIT_ALIASES
+from sortsight.undo import undo_log
 
 __all__ = [
     "ACTIONS",
@@ -324,10 +325,10 @@ def retag(
     image its old tags back (and refuses when they were edited again meanwhile).
 
     Raises:
-        DataError: the labels file cannot be edited (see :func:`sortsight.labelfile.set_tags`),
+        DataError: the labels file cannot be edited (see :func:`sortsight.tagedit.set_tags`),
             or the image is not in it and no tags are given.
     """
-    from sortsight.labelfile import row_of, set_tags, tags_of
+    from sortsight.tagedit import row_of, set_tags, tags_of
 
     labels = Path(labels_file).resolve()
     src = Path(path).resolve()
@@ -408,7 +409,7 @@ def apply_decisions(
 def undo(log_path: str | os.PathLike, *, dry_run: bool = False) -> list[dict[str, Any]]:
     """Undo every logged action (newest first); return the entries undone.
 
-    See :func:`sortsight.fileops.undo_log`: moves (relabel, delete-to-trash) are moved back.
+    See :func:`sortsight.undo.undo_log`: moves (relabel, delete-to-trash) are moved back.
 
     Raises:
         SortsightError: the log does not exist.

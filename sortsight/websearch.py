@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from sortsight.errors import DataError, ImageError
-from sortsight.fetch import JOURNAL_NAME, FetchItem, FetchSummary, _safe_label, _short_hash, _slug, fetch
+from sortsight.fetch import JOURNAL_NAME, FetchSummary, fetch
+from sortsight.fetchlist import FetchItem, safe_label, short_hash, slug
 from sortsight.fileops import atomic_write_text, place_file
 from sortsight.progress import ProgressCallback, ProgressEvent, emit
 
@@ -192,11 +193,11 @@ def _labels_for(queries: Sequence[str], labels: Sequence[str] | None) -> list[st
     if not queries:
         raise DataError("Give at least one --search query, e.g. --search duckling --search cygnet.")
     if not labels:
-        names = [_safe_label(q) for q in queries]
+        names = [safe_label(q) for q in queries]
     elif len(labels) == len(queries):
-        names = [_safe_label(label) for label in labels]
+        names = [safe_label(label) for label in labels]
     elif len(labels) == 1:
-        names = [_safe_label(labels[0])] * len(queries)
+        names = [safe_label(labels[0])] * len(queries)
     else:
         raise DataError(
             f"{len(labels)} --label values for {len(queries)} --search queries. Give one --label for all "
@@ -368,7 +369,7 @@ def fetch_search(
         all_hits += hits
         out.mkdir(parents=True, exist_ok=True)
         _write_sources(out, all_hits, label_of)  # what was found is on disk before any download
-        items = [FetchItem(h.url, label, f"{_slug(query)}-{_short_hash(h.url)}") for h in hits]
+        items = [FetchItem(h.url, label, f"{slug(query)}-{short_hash(h.url)}") for h in hits]
         phase_progress = _rename_phase(progress, f"fetch {label}")
         summary = fetch(
             items,

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from sortsight.errors import SortsightError
-from sortsight.fileops import ActionLog, atomic_write_text, place_file, sha256_file, undo_log
+from sortsight.fileops import ActionLog, atomic_write_text, place_file, sha256_file
+from sortsight.undo import undo_log
 
 
 def _file(path: Path, content: bytes) -> Path:

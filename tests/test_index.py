@@ -329,8 +329,8 @@ def test_labelling_session_suggests_refits_and_persists(built: tuple[Path, Path]
 def test_labels_export_reads_as_a_labels_file_and_sorting_is_undoable(
     built: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from sortsight.fileops import undo_log
     from sortsight.labelfile import read_labels_file
+    from sortsight.undo import undo_log
 
     pile, _index_dir = built
     copy = tmp_path / "pile"

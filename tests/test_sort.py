@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from sortsight.errors import PredictError
-from sortsight.fileops import ActionLog, undo_log
+from sortsight.fileops import ActionLog
 from sortsight.predictions import CSV_COLUMNS, read_predictions
 from sortsight.sort import LOG_NAME, folder_name, sort_into
+from sortsight.undo import undo_log
 
 
 def _write_images(root: Path, n: int, *, size: int = 200) -> list[Path]:

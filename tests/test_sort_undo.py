@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from test_sort import _write_predictions
 
-from sortsight.fileops import UNDOABLE, ActionLog, place_file, undo_log
+from sortsight.fileops import UNDOABLE, ActionLog, place_file
 from sortsight.fix import relabel, retag, trash
 from sortsight.sort import LOG_NAME, sort_into
+from sortsight.undo import undo_log
 
 
 def _digest(p: Path) -> str:

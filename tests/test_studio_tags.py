@@ -2,7 +2,7 @@
 see the tag counts, train a tagger with the real CLI, read per-tag results, edit tags and undo.
 
 Also the library underneath: editing one image's tags in a labels file
-(:func:`sortsight.labelfile.set_tags`) and the logged, undoable :func:`sortsight.fix.retag`.
+(:func:`sortsight.tagedit.set_tags`) and the logged, undoable :func:`sortsight.fix.retag`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from test_multilabel import TAGS, _tagged_image, _write_tagged
 
 from sortsight import fix
 from sortsight.errors import DataError
-from sortsight.labelfile import read_tags_file, set_tags, tags_of, write_tags_file
+from sortsight.labelfile import read_tags_file, write_tags_file
+from sortsight.tagedit import set_tags, tags_of
 
 __all__ = ["home"]  # a fixture shared from studio_helpers
 

@@ -12,8 +12,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from starlette.concurrency import run_in_threadpool
 
 from sortsight.errors import DataError
+from sortsight.studio import fixes, runs
 from sortsight.studio import projects as pj
-from sortsight.studio import runs
 from sortsight.studio.core import JobDep, ProjectDep, Studio, StudioDep
 from sortsight.studio.routes_data import data_summary
 from sortsight.studio.routes_train import start_training_job
@@ -121,7 +121,7 @@ def results_page(
         for item in mistakes:
             item["now"] = tag_of.get(item["rel"], item.get("true") or [])
     finished = [j for j in studio.project_jobs(project, "train") if j.status == "finished"]
-    history = pj.fix_history(folder)[:20]
+    history = fixes.fix_history(folder)[:20]
     return studio.render(
         request,
         "results.html",
@@ -155,7 +155,7 @@ def fix_relabel(
     request: Request, studio: StudioDep, project: ProjectDep, path: str = Form(...), label: str = Form(...)
 ) -> Any:
     folder = studio.project_dir(project)
-    destination = pj.relabel(folder, path, label)
+    destination = fixes.relabel(folder, path, label)
     return _after_fix(request, project, f"Moved {Path(path).name} to '{label}' ({destination.parent.name}/).")
 
 
@@ -169,7 +169,7 @@ async def fix_tags(request: Request, studio: StudioDep, project: ProjectDep) -> 
     ticked = [str(v) for v in form.getlist("tag") if isinstance(v, str)]
     typed = pj.parse_tags(str(form.get("new_tags") or ""))
     tags = list(dict.fromkeys([*ticked, *typed]))
-    before = await run_in_threadpool(pj.retag, studio.project_dir(project), path, tags)
+    before = await run_in_threadpool(fixes.retag, studio.project_dir(project), path, tags)
     name = Path(path).name
     if before is None:
         return _after_fix(request, project, f"{name} already had these tags; nothing changed.")
@@ -182,13 +182,13 @@ def _tag_text(tags: list[str]) -> str:
 
 @router.post("/projects/{project_id}/fix/delete")
 def fix_delete(request: Request, studio: StudioDep, project: ProjectDep, path: str = Form(...)) -> Any:
-    pj.trash(studio.project_dir(project), path)
+    fixes.trash(studio.project_dir(project), path)
     return _after_fix(request, project, f"Moved {Path(path).name} to the project's trash.")
 
 
 @router.post("/projects/{project_id}/fix/undo")
 def fix_undo(request: Request, studio: StudioDep, project: ProjectDep) -> Any:
-    item = pj.undo_last(studio.project_dir(project))
+    item = fixes.undo_last(studio.project_dir(project))
     if item is None:
         raise DataError("There is nothing to undo.")
     return _after_fix(request, project, f"Undid the {item['action']} of {Path(item['source']).name}.")

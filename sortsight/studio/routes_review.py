@@ -3,9 +3,9 @@
 The flags of the project's newest doctor report, in the report's order: likely mislabels (most
 likely wrong first), then out-of-place images. Each decision is one key:
 
-- ``take`` — move the image into the suggested class (:func:`sortsight.studio.projects.relabel`);
+- ``take`` — move the image into the suggested class (:func:`sortsight.studio.fixes.relabel`);
 - ``keep`` — leave it as it is;
-- ``delete`` — move it into the project's trash (:func:`sortsight.studio.projects.trash`).
+- ``delete`` — move it into the project's trash (:func:`sortsight.studio.fixes.trash`).
 
 Relabel and delete go through the same logged, undoable fixes as the Results page's buttons
 (``fixes/NNNNNN-<action>.jsonl``). Every review decision, keep included, is also appended to
@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from sortsight import fix
 from sortsight.errors import DataError
+from sortsight.studio import fixes
 from sortsight.studio import projects as pj
 from sortsight.studio.core import ProjectDep, Studio, StudioDep
 from sortsight.studio.routes_data import doctor_findings
@@ -164,12 +165,12 @@ def review_decide(studio: StudioDep, project: ProjectDep, n: int, action: str) -
             raise DataError(
                 "This image is out of place, not mislabelled: there is no label to take. Keep or delete it."
             )
-        before = {h["log"] for h in pj.fix_history(folder)}
+        before = {h["log"] for h in fixes.fix_history(folder)}
         if action == "take":
-            moved = pj.relabel(folder, flag["rel"], flag["suggested"])
+            moved = fixes.relabel(folder, flag["rel"], flag["suggested"])
         elif action == "delete":
-            moved = pj.trash(folder, flag["rel"])
-        made = [h["log"] for h in pj.fix_history(folder) if h["log"] not in before]
+            moved = fixes.trash(folder, flag["rel"])
+        made = [h["log"] for h in fixes.fix_history(folder) if h["log"] not in before]
         entry: dict[str, Any] = {"action": action, "n": n, "path": flag["path"]}
         if action != "keep":
             entry.update(fix_log=made[0] if made else None, destination=str(moved))
