@@ -543,6 +543,7 @@ def test_data_doctor_findings_and_fix_from_the_data_page(client: TestClient, hom
     assert steps[0][2:4] == ["check", str(home / "projects/postcards/data")] and "--doctor" in steps[0]
     page = client.get(f"/projects/{pid}/data").text
     assert "1 leaking across splits" in page and "leakage across splits" in page and "dark" in page
+    assert "&size=64" in page  # the duplicates table shows each file's thumbnail
     assert "Relabel as dogs" in page
     r = client.post(
         f"/projects/{pid}/fix/relabel",
