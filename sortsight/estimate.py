@@ -189,16 +189,13 @@ def _estimate_tagger(
     import numpy as np
 
     from sortsight.models import create_model
-    from sortsight.tagdata import load_tag_dataset
     from sortsight.taghead import fit_tag_head
     from sortsight.training import plan as _plan
     from sortsight.training.frozen import FrozenPass
     from sortsight.training.run import split_for
 
     started = time.perf_counter()
-    ds = load_tag_dataset(
-        str(config.data_path), **_plan.dataset_args(config), separator=config.tag_separator, progress=progress
-    )
+    ds = _plan.load_tag_data(config, progress)
     train_items, valid_items = ds.by_split("train"), ds.by_split("validation")
     elapsed = startup_seconds + time.perf_counter() - started
     t0 = time.perf_counter()

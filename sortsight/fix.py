@@ -328,6 +328,7 @@ def retag(
         DataError: the labels file cannot be edited (see :func:`sortsight.tagedit.set_tags`),
             or the image is not in it and no tags are given.
     """
+    from sortsight.labelfile import split_cell
     from sortsight.tagedit import row_of, set_tags, tags_of
 
     labels = Path(labels_file).resolve()
@@ -335,7 +336,7 @@ def retag(
     if not labels.is_file():
         raise DataError(f"Labels file '{labels_file}' not found; give the file that holds the tags.")
     before = tags_of(labels, src)
-    after = None if tags is None else sorted(dict.fromkeys(t.strip() for t in tags if t.strip()))
+    after = None if tags is None else sorted(split_cell(list(tags), "|"))  # as set_tags writes them
     if before is None and after is None:
         raise DataError(f"'{src.name}' has no row in '{labels.name}'; there is nothing to remove.")
     if before is not None and after is not None and sorted(before) == after:

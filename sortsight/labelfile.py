@@ -32,6 +32,7 @@ __all__ = [
     "SPLIT_ALIASES",
     "TAG_COLUMNS",
     "TARGET_COLUMNS",
+    "check_tags",
     "pick_column",
     "read_labels_file",
     "read_tags_file",
@@ -371,6 +372,15 @@ def tag_problem(tag: str) -> str | None:
     return None
 
 
+def check_tags(tags: Sequence[str], where: str = "") -> None:
+    """Raise a DataError naming the first tag that cannot be written (:func:`tag_problem`),
+    ``where`` in front of the reason (``"Cannot tag 'a.jpg': "``); nothing when all are fine."""
+    for tag in tags:
+        problem = tag_problem(tag)
+        if problem:
+            raise DataError(f"{where}{problem}." if where else f"{problem[:1].upper()}{problem[1:]}.")
+
+
 def write_tags_file(path: str | os.PathLike, rows: Sequence[tuple[str, Sequence[str], str]]) -> Path:
     """Write ``[(image path relative to the file, tags, split)]`` as a labels CSV.
 
@@ -385,10 +395,7 @@ def write_tags_file(path: str | os.PathLike, rows: Sequence[tuple[str, Sequence[
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["image", "labels", "split"] if with_split else ["image", "labels"])
     for name, tags, split in rows:
-        for tag in tags:
-            problem = tag_problem(tag)
-            if problem:
-                raise DataError(f"Cannot write the tags of '{name}': {problem}.")
+        check_tags(tags, f"Cannot write the tags of '{name}': ")
         writer.writerow([name, "|".join(tags), split] if with_split else [name, "|".join(tags)])
     target = Path(path)
     atomic_write_text(target, out.getvalue())

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PROBLEM_TYPE",
     "is_multilabel",
+    "kept_as",
     "model_task",
     "train_multilabel",
     "with_sigmoid_output",
@@ -61,6 +62,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "multi_label_classification"
+
+
+def kept_as(result: Any) -> str:
+    """Which model a tagger's run kept, in words: ``tag head``, ``fine-tuned`` or ``WiSE-FT mix 0.5``."""
+    if result.chosen == "wise":
+        return f"WiSE-FT mix {result.wise_alpha:g}"
+    return "fine-tuned" if result.chosen == "finetune" else "tag head"
 
 
 def is_multilabel(config: TrainConfig) -> bool:
@@ -135,7 +143,6 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
         ConfigError, DataError, ModelError: one-line messages saying what to do.
     """
     from sortsight.models import create_model
-    from sortsight.tagdata import load_tag_dataset
     from sortsight.training.frozen import FrozenPass
     from sortsight.training.result import CandidateResult, TrainResult
     from sortsight.training.run import split_for
@@ -149,12 +156,7 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
     env = _dist.setup_environment()
     config = _rd.prepare_run_dir(config, env)
     progress = _rd.EventLog(config.run_dir, env, progress)  # RUN/events.jsonl for front-ends
-    ds = load_tag_dataset(
-        str(config.data_path),
-        **_plan.dataset_args(config),
-        separator=config.tag_separator,
-        progress=progress,
-    )
+    ds = _plan.load_tag_data(config, progress)
     for tag, why in ds.excluded:
         emit(progress, ProgressEvent("data", 0, 0, message=f"Tag '{tag}' is {why}; left out of training."))
     train_items, valid_items = ds.by_split("train"), ds.by_split("validation")
@@ -227,11 +229,9 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
             f"Tag head: validation micro-F1 {metrics['f1_micro']:.3f}, mAP {metrics['map']:.3f}",
         ),
     )
-    import torch
+    from sortsight.training.head import fold
 
-    with torch.no_grad():
-        split.classifier.weight.copy_(torch.from_numpy(head.weight).float())
-        split.classifier.bias.copy_(torch.from_numpy(head.bias).float())
+    fold(head, split.classifier)
     model_dir = run_dir / "model"
     engine: dict[str, Any] = {
         "cpu": env.cpu,
@@ -292,20 +292,13 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
             },
         )
     result.first_model_seconds = time.perf_counter() - start
-    emit(
-        progress,
-        ProgressEvent(
-            "model_ready",
-            1,
-            1,
-            {
-                "model_dir": str(model_dir),
-                "stage": "head" if may_tune else "final",
-                "val_accuracy": metrics["accuracy"],
-                "val_f1_micro": metrics["f1_micro"],
-            },
-        ),
-    )
+
+    def model_ready(stage: str) -> None:
+        """Announce the model on disk (``metrics``: those of the model saved last)."""
+        info = {"model_dir": str(model_dir), "stage": stage, "val_accuracy": metrics["accuracy"]}
+        emit(progress, ProgressEvent("model_ready", 1, 1, {**info, "val_f1_micro": metrics["f1_micro"]}))
+
+    model_ready("head" if may_tune else "final")
 
     # fine-tune the tail where it pays (as single-label: from the head, the best epoch by
     # validation mAP, then the WiSE-FT mix); the thresholds are then chosen on validation
@@ -334,7 +327,7 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
         tuned_v = tag_metrics(y_valid, tuned["scores"], thresholds, ds.tags)
         metrics = {k: v for k, v in tuned_v["metrics"].items() if k != "n_images"}
         per_tag = tuned_v["per_tag"]
-        result.metrics, result.head_metrics = metrics, result.head_metrics
+        result.metrics = metrics
         result.wise_alpha = tuned["alpha"]
         result.chosen = "finetune" if tuned["alpha"] == 1 else "wise"
         metrics_note = (
@@ -365,20 +358,7 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
         )
         _rd.mark_finished(run_dir, result)
         if result.chosen != "head":
-            emit(
-                progress,
-                ProgressEvent(
-                    "model_ready",
-                    1,
-                    1,
-                    {
-                        "model_dir": str(model_dir),
-                        "stage": "final",
-                        "val_accuracy": metrics["accuracy"],
-                        "val_f1_micro": metrics["f1_micro"],
-                    },
-                ),
-            )
+            model_ready("final")
     env.wait()
     done = {
         "chosen": result.chosen,
@@ -386,11 +366,8 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
         "val_f1_micro": metrics["f1_micro"],
         "val_map": metrics["map"],
     }
-    kept = {"head": "tag head", "finetune": "fine-tuned", "wise": f"WiSE-FT mix {result.wise_alpha:g}"}
-    emit(
-        progress,
-        ProgressEvent("done", 1, 1, done, 0.0, f"Kept {config.model} ({kept[result.chosen]}) in {model_dir}"),
-    )
+    message = f"Kept {config.model} ({kept_as(result)}) in {model_dir}"
+    emit(progress, ProgressEvent("done", 1, 1, done, 0.0, message))
     return TrainResult(run_dir, model_dir, result, [result], time.perf_counter() - start)
 
 
@@ -441,8 +418,7 @@ def _save(
             "thresholds": "max F1 per tag (cross-validated)"
             if result.chosen == "head"
             else "max F1 per tag on validation",
-            "kept": {"head": "tag head", "finetune": "fine-tuned", "wise": "WiSE-FT mix"}[result.chosen]
-            + (f" (alpha {result.wise_alpha:g}, {result.epochs} epochs)" if result.chosen != "head" else ""),
+            "kept": kept_as(result) + (f" ({result.epochs} epochs)" if result.chosen != "head" else ""),
         },
         version=__version__,
     )

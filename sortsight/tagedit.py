@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sortsight.errors import DataError
 from sortsight.fileops import atomic_write_text
-from sortsight.labelfile import IMAGE_COLUMNS, TAG_COLUMNS, pick_column, separator_of, split_cell, tag_problem
+from sortsight.labelfile import IMAGE_COLUMNS, TAG_COLUMNS, check_tags, pick_column, separator_of, split_cell
 
 __all__ = ["row_of", "set_tags", "tags_of"]
 
@@ -110,10 +110,7 @@ def set_tags(
     labels = Path(path)
     delimiter, table, image_col, tag_col, separator = _edit_table(labels)
     clean = None if tags is None else split_cell(list(tags), "|")
-    for tag in clean or []:
-        problem = tag_problem(tag)
-        if problem:
-            raise DataError(f"Cannot tag '{Path(image).name}': {problem}.")
+    check_tags(clean or [], f"Cannot tag '{Path(image).name}': ")
     n = _row_of(labels, table, image_col, Path(image))
     before = None
     if n is not None:

@@ -172,13 +172,12 @@ def train(
         _leaderboard(out, result.leaderboard)
     m = result.metrics
     if "f1_micro" in m:  # a multi-label tagger
-        kept = {"finetune": "fine-tuned", "wise": f"fine-tuned, WiSE-FT mix {result.best.wise_alpha:g}"}.get(
-            result.best.chosen, "tag head"
-        )
+        from sortsight.multilabel import kept_as
+
         why = _STOPPED.get(result.best.stopped, result.best.stopped.replace("_", " "))
         out.print(
-            f"Kept {result.best.model} ({kept}): validation micro-F1 {m['f1_micro']:.3f}, macro F1 "
-            f"{m['f1_macro']:.3f}, mAP {m['map']:.3f} in {result.seconds:.0f} s ({why})."
+            f"Kept {result.best.model} ({kept_as(result.best)}): validation micro-F1 {m['f1_micro']:.3f}, "
+            f"macro F1 {m['f1_macro']:.3f}, mAP {m['map']:.3f} in {result.seconds:.0f} s ({why})."
         )
         out.print(f"Model: {result.model_dir}")
         print_next(out, f"sortsight evaluate {quote(str(result.run_dir))}  (per-tag scores and thresholds)")

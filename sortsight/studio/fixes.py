@@ -67,10 +67,8 @@ def retag(project_dir: Path, rel: str, tags: list[str]) -> list[str] | None:
     path = _image_in_data(project_dir, rel)
     labels = labels_file(project_dir)
     before = tags_of(labels, path)
-    if before is not None and sorted(before) == sorted(tags):
-        return None
-    fix.retag(path, tags, labels_file=labels, log=_new_log(project_dir, "retag"))
-    return before or []
+    result = fix.retag(path, tags, labels_file=labels, log=_new_log(project_dir, "retag"))
+    return None if result.status == "unchanged" else before or []
 
 
 def _trash(project_dir: Path) -> Path:

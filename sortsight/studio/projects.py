@@ -287,7 +287,7 @@ def import_tagged_zip(
         DataError: the project holds class folders, no or several labels files, rows naming
             missing files or files outside the zip, unusable tags (one-line messages).
     """
-    from sortsight.labelfile import read_tags_file, tag_problem, write_tags_file
+    from sortsight.labelfile import check_tags, read_tags_file, write_tags_file
     from sortsight.tagdata import MAX_TAGS
 
     data = data_dir(project_dir)
@@ -304,10 +304,7 @@ def import_tagged_zip(
             raise DataError("The zip holds no files. Zip the images (and their labels file) and upload it.")
         root, rows = _read_uploaded_tags(staging / "zip", labels_upload)
         for _, tags, _ in rows:
-            for tag in tags:
-                problem = tag_problem(tag)
-                if problem:
-                    raise DataError(f"The labels file has an unusable tag: {problem}.")
+            check_tags(tags, "The labels file has an unusable tag: ")
         named = {p.resolve() for p, _, _ in rows}
         for path in sorted(p for p in (staging / "zip").rglob("*") if p.is_file()):
             rel = path.relative_to(staging / "zip")
@@ -377,14 +374,11 @@ def add_files(project_dir: Path, class_name: str, files: list[Path]) -> ImportRe
 
 def parse_tags(text: str) -> list[str]:
     """Tags typed in a form (``people | text``; commas accepted too), each checked; DataError if unusable."""
-    from sortsight.labelfile import tag_problem
+    from sortsight.labelfile import check_tags
 
     parts = [p.strip() for p in text.replace(",", "|").split("|")]
     tags = list(dict.fromkeys(p for p in parts if p))
-    for tag in tags:
-        problem = tag_problem(tag)
-        if problem:
-            raise DataError(f"{problem[0].upper()}{problem[1:]}.")
+    check_tags(tags)
     return tags
 
 

@@ -103,8 +103,6 @@ def data_summary(studio: Studio, project: Project) -> dict[str, Any]:
 
     Returns a dict with ``ok`` False and an ``error`` message when the data cannot be used yet.
     """
-    from sortsight.data import scan, summarize
-
     data = pj.data_dir(studio.project_dir(project))
     data.mkdir(parents=True, exist_ok=True)
     signature = _signature(data)
@@ -116,34 +114,43 @@ def data_summary(studio: Studio, project: Project) -> dict[str, Any]:
     if isinstance(saved, dict) and saved.get("signature") == list(signature):
         studio.summaries[project.id] = (signature, saved["summary"])
         return dict(saved["summary"])
-    result: dict[str, Any]
-    if pj.is_tagged(studio.project_dir(project)):
-        result = _tag_summary(studio.project_dir(project))
-        studio.summaries[project.id] = (signature, result)
-        atomic_write_text(
-            studio.project_dir(project) / _SUMMARY_FILE,
-            json.dumps({"signature": list(signature), "summary": result}),
-        )
-        return result
+    result = (
+        _tag_summary(studio.project_dir(project))
+        if pj.is_tagged(studio.project_dir(project))
+        else _class_summary(data)
+    )
+    studio.summaries[project.id] = (signature, result)
+    saved = {"signature": list(signature), "summary": result}
+    atomic_write_text(studio.project_dir(project) / _SUMMARY_FILE, json.dumps(saved))
+    return result
+
+
+def _samples(ds: Any, groups: dict[str, list[Path]]) -> dict[str, list[str]]:
+    """Up to ``_SAMPLES_PER_CLASS`` images of each group, the same ones every time (seed 42), as
+    ``data/...`` paths."""
+    rng = random.Random(42)
+    return {
+        name: [
+            str(Path("data") / ds.relative(p))
+            for p in sorted(rng.sample(members, min(_SAMPLES_PER_CLASS, len(members))))
+        ]
+        for name, members in groups.items()
+    }
+
+
+def _class_summary(data: Path) -> dict[str, Any]:
+    """A class-folder project's summary (``sortsight.data.summarize``) with sample images per class."""
+    from sortsight.data import scan, summarize
+
     try:
         if not any(p.is_file() for p in data.rglob("*")):
             raise DataError(_NO_IMAGES)
         ds = scan(data)
     except SortsightError as exc:
-        result = {"ok": False, "error": str(exc), "samples": {}, "classes": []}
-    else:
-        result = {"ok": True, **summarize(ds)}
-        rng = random.Random(42)
-        samples: dict[str, list[str]] = {}
-        for label in ds.classes:
-            members = [it.path for it in ds.items if it.label == label]
-            chosen = sorted(rng.sample(members, min(_SAMPLES_PER_CLASS, len(members))))
-            samples[label] = [str(Path("data") / ds.relative(p)) for p in chosen]
-        result["samples"] = samples
-        result["skipped"] = [{**s, "path": str(Path("data") / s["path"])} for s in result["skipped"]]
-    studio.summaries[project.id] = (signature, result)
-    saved = {"signature": list(signature), "summary": result}
-    atomic_write_text(studio.project_dir(project) / _SUMMARY_FILE, json.dumps(saved))
+        return {"ok": False, "error": str(exc), "samples": {}, "classes": []}
+    result: dict[str, Any] = {"ok": True, **summarize(ds)}
+    result["samples"] = _samples(ds, {c: [it.path for it in ds.items if it.label == c] for c in ds.classes})
+    result["skipped"] = [{**s, "path": str(Path("data") / s["path"])} for s in result["skipped"]]
     return result
 
 
@@ -158,12 +165,7 @@ def _tag_summary(folder: Path) -> dict[str, Any]:
         return {"ok": False, "task": "multi_label", "error": str(exc), "samples": {}, "classes": []}
     result: dict[str, Any] = {"ok": True, **summarize_tags(ds)}
     result["classes"] = list(ds.tags)
-    rng = random.Random(42)
-    samples: dict[str, list[str]] = {}
-    for tag in ds.tags:
-        members = [it.path for it in ds.items if tag in it.tags]
-        chosen = sorted(rng.sample(members, min(_SAMPLES_PER_CLASS, len(members))))
-        samples[tag] = [str(Path("data") / ds.relative(p)) for p in chosen]
+    samples = _samples(ds, {t: [it.path for it in ds.items if t in it.tags] for t in ds.tags})
     untagged = [it.path for it in ds.items if not it.tags][:_SAMPLES_PER_CLASS]
     if untagged:
         samples["(no tag)"] = [str(Path("data") / ds.relative(p)) for p in untagged]

@@ -99,18 +99,14 @@ _PHASES = {
 _STAGES = {"head": "first model", "finetune": "fine-tuned model", "final": "final model"}
 
 
-def _score(metrics: dict[str, Any], split: str = "val") -> str:
-    """A run's main score in words: micro-F1 for a tagger (its ``accuracy`` is the share of
-    images with every tag right), accuracy for a classifier."""
-    if isinstance(metrics.get(f"{split}_f1_micro"), (int, float)):
-        name = "validation" if split == "val" else split
-        return (
-            f"{name} micro-F1 {_percent(metrics[f'{split}_f1_micro'])} "
-            f"(every tag right on {_percent(metrics.get(f'{split}_accuracy'))} of the images)"
-        )
-    return (
-        f"{'validation' if split == 'val' else split} accuracy {_percent(metrics.get(f'{split}_accuracy'))}"
-    )
+def _score(metrics: dict[str, Any]) -> str:
+    """A run's main validation score in words: micro-F1 for a tagger (its ``accuracy`` is the
+    share of images with every tag right), accuracy for a classifier."""
+    accuracy = _percent(metrics.get("val_accuracy"))
+    if isinstance(metrics.get("val_f1_micro"), (int, float)):
+        f1 = _percent(metrics["val_f1_micro"])
+        return f"validation micro-F1 {f1} (every tag right on {accuracy} of the images)"
+    return f"validation accuracy {accuracy}"
 
 
 def fmt_duration(seconds: float) -> str:

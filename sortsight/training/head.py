@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -121,7 +121,15 @@ def refit_head(
     return _fit(features.numpy().astype(np.float64), targets.numpy(), n_classes, fit.scaling, fit.C, seed)
 
 
-def fold(fit: HeadFit, classifier: nn.Linear) -> None:
+class LinearFit(Protocol):
+    """A fitted linear model in feature space: ``logits = x @ weight.T + bias`` (a :class:`HeadFit`,
+    or a tagger's :class:`sortsight.taghead.TagHead`)."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+
+
+def fold(fit: LinearFit, classifier: nn.Linear) -> None:
     """Copy ``fit`` into ``classifier`` (the network then computes the fit's logits)."""
     with torch.no_grad():
         classifier.weight.copy_(torch.from_numpy(fit.weight).float())

@@ -191,15 +191,13 @@ def _tagger_start(config: TrainConfig, progress: ProgressCallback | None) -> tup
     classifier holding the one-vs-rest tag head fitted on the training images' features."""
     from sortsight.errors import DataError
     from sortsight.models import create_model
-    from sortsight.tagdata import load_tag_dataset
     from sortsight.taghead import fit_tag_head
     from sortsight.training import plan as _plan
     from sortsight.training.frozen import FrozenPass
+    from sortsight.training.head import fold
     from sortsight.training.run import split_for
 
-    ds = load_tag_dataset(
-        str(config.data_path), **_plan.dataset_args(config), separator=config.tag_separator, progress=progress
-    )
+    ds = _plan.load_tag_data(config, progress)
     items = ds.by_split("train")
     model, data_config = create_model(config.model, list(ds.tags), input_size=config.image_size)
     split = split_for(model, config.model, data_config)
@@ -207,10 +205,7 @@ def _tagger_start(config: TrainConfig, progress: ProgressCallback | None) -> tup
     y = ds.matrix([items[i] for i in tr.kept])
     if len(y) < 2 or not y.any():
         raise DataError("The learning-rate test needs training images with tags; add images or tags.")
-    head = fit_tag_head(np.asarray(tr.features.numpy()), y, seed=config.seed)
-    with torch.no_grad():
-        split.classifier.weight.copy_(torch.from_numpy(head.weight).float())
-        split.classifier.bias.copy_(torch.from_numpy(head.bias).float())
+    fold(fit_tag_head(np.asarray(tr.features.numpy()), y, seed=config.seed), split.classifier)
     return split, tr.acts, torch.from_numpy(np.asarray(y, dtype=np.float32))
 
 

@@ -1,8 +1,9 @@
 """What a run will do, decided once from the config and the data: shared by ``train`` and the estimate.
 
 :func:`make_plan` resolves the candidates (model aliases included), whether fine-tuning may run,
-how many augmented views it uses and how many epochs; :func:`load_data` splits the data;
-:func:`estimate_seconds` turns measured per-image and per-step times into a wall-time estimate.
+how many augmented views it uses and how many epochs; :func:`load_data` splits the data
+(:func:`load_tag_data` a tagger's); :func:`estimate_seconds` turns measured per-image and
+per-step times into a wall-time estimate.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from sortsight.config import TrainConfig
 from sortsight.errors import ConfigError, DataError
 from sortsight.progress import ProgressCallback
+
+if TYPE_CHECKING:
+    from sortsight.tagdata import TagDataset
 
 __all__ = [
     "DEFAULT_CANDIDATES",
@@ -27,6 +31,7 @@ __all__ = [
     "dataset_args",
     "estimate_seconds",
     "load_data",
+    "load_tag_data",
     "make_plan",
 ]
 
@@ -190,6 +195,15 @@ def dataset_args(config: TrainConfig) -> dict[str, Any]:
         "image_column": None if config.image_column == "image" else config.image_column,
         "target_column": None if config.target_column == "target" else config.target_column,
     }
+
+
+def load_tag_data(config: TrainConfig, progress: ProgressCallback | None) -> TagDataset:
+    """A multi-label run's images and tags, split as ``config`` says (train, estimate, lr-find)."""
+    from sortsight.tagdata import load_tag_dataset
+
+    return load_tag_dataset(
+        str(config.data_path), **dataset_args(config), separator=config.tag_separator, progress=progress
+    )
 
 
 def load_data(config: TrainConfig, progress: ProgressCallback | None) -> RunData:
