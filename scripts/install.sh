@@ -9,7 +9,7 @@ PY="${PYTHON:-python3}"
 # pip's output is read whole first: piped into `grep -q`, pip gets "Pipe to stdout was broken" when
 # grep stops early, and under pipefail that failure would trigger a needless reinstall.
 shown="$("$PY" -m pip show sortsight 2>/dev/null || true)"
-if ! "$PY" -c "import sortsight, torch, timm, gradio, fastapi, ray, playwright, pytest" >/dev/null 2>&1 \
+if ! "$PY" -c "import sortsight, torch, timm, gradio, fastapi, ray, playwright, pytest, xdist" >/dev/null 2>&1 \
    || [[ "$shown" != *"Editable project location: $(pwd)"* ]]; then
   echo "==> installing sortsight and its dependencies (first time: a few minutes)"
   "$PY" -m pip install --quiet --disable-pip-version-check -c scripts/constraints.txt -e ".[all,dev]"

@@ -4,7 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 set +e
-"${PYTHON:-python3}" -m pytest -q "$@"
+# one pytest-xdist worker per core (SORTSIGHT_TEST_WORKERS=0 runs in this process); tests/conftest.py
+# gives each worker its own cores, so N workers never run more torch threads than there are cores
+"${PYTHON:-python3}" -m pytest -q -n "${SORTSIGHT_TEST_WORKERS:-auto}" "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -72,6 +72,27 @@ def make_folder(tmp_path: Path) -> Callable[..., Path]:
     return _make
 
 
+def worker_cores(worker: str, count: int, cores: Sequence[int]) -> list[int]:
+    """The cores pytest-xdist worker ``worker`` (``gw0``, ``gw1``, ...) of ``count`` gets: every
+    ``count``-th one, starting at its number; all of them outside xdist or with one worker."""
+    if not worker.startswith("gw") or count < 2:
+        return list(cores)
+    return list(cores)[int(worker[2:]) % count :: count] or list(cores)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``-n N``), give each worker its own share of the cores, so that torch in
+    N workers (and the CLI processes they start, which inherit the affinity) does not run N times
+    as many threads as there are cores."""
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    mine = worker_cores(worker, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1), cores)
+    if mine != cores:
+        os.sched_setaffinity(0, mine)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Keep sortsight's cache (verified images, extracted HF datasets) out of the user's home."""
@@ -161,8 +182,12 @@ def trained_run(train_data: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     events: list[Any] = []
     out = tmp_path_factory.mktemp("runs") / "run"
     config = TrainConfig(
-        data_path=str(train_data), out=str(out), **TRAIN_FAST,
-        strategy="finetune", refit=False, log="tensorboard",
+        data_path=str(train_data),
+        out=str(out),
+        **TRAIN_FAST,
+        strategy="finetune",
+        refit=False,
+        log="tensorboard",
     )
     return train(config, progress=events.append), events
 

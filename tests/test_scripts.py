@@ -35,7 +35,7 @@ def test_test_sh_fails_when_pytest_collected_nothing(
         timeout=60,
     )
     assert proc.returncode == expected, proc.stderr
-    assert "pytest -m pytest -q -k nothing" in proc.stdout
+    assert "pytest -m pytest -q -n auto -k nothing" in proc.stdout
     if pytest_status == 5:
         assert "collected no tests" in proc.stderr
 
@@ -69,3 +69,12 @@ exit 0
     assert proc.returncode == 0, proc.stderr
     assert "pip install" not in calls.read_text(encoding="utf-8"), "reinstalled although it was installed"
     assert "sortsight 9.9 is installed" in proc.stdout
+
+
+def test_xdist_workers_share_the_cores_out() -> None:
+    from conftest import worker_cores
+
+    assert worker_cores("gw0", 2, [0, 1]) == [0] and worker_cores("gw1", 2, [0, 1]) == [1]
+    assert worker_cores("gw1", 2, [0, 1, 2, 3]) == [1, 3]
+    assert worker_cores("gw2", 3, [0, 1]) == [0, 1]  # more workers than cores: share them all
+    assert worker_cores("", 1, [0, 1]) == [0, 1] and worker_cores("master", 2, [0, 1]) == [0, 1]
