@@ -20,8 +20,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,9 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from head_levers import features, print_table
-from peers import machine
-from sets import DEFAULT_SETS, build
+from head_levers import features, over_sets
 
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite2")
 
@@ -57,17 +53,7 @@ def scores(f: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sets", default=",".join(DEFAULT_SETS))
-    ap.add_argument("--work", default="bench-work")
-    ap.add_argument("--scale", type=float, default=1.0)
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
-    info = machine()
-    print(f"[{info}]", flush=True)
-    results: dict[str, Any] = {"machine": info, "sets": {}}
-    for name in args.sets.split(","):
-        root = build(name, Path(args.work) / "sets", scale=args.scale)
+    def row_of(root: Path) -> dict[str, Any]:
         row: dict[str, Any] = {}
         feats = {}
         for model in BACKBONES:
@@ -76,16 +62,14 @@ def main() -> None:
             row[f"{model}_features_s"] = round(time.perf_counter() - start, 1)
         a, b = (feats[m] for m in BACKBONES)
         if not (np.array_equal(a["train_y"], b["train_y"]) and np.array_equal(a["test_y"], b["test_y"])):
-            raise SystemExit(f"{name}: the two passes kept different images")
+            raise SystemExit(f"{root.name}: the two passes kept different images")
         both = {**a, "train": np.hstack([a["train"], b["train"]]), "test": np.hstack([a["test"], b["test"]])}
         for label, f in (("lite0", a), ("lite2", b), ("lite0+lite2", both)):
             for recipe, acc in scores(f).items():
                 row[f"{recipe} {label}"] = acc
-        results["sets"][name] = row
-        print(name, json.dumps(row), flush=True)
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print_table(results["sets"])
+        return row
+
+    results = over_sets(__doc__ or "", row_of)
     for model in BACKBONES:
         key = f"{model}_features_s"
         print(f"| {key} | " + " | ".join(f"{row[key]:.0f}" for row in results["sets"].values()) + " |")

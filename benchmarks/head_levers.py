@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,13 @@ def levers(f: dict[str, np.ndarray]) -> dict[str, Any]:
     return r
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def over_sets(
+    doc: str, row_of: Callable[[Path], dict[str, Any]], *, skip: tuple[str, ...] = ("_s",)
+) -> dict[str, Any]:
+    """The command line every feature benchmark shares: ``--sets --work --scale --json``; builds
+    each set, prints ``row_of(set folder)`` as it comes (and keeps the JSON file up to date), then
+    the Markdown table of every row; returns the results."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--sets", default=",".join(DEFAULT_SETS))
     ap.add_argument("--work", default="bench-work")
     ap.add_argument("--scale", type=float, default=1.0)
@@ -118,15 +124,22 @@ def main() -> None:
     print(f"[{info}]", flush=True)
     results: dict[str, Any] = {"machine": info, "sets": {}}
     for name in args.sets.split(","):
-        root = build(name, Path(args.work) / "sets", scale=args.scale)
-        start = time.perf_counter()
-        f = features(root)
-        row = {"features_s": round(time.perf_counter() - start, 1), **levers(f)}
+        row = row_of(build(name, Path(args.work) / "sets", scale=args.scale))
         results["sets"][name] = row
         print(name, json.dumps(row), flush=True)
         if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2))
-    print_table(results["sets"], skip=("_s", "_choice"))
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results["sets"], skip=skip)
+    return results
+
+
+def main() -> None:
+    def row_of(root: Path) -> dict[str, Any]:
+        start = time.perf_counter()
+        f = features(root)
+        return {"features_s": round(time.perf_counter() - start, 1), **levers(f)}
+
+    over_sets(__doc__ or "", row_of, skip=("_s", "_choice"))
 
 
 def print_table(sets: dict[str, dict[str, Any]], *, skip: tuple[str, ...] = ("_s",)) -> None:

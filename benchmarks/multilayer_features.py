@@ -25,8 +25,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,9 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from concat_features import scores
-from head_levers import print_table
-from peers import machine
-from sets import DEFAULT_SETS, build
+from head_levers import over_sets
 
 
 def stage_features(root: Path) -> dict[str, Any]:
@@ -92,17 +88,7 @@ def joined(f: dict[str, Any], which: list[int]) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sets", default=",".join(DEFAULT_SETS))
-    ap.add_argument("--work", default="bench-work")
-    ap.add_argument("--scale", type=float, default=1.0)
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
-    info = machine()
-    print(f"[{info}]", flush=True)
-    results: dict[str, Any] = {"machine": info, "sets": {}}
-    for name in args.sets.split(","):
-        root = build(name, Path(args.work) / "sets", scale=args.scale)
+    def row_of(root: Path) -> dict[str, Any]:
         start = time.perf_counter()
         f = stage_features(root)
         row: dict[str, Any] = {"features_s (eager)": round(time.perf_counter() - start, 1)}
@@ -110,11 +96,9 @@ def main() -> None:
         for label, which in (("last", []), ("last+late", list(range(n - 3, n))), ("all", list(range(n)))):
             for recipe, acc in scores(joined(f, which)).items():
                 row[f"{recipe} {label}"] = acc
-        results["sets"][name] = row
-        print(name, json.dumps(row), flush=True)
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    print_table(results["sets"])
+        return row
+
+    over_sets(__doc__ or "", row_of, skip=("_s", "(eager)"))
 
 
 if __name__ == "__main__":
