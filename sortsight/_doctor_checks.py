@@ -8,21 +8,26 @@ measured with NumPy and Pillow, perceptual hashes from ``imagehash``, and pair s
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sortsight.data import TINY_SIDE
+from sortsight.errors import ImageError
 from sortsight.fileops import sha256_file
 from sortsight.images import inspect_image, open_image
+from sortsight.progress import ProgressCallback, Ticker
 
 __all__ = [
     "ImageStats",
     "QualityThresholds",
     "groups",
     "image_stats",
+    "measure_images",
     "near_pairs_embedding",
     "near_pairs_hash",
     "quality_flags",
@@ -112,6 +117,28 @@ def image_stats(path: str | os.PathLike, *, size: tuple[int, int] | None = None)
         sha256=sha256_file(Path(path)),
         phash=str(imagehash.phash(img)),
     )
+
+
+def measure_images(
+    items: Sequence[Any],
+    sizes: Mapping[Path, tuple[int, int]],
+    progress: ProgressCallback | None,
+    workers: int | None = None,
+) -> list[ImageStats | str]:
+    """:func:`image_stats` of every item (``.path``), in threads (decoding and hashing release the
+    GIL), with a ``doctor`` progress event per image; an unreadable one gives its reason instead."""
+    ticker = Ticker(progress, "doctor", len(items))
+
+    def measure(item: Any) -> ImageStats | str:
+        try:
+            return image_stats(item.path, size=sizes.get(item.path))
+        except ImageError as exc:
+            return exc.reason
+        finally:
+            ticker.advance()
+
+    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+        return list(pool.map(measure, items))
 
 
 def quality_flags(

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -42,15 +41,16 @@ from sortsight._doctor_checks import (
     QualityThresholds,
     groups,
     image_stats,
+    measure_images,
     near_pairs_embedding,
     near_pairs_hash,
     quality_flags,
 )
 from sortsight._doctor_labels import LabelSettings, label_issues, out_of_place
 from sortsight.data import ImageDataset, load_dataset
-from sortsight.errors import ConfigError, ImageError
+from sortsight.errors import ConfigError
 from sortsight.fileops import atomic_write, atomic_write_text, output_error
-from sortsight.progress import ProgressCallback, Ticker
+from sortsight.progress import ProgressCallback
 from sortsight.sheets import contact_sheet as _sheet
 
 __all__ = [
@@ -329,19 +329,8 @@ def doctor(
             f"embeddings has {len(embeddings)} rows but the dataset has {len(items)} images; "
             "pass one row per item."
         )
-    # 1. measure every image (decoding and hashing release the GIL, so threads help)
-    ticker = Ticker(progress, "doctor", len(items))
-
-    def measure(item: Any) -> ImageStats | str:
-        try:
-            return image_stats(item.path, size=ds.image_sizes.get(item.path))
-        except ImageError as exc:
-            return exc.reason
-        finally:
-            ticker.advance()
-
-    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
-        measured = list(pool.map(measure, items))
+    # 1. measure every image
+    measured = measure_images(items, ds.image_sizes, progress, workers)
     ok = [i for i, s in enumerate(measured) if isinstance(s, ImageStats)]
     stats = {i: measured[i] for i in ok}
     for i, s in enumerate(measured):

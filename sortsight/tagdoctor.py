@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sortsight._doctor_checks import ImageStats, groups, image_stats, near_pairs_hash
+from sortsight._doctor_checks import ImageStats, groups, measure_images, near_pairs_hash
 from sortsight._outputs import ensure_output_dir
 from sortsight.doctor import JSON_NAME, REPORT_KIND, _ours
-from sortsight.errors import ConfigError, ImageError
+from sortsight.errors import ConfigError
 from sortsight.fileops import atomic_write_text, output_error
-from sortsight.progress import ProgressCallback, Ticker
+from sortsight.progress import ProgressCallback
 from sortsight.tagdata import TagDataset
 
 __all__ = ["MIN_IMAGES", "save_tag_report", "tag_doctor"]
@@ -52,18 +51,7 @@ def tag_doctor(
     and ``tag_conflict``; conflicting groups first), ``unreadable`` and ``notes``.
     """
     items = list(ds.items)
-    ticker = Ticker(progress, "doctor", len(items))
-
-    def measure(item: Any) -> ImageStats | str:
-        try:
-            return image_stats(item.path, size=ds.image_sizes.get(item.path))
-        except ImageError as exc:
-            return exc.reason
-        finally:
-            ticker.advance()
-
-    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
-        measured = list(pool.map(measure, items))
+    measured = measure_images(items, ds.image_sizes, progress, workers)
     ok = [i for i, s in enumerate(measured) if isinstance(s, ImageStats)]
     stats = {i: s for i, s in enumerate(measured) if isinstance(s, ImageStats)}
     report: dict[str, Any] = {
