@@ -5,16 +5,27 @@ follows the run's own plan (:func:`sortsight.training.plan.make_plan`): per cand
 is built, a sample of images is decoded and passed through the frozen-feature engine the run
 will use (its ONNX graph is then cached for the run), the head fit and — when the plan may
 fine-tune — one training step are timed, and the times are scaled to the whole dataset.
+
+Those times are remembered for this machine (:mod:`sortsight.training.speeds`), and every run
+records its own. When every candidate has been measured here before, the estimate answers from
+those figures, timing again only the decoding of a few of the new images: no model is built and
+torch is not imported, so it costs about a second instead of about ten (each candidate row says
+``"speeds": "remembered"`` or ``"measured"``).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sortsight.config import TrainConfig
 from sortsight.progress import ProgressCallback
+
+if TYPE_CHECKING:
+    from sortsight.training.plan import Plan, RunData
 
 __all__ = ["TrainEstimate", "estimate_training"]
 
@@ -78,104 +89,168 @@ def estimate_training(
         >>> estimate_training(TrainConfig(data_path="photos/")).human  # doctest: +SKIP
         'about 3 min'
     """
-    from sortsight.multilabel import is_multilabel
+    from sortsight.training import speeds
+    from sortsight.training.plan import is_multilabel, load_data, make_plan
 
     if is_multilabel(config):
         return _estimate_tagger(config, progress, startup_seconds)
-    import torch
-
-    from sortsight.training.distributed import setup_environment
-    from sortsight.training.frozen import FrozenPass
-    from sortsight.training.head import fit_head
-    from sortsight.training.loop import WISE_ALPHAS, logits, warm_up
-    from sortsight.training.plan import FINETUNE_SHARE, estimate_seconds, load_data, make_plan
-    from sortsight.training.run import build
-
-    env = setup_environment()
     started = time.perf_counter()
     data = load_data(config, progress)
     # the run pays for reading the data too, and auto's fine-tuning cap counts it: the engine caps
     # fine-tuning at FINETUNE_SHARE x the time since the run started, not since the features began
     elapsed = startup_seconds + time.perf_counter() - started
     plan = make_plan(config)
-    n_train, n_valid, n_test = len(data.train_paths), len(data.valid_paths), len(data.test_paths)
-    rows: list[dict[str, Any]] = []
-    for name, size in plan.candidates:
-        t0 = time.perf_counter()
-        _model, data_config, split = build(name, size, config, list(data.classes))
-        frozen = FrozenPass(split, data_config)
-        frozen.run(data.train_paths[:_WARM])  # chooses the engine (exports and caches ONNX once)
-        setup = time.perf_counter() - t0
-        sample = data.train_paths[_WARM : _WARM + _SAMPLE] or data.train_paths[:_WARM]
-        measured = frozen.run(sample)
-        per_image = measured.seconds / max(1, len(measured.kept))
-        y = torch.tensor([data.train_targets[data.train_paths.index(p)] for p in sample])[measured.kept]
+    timings = _remembered(config, plan, data)
+    if timings is None:  # measure here (the figures are remembered for the next estimate)
         t = time.perf_counter()
-        if len(set(y.tolist())) > 1:
-            fit_head(
-                measured.features, y, measured.features, y, n_classes=len(data.classes), seed=config.seed
-            )
-        head_per_item = (time.perf_counter() - t) / max(1, len(y))
-        timing: dict[str, float] = {
-            "seconds_per_image": per_image,
-            "head_seconds_per_item": head_per_item,
-            "setup_seconds": setup,
-        }
-        batch_size, precision = config.batch_size, "fp32"
-        tunes = bool(plan.epochs) and split.fine_tunes  # backbones side by side: head only
-        overhead = 0.0  # what fine-tuning costs beyond its epochs
-        if tunes:
-            t = time.perf_counter()
-            batch_size, prec, step_timing = warm_up(split, measured.acts, y, config)
-            overhead += time.perf_counter() - t  # the run times its steps the same way
-            timing.update(step_timing)
-            precision = prec.dtype
-            t = time.perf_counter()
-            logits(split, measured.acts)
-            timing["eval_seconds_per_item"] = (time.perf_counter() - t) / max(1, len(measured.kept))
-            # after the epochs: the WiSE-FT mixes scored on validation, the test split through the tail
-            overhead += timing["eval_seconds_per_item"] * ((len(WISE_ALPHAS) - 1) * n_valid + n_test)
-        stages = estimate_seconds(
-            timing,
-            n_train=n_train,
-            n_valid=n_valid,
-            n_test=n_test,
-            views=plan.views if tunes else 0,
-            epochs=plan.epochs if tunes else 0,
-            batch_size=batch_size,
-            world=env.world,
-        )
-        labelled = (n_train + n_valid) / max(1, n_train + n_valid + n_test)
-        first_model = elapsed + setup + stages["features"] * labelled + stages["head"]
-        # auto caps its fine-tuning at FINETUNE_SHARE x the first model's time
-        finetune = stages["finetune"]
-        if plan.finetune == "auto":  # the run stops between epochs at this cap
-            finetune = min(finetune, FINETUNE_SHARE * first_model)
-        finetune += overhead if tunes else 0.0
-        # auto decides after the head: its fine-tuning is the figure beside, not in, the plan
-        planned = elapsed + stages["total"] - stages["finetune"]
-        planned += 0.0 if plan.finetune == "auto" else finetune
-        rows.append(
-            {
-                "model": name,
-                "image_size": data_config.input_size,
-                "seconds": round(planned, 1),
-                "first_model_seconds": round(first_model, 1),
-                "finetune_seconds": round(finetune, 1),
-                "engine": frozen.engine,
-                "precision": precision,
-                "batch_size": batch_size,
-            }
-        )
+        fresh = "torch" not in sys.modules
+        import torch  # noqa: F401  (the run imports the engine too: its cost counts)
+
+        from sortsight.training import run as _run  # noqa: F401
+
+        imports = time.perf_counter() - t
+        if fresh:
+            speeds.remember({"import_seconds": round(imports, 3)}, source="estimate")
+        timings = [_measure(name, size, config, plan, data) for name, size in plan.candidates]
+    else:
+        imports = float((speeds.recall() or {}).get("import_seconds", 0.0))
+    elapsed += imports
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    rows = []
+    for timing in timings:
+        rows.append(_row(timing, config, plan, data, elapsed, world))
         elapsed = 0.0  # counted once, in the first candidate's figures
     return TrainEstimate(
         sum(r["seconds"] for r in rows),
-        n_train,
-        n_valid,
+        len(data.train_paths),
+        len(data.valid_paths),
         rows,
         finetune_seconds=sum(r["finetune_seconds"] for r in rows),
         first_model_seconds=rows[0]["first_model_seconds"] if rows else 0.0,
     )
+
+
+def _remembered(config: TrainConfig, plan: Plan, data: RunData) -> list[dict[str, Any]] | None:
+    """Each candidate's timing from the speeds remembered on this machine, the decoding timed again
+    on the new images; None when a candidate (or the engine's import time) was never measured here."""
+    from sortsight.training import speeds
+
+    if "import_seconds" not in (speeds.recall() or {}):
+        return None
+    timings = []
+    for name, size in plan.candidates:
+        record = speeds.recall(speeds.speed_key(name, size, config))
+        needed = ["seconds_per_image", "decode_seconds_per_image", "head_seconds_per_item", "setup_seconds"]
+        if plan.epochs and record and record.get("fine_tunes"):
+            needed += ["step_seconds", "eval_seconds_per_item", "warm_up_seconds"]
+        if record is None or any(k not in record for k in needed):
+            return None
+        decode = speeds.decode_seconds(data.train_paths, record)
+        if decode is None:
+            return None
+        # the frozen pass overlaps decoding (threads) with compute on the same cores: the images'
+        # share of its time is their decoding spread over the cores
+        cores = max(1, int(record.get("cores", 1)))
+        compute = record["seconds_per_image"] - record["decode_seconds_per_image"] / cores
+        per_image = max(0.2 * record["seconds_per_image"], compute + decode / cores)
+        timings.append({**record, "model": name, "seconds_per_image": per_image, "speeds": "remembered"})
+    return timings
+
+
+def _measure(name: str, size: int | None, config: TrainConfig, plan: Plan, data: RunData) -> dict[str, Any]:
+    """One candidate's timing measured now: the model built, a sample through the frozen pass, the
+    head fitted on it and, when it may fine-tune, a training step timed; remembered for next time."""
+    import torch
+
+    from sortsight.training import speeds
+    from sortsight.training.frozen import FrozenPass
+    from sortsight.training.head import fit_head
+    from sortsight.training.loop import logits, warm_up
+    from sortsight.training.precision import set_threads
+    from sortsight.training.run import build
+
+    set_threads()  # as the run sizes them
+    t0 = time.perf_counter()
+    _model, data_config, split = build(name, size, config, list(data.classes))
+    frozen = FrozenPass(split, data_config)
+    frozen.run(data.train_paths[:_WARM])  # chooses the engine (exports and caches ONNX once)
+    setup = time.perf_counter() - t0
+    sample = data.train_paths[_WARM : _WARM + _SAMPLE] or data.train_paths[:_WARM]
+    measured = frozen.run(sample)
+    y = torch.tensor([data.train_targets[data.train_paths.index(p)] for p in sample])[measured.kept]
+    t = time.perf_counter()
+    if len(set(y.tolist())) > 1:
+        fit_head(measured.features, y, measured.features, y, n_classes=len(data.classes), seed=config.seed)
+    timing: dict[str, Any] = {
+        "seconds_per_image": measured.seconds / max(1, len(measured.kept)),
+        "head_seconds_per_item": (time.perf_counter() - t) / max(1, len(y)),
+        "setup_seconds": setup,
+        **speeds.geometry(data_config),
+        "engine": frozen.engine,
+        "fine_tunes": split.fine_tunes,  # backbones side by side: head only
+        "precision": "fp32",
+        "batch_size": config.batch_size,
+        "cores": torch.get_num_threads(),
+    }
+    timing["decode_seconds_per_image"] = speeds.decode_seconds(sample, timing) or 0.0
+    if plan.epochs and split.fine_tunes:
+        t = time.perf_counter()
+        batch_size, prec, step_timing = warm_up(split, measured.acts, y, config)
+        timing["warm_up_seconds"] = time.perf_counter() - t  # the run times its steps the same way
+        timing.update(step_timing, precision=prec.dtype, batch_size=batch_size)
+        t = time.perf_counter()
+        logits(split, measured.acts)
+        timing["eval_seconds_per_item"] = (time.perf_counter() - t) / max(1, len(measured.kept))
+    speeds.remember(
+        {k: round(v, 6) if isinstance(v, float) else v for k, v in timing.items()},
+        speeds.speed_key(name, size, config),
+        source="estimate",
+    )
+    return {**timing, "model": name, "speeds": "measured"}
+
+
+def _row(
+    timing: dict[str, Any], config: TrainConfig, plan: Plan, data: RunData, elapsed: float, world: int
+) -> dict[str, Any]:
+    """One candidate's figures from its timing: the plan's seconds, the first model's and what
+    fine-tuning may add (``elapsed``: what the run pays before this candidate's features)."""
+    from sortsight.training.plan import FINETUNE_SHARE, WISE_ALPHAS, estimate_seconds
+
+    n_train, n_valid, n_test = len(data.train_paths), len(data.valid_paths), len(data.test_paths)
+    tunes = bool(plan.epochs) and bool(timing["fine_tunes"])
+    stages = estimate_seconds(
+        timing,
+        n_train=n_train,
+        n_valid=n_valid,
+        n_test=n_test,
+        views=plan.views if tunes else 0,
+        epochs=plan.epochs if tunes else 0,
+        batch_size=int(timing["batch_size"]),
+        world=world,
+    )
+    labelled = (n_train + n_valid) / max(1, n_train + n_valid + n_test)
+    first_model = elapsed + timing["setup_seconds"] + stages["features"] * labelled + stages["head"]
+    finetune = stages["finetune"]
+    if plan.finetune == "auto":  # the run stops between epochs at this cap
+        finetune = min(finetune, FINETUNE_SHARE * first_model)
+    if tunes:  # beyond the epochs: timing the step, then the WiSE-FT mixes scored on validation
+        # and the test split through the tail
+        finetune += timing["warm_up_seconds"]
+        finetune += timing["eval_seconds_per_item"] * ((len(WISE_ALPHAS) - 1) * n_valid + n_test)
+    # auto decides after the head: its fine-tuning is the figure beside, not in, the plan
+    planned = elapsed + stages["total"] - stages["finetune"]
+    planned += 0.0 if plan.finetune == "auto" else finetune
+    return {
+        "model": timing["model"],
+        "image_size": timing["image_size"],
+        "seconds": round(planned, 1),
+        "first_model_seconds": round(first_model, 1),
+        "finetune_seconds": round(finetune, 1),
+        "engine": timing["engine"],
+        "precision": timing["precision"],
+        "batch_size": timing["batch_size"],
+        "speeds": timing["speeds"],
+    }
 
 
 def _estimate_tagger(

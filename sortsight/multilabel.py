@@ -44,6 +44,7 @@ from sortsight.training import distributed as _dist
 from sortsight.training import plan as _plan
 from sortsight.training import run_dir as _rd
 from sortsight.training.checkpoint import write_json_atomic
+from sortsight.training.plan import is_multilabel
 from sortsight.training.tags import finetune_tags
 
 if TYPE_CHECKING:
@@ -69,25 +70,6 @@ def kept_as(result: Any) -> str:
     if result.chosen == "wise":
         return f"WiSE-FT mix {result.wise_alpha:g}"
     return "fine-tuned" if result.chosen == "finetune" else "tag head"
-
-
-def is_multilabel(config: TrainConfig) -> bool:
-    """Whether ``config`` trains a multi-label model: ``task`` says so, or ``auto`` and the data
-    evidently has several tags per image (:func:`sortsight.tagdata.detect_task`)."""
-    if config.task != "auto":
-        return config.task == "multi_label"
-    if config.resume:
-        stored = config.run_dir / "sortsight.json"
-        if stored.is_file():
-            return json.loads(stored.read_text(encoding="utf-8")).get("task") == "multi_label"
-    if not config.data_path:
-        return False
-    from sortsight.tagdata import detect_task
-
-    target = None if config.target_column == "target" else config.target_column
-    return (
-        detect_task(config.data_path, target_column=target, separator=config.tag_separator) == "multi_label"
-    )
 
 
 def model_task(folder: str | Path) -> tuple[str, list[float] | None]:

@@ -94,9 +94,7 @@ def train(
     """
     values = given(flags)
     if data is None and not config_file and not values.get("resume"):
-        raise click.UsageError(_NO_DATA)  # before the (slow) import of the training code
-    from sortsight.train import train as run_training
-
+        raise click.UsageError(_NO_DATA)
     if data is not None:
         values["data_path"] = data
     if config_file:
@@ -139,7 +137,8 @@ def train(
             for row in estimate.candidates:
                 click.echo(
                     f"{row['model']} at {row['image_size']} px: about {row['seconds']:.0f} s "
-                    f"(first model after about {row['first_model_seconds']:.0f} s; {row['engine']} features)"
+                    f"(first model after about {row['first_model_seconds']:.0f} s; {row['engine']} features; "
+                    + ("speeds measured here before)" if row["speeds"] == "remembered" else "measured now)")
                 )
             extra = (
                 f", plus up to {estimate.finetune_seconds:.0f} s if fine-tuning pays"
@@ -151,6 +150,8 @@ def train(
             )
             print_next(output_console(), "run the same command without --estimate-only to train.")
         return
+    from sortsight.train import train as run_training  # the engine (torch) only when it trains
+
     with ProgressView(console) as bar:
         result = run_training(config, progress=bar)
     if as_json:

@@ -11,11 +11,9 @@
 - :mod:`.head` — logistic-regression head, refit on train + validation, WiSE-FT mixing;
 - :mod:`.loop` — the fine-tuning epoch loop; :mod:`.schedule` — learning rates;
 - :mod:`.precision` — threads and fp32/bf16 by measurement; :mod:`.distributed` — ``torchrun``;
-- :mod:`.checkpoint` — pickle-free checkpoints; :mod:`.run_dir` — the run folder and its files.
+- :mod:`.checkpoint` — pickle-free checkpoints; :mod:`.run_dir` — the run folder and its files;
+- :mod:`.speeds` — the speeds measured on this machine, remembered for the next estimate.
+
+Importing the package imports none of them (nor torch): an estimate answered from remembered
+speeds never pays for torch.
 """
-
-from __future__ import annotations
-
-from sortsight.training.run import CandidateResult, TrainResult, train_classifier
-
-__all__ = ["CandidateResult", "TrainResult", "train_classifier"]

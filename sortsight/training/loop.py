@@ -28,7 +28,7 @@ from sortsight.progress import ProgressCallback, ProgressEvent, Ticker, emit
 from sortsight.training.checkpoint import load_latest_checkpoint, restore_optimizer, save_checkpoint
 from sortsight.training.distributed import Environment
 from sortsight.training.head import metrics, wise
-from sortsight.training.plan import NO_GAIN_EPOCHS
+from sortsight.training.plan import NO_GAIN_EPOCHS, WISE_ALPHAS
 from sortsight.training.precision import Precision, autocast, choose_precision
 from sortsight.training.run_dir import MetricsLog
 from sortsight.training.schedule import layer_lrs, lr_factor, make_optimizer
@@ -48,7 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 INFER_BATCH = 64
-WISE_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # mixing weights tried: 0 is the head, 1 the fine-tuned model
 
 
 @dataclass(frozen=True)

@@ -103,11 +103,10 @@ def lr_find(
         >>> found.suggested  # doctest: +SKIP
         0.0012
     """
-    from sortsight.multilabel import is_multilabel
     from sortsight.training.frozen import FrozenPass
     from sortsight.training.head import fit_head, fold
     from sortsight.training.loop import _train_mode
-    from sortsight.training.plan import load_data
+    from sortsight.training.plan import is_multilabel, load_data
     from sortsight.training.run import build
     from sortsight.training.schedule import layer_lrs, make_optimizer
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from sortsight.config import TrainConfig
 from sortsight.errors import ConfigError, DataError
 from sortsight.progress import ProgressCallback
 
 if TYPE_CHECKING:
+    import torch
+
     from sortsight.tagdata import TagDataset
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "candidate_specs",
     "dataset_args",
     "estimate_seconds",
+    "is_multilabel",
     "load_data",
     "load_tag_data",
     "make_plan",
@@ -47,6 +48,7 @@ MIN_TRAIN_PER_CLASS = 2
 AUG_VIEWS = 1  # augmented views per training image for fine-tuning (plus the eval view)
 NO_GAIN_EPOCHS = 2  # fine-tuning stops after this many epochs that do not beat the head
 ROOM_ERRORS = 3  # auto fine-tunes only when the head makes at least this many validation errors
+WISE_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # mixing weights tried: 0 is the head, 1 the fine-tuned model
 # without a time budget, auto's fine-tuning may take this many times the first model's time
 # (its epochs are capped to fit; measured on the four benchmark sets, see docs/training.md)
 FINETUNE_SHARE = 2.0
@@ -197,6 +199,27 @@ def dataset_args(config: TrainConfig) -> dict[str, Any]:
     }
 
 
+def is_multilabel(config: TrainConfig) -> bool:
+    """Whether ``config`` trains a multi-label model: ``task`` says so, or ``auto`` and the data
+    evidently has several tags per image (:func:`sortsight.tagdata.detect_task`)."""
+    if config.task != "auto":
+        return config.task == "multi_label"
+    if config.resume:
+        import json
+
+        stored = config.run_dir / "sortsight.json"
+        if stored.is_file():
+            return json.loads(stored.read_text(encoding="utf-8")).get("task") == "multi_label"
+    if not config.data_path:
+        return False
+    from sortsight.tagdata import detect_task
+
+    target = None if config.target_column == "target" else config.target_column
+    return (
+        detect_task(config.data_path, target_column=target, separator=config.tag_separator) == "multi_label"
+    )
+
+
 def load_tag_data(config: TrainConfig, progress: ProgressCallback | None) -> TagDataset:
     """A multi-label run's images and tags, split as ``config`` says (train, estimate, lr-find)."""
     from sortsight.tagdata import load_tag_dataset
@@ -236,6 +259,8 @@ def load_data(config: TrainConfig, progress: ProgressCallback | None) -> RunData
 
 
 def check_trainable(classes: Sequence[str], y_train: torch.Tensor, y_valid: torch.Tensor) -> None:
+    import torch
+
     counts = torch.bincount(y_train, minlength=len(classes))
     small = [f"'{classes[i]}' ({int(n)})" for i, n in enumerate(counts) if n < MIN_TRAIN_PER_CLASS]
     if small:

@@ -35,6 +35,7 @@ from sortsight.training.head import fit_head, fold, metrics, refit_head, wise
 from sortsight.training.loop import choose_wise, finetune, logits, state_copy, warm_up
 from sortsight.training.plan import (
     FINETUNE_SHARE,
+    WISE_ALPHAS,
     Plan,
     RunData,
     check_trainable,
@@ -161,6 +162,7 @@ def _train_candidate(
     """Features → head (saved: the first model) → fine-tune where it pays → WiSE mix → test → save."""
     t0 = time.perf_counter()
     model, data_config, split = build(name, size, config, list(data.classes))
+    built = time.perf_counter() - t0
     side = data_config.input_size
     metrics_log = rd.MetricsLog(out, env, config.log)
 
@@ -178,6 +180,7 @@ def _train_candidate(
 
     # 2. head: logistic regression chosen on validation, refit on train + validation, saved
     k = len(data.classes)
+    t_head = time.perf_counter()
     fit, head_metrics = fit_head(tr.features, y_train, va.features, y_valid, n_classes=k, seed=config.seed)
     fold(fit, split.classifier)
     head_state = state_copy(split.tail)  # the WiSE-FT end point alpha = 0 (fitted on train only)
@@ -214,6 +217,15 @@ def _train_candidate(
             split.classifier,
         )
         refit = {"applied": True, "items": n_img, "what": "head", "C": fit.C, "scaling": fit.scaling}
+    # what this run measured, remembered for the next estimate on this machine (speeds.py)
+    speeds: dict[str, Any] = {
+        "seconds_per_image": seconds_per_image,
+        "head_seconds_per_item": (time.perf_counter() - t_head) / max(1, n_img),
+        "setup_seconds": built + frozen.setup_seconds,
+        "engine": frozen.engine,
+        "fine_tunes": split.fine_tunes,
+        "cores": torch.get_num_threads(),
+    }
     final_state = state_copy(split.tail)
     engine: dict[str, Any] = {
         "features_engine": frozen.engine,
@@ -247,7 +259,14 @@ def _train_candidate(
         go, why, epochs = False, "side_by_side", 0
     if go:
         split.tail.load_state_dict(head_state)
+        t_warm = time.perf_counter()
         batch_size, precision, step_timing = warm_up(split, tr.acts, y_train, config)
+        speeds.update(
+            step_timing,
+            warm_up_seconds=time.perf_counter() - t_warm,
+            precision=precision.dtype,
+            batch_size=batch_size,
+        )
         engine.update(
             precision=precision.dtype, precision_reason=precision.reason, batch_size=batch_size, **step_timing
         )
@@ -343,7 +362,11 @@ def _train_candidate(
         result.epochs, result.steps, result.stopped = ft.epochs, ft.steps, ft.stopped
         # 4. WiSE-FT: the mixing weight with the best validation score (alpha 0 is the head itself)
         if ft.best_state is not None:
+            t_wise = time.perf_counter()
             alpha, mixed = choose_wise(split, head_state, ft.best_state, va.acts, y_valid, head_metrics)
+            speeds["eval_seconds_per_item"] = (time.perf_counter() - t_wise) / max(
+                1, (len(WISE_ALPHAS) - 1) * len(y_valid)
+            )
             result.wise_alpha, result.metrics = alpha, mixed
             if alpha > 0:
                 final_state = wise(head_state, ft.best_state, alpha)
@@ -375,8 +398,29 @@ def _train_candidate(
         rd.save_model(model, data_config, data, config, result)
         rd.mark_finished(out, result)
         _announce(events, result, "final")
+        _remember_speeds(speeds, data_config, data, name, size, config)
     env.wait()
     return result
+
+
+def _remember_speeds(
+    measured: dict[str, Any],
+    data_config: Any,
+    data: RunData,
+    name: str,
+    size: int | None,
+    config: TrainConfig,
+) -> None:
+    """Keep what this run measured for the next estimate of the same model on this machine."""
+    from sortsight.training import speeds
+
+    record = {**measured, **speeds.geometry(data_config)}
+    record["decode_seconds_per_image"] = speeds.decode_seconds(data.train_paths, record) or 0.0
+    speeds.remember(
+        {k: round(v, 6) if isinstance(v, float) else v for k, v in record.items()},
+        speeds.speed_key(name, size, config),
+        source="run",
+    )
 
 
 def _estimate(

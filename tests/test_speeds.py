@@ -1,0 +1,135 @@
+"""Speeds measured on this machine are remembered, and a later estimate answers from them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sortsight.config import TrainConfig
+from sortsight.training import speeds
+from tests.conftest import make_image
+
+
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SORTSIGHT_CACHE", str(cache))
+    return cache
+
+
+def test_records_merge_and_survive_a_corrupt_file(own_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = speeds.speed_key("efficientnet_lite0", None, TrainConfig())
+    assert speeds.recall(key) is None
+    speeds.remember({"seconds_per_image": 0.01, "step_seconds": 0.3}, key, source="estimate")
+    speeds.remember({"seconds_per_image": 0.02}, key, source="run")
+    record = speeds.recall(key)
+    assert record is not None
+    assert (record["seconds_per_image"], record["step_seconds"], record["source"]) == (0.02, 0.3, "run")
+    # another machine (or torch) does not see this machine's figures
+    monkeypatch.setattr(speeds, "machine", lambda: "another CPU|0|8 cores|torch 9")
+    assert speeds.recall(key) is None
+    monkeypatch.undo()
+    monkeypatch.setenv("SORTSIGHT_CACHE", str(own_cache))
+    (own_cache / "speeds.json").write_text("{not json", encoding="utf-8")
+    assert speeds.recall(key) is None  # unreadable: measured again, never an error
+    speeds.remember({"seconds_per_image": 0.03}, key, source="run")
+    assert speeds.recall(key) == {**(speeds.recall(key) or {}), "seconds_per_image": 0.03}
+
+
+def test_the_key_holds_what_changes_the_speed() -> None:
+    base = TrainConfig()
+    keys = {
+        speeds.speed_key("efficientnet_lite0", None, base),
+        speeds.speed_key("efficientnet_lite0", 160, base),
+        speeds.speed_key("efficientnet_lite2", None, base),
+        speeds.speed_key("efficientnet_lite0", None, TrainConfig(batch_size=16)),
+        speeds.speed_key("efficientnet_lite0", None, TrainConfig(mixed_precision="no")),
+        speeds.speed_key("efficientnet_lite0", None, TrainConfig(pretrained=False)),
+    }
+    assert len(keys) == 6
+    assert "cores" in speeds.machine() and "torch" in speeds.machine()
+
+
+def test_decoding_is_timed_on_the_images_given(tmp_path: Path) -> None:
+    good = tmp_path / "a.png"
+    make_image(0, size=64).save(good)
+    bad = tmp_path / "b.png"
+    bad.write_bytes(b"not an image")
+    record = {"image_size": 32, "crop_pct": 0.875, "interpolation": "bicubic"}
+    seconds = speeds.decode_seconds([good, bad], record)
+    assert seconds is not None and seconds > 0
+    assert speeds.decode_seconds([bad], record) is None
+
+
+def test_remembered_speeds_take_the_new_images_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frozen pass's time per image is its compute plus the new images' decoding over the cores."""
+    from sortsight import estimate
+    from sortsight.training.plan import RunData, make_plan
+
+    config = TrainConfig(data_path="x", strategy="head")
+    record = {
+        "seconds_per_image": 0.010,
+        "decode_seconds_per_image": 0.004,
+        "cores": 2,
+        "head_seconds_per_item": 0.001,
+        "setup_seconds": 1.0,
+        "image_size": 224,
+    }
+    stored = {
+        "machine": {"import_seconds": 1.5},
+        speeds.speed_key("efficientnet_lite0", None, config): record,
+    }
+    monkeypatch.setattr(speeds, "recall", lambda key="machine": stored.get(key))
+    monkeypatch.setattr(speeds, "decode_seconds", lambda paths, rec: 0.024)  # slower images
+    data = RunData(None, ("a", "b"), [Path("1")], [0], [Path("2")], [1], [], [])
+    [timing] = estimate._remembered(config, make_plan(config), data) or [None]
+    assert timing is not None and timing["speeds"] == "remembered"
+    assert timing["seconds_per_image"] == pytest.approx(0.010 - 0.004 / 2 + 0.024 / 2)
+    stored.pop("machine")  # the engine's import time was never measured here: measure
+    assert estimate._remembered(config, make_plan(config), data) is None
+
+
+def _estimate_in_a_new_process(data: Path, cache: Path) -> dict[str, object]:
+    code = (
+        "import json, sys\n"
+        "from sortsight.config import TrainConfig\n"
+        "from sortsight.estimate import estimate_training\n"
+        f"e = estimate_training(TrainConfig(data_path={str(data)!r}, image_size=32))\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, **e.to_dict()}))\n"
+    )
+    env = {**os.environ, "SORTSIGHT_CACHE": str(cache)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return dict(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_a_second_estimate_answers_from_remembered_speeds_without_torch(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    first = _estimate_in_a_new_process(image_folder, cache)
+    assert first["torch"] and first["candidates"][0]["speeds"] == "measured"  # type: ignore[index]
+    second = _estimate_in_a_new_process(image_folder, cache)
+    assert not second["torch"], "an estimate from remembered speeds must not import torch"
+    row = second["candidates"][0]  # type: ignore[index]
+    assert row["speeds"] == "remembered" and row["engine"] == first["candidates"][0]["engine"]  # type: ignore[index]
+    assert second["seconds"] > 0 and second["finetune_seconds"] > 0
+    assert (second["n_train"], second["n_valid"]) == (first["n_train"], first["n_valid"])
+
+
+def test_a_run_records_what_it_measured(image_folder: Path, tmp_path: Path, own_cache: Path) -> None:
+    from sortsight.train import train
+
+    config = TrainConfig(
+        data_path=str(image_folder), image_size=32, out=str(tmp_path / "run"), strategy="finetune", epochs=1
+    )
+    train(config)
+    record = speeds.recall(speeds.speed_key("efficientnet_lite0", 32, config))
+    assert record is not None and record["source"] == "run"
+    assert record["image_size"] == 32 and record["seconds_per_image"] > 0
+    assert record["step_seconds"] > 0 and record["precision"] in ("fp32", "bf16")
+    assert record["decode_seconds_per_image"] > 0 and record["eval_seconds_per_item"] > 0
