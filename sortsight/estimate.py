@@ -179,8 +179,10 @@ def _measure(name: str, size: int | None, config: TrainConfig, plan: Plan, data:
     measured = frozen.run(sample)
     y = torch.tensor([data.train_targets[data.train_paths.index(p)] for p in sample])[measured.kept]
     t = time.perf_counter()
-    if len(set(y.tolist())) > 1:
-        fit_head(measured.features, y, measured.features, y, n_classes=len(data.classes), seed=config.seed)
+    present = sorted(set(y.tolist()))
+    if len(present) > 1:  # the sample may miss classes: fit on those it holds
+        ys = torch.tensor([present.index(int(v)) for v in y])
+        fit_head(measured.features, ys, measured.features, ys, n_classes=len(present), seed=config.seed)
     timing: dict[str, Any] = {
         "seconds_per_image": measured.seconds / max(1, len(measured.kept)),
         "head_seconds_per_item": (time.perf_counter() - t) / max(1, len(y)),

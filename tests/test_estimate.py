@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,11 @@ def test_start_up_counts_in_the_first_model_and_the_plan(image_folder: Path) -> 
     late = estimate_training(config, startup_seconds=1000.0)
     assert late.first_model_seconds >= 1000.0 and late.seconds >= 1000.0
     assert estimate_training(config).seconds < 1000.0
+
+
+def test_a_sample_that_misses_classes_is_still_timed(make_folder: Callable[..., Path]) -> None:
+    """The timed sample is the first images of the training list; when those hold fewer classes
+    than the data (a folder sorted by class), the head is timed on the classes they hold."""
+    data = make_folder(classes=("bird", "cat", "dog"), per_class=40, size=24)
+    found = estimate_training(TrainConfig(data_path=str(data), image_size=32, strategy="head"))
+    assert found.n_train + found.n_valid == 120 and found.seconds > 0
