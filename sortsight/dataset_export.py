@@ -4,7 +4,9 @@
 reads offline and what a Hub dataset repo shows as it is:
 
 - ``data/<split>-NNNNN-of-NNNNN.parquet``: the image bytes (as they are on disk, not re-encoded) and
-  the label as a ``ClassLabel``, one shard per ``shard_size`` images;
+  the label as a ``ClassLabel`` — or, for data with several tags per image
+  (:func:`sortsight.tagdata.detect_task`), a ``labels`` column of ``Sequence(ClassLabel)``, which
+  sortsight reads back as multi-label data — one shard per ``shard_size`` images;
 - ``README.md``: a dataset card whose YAML header declares the features and splits, then the classes,
   image counts per split, where the images came from (``sources.csv``, when ``sortsight fetch`` built
   the folder, is copied beside it) and how the export was made.
@@ -23,6 +25,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sortsight import __version__
 from sortsight.errors import DataError, ExportError
@@ -38,13 +41,17 @@ class DatasetExport:
     """What :func:`export_dataset` wrote."""
 
     folder: Path
-    classes: tuple[str, ...]
-    counts: dict[str, dict[str, int]]  # {split: {class: n}}
+    classes: tuple[str, ...]  # the tags, for multi-label data
+    counts: dict[str, dict[str, int]]  # {split: {class: n}}; multi-label: images with each tag
     files: tuple[Path, ...]
+    task: str = "single_label"
+    images: dict[str, int] | None = None  # {split: n}
 
     @property
     def total(self) -> int:
         """Images exported."""
+        if self.images is not None:
+            return sum(self.images.values())
         return sum(sum(per.values()) for per in self.counts.values())
 
 
@@ -90,34 +97,61 @@ def export_dataset(
     import pyarrow.parquet as pq
 
     from sortsight.data import scan
+    from sortsight.tagdata import detect_task, scan_tags
 
     source, out = Path(data), Path(out_dir)
     _check_out(out, source)
-    ds = scan(source, image_column=image_column, target_column=target_column)
-    by_split: dict[str, list[tuple[Path, int]]] = {}
-    index = ds.class_to_index
-    for item in ds.items:
-        by_split.setdefault(item.split or "train", []).append((item.path, index[item.label]))
+    by_split: dict[str, list[tuple[Path, Any]]] = {}
+    task = detect_task(source, target_column=target_column)
+    if task == "multi_label":
+        tagged = scan_tags(source, image_column=image_column, target_column=target_column)
+        names, fingerprint, column = tagged.tags, tagged.fingerprint(), "labels"
+        tag_index = {t: i for i, t in enumerate(names)}
+        for tag_item in tagged.items:
+            value = sorted(tag_index[t] for t in tag_item.tags if t in tag_index)
+            by_split.setdefault(tag_item.split or "train", []).append((tag_item.path, value))
+        label_type: Any = pa.list_(pa.int64())
+    else:
+        ds = scan(source, image_column=image_column, target_column=target_column)
+        names, fingerprint, column = tuple(ds.classes), ds.fingerprint(), "label"
+        for item in ds.items:
+            by_split.setdefault(item.split or "train", []).append((item.path, ds.class_to_index[item.label]))
+        label_type = pa.int64()
     splits = [s for s in _SPLIT_ORDER if s in by_split]
     out.mkdir(parents=True, exist_ok=True)
     (out / "data").mkdir(exist_ok=True)
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    schema = pa.schema([("image", image_type), ("label", pa.int64())])
-    ticker = Ticker(progress, "export", len(ds.items))
+    # the features as ``datasets`` itself records them in a parquet file: its ``load_dataset`` and
+    # sortsight's own reader (:mod:`sortsight.hfdata`) both take the names from here
+    label_feature: dict[str, Any] = {"names": list(names), "_type": "ClassLabel"}
+    if task == "multi_label":
+        label_feature = {"feature": label_feature, "_type": "List"}
+    features = {"image": {"_type": "Image"}, column: label_feature}
+    schema = pa.schema(
+        [("image", image_type), (column, label_type)],
+        metadata={"huggingface": json.dumps({"info": {"features": features}})},
+    )
+    ticker = Ticker(progress, "export", sum(len(rows) for rows in by_split.values()))
     files: list[Path] = []
+    sizes = dict.fromkeys(splits, 0)  # image bytes per split, which the card's split info declares
     for split in splits:
         rows = by_split[split]
         shards = max(1, math.ceil(len(rows) / shard_size))
         for k in range(shards):
             chunk = rows[k * shard_size : (k + 1) * shard_size]
             images = [{"bytes": p.read_bytes(), "path": p.name} for p, _ in chunk]
-            table = pa.table({"image": images, "label": [y for _, y in chunk]}, schema=schema)
+            sizes[split] += sum(len(i["bytes"]) for i in images)
+            table = pa.table({"image": images, column: [y for _, y in chunk]}, schema=schema)
             path = out / "data" / f"{split}-{k:05d}-of-{shards:05d}.parquet"
             pq.write_table(table, path)
             files.append(path)
             ticker.advance(len(chunk))
+
+    def has(y: Any, i: int) -> bool:
+        return i in y if isinstance(y, list) else bool(y == i)
+
     counts = {
-        split: {name: sum(1 for _, y in by_split[split] if y == i) for i, name in enumerate(ds.classes)}
+        split: {name: sum(1 for _, y in by_split[split] if has(y, i)) for i, name in enumerate(names)}
         for split in splits
     }
     sources = source / "sources.csv" if source.is_dir() else None
@@ -127,15 +161,19 @@ def export_dataset(
     (out / "README.md").write_text(
         _card(
             source,
-            ds.classes,
+            names,
             counts,
             has_sources=sources is not None and sources.is_file(),
-            fingerprint=ds.fingerprint(),
+            fingerprint=fingerprint,
+            images={split: len(rows) for split, rows in by_split.items()},
+            sizes=sizes,
+            multi_label=task == "multi_label",
         ),
         encoding="utf-8",
     )
     files.append(out / "README.md")
-    return DatasetExport(out, tuple(ds.classes), counts, tuple(files))
+    per_split = {split: len(rows) for split, rows in by_split.items()}
+    return DatasetExport(out, tuple(names), counts, tuple(files), task, per_split)
 
 
 def _card(
@@ -145,27 +183,39 @@ def _card(
     *,
     has_sources: bool,
     fingerprint: str,
+    images: dict[str, int],
+    sizes: dict[str, int],
+    multi_label: bool,
 ) -> str:
     names = "\n".join(
         f"          '{i}': {json.dumps(name, ensure_ascii=False)}" for i, name in enumerate(classes)
     )
     data_files = "\n".join(f"  - split: {s}\n    path: data/{s}-*.parquet" for s in counts)
-    split_info = "\n".join(f"  - name: {s}\n    num_examples: {sum(counts[s].values())}" for s in counts)
+    split_info = "\n".join(
+        f"  - name: {s}\n    num_bytes: {sizes[s]}\n    num_examples: {images[s]}" for s in counts
+    )
+    feature = (
+        "  - name: labels\n    sequence:\n      class_label:\n        names:\n"
+        if multi_label
+        else "  - name: label\n    dtype:\n      class_label:\n        names:\n"
+    )
+    kind, example = ("tag", '"labels": [0, 2]') if multi_label else ("class", '"label": 0')
+    total = sum(images.values())
     header = (
         "---\n"
         "task_categories:\n- image-classification\n"
         "configs:\n- config_name: default\n  data_files:\n"
         f"{data_files}\n"
-        "dataset_info:\n  features:\n  - name: image\n    dtype: image\n  - name: label\n    dtype:\n"
-        f"      class_label:\n        names:\n{names}\n"
+        "dataset_info:\n  features:\n  - name: image\n    dtype: image\n"
+        f"{feature}{names}\n"
         f"  splits:\n{split_info}\n"
         "tags:\n- sortsight\n"
         "---\n"
     )
-    table = ["| class | " + " | ".join(counts) + " |", "|---|" + "---:|" * len(counts)]
+    table = [f"| {kind} | " + " | ".join(counts) + " |", "|---|" + "---:|" * len(counts)]
     for name in classes:
         table.append(f"| {name} | " + " | ".join(str(counts[s][name]) for s in counts) + " |")
-    table.append("| **all** | " + " | ".join(str(sum(counts[s].values())) for s in counts) + " |")
+    table.append("| **images** | " + " | ".join(str(images[s]) for s in counts) + " |")
     if has_sources:
         provenance = (
             "The images were collected with `sortsight fetch`; `sources.csv` lists for every image the "
@@ -179,12 +229,17 @@ def _card(
         )
     return (
         f"{header}\n# {source.name}\n\n"
-        f"An image-classification dataset of {sum(sum(c.values()) for c in counts.values())} images in "
-        f"{len(classes)} classes, exported by sortsight {__version__} (data fingerprint `{fingerprint}`).\n\n"
-        "## Classes and splits\n\n" + "\n".join(table) + "\n\n"
+        + (
+            f"A multi-label image dataset of {total} images with {len(classes)} tags (images per tag "
+            "below; an image may have several or none)"
+            if multi_label
+            else f"An image-classification dataset of {total} images in {len(classes)} classes"
+        )
+        + f", exported by sortsight {__version__} (data fingerprint `{fingerprint}`).\n\n"
+        f"## {kind.capitalize()}s and splits\n\n" + "\n".join(table) + "\n\n"
         "## Sources\n\n" + provenance + "\n\n"
         "## Use\n\n```python\nfrom datasets import load_dataset\n\n"
-        'ds = load_dataset("path/or/user/name")\nds["train"][0]  # {"image": PIL image, "label": 0}\n```\n'
+        f'ds = load_dataset("path/or/user/name")\nds["train"][0]  # {{"image": PIL image, {example}}}\n```\n'
     )
 
 

@@ -28,6 +28,7 @@ from sortsight.fileops import atomic_write_text
 
 __all__ = [
     "IMAGE_COLUMNS",
+    "MixedSeparatorsError",
     "SPLITS",
     "SPLIT_ALIASES",
     "TAG_COLUMNS",
@@ -253,6 +254,10 @@ def split_cell(value: Any, separator: str) -> list[str]:
     return list(dict.fromkeys(t for t in (_nfc(p) for p in parts) if t))
 
 
+class MixedSeparatorsError(DataError):
+    """A tag column whose cells use both '|' and ';': several tags per image, but which separator?"""
+
+
 def separator_of(cells: Sequence[Any], separator: str, column: str) -> str:
     """The tag separator of a column's cells: ``separator`` unless it is ``auto``, else '|' or ';'."""
     if separator != "auto":
@@ -260,7 +265,7 @@ def separator_of(cells: Sequence[Any], separator: str, column: str) -> str:
     text = [str(c) for c in cells if isinstance(c, str)]
     uses = {s: sum(1 for c in text if s in c) for s in ("|", ";")}
     if uses["|"] and uses[";"]:
-        raise DataError(
+        raise MixedSeparatorsError(
             f"Column '{column}' mixes tag separators ({uses['|']} cells use '|', {uses[';']} use ';'); "
             "use one of them everywhere, or name the one to use with --tag-separator."
         )

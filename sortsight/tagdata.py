@@ -38,7 +38,7 @@ from sortsight._stratify import iterative_split
 from sortsight._verify import verify_images
 from sortsight.data import Skipped
 from sortsight.errors import ConfigError, DataError
-from sortsight.labelfile import read_tags_file, split_cell
+from sortsight.labelfile import MixedSeparatorsError, read_tags_file, split_cell
 from sortsight.progress import ProgressCallback
 from sortsight.sources import SPLITS
 
@@ -184,6 +184,8 @@ def detect_task(
         return "single_label"
     try:
         evident = _rows(path, None, target_column, separator, None)[3]
+    except MixedSeparatorsError:  # several tags per image, evidently: the tag reader says what to fix
+        return "multi_label"
     except (DataError, OSError, ValueError, KeyError):
         return "single_label"
     return "multi_label" if evident else "single_label"

@@ -106,3 +106,60 @@ def test_cli_dataset_to_hub_offline_fails_fast_with_the_export_intact(
     assert again.exit_code == 0 and "load_dataset" in again.output
     mixed = CliRunner().invoke(cli, ["export", str(data), "--dataset-out", "x", "--onnx"])
     assert mixed.exit_code == 1 and "leave out the model options" in mixed.output
+
+
+def test_sortsight_reads_its_own_export_back_with_the_class_names(data: Path, tmp_path: Path) -> None:
+    from sortsight.data import scan
+
+    export_dataset(data, tmp_path / "export")
+    back = scan(tmp_path / "export")
+    assert tuple(back.classes) == ("cygnet", "duckling")
+    assert sorted((i.split, i.label) for i in back.items) == sorted(
+        [("train", c) for c in ("cygnet", "duckling") for _ in range(4)]
+        + [("test", c) for c in ("cygnet", "duckling") for _ in range(2)]
+    )
+
+
+def test_multi_label_data_exports_a_sequence_of_class_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several tags per image: a ``labels`` column of ``Sequence(ClassLabel)`` (not one class per
+    combination of tags), read back as the same tags by ``datasets`` and by sortsight."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    from conftest import make_image
+
+    from sortsight.tagdata import scan_tags
+
+    root = tmp_path / "adverts"
+    (root / "img").mkdir(parents=True)
+    tags = {"a.png": "people|text", "b.png": "text", "c.png": "", "d.png": "product|people"}
+    for i, name in enumerate(tags):
+        make_image(i % 3, seed=i).save(root / "img" / name)
+    lines = ["image,labels"] + [f"img/{n},{t}" for n, t in tags.items()]
+    (root / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    done = export_dataset(root / "labels.csv", tmp_path / "export")
+    assert done.task == "multi_label" and done.classes == ("people", "product", "text")
+    assert done.total == 4 and done.counts["train"] == {"people": 2, "product": 1, "text": 2}
+    card = (tmp_path / "export" / "README.md").read_text(encoding="utf-8")
+    assert "sequence:" in card and "| **images** | 4 |" in card
+    ds = datasets.load_dataset(str(tmp_path / "export"), cache_dir=str(tmp_path / "hf-cache"))["train"]
+    names = ds.features["labels"].feature.names
+    by_path = {
+        image["path"]: sorted(names[v] for v in labels)
+        for image, labels in zip(ds.with_format("arrow")["image"].to_pylist(), ds["labels"], strict=True)
+    }
+    assert by_path == {
+        "a.png": ["people", "text"],
+        "b.png": ["text"],
+        "c.png": [],
+        "d.png": ["people", "product"],
+    }
+    back = scan_tags(tmp_path / "export")
+    assert back.tags == ("people", "product", "text")
+    assert sorted(sorted(i.tags) for i in back.items) == [
+        [],
+        ["people", "product"],
+        ["people", "text"],
+        ["text"],
+    ]

@@ -479,3 +479,24 @@ def test_lr_find_on_tagged_data_uses_the_tag_head_and_binary_cross_entropy(tmp_p
     assert min(found.lrs) <= found.suggested <= max(found.lrs)
     assert found.losses[0] < 0.6  # it starts from the fitted tag head (an untrained one: ln 2 = 0.69)
     assert Path(found.plot).is_file() and (tmp_path / "plots" / "lr_find.json").is_file()
+
+
+def test_mixed_separators_are_named_not_read_as_classes(tmp_path: Path) -> None:
+    """'a|b' in one cell and 'c;a' in another is several tags per image with two separators: the
+    error names the mix (it used to be read as single-label classes 'a|b' and 'c;a')."""
+    from click.testing import CliRunner
+
+    from sortsight.cli import cli
+
+    (tmp_path / "img").mkdir()
+    for n in "abcd":
+        Image.new("RGB", (20, 20)).save(tmp_path / "img" / f"{n}.png")
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "image,labels\nimg/a.png,people|text\nimg/b.png,text\nimg/c.png,\nimg/d.png,product;people\n",
+        encoding="utf-8",
+    )
+    assert detect_task(labels) == "multi_label"
+    result = CliRunner().invoke(cli, ["check", str(labels)])
+    assert result.exit_code == 1 and "mixes tag separators" in result.output
+    assert "Traceback" not in result.output

@@ -30,8 +30,10 @@ def _export_dataset(out: Console, data: str, folder: str | None, repo: str | Non
 
     target = Path(folder) if folder else _free_folder(Path(Path(data).resolve().name + "-dataset"))
     done = export_dataset(data, target)
-    splits = ", ".join(f"{s} {sum(c.values())}" for s, c in done.counts.items())
-    out.print(f"Dataset: {done.folder} ({done.total} images in {len(done.classes)} classes: {splits}).")
+    per_split = done.images or {s: sum(c.values()) for s, c in done.counts.items()}
+    splits = ", ".join(f"{s} {n}" for s, n in per_split.items())
+    kind = "with {} tags" if done.task == "multi_label" else "in {} classes"
+    out.print(f"Dataset: {done.folder} ({done.total} images {kind.format(len(done.classes))}: {splits}).")
     if repo:
         visibility = "public" if public else "private"
         out.print(f"Pushing the dataset folder to {repo} ({visibility})…")
