@@ -5,15 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from conftest import make_image, write_class_folder, write_trainer_style_vit
+from helpers import kill_after_lines
 
 from sortsight.cli import cli
 
@@ -168,15 +167,7 @@ def test_predict_resumes_after_kill(tiny_model_dir: Path, tmp_path: Path) -> Non
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if out.is_file() and out.read_bytes().count(b"\n") >= 5:
-            break
-        time.sleep(0.01)
-    was_running = proc.poll() is None
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert was_running, "predict finished before it could be killed"
+    assert kill_after_lines(proc, out, 5, timeout=120), "predict finished before it could be killed"
     first = out.read_bytes().count(b"\n") - 1
     assert 0 < first < 240
     result = _run(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import QuietHandler
 from PIL import Image
 
 from sortsight.cli import cli
@@ -56,20 +57,7 @@ class _Server:
 
 
 def _handler(state: _Server) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:  # keep test output clean
-            pass
-
-        def _send(self, code: int, body: bytes, ctype: str = "image/png") -> None:
-            try:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (the timeout test)
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             path = self.path
             with state.lock:

@@ -6,15 +6,14 @@ import csv
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import kill_after_lines
 from PIL import Image, ImageDraw
 
 from sortsight._stratify import iterative_split
@@ -337,15 +336,7 @@ def test_tag_sort_copies_into_each_tag_folder_and_resumes_after_kill(tmp_path: P
     dest = tmp_path / "out"
     log = dest / "sortsight-moves.jsonl"
     proc = subprocess.Popen([sys.executable, "-c", _SORT_SCRIPT, str(preds), str(dest)])
-    deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None:
-        if log.is_file() and log.read_bytes().count(b"\n") >= 20:
-            break
-        time.sleep(0.005)
-    was_running = proc.poll() is None
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert was_running, "the sort finished before it could be killed"
+    assert kill_after_lines(proc, log, 20), "the sort finished before it could be killed"
     summary = sort_into_tags(preds, dest)
     want = Counter({t: sum(t in s for s in tag_sets) for t in TAGS}) + Counter(
         unsure=sum(not s for s in tag_sets)

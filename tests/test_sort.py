@@ -6,14 +6,13 @@ import csv
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import kill_after_lines
 
 from sortsight.errors import PredictError
 from sortsight.fileops import ActionLog
@@ -187,15 +186,7 @@ def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path: Path, mode: st
     dest = tmp_path / "out"
     log = dest / LOG_NAME
     proc = subprocess.Popen([sys.executable, "-c", _SORT_SCRIPT, str(preds), str(dest), mode])
-    deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None:
-        if log.is_file() and log.read_bytes().count(b"\n") >= 20:
-            break
-        time.sleep(0.005)
-    was_running = proc.poll() is None
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert was_running, "the sort finished before it could be killed"
+    assert kill_after_lines(proc, log, 20), "the sort finished before it could be killed"
     done_before = len(ActionLog(log).entries())
     assert 20 <= done_before < 300
     sort_into(preds, dest, move=mode == "move")
