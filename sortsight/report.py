@@ -13,31 +13,15 @@ import datetime as _dt
 import io
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sortsight import __version__
 from sortsight.errors import ImageError
 from sortsight.fileops import atomic_write_text
 from sortsight.images import open_image
 
-
-class Evaluation(Protocol):
-    """What the report reads of an evaluation (:class:`sortsight.evaluate.Evaluation` has it all);
-    a protocol, so this module needs no import of ``evaluate`` (which imports this one)."""
-
-    model: str
-    data: str
-    split: str
-    note: str
-    engine: str
-    labels: list[str]
-    metrics: dict[str, float]
-    per_class: list[dict[str, Any]]
-    confusion: list[list[int]]
-    most_confused: list[dict[str, Any]]
-    top_losses: list[dict[str, Any]]
-    calibration: dict[str, Any]
-    skipped: list[dict[str, str]]
+if TYPE_CHECKING:  # for the types only: evaluate imports this module when it writes a report
+    from sortsight.evaluate import Evaluation
 
 logger = logging.getLogger(__name__)
 
