@@ -28,6 +28,8 @@ def test_no_pretrained_trains_the_whole_network_from_random_weights(tmp_path: Pa
     assert record["config"]["pretrained"] is False
     assert record["engine"]["split"] == "scratch"
     assert record["best"]["epochs"] >= 1  # the network itself was trained, not only a head
+    # and it is the model: a head on untrained features is neither kept nor mixed in
+    assert record["best"]["chosen"] == "finetune" and record["candidates"][0]["wise_alpha"] == 1.0
     card = (result.model_dir / "README.md").read_text()
     assert "randomly initialised" in card and "`pretrained`: False" in card
 
@@ -68,6 +70,8 @@ def test_compare_pretrained_writes_both_runs_a_table_and_a_plot(tmp_path: Path) 
         record = json.loads((out / weights / "sortsight.json").read_text())
         assert record["config"]["pretrained"] is (weights == "pretrained")
         assert record["config"]["time_budget"] <= 300
+        if weights == "random":
+            assert record["best"]["chosen"] == "finetune"
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     page = (out / "comparison.html").read_text()
     assert "random" in page and "comparison.png" in page

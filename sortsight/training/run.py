@@ -360,8 +360,18 @@ def _train_candidate(
             cap_at=cap_at,
         )
         result.epochs, result.steps, result.stopped = ft.epochs, ft.steps, ft.stopped
-        # 4. WiSE-FT: the mixing weight with the best validation score (alpha 0 is the head itself)
-        if ft.best_state is not None:
+        # 4. WiSE-FT: the mixing weight with the best validation score (alpha 0 is the head itself);
+        # from random weights the head on untrained features is no end point: the network is the model
+        if ft.best_state is not None and split.kind == "scratch":
+            final_state, result.wise_alpha, result.metrics = ft.best_state, 1.0, dict(ft.best)
+            result.chosen = "finetune"
+            result.refit = {
+                "applied": False,
+                "items": len(y_train),
+                "what": "none",
+                "why": "trained from random weights: the best epoch on validation is the model",
+            }
+        elif ft.best_state is not None:
             t_wise = time.perf_counter()
             alpha, mixed = choose_wise(split, head_state, ft.best_state, va.acts, y_valid, head_metrics)
             speeds["eval_seconds_per_item"] = (time.perf_counter() - t_wise) / max(
