@@ -60,9 +60,15 @@ def compare_pretrained(config: TrainConfig, *, progress: ProgressCallback | None
             ``overwrite`` is not set.
     """
     from sortsight.train import train
+    from sortsight.training.plan import is_multilabel
 
     if not config.pretrained:
         raise ConfigError("compare-pretrained trains both ways itself: leave pretrained on.")
+    if is_multilabel(config):  # before the first run, not after it
+        raise ConfigError(
+            "compare-pretrained needs single-label data: multi-label tags are learnt on pretrained "
+            "features only. Compare on a class-folder dataset."
+        )
     run_dir = config.run_dir
     if any((run_dir / f).exists() for f in FILES) and not (config.overwrite or config.resume):
         raise ConfigError(
@@ -147,7 +153,7 @@ def _html(c: Comparison) -> str:
     rows = "\n".join(
         f"<tr><td>{e(r['weights'])}</td><td>{r['accuracy']:.3f}</td><td>{r['f1_macro']:.3f}</td>"
         f"<td>{r['seconds']:.0f} s</td><td>{r['epochs']}</td><td>{e(str(r['chosen']))}</td>"
-        f"<td><a href=\"{e(r['weights'])}/model/README.md\">model card</a></td></tr>"
+        f'<td><a href="{e(r["weights"])}/model/README.md">model card</a></td></tr>'
         for r in c.rows
     )
     return f"""<!doctype html>

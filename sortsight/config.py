@@ -327,12 +327,13 @@ class PredictConfig:
         inputs = (inputs,) if isinstance(inputs, (str, Path)) else inputs
         object.__setattr__(self, "inputs", tuple(str(i) for i in inputs))
         validate_fields(self, what="prediction option")
+        dest = "needs sort_into (--sort-into DEST)"
         checks = [
-            (not (self.move and self.sort_into is None), "move needs sort_into (a destination folder)"),
-            (not (self.dry_run and self.sort_into is None), "dry_run needs sort_into (a destination folder)"),
-            (not (self.merge_identical and self.sort_into is None), "merge_identical needs sort_into"),
+            (not (self.move and self.sort_into is None), f"move (--move) {dest}"),
+            (not (self.dry_run and self.sort_into is None), f"dry_run (--dry-run) {dest}"),
+            (not (self.merge_identical and self.sort_into is None), f"merge_identical {dest}"),
             (not (self.follow_links and self.move), "follow_links reads through links; it cannot --move"),
-            (not (self.tags_only and self.sort_into is None), "tags_only needs sort_into (a folder)"),
+            (not (self.tags_only and self.sort_into is None), f"tags_only (--tags-only) {dest}"),
             (not (self.tags_only and self.move), "use either tags_only or move, not both"),
         ]
         for ok, message in checks:

@@ -236,7 +236,7 @@ def _card(
             else f"An image-classification dataset of {total} images in {len(classes)} classes"
         )
         + f", exported by sortsight {__version__} (data fingerprint `{fingerprint}`).\n\n"
-        f"## {kind.capitalize()}s and splits\n\n" + "\n".join(table) + "\n\n"
+        f"## {'Tags' if multi_label else 'Classes'} and splits\n\n" + "\n".join(table) + "\n\n"
         "## Sources\n\n" + provenance + "\n\n"
         "## Use\n\n```python\nfrom datasets import load_dataset\n\n"
         f'ds = load_dataset("path/or/user/name")\nds["train"][0]  # {{"image": PIL image, {example}}}\n```\n'

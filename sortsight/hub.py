@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from sortsight.errors import ExportError
 
-__all__ = ["IGNORE_PATTERNS", "check_hub_reachable", "push_to_hub"]
+__all__ = ["IGNORE_PATTERNS", "check_hub_reachable", "check_repo_id", "push_to_hub"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def push_to_hub(
     if repo_type == "model" and not (folder / "config.json").exists() and (folder / "model").is_dir():
         folder = folder / "model"  # a run folder: push its model
     _check_folder(folder, repo_type)
-    _check_repo_id(repo_id)
+    check_repo_id(repo_id)
     token = token or _stored_token()
     if not token:
         raise ExportError(f"no Hugging Face token found to push {repo_id}: {_LOGIN_HINT}")
@@ -203,7 +203,8 @@ def _default_endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or str(constants.ENDPOINT)).rstrip("/")
 
 
-def _check_repo_id(repo_id: str) -> None:
+def check_repo_id(repo_id: str) -> None:
+    """Raise :class:`ExportError` unless ``repo_id`` is ``user/name`` as the Hub takes it."""
     parts = repo_id.split("/")
     valid = len(parts) == 2 and all(parts)
     if valid:

@@ -179,7 +179,7 @@ def _search_error(exc: Exception, endpoint: str, query: str) -> DataError:
             "it is rate-limiting. "
             "Wait a few minutes and run the same command again; finished images are kept."
         )
-    reason = str(exc).split(">")[-1].strip() or type(exc).__name__
+    reason = str(exc).split(">")[-1].strip().rstrip("')\" ") or type(exc).__name__
     return DataError(
         f"The image search at {endpoint} could not be reached ({reason[:120]}). Check the network, "
         "or build the dataset from a list of image URLs: sortsight fetch urls.csv --out DIR"

@@ -95,7 +95,9 @@ def test_predict_jsonl(
 
 def test_predict_user_errors(tiny_model_dir: Path, new_images: Path, tmp_path: Path) -> None:
     assert "not found" in _user_error("predict", str(tiny_model_dir), str(tmp_path / "missing"))
-    assert "move needs sort_into" in _user_error("predict", str(tiny_model_dir), str(new_images), "--move")
+    assert "(--move) needs sort_into" in _user_error(
+        "predict", str(tiny_model_dir), str(new_images), "--move"
+    )
     assert "threshold" in _user_error("predict", str(tiny_model_dir), str(new_images), "--threshold", "3")
     assert "not a model folder" in _user_error("predict", str(tmp_path), str(new_images))
     result = CliRunner().invoke(cli, ["predict", str(tiny_model_dir), str(new_images), "--engine", "gpu"])

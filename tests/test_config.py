@@ -135,7 +135,7 @@ def test_invalid_values(values: dict, message: str) -> None:
         ({"threshold": float("-inf")}, "threshold must be a finite number"),
         ({"batch_size": "many"}, "batch_size must be a whole number"),
         ({"engine": "onx"}, "Did you mean 'onnx'"),
-        ({"move": True}, "move needs sort_into"),
+        ({"move": True}, "move (--move) needs sort_into"),
     ],
 )
 def test_invalid_prediction_values(values: dict, message: str) -> None:

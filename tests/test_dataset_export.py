@@ -163,3 +163,12 @@ def test_multi_label_data_exports_a_sequence_of_class_labels(
         ["people", "text"],
         ["text"],
     ]
+
+
+def test_a_bad_repo_id_is_refused_before_anything_is_written(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    done = CliRunner().invoke(
+        cli, ["export", str(data), "--dataset-out", str(out), "--dataset-to-hub", "no!!"]
+    )
+    assert done.exit_code == 1 and "is not a Hub repo id" in done.output
+    assert not out.exists()

@@ -491,3 +491,40 @@ def test_mixed_separators_are_named_not_read_as_classes(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["check", str(labels)])
     assert result.exit_code == 1 and "mixes tag separators" in result.output
     assert "Traceback" not in result.output
+
+
+def test_tags_only_offers_no_undo_for_a_log_it_did_not_write(
+    tagger: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--tags-only copies nothing, so its next line must not send the user to `sortsight undo`."""
+    from click.testing import CliRunner
+
+    from sortsight.cli import cli
+
+    run, data = tagger
+    dest = tmp_path / "tagged"
+    args = [
+        "predict",
+        str(run),
+        str(data / "img"),
+        "--out",
+        str(tmp_path / "p.csv"),
+        "--sort-into",
+        str(dest),
+    ]
+    result = CliRunner().invoke(cli, [*args, "--tags-only"])
+    assert result.exit_code == 0, result.output
+    assert (dest / TAGS_FILE).is_file() and "Next:" in result.output
+    assert "sortsight undo" not in result.output
+
+
+def test_compare_pretrained_refuses_tagged_data_before_training(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sortsight.cli import cli
+
+    rows = _write_tagged(tmp_path, 12)
+    labels = _csv(tmp_path / "labels.csv", ["image", "labels"], [[p, "|".join(t)] for p, t in rows])
+    result = CliRunner().invoke(cli, ["compare-pretrained", str(labels), "--out", str(tmp_path / "cmp")])
+    assert result.exit_code == 1 and "needs single-label data" in result.output
+    assert not (tmp_path / "cmp" / "pretrained").exists()

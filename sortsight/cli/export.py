@@ -27,8 +27,13 @@ def _free_folder(base: Path) -> Path:
 
 def _export_dataset(out: Console, data: str, folder: str | None, repo: str | None, public: bool) -> None:
     from sortsight.dataset_export import export_dataset, push_dataset_to_hub
+    from sortsight.hub import check_repo_id
 
-    target = Path(folder) if folder else _free_folder(Path(Path(data).resolve().name + "-dataset"))
+    if repo:
+        check_repo_id(repo)  # before the export, not after it
+    source = Path(data).resolve()
+    name = source.stem if source.is_file() else source.name  # labels.csv -> labels-dataset
+    target = Path(folder) if folder else _free_folder(Path(name + "-dataset"))
     done = export_dataset(data, target)
     per_split = done.images or {s: sum(c.values()) for s, c in done.counts.items()}
     splits = ", ".join(f"{s} {n}" for s, n in per_split.items())

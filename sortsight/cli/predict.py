@@ -98,5 +98,8 @@ def predict(model: str, paths: tuple[str, ...], **options: Any) -> None:
         unsure = sorted_summary.per_folder.get("unsure", 0)
         dest = sorted_summary.dest
         look = f"look through {quote(str(dest / 'unsure'))} ({unsure} images)" if unsure else f"open {dest}"
-        undo = f"sortsight undo {quote(str(sorted_summary.log_path))}"
-        print_next(out, f"{look}; to put everything back: {undo}")
+        if sorted_summary.log_path.is_file():
+            undo = f"sortsight undo {quote(str(sorted_summary.log_path))}"
+            print_next(out, f"{look}; to put everything back: {undo}")
+        else:  # nothing copied or moved (--tags-only writes DEST/tags.csv): nothing to undo
+            print_next(out, look)
