@@ -124,9 +124,9 @@ def search_images(
     Raises:
         DataError: the search cannot be reached, keeps refusing (rate limit), or answers nonsense.
     """
+    engine = _engine(endpoint, timeout)  # first: it says what to install when ddgs is missing
     from ddgs.exceptions import DDGSException
 
-    engine = _engine(endpoint, timeout)
     hits: list[ImageHit] = []
     seen: set[str] = set()
     page = 1

@@ -226,7 +226,7 @@ def test_without_ddgs_the_search_says_what_to_install(
 ) -> None:
     import sys
 
-    for name in ("ddgs", "ddgs.engines.duckduckgo_images", "ddgs.utils"):
+    for name in ("ddgs", "ddgs.engines.duckduckgo_images", "ddgs.utils", "ddgs.exceptions"):
         monkeypatch.setitem(sys.modules, name, None)  # import fails as if ddgs were not installed
     with pytest.raises(DataError, match="needs the 'ddgs' package: pip install ddgs"):
         search_images("duckling", endpoint="http://127.0.0.1:9")
