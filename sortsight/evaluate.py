@@ -29,7 +29,14 @@ from sortsight.predict import Classifier, score_paths
 from sortsight.progress import ProgressCallback
 from sortsight.runs import RunFolder
 
-__all__ = ["Evaluation", "calibration_bins", "compute_metrics", "evaluate", "held_out_items"]
+__all__ = [
+    "Evaluation",
+    "calibration_bins",
+    "compute_metrics",
+    "evaluate",
+    "held_out_items",
+    "held_out_split",
+]
 
 
 @dataclass
@@ -184,6 +191,16 @@ def _most_confused(
 # --------------------------------------------------------------------------- data selection
 
 
+def held_out_split(splits: dict[str, Any], validation_note: str) -> tuple[str, list[str], str]:
+    """``(split name, relative paths, note)`` of a run's held-out images: its ``test`` split, or,
+    when it held none out, its ``validation`` split with ``validation_note`` (single- and
+    multi-label evaluation say differently how optimistic that is)."""
+    wanted = splits.get("test") or []
+    if wanted:
+        return "test", wanted, ""
+    return "validation", splits.get("validation") or [], validation_note
+
+
 def held_out_items(run_dir: Path, info: dict[str, Any]) -> tuple[list[tuple[Path, str]], str, str, str]:
     """The run's test images (or validation images, with a note): ``(items, data, split, note)``.
 
@@ -200,15 +217,12 @@ def held_out_items(run_dir: Path, info: dict[str, Any]) -> tuple[list[tuple[Path
             f"Run '{run_dir}' does not record its data splits. Give the data to evaluate on: "
             f"sortsight evaluate {run_dir} DATA."
         )
-    split, note = "test", ""
-    wanted = splits.get("test") or []
-    if not wanted:
-        split, wanted = "validation", splits.get("validation") or []
-        note = (
-            "No test split was held out for this run, so these are the validation images, which also "
-            "chose the best epoch: expect the numbers to be a little optimistic. Train with test_split "
-            "(e.g. 0.1) for an unbiased estimate."
-        )
+    split, wanted, note = held_out_split(
+        splits,
+        "No test split was held out for this run, so these are the validation images, which also "
+        "chose the best epoch: expect the numbers to be a little optimistic. Train with test_split "
+        "(e.g. 0.1) for an unbiased estimate.",
+    )
     if not Path(source).exists():
         raise DataError(
             f"The data of run '{run_dir}' ('{source}') is not there any more. Give the data to "

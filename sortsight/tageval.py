@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from sortsight.errors import DataError
+from sortsight.evaluate import held_out_split
 from sortsight.predict import Classifier, score_paths
 from sortsight.progress import ProgressCallback
 from sortsight.tagmetrics import tag_calibration, tag_metrics
@@ -93,15 +94,12 @@ def _items(clf: Classifier, data: str | Path | None, split: str | None) -> tuple
         ds = scan_tags(
             source, target_column=target, separator=config.get("tag_separator", "auto"), verify=False
         )
-        name, note = "test", ""
-        wanted = splits.get("test") or []
-        if not wanted:
-            name, wanted = "validation", splits.get("validation") or []
-            note = (
-                "No test split was held out for this run, so these are the validation images: the tag "
-                "thresholds were chosen on the training images, but the head's settings were not tuned "
-                "on these. Train with test_split (e.g. 0.1) for a separate estimate."
-            )
+        name, wanted, note = held_out_split(
+            splits,
+            "No test split was held out for this run, so these are the validation images: the tag "
+            "thresholds were chosen on the training images, but the head's settings were not tuned "
+            "on these. Train with test_split (e.g. 0.1) for a separate estimate.",
+        )
         by_rel = {ds.relative(it.path): it for it in ds.items}
         items = [by_rel[r] for r in wanted if r in by_rel]
         if not items:
