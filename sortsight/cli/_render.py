@@ -16,7 +16,15 @@ from rich.text import Text
 
 from sortsight.progress import ProgressEvent
 
-__all__ = ["PHASES", "ProgressView", "output_console", "print_next", "render_run_skipped", "render_skipped"]
+__all__ = [
+    "PHASES",
+    "ProgressView",
+    "counts_table",
+    "output_console",
+    "print_next",
+    "render_run_skipped",
+    "render_skipped",
+]
 
 PHASES = {
     "scan": "Checking images",
@@ -103,6 +111,21 @@ def _info(metrics: dict[str, Any]) -> str:
         return f"{failed} failed"
     rate = metrics.get("images_per_second")
     return f"{rate:.1f} img/s" if rate else ""
+
+
+def counts_table(first: str, footer: str, summary: Mapping[str, Any]) -> Table:
+    """Images per class (or tag) and split, a total column and a footer of split totals: the
+    table of ``check``. ``first`` heads the name column and ``footer`` labels its footer cell;
+    ``summary`` has ``splits``, ``counts`` (name → split → count, with ``total``) and ``totals``."""
+    totals = summary["totals"]
+    table = Table(show_footer=True)
+    table.add_column(first, footer=footer)
+    for split in summary["splits"]:
+        table.add_column(split, justify="right", footer=str(totals[split]))
+    table.add_column("total", justify="right", footer=str(totals["total"]))
+    for name, row in summary["counts"].items():
+        table.add_row(name, *(str(row[s]) for s in summary["splits"]), str(row["total"]))
+    return table
 
 
 def render_skipped(

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sortsight.cli._render import ProgressView
+from sortsight.cli._render import ProgressView, counts_table
 
 __all__ = ["check_tags", "render_tag_summary"]
 
@@ -129,13 +129,7 @@ def render_tag_summary(console: Console, summary: dict[str, Any]) -> None:
         f"{len(summary['tags'])} tags, {per['mean']} tags per image on average (at most {per['max']}), "
         f"fingerprint {summary['fingerprint']}"
     )
-    table = Table(show_footer=True)
-    table.add_column("tag", footer="images")
-    for split in summary["splits"]:
-        table.add_column(split, justify="right", footer=str(totals[split]))
-    table.add_column("total", justify="right", footer=str(totals["total"]))
-    for tag, row in summary["counts"].items():
-        table.add_row(tag, *(str(row[s]) for s in summary["splits"]), str(row["total"]))
+    table = counts_table("tag", "images", summary)
     table.add_row(
         "[dim](no tag)[/dim]",
         *(str(summary["no_tag"][s]) for s in summary["splits"]),

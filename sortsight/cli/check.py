@@ -14,10 +14,9 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from sortsight import data
-from sortsight.cli._render import ProgressView, output_console, print_next, render_skipped
+from sortsight.cli._render import ProgressView, counts_table, output_console, print_next, render_skipped
 from sortsight.errors import ConfigError
 from sortsight.fileops import atomic_write, ensure_output_dir, ensure_output_file, output_error
 from sortsight.images import DEFAULT_MAX_PIXELS
@@ -59,14 +58,7 @@ def render_summary(console: Console, summary: dict[str, Any], *, max_skipped: in
         f"[bold]{summary['root']}[/bold] ({summary['source']}): {totals['total']} images, "
         f"{len(summary['classes'])} classes, fingerprint {summary['fingerprint']}"
     )
-    table = Table(show_footer=True)
-    table.add_column("class", footer="total")
-    for split in summary["splits"]:
-        table.add_column(split, justify="right", footer=str(totals[split]))
-    table.add_column("total", justify="right", footer=str(totals["total"]))
-    for label, row in summary["counts"].items():
-        table.add_row(label, *(str(row[s]) for s in summary["splits"]), str(row["total"]))
-    console.print(table)
+    console.print(counts_table("class", "total", summary))
     sizes = summary.get("image_sizes")
     if sizes:
         console.print(
