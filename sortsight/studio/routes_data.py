@@ -7,6 +7,8 @@ import json
 import random
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -259,20 +261,34 @@ async def data_api(request: Request, studio: StudioDep, project: ProjectDep) -> 
     return JSONResponse(await run_in_threadpool(data_summary, studio, project))
 
 
+@contextmanager
+def _staged_zip(folder: Path) -> Iterator[Path]:
+    """A fresh path in the project's ``.staging/`` for an uploaded zip; the file is gone afterwards."""
+    staging = folder / ".staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    upload = staging / f"{uuid.uuid4().hex}.zip"
+    try:
+        yield upload
+    finally:
+        upload.unlink(missing_ok=True)
+
+
+def _left_out(skipped: list[tuple[str, str]], sep: str = "; ") -> str:
+    """`` Left out N: path (reason); ...`` (the first five) for an upload's message, or nothing."""
+    if not skipped:
+        return ""
+    return f" Left out {len(skipped)}: " + sep.join(f"{p} ({r})" for p, r in skipped[:5])
+
+
 @router.post("/projects/{project_id}/data/zip")
 async def upload_zip(
     request: Request, studio: StudioDep, project: ProjectDep, archive: UploadFile = File(...)
 ) -> RedirectResponse:
     """Add a zip of class folders (or split folders) to the project's data."""
     folder = studio.project_dir(project)
-    staging = folder / ".staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    upload = staging / f"{uuid.uuid4().hex}.zip"
-    try:
+    with _staged_zip(folder) as upload:
         await run_in_threadpool(copy_limited, archive.file, upload, studio.limits.max_request_bytes)
         report = await run_in_threadpool(pj.import_zip, folder, upload, studio.limits)
-    finally:
-        upload.unlink(missing_ok=True)
     msg = f"Added {len(report.added)} image(s) from {archive.filename or 'the zip'}."
     if report.renamed:
         msg += (
@@ -280,8 +296,7 @@ async def upload_zip(
             + "; ".join(f"{old} → {Path(new).name}" for old, new in report.renamed[:5])
             + "."
         )
-    if report.skipped:
-        msg += f" Left out {len(report.skipped)}: " + "; ".join(f"{p} ({r})" for p, r in report.skipped[:5])
+    msg += _left_out(report.skipped)
     return _redirect(f"/projects/{project.id}/data", msg)
 
 
@@ -296,33 +311,31 @@ async def upload_tagged(
     """Add a zip of images with their tags (a labels file in the zip, or uploaded beside it):
     the project becomes (or stays) a tagging project."""
     folder = studio.project_dir(project)
-    staging = folder / ".staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    upload = staging / f"{uuid.uuid4().hex}.zip"
     labels_path: Path | None = None
-    try:
-        await run_in_threadpool(copy_limited, archive.file, upload, studio.limits.max_request_bytes)
-        if labels is not None and labels.filename:
-            suffix = Path(labels.filename).suffix.lower()
-            if suffix not in (".csv", ".tsv", ".jsonl", ".ndjson", ".txt"):
-                raise DataError(
-                    f"'{labels.filename}' is not a labels file; upload a CSV, TSV or JSONL with columns "
-                    "'image' and 'labels'."
+    with _staged_zip(folder) as upload:
+        try:
+            await run_in_threadpool(copy_limited, archive.file, upload, studio.limits.max_request_bytes)
+            if labels is not None and labels.filename:
+                suffix = Path(labels.filename).suffix.lower()
+                if suffix not in (".csv", ".tsv", ".jsonl", ".ndjson", ".txt"):
+                    raise DataError(
+                        f"'{labels.filename}' is not a labels file; upload a CSV, TSV or JSONL with columns "
+                        "'image' and 'labels'."
+                    )
+                labels_path = upload.parent / f"{uuid.uuid4().hex}{suffix}"
+                await run_in_threadpool(
+                    copy_limited, labels.file, labels_path, studio.limits.max_request_bytes
                 )
-            labels_path = staging / f"{uuid.uuid4().hex}{suffix}"
-            await run_in_threadpool(copy_limited, labels.file, labels_path, studio.limits.max_request_bytes)
-        report = await run_in_threadpool(pj.import_tagged_zip, folder, upload, labels_path, studio.limits)
-    finally:
-        upload.unlink(missing_ok=True)
-        if labels_path is not None:
-            labels_path.unlink(missing_ok=True)
+            report = await run_in_threadpool(pj.import_tagged_zip, folder, upload, labels_path, studio.limits)
+        finally:
+            if labels_path is not None:
+                labels_path.unlink(missing_ok=True)
     msg = f"Added {len(report.added)} tagged image(s) from {archive.filename or 'the zip'}."
     if report.renamed:
         msg += (
             f" {len(report.renamed)} had the name of another file in the zip and were kept under a new name."
         )
-    if report.skipped:
-        msg += f" Left out {len(report.skipped)}: " + "; ".join(f"{p} ({r})" for p, r in report.skipped[:5])
+    msg += _left_out(report.skipped)
     return _redirect(f"/projects/{project.id}/data", msg)
 
 
@@ -353,8 +366,7 @@ async def upload_files(
         shutil.rmtree(staging, ignore_errors=True)
     where = f"with tags '{label.strip()}'" if tagged else f"to '{label.strip()}'"
     msg = f"Added {len(report.added)} image(s) {where}."
-    if report.skipped:
-        msg += f" Left out {len(report.skipped)}: " + ", ".join(f"{p} ({r})" for p, r in report.skipped[:5])
+    msg += _left_out(report.skipped, sep=", ")
     return _redirect(f"/projects/{project.id}/data", msg)
 
 
