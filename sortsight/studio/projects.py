@@ -24,6 +24,8 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from sortsight.errors import DataError
 from sortsight.fileops import place_file
 from sortsight.images import is_image_path, is_junk
 from sortsight.sources import SPLIT_ALIASES
-from sortsight.studio.uploads import UploadLimits, safe_extract_zip, safe_name
+from sortsight.studio.uploads import Extracted, UploadLimits, safe_extract_zip, safe_name
 
 __all__ = [
     "ImportReport",
@@ -118,6 +120,25 @@ def class_label(name: str) -> str:
     return label
 
 
+@contextmanager
+def _unpacked_zip(
+    project_dir: Path, zip_path: Path, limits: UploadLimits | None, empty: str
+) -> Iterator[tuple[Path, Extracted]]:
+    """Unpack an uploaded zip into ``.staging/<fresh>/zip/`` of the project: ``(that folder, what
+    was unpacked)``. DataError ``empty`` when the zip holds no files. ``.staging/<fresh>/`` is
+    removed afterwards, whatever happens. (Keep the depth: a labels row's ``../`` paths are
+    resolved from the zip's folder; tests/test_studio_tags.py names a project image that way.)"""
+    staging = project_dir / ".staging" / uuid.uuid4().hex
+    unpacked = staging / "zip"
+    try:
+        extracted = safe_extract_zip(zip_path, unpacked, limits)
+        if not unpacked.exists():
+            raise DataError(empty)
+        yield unpacked, extracted
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _content_root(staging: Path) -> Path:
     """Skip one wrapping folder (``photos/cats/...`` → ``cats/...``) when the zip has one."""
     root = staging
@@ -144,14 +165,13 @@ def import_zip(project_dir: Path, zip_path: Path, limits: UploadLimits | None = 
             "This is a tagging project (several tags per image): upload a zip of images together with "
             "its labels file, or create another project for class folders."
         )
-    staging = project_dir / ".staging" / uuid.uuid4().hex
     report = ImportReport()
-    try:
-        extracted = safe_extract_zip(zip_path, staging, limits)
-        if not staging.exists():
-            raise DataError(
-                "The zip holds no files. Zip your class folders (one folder per label) and upload it."
-            )
+    with _unpacked_zip(
+        project_dir,
+        zip_path,
+        limits,
+        "The zip holds no files. Zip your class folders (one folder per label) and upload it.",
+    ) as (staging, extracted):
         root = _content_root(staging)
         split = has_split_folders(root)
         data = data_dir(project_dir)
@@ -167,8 +187,6 @@ def import_zip(project_dir: Path, zip_path: Path, limits: UploadLimits | None = 
             report.added.append(str(placed.destination.relative_to(project_dir)))
         report.skipped += [(name, reason) for name, reason in extracted.skipped]
         report.renamed += extracted.renamed
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     if not report.added and not report.skipped:
         raise DataError(
             "The zip holds no images. Zip your class folders (one folder per label) and upload it."
@@ -296,18 +314,19 @@ def import_tagged_zip(
             "This project holds class folders (one label per image); create a new project for "
             "images with several tags each."
         )
-    staging = project_dir / ".staging" / uuid.uuid4().hex
     report = ImportReport()
-    try:
-        extracted = safe_extract_zip(zip_path, staging / "zip", limits)
-        if not (staging / "zip").exists():
-            raise DataError("The zip holds no files. Zip the images (and their labels file) and upload it.")
-        root, rows = _read_uploaded_tags(staging / "zip", labels_upload)
+    with _unpacked_zip(
+        project_dir,
+        zip_path,
+        limits,
+        "The zip holds no files. Zip the images (and their labels file) and upload it.",
+    ) as (unpacked, extracted):
+        root, rows = _read_uploaded_tags(unpacked, labels_upload)
         for _, tags, _ in rows:
             check_tags(tags, "The labels file has an unusable tag: ")
         named = {p.resolve() for p, _, _ in rows}
-        for path in sorted(p for p in (staging / "zip").rglob("*") if p.is_file()):
-            rel = path.relative_to(staging / "zip")
+        for path in sorted(p for p in unpacked.rglob("*") if p.is_file()):
+            rel = path.relative_to(unpacked)
             if path.resolve() in named or path.name.startswith(".sortsight-labels-"):
                 continue
             if path.suffix.lower() in _LABEL_SUFFIXES or is_junk(path) or path.name.startswith("._"):
@@ -348,8 +367,6 @@ def import_tagged_zip(
                 "each image's path inside the zip."
             )
         write_tags_file(labels, [(name, tags, split) for name, (tags, split) in existing.items()])
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return report
 
 
