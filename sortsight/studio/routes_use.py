@@ -6,6 +6,7 @@ import logging
 import shutil
 import uuid
 import zipfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,35 @@ def use_page(
     )
 
 
+async def _predict_job(
+    studio: Studio,
+    project: Project,
+    model_job: int | None,
+    threshold: str,
+    sort: str,
+    images: Callable[[], Awaitable[tuple[Path, int, str]]],
+) -> RedirectResponse:
+    """A Use form's prediction: the model and the threshold are checked first, before ``images``
+    saves or looks at any file and gives ``(folder, image count, source label)``; then the job
+    starts and the browser goes to its page."""
+    chosen = _model_job(studio, project, model_job)
+    limit = _threshold(threshold)
+    source, count, label = await images()
+    job = await run_in_threadpool(
+        lambda: _start_predict(
+            studio,
+            project,
+            chosen,
+            source,
+            threshold=limit,
+            sort=bool(sort),
+            count=count,
+            source_label=label,
+        )
+    )
+    return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
+
+
 @router.post("/projects/{project_id}/use/upload")
 async def predict_upload(
     request: Request,
@@ -137,36 +167,26 @@ async def predict_upload(
     sort: str = Form(""),
 ) -> RedirectResponse:
     """Predict images uploaded from the browser (kept in the project's ``uploads/``)."""
-    chosen = _model_job(studio, project, model_job)
-    limit = _threshold(threshold)
-    target = studio.project_dir(project) / "uploads" / uuid.uuid4().hex[:12]
-    count = 0
-    for upload in files:
-        name = Path((upload.filename or "").replace("\\", "/")).name
-        if not name:
-            continue
-        await run_in_threadpool(
-            copy_limited,
-            upload.file,
-            target / str(count) / safe_name(name, what="file name"),
-            studio.limits.max_request_bytes,
-        )
-        count += 1
-    if not count:
-        raise DataError("No files were uploaded. Choose one or more images.")
-    job = await run_in_threadpool(
-        lambda: _start_predict(
-            studio,
-            project,
-            chosen,
-            target,
-            threshold=limit,
-            sort=bool(sort),
-            count=count,
-            source_label=f"{count} uploaded file(s)",
-        )
-    )
-    return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
+
+    async def saved() -> tuple[Path, int, str]:
+        target = studio.project_dir(project) / "uploads" / uuid.uuid4().hex[:12]
+        count = 0
+        for upload in files:
+            name = Path((upload.filename or "").replace("\\", "/")).name
+            if not name:
+                continue
+            await run_in_threadpool(
+                copy_limited,
+                upload.file,
+                target / str(count) / safe_name(name, what="file name"),
+                studio.limits.max_request_bytes,
+            )
+            count += 1
+        if not count:
+            raise DataError("No files were uploaded. Choose one or more images.")
+        return target, count, f"{count} uploaded file(s)"
+
+    return await _predict_job(studio, project, model_job, threshold, sort, saved)
 
 
 @router.post("/projects/{project_id}/use/folder")
@@ -180,27 +200,17 @@ async def predict_folder(
     sort: str = Form(""),
 ) -> RedirectResponse:
     """Predict the images of a folder on the studio's machine (read only; sorted copies go in the job)."""
-    chosen = _model_job(studio, project, model_job)
-    limit = _threshold(threshold)
-    source = check_folder(folder, studio.folders)  # before any look at the disk
-    if not source.is_dir():
-        raise DataError(f"Folder '{folder}' not found on the studio's computer. Check the path.")
-    count = await run_in_threadpool(lambda: sum(1 for _ in iter_image_files(source)))
-    if not count:
-        raise DataError(f"Folder '{folder}' holds no images sortsight can read.")
-    job = await run_in_threadpool(
-        lambda: _start_predict(
-            studio,
-            project,
-            chosen,
-            source.resolve(),
-            threshold=limit,
-            sort=bool(sort),
-            count=count,
-            source_label=str(source.resolve()),
-        )
-    )
-    return RedirectResponse(f"/projects/{project.id}/jobs/{job.id}", status_code=303)
+
+    async def counted() -> tuple[Path, int, str]:
+        source = check_folder(folder, studio.folders)  # before any look at the disk
+        if not source.is_dir():
+            raise DataError(f"Folder '{folder}' not found on the studio's computer. Check the path.")
+        count = await run_in_threadpool(lambda: sum(1 for _ in iter_image_files(source)))
+        if not count:
+            raise DataError(f"Folder '{folder}' holds no images sortsight can read.")
+        return source.resolve(), count, str(source.resolve())
+
+    return await _predict_job(studio, project, model_job, threshold, sort, counted)
 
 
 @router.get("/projects/{project_id}/jobs/{job_id}/predictions.csv")
