@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sortsight.config import DEFAULT_BATCH_SIZE
 from sortsight.engines import Engine, build_engine
 from sortsight.errors import ImageError
 from sortsight.fileops import atomic_write_text, cache_dir
@@ -165,7 +166,11 @@ def _worker_init(_: int) -> None:
 
 
 def iter_embeddings(
-    embedder: Embedder, paths: Sequence[Path], *, batch_size: int = 32, num_workers: int | None = None
+    embedder: Embedder,
+    paths: Sequence[Path],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_workers: int | None = None,
 ) -> Iterator[tuple[int, str, np.ndarray | None, str]]:
     """Per file, in order: ``(index, sha256, (D,) vector or None, failure reason or "")``."""
     from torch.utils.data import DataLoader

@@ -19,10 +19,12 @@ import random
 
 import numpy as np
 
+from sortsight.config import DEFAULT_SEED
+
 __all__ = ["iterative_split"]
 
 
-def iterative_split(y: np.ndarray, fractions: dict[str, float], *, seed: int = 42) -> list[str]:
+def iterative_split(y: np.ndarray, fractions: dict[str, float], *, seed: int = DEFAULT_SEED) -> list[str]:
     """The split name of every row of the ``(N, T)`` boolean tag matrix ``y``.
 
     Args:

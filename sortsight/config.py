@@ -23,6 +23,10 @@ from sortsight._fields import (
 from sortsight.errors import ConfigError, closest
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_SEED",
+    "DEFAULT_TOP_K",
+    "DEFAULT_VALID_SPLIT",
     "PredictConfig",
     "TrainConfig",
     "config_from_dict",
@@ -42,6 +46,13 @@ STRATEGIES = ("auto", "head", "finetune")
 LOGGERS = ("none", "tensorboard")
 TASKS = ("auto", "single_label", "multi_label")
 TAG_SEPARATORS = ("auto", "|", ";", " ", ",")
+
+# Defaults declared once: the configs' fields below and every library function that takes the
+# same setting (data.load_dataset, predict.predict_paths, features, index, ...) use these.
+DEFAULT_SEED = 42  # random seed of the split (and of training, samples, the doctor)
+DEFAULT_VALID_SPLIT = 0.2  # validation fraction per class when the data has no validation split
+DEFAULT_BATCH_SIZE = 32  # images per batch, training and inference alike
+DEFAULT_TOP_K = 5  # labels kept per image in predictions
 
 
 def parse_duration(value: str | float | int | None) -> float | None:
@@ -123,7 +134,7 @@ class TrainConfig:
         "help": "Learning rate of fine-tuning.", "min": 1e-8, "max": 10.0})
     epochs: int = field(default=5, metadata={
         "help": "Fine-tuning epochs (passes over the training images).", "min": 1, "max": 1000})
-    batch_size: int = field(default=32, metadata={
+    batch_size: int = field(default=DEFAULT_BATCH_SIZE, metadata={
         "help": "Images per training step.", "min": 1, "max": 4096})
     warmup_ratio: float = field(default=0.1, metadata={
         "help": "Share of the steps spent warming the learning rate up.", "min": 0.0, "max": 0.9})
@@ -137,7 +148,7 @@ class TrainConfig:
         "help": "Weight decay (AdamW's decoupled L2 penalty).", "min": 0.0, "max": 10.0})
     max_grad_norm: float = field(default=1.0, metadata={
         "help": "Clip gradients to this norm; 0 turns clipping off.", "min": 0.0, "max": 100.0})
-    seed: int = field(default=42, metadata={
+    seed: int = field(default=DEFAULT_SEED, metadata={
         "help": "Random seed of the split and the training.", "min": 0, "max": 2**32 - 1})
     mixed_precision: str | None = field(default="auto", metadata={
         "help": "Number format of training; auto: the faster one, measured at run time.",
@@ -160,7 +171,7 @@ class TrainConfig:
         "help": "Label column of a labels file or Hugging Face dataset."})
     train_split: str = field(default="train", metadata={
         "help": "Name of the training split in a dataset with named splits."})
-    valid_split: float | str | None = field(default=0.2, metadata={
+    valid_split: float | str | None = field(default=DEFAULT_VALID_SPLIT, metadata={
         "help": "Validation fraction when the data has no validation split, or the split's name.",
         "min": 0.01, "max": 0.9})
     test_split: float = field(default=0.0, metadata={
@@ -203,7 +214,7 @@ class TrainConfig:
     @property
     def valid_fraction(self) -> float:
         """The validation fraction used when the data has no validation split of its own."""
-        return self.valid_split if isinstance(self.valid_split, float) else 0.2
+        return self.valid_split if isinstance(self.valid_split, float) else DEFAULT_VALID_SPLIT
 
 
 _AUTOTRAIN_TOP = ("task", "base_model", "project_name", "log", "backend", "data", "params", "hub")
@@ -236,7 +247,7 @@ def _autotrain_to_flat(raw: dict[str, Any]) -> dict[str, Any]:
     if data.get("train_split"):
         flat["train_split"] = data["train_split"]
     if "valid_split" in data:
-        flat["valid_split"] = data["valid_split"] if data["valid_split"] is not None else 0.2
+        flat["valid_split"] = data["valid_split"] if data["valid_split"] is not None else DEFAULT_VALID_SPLIT
     mapping = data.get("column_mapping") or {}
     for key in ("image_column", "target_column"):
         if mapping.get(key):
@@ -291,12 +302,13 @@ class PredictConfig:
     output: str = field(default="predictions.csv", metadata={
         "help": "Predictions file (CSV; JSON Lines when it ends in .jsonl). Rerunning resumes it."})
     jsonl: bool = field(default=False, metadata={"help": "Write JSON Lines instead of CSV."})
-    top_k: int = field(default=5, metadata={"help": "Labels kept per image.", "min": 1, "max": 1000})
+    top_k: int = field(default=DEFAULT_TOP_K, metadata={
+        "help": "Labels kept per image.", "min": 1, "max": 1000})
     threshold: float = field(default=0.0, metadata={
         "help": "Below this best score an image is 'unsure' (and sorted into unsure/). Multi-label "
         "models: one threshold for every tag instead of each tag's own (0: the model's own).",
         "min": 0.0, "max": 1.0})
-    batch_size: int = field(default=32, metadata={
+    batch_size: int = field(default=DEFAULT_BATCH_SIZE, metadata={
         "help": "Images per inference batch.", "min": 1, "max": 4096})
     engine: str = field(default="auto", metadata={
         "help": "Inference engine; auto takes the fastest available (onnx, then jit, then eager).",

@@ -28,6 +28,7 @@ from typing import Any
 from sortsight import images, sources
 from sortsight._sampling import balanced_sample, shuffled
 from sortsight._verify import verify_images
+from sortsight.config import DEFAULT_SEED, DEFAULT_VALID_SPLIT
 from sortsight.errors import ConfigError, DataError
 from sortsight.progress import ProgressCallback
 from sortsight.sources import SPLIT_ALIASES, SPLITS
@@ -235,9 +236,9 @@ def _check_fraction(name: str, value: float) -> None:
 def split_dataset(
     ds: ImageDataset,
     *,
-    valid_split: float = 0.2,
+    valid_split: float = DEFAULT_VALID_SPLIT,
     test_split: float = 0.0,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     max_samples: int | None = None,
 ) -> ImageDataset:
     """Assign a train / validation / test split to every item: stratified, seeded, deterministic.
@@ -321,9 +322,9 @@ def split_dataset(
 def load_dataset(
     source: str | os.PathLike,
     *,
-    valid_split: float = 0.2,
+    valid_split: float = DEFAULT_VALID_SPLIT,
     test_split: float = 0.0,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     max_samples: int | None = None,
     image_column: str | None = None,
     target_column: str | None = None,

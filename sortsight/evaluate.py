@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from sortsight._callable import make_module_callable
+from sortsight.config import DEFAULT_BATCH_SIZE
 from sortsight.errors import DataError
 from sortsight.predict import Classifier, score_paths
 from sortsight.progress import ProgressCallback
@@ -267,7 +268,7 @@ def evaluate(
     *,
     split: str | None = None,
     engine: str = "auto",
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     num_workers: int | None = None,
     top_losses: int = 24,
     progress: ProgressCallback | None = None,

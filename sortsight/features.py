@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from sortsight.config import DEFAULT_BATCH_SIZE
 from sortsight.errors import DataError
 from sortsight.fileops import cache_dir
 from sortsight.progress import ProgressCallback, Ticker
@@ -55,7 +56,7 @@ def extract_features(
     *,
     model: str = "efficientnet_lite0",
     image_size: int = 224,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     use_cache: bool = True,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from sortsight._index_embed import Embedder, default_image_size, iter_embeddings, load_embedder
+from sortsight.config import DEFAULT_BATCH_SIZE
 from sortsight.errors import DataError, ModelError
 from sortsight.fileops import atomic_write_text, repair_tail
 from sortsight.images import iter_image_files, sort_key
@@ -216,7 +217,7 @@ def build_index(
     model: str = "efficientnet_lite0",
     image_size: int | None = None,
     engine: str = "auto",
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     shard_size: int = 1024,
     num_workers: int | None = None,
     progress: ProgressCallback | None = None,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from sortsight._predict_io import collect_paths
-from sortsight.config import PredictConfig
+from sortsight.config import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, PredictConfig
 from sortsight.engines import Engine, build_engine, read_onnx_metadata
 from sortsight.errors import DataError, ImageError, ModelError, PredictError
 from sortsight.fileops import ensure_output_dir, ensure_output_file
@@ -49,6 +49,7 @@ __all__ = [
     "softmax",
     "top_k_of",
 ]
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of ``(N, C)`` logits, computed stably in float64."""
@@ -80,7 +81,7 @@ class Classifier:
     data_config: DataConfig
     name: str
     source: str
-    batch_size: int = 32
+    batch_size: int = DEFAULT_BATCH_SIZE
     _transform: Any = field(default=None, repr=False)
     task: str = "single_label"  # "multi_label": sigmoid scores, a tag per score over its threshold
     thresholds: list[float] | None = None  # multi-label: one per label
@@ -91,7 +92,7 @@ class Classifier:
         path: str | Path,
         *,
         engine: str = "auto",
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         threads: int | None = None,
         tta: bool = False,
     ) -> Classifier:
@@ -209,7 +210,7 @@ class Classifier:
             return np.zeros((0, len(self.labels)))
         return np.concatenate(out)
 
-    def predict(self, images: Any, top_k: int = 5) -> Any:
+    def predict(self, images: Any, top_k: int = DEFAULT_TOP_K) -> Any:
         """Top-k labels with probabilities, shaped like transformers' image-classification pipeline.
 
         Args:
@@ -341,7 +342,7 @@ def predict_paths(
     paths: Sequence[Path],
     output: str | Path,
     *,
-    top_k: int = 5,
+    top_k: int = DEFAULT_TOP_K,
     threshold: float = 0.0,
     num_workers: int | None = None,
     progress: ProgressCallback | None = None,

@@ -38,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from sortsight.config import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K
 from sortsight.errors import PredictError
 from sortsight.progress import ProgressCallback, Ticker
 
@@ -256,10 +257,10 @@ def predict_paths_ray(
     paths: Sequence[str | os.PathLike],
     output: str | Path,
     *,
-    top_k: int = 5,
+    top_k: int = DEFAULT_TOP_K,
     threshold: float = 0.0,
     engine: str = "auto",
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     actors: int | None = None,
     cpus_per_actor: float = 1.0,
     address: str | None = None,

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageDraw, ImageFont
 
 from sortsight._sampling import shuffled
+from sortsight.config import DEFAULT_SEED
 from sortsight.images import ImageSource, try_open_image
 
 if TYPE_CHECKING:
     from sortsight.data import ImageDataset
 
 __all__ = ["contact_sheet", "sample_grid"]
-
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -90,7 +90,7 @@ def sample_grid(
     per_class: int = 6,
     max_classes: int = 24,
     thumb: int = 128,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     split: str | None = None,
 ) -> Image.Image:
     """A labelled grid of sample images, one row per class (fastai's ``show_batch``).

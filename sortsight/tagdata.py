@@ -36,6 +36,7 @@ import numpy as np
 from sortsight import hfdata, images
 from sortsight._stratify import iterative_split
 from sortsight._verify import verify_images
+from sortsight.config import DEFAULT_SEED, DEFAULT_VALID_SPLIT
 from sortsight.data import Skipped
 from sortsight.errors import ConfigError, DataError
 from sortsight.labelfile import MixedSeparatorsError, read_tags_file, split_cell
@@ -246,9 +247,9 @@ def scan_tags(
 def split_tags(
     ds: TagDataset,
     *,
-    valid_split: float = 0.2,
+    valid_split: float = DEFAULT_VALID_SPLIT,
     test_split: float = 0.0,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     max_samples: int | None = None,
 ) -> TagDataset:
     """Assign train/validation/test by iterative stratification; leave out unlearnable tags.
@@ -304,9 +305,9 @@ def split_tags(
 def load_tag_dataset(
     source: str | os.PathLike,
     *,
-    valid_split: float = 0.2,
+    valid_split: float = DEFAULT_VALID_SPLIT,
     test_split: float = 0.0,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     max_samples: int | None = None,
     image_column: str | None = None,
     target_column: str | None = None,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from sortsight.config import DEFAULT_SEED
 from sortsight.tagmetrics import best_f1_thresholds, sigmoid
 
 __all__ = ["C_GRID", "FOLDS", "WEIGHTING_GAIN", "TagHead", "fit_tag_head", "tag_issues"]
@@ -108,7 +109,7 @@ def _torch_mask(mask: np.ndarray) -> Any:
     return torch.from_numpy(mask)
 
 
-def fit_tag_head(x: np.ndarray, y: np.ndarray, *, seed: int = 42) -> TagHead:
+def fit_tag_head(x: np.ndarray, y: np.ndarray, *, seed: int = DEFAULT_SEED) -> TagHead:
     """Fit the one-vs-rest head on features ``x (N, F)`` and tags ``y (N, T)``.
 
     ``C`` is chosen by :data:`FOLDS`-fold cross-validated mAP over :data:`C_GRID`; balanced

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from sortsight import data
 from sortsight.cli._render import ProgressView, counts_table, output_console, print_next, render_skipped
+from sortsight.config import DEFAULT_SEED, DEFAULT_VALID_SPLIT
 from sortsight.errors import ConfigError
 from sortsight.fileops import atomic_write, ensure_output_dir, ensure_output_file, output_error
 from sortsight.images import DEFAULT_MAX_PIXELS
@@ -77,10 +78,14 @@ def render_summary(console: Console, summary: dict[str, Any], *, max_skipped: in
 @click.command()
 @click.argument("data_path", metavar="DATA")
 @click.option(
-    "--valid-split", type=float, default=0.2, show_default=True, help="Fraction per class for validation."
+    "--valid-split",
+    type=float,
+    default=DEFAULT_VALID_SPLIT,
+    show_default=True,
+    help="Fraction per class for validation.",
 )
 @click.option("--test-split", type=float, default=0.0, show_default=True, help="Fraction per class for test.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the split.")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the split.")
 @click.option(
     "--max-samples", type=int, default=None, help="Use at most this many images, balanced per class."
 )

@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 
 from sortsight.cli._render import ProgressView, output_console
+from sortsight.config import DEFAULT_BATCH_SIZE
 
 __all__ = ["index", "map_command", "similar"]
 
@@ -35,7 +36,11 @@ __all__ = ["index", "map_command", "similar"]
     help="Inference engine; auto takes the fastest available (onnx, then jit, then eager).",
 )
 @click.option(
-    "--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024), help="Images per batch."
+    "--batch-size",
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Images per batch.",
 )
 @click.option(
     "--workers", "num_workers", default=None, type=click.IntRange(0, 64), help="Decoding processes."
