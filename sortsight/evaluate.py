@@ -28,16 +28,9 @@ from sortsight.config import DEFAULT_BATCH_SIZE
 from sortsight.errors import DataError
 from sortsight.predict import Classifier, score_paths
 from sortsight.progress import ProgressCallback
-from sortsight.runs import RunFolder
+from sortsight.runs import RunFolder, held_out_split
 
-__all__ = [
-    "Evaluation",
-    "calibration_bins",
-    "compute_metrics",
-    "evaluate",
-    "held_out_items",
-    "held_out_split",
-]
+__all__ = ["Evaluation", "calibration_bins", "compute_metrics", "evaluate", "held_out_items"]
 
 
 @dataclass
@@ -190,16 +183,6 @@ def _most_confused(
 
 
 # --------------------------------------------------------------------------- data selection
-
-
-def held_out_split(splits: dict[str, Any], validation_note: str) -> tuple[str, list[str], str]:
-    """``(split name, relative paths, note)`` of a run's held-out images: its ``test`` split, or,
-    when it held none out, its ``validation`` split with ``validation_note`` (single- and
-    multi-label evaluation say differently how optimistic that is)."""
-    wanted = splits.get("test") or []
-    if wanted:
-        return "test", wanted, ""
-    return "validation", splits.get("validation") or [], validation_note
 
 
 def held_out_items(run_dir: Path, info: dict[str, Any]) -> tuple[list[tuple[Path, str]], str, str, str]:

@@ -24,13 +24,33 @@ from typing import Any
 
 from sortsight.errors import ModelError, SortsightError
 
-__all__ = ["EVENTS", "LEADERBOARD", "METRICS", "MODEL", "RECORD", "RunFolder", "read_json", "read_jsonl"]
+__all__ = [
+    "EVENTS",
+    "LEADERBOARD",
+    "METRICS",
+    "MODEL",
+    "RECORD",
+    "RunFolder",
+    "held_out_split",
+    "read_json",
+    "read_jsonl",
+]
 
 RECORD = "sortsight.json"
 MODEL = "model"
 METRICS = "metrics.jsonl"
 EVENTS = "events.jsonl"
 LEADERBOARD = "leaderboard.json"
+
+
+def held_out_split(splits: dict[str, Any], validation_note: str) -> tuple[str, list[str], str]:
+    """``(split name, relative paths, note)`` of the held-out images a run's record lists under
+    ``data.splits``: its ``test`` split, or, when it held none out, its ``validation`` split with
+    ``validation_note`` (single- and multi-label evaluation say differently how optimistic that is)."""
+    wanted = splits.get("test") or []
+    if wanted:
+        return "test", wanted, ""
+    return "validation", splits.get("validation") or [], validation_note
 
 
 def read_json(path: Path) -> Any:

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from sortsight.errors import DataError
-from sortsight.evaluate import held_out_split
 from sortsight.predict import Classifier, score_paths
 from sortsight.progress import ProgressCallback
 from sortsight.tagmetrics import tag_calibration, tag_metrics
@@ -71,7 +70,7 @@ class TagEvaluation:
 
 def _items(clf: Classifier, data: str | Path | None, split: str | None) -> tuple[list[Any], str, str, str]:
     """``(tag items, data name, split name, note)`` to evaluate on."""
-    from sortsight.runs import RunFolder
+    from sortsight.runs import RunFolder, held_out_split
     from sortsight.tagdata import scan_tags
 
     model_path = Path(clf.source)
