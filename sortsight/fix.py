@@ -72,7 +72,8 @@ class FixResult:
 
     ``status`` is ``"done"``, ``"planned"`` (dry run), ``"unchanged"`` (already in that class, or
     ``keep``) or ``"duplicate"`` (a relabel whose target folder already holds the same content:
-    the file went to the trash instead, so no copy is lost and undo restores it).
+    the file went to the trash instead, so no copy is lost and undo restores it). ``before``:
+    a retag's tags before it (None: the image had no row), so a caller need not read them again.
     """
 
     path: str
@@ -80,6 +81,7 @@ class FixResult:
     destination: str | None
     new_label: str | None
     status: str
+    before: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -340,13 +342,14 @@ def retag(
     if before is None and after is None:
         raise DataError(f"'{src.name}' has no row in '{labels.name}'; there is nothing to remove.")
     if before is not None and after is not None and sorted(before) == after:
-        return FixResult(str(src), "retag", str(labels), "|".join(after), "unchanged")
+        return FixResult(str(src), "retag", str(labels), "|".join(after), "unchanged", tuple(before))
     row = row_of(labels, src) if after is None else None  # a removed row keeps its other cells for undo
     before = set_tags(labels, src, after)
     sha = sha256_file(src) if src.is_file() else ""
     extra = {"row": row} if row is not None else {}
     _log(log, labels.parent).record("retag", src, labels, sha, before=before, after=after, **extra)
-    return FixResult(str(src), "retag", str(labels), None if after is None else "|".join(after), "done")
+    new = None if after is None else "|".join(after)
+    return FixResult(str(src), "retag", str(labels), new, "done", None if before is None else tuple(before))
 
 
 # --------------------------------------------------------------------------- batches and undo

@@ -133,3 +133,26 @@ def test_a_run_records_what_it_measured(image_folder: Path, tmp_path: Path, own_
     assert record["image_size"] == 32 and record["seconds_per_image"] > 0
     assert record["step_seconds"] > 0 and record["precision"] in ("fp32", "bf16")
     assert record["decode_seconds_per_image"] > 0 and record["eval_seconds_per_item"] > 0
+    assert record["save_seconds"] > 0 and record["head_seconds_per_item"] > 0
+
+
+def test_the_runs_estimate_counts_the_head_and_save_measured_before(
+    image_folder: Path, tmp_path: Path, own_cache: Path
+) -> None:
+    """The ``estimate`` event adds the head's fits and the model's saving as an earlier run of
+    the model timed them here (it used to add a fixed guess), so it grows with those figures."""
+    from sortsight.train import train
+
+    def said(out: str) -> float:
+        config = TrainConfig(
+            data_path=str(image_folder), image_size=32, out=str(tmp_path / out), strategy="head"
+        )
+        train(config)
+        events = [json.loads(line) for line in (tmp_path / out / "events.jsonl").read_text().splitlines()]
+        return next(e["metrics"]["seconds"] for e in events if e["phase"] == "estimate")
+
+    key = speeds.speed_key("efficientnet_lite0", 32, TrainConfig(image_size=32))
+    speeds.remember({"head_seconds_per_item": 1.0, "save_seconds": 50.0}, key, source="run")
+    n_labelled = 20  # image_folder: 16 training + 4 validation images
+    assert said("slow") >= 1.0 * n_labelled + 50.0
+    assert said("fast") < 50.0  # the first run's own, much smaller, figures replaced the slow ones

@@ -15,7 +15,7 @@ from sortsight.config import TrainConfig
 from sortsight.errors import ConfigError, ModelError
 from sortsight.training.checkpoint import load_latest_checkpoint, restore_optimizer, save_checkpoint
 from sortsight.training.head import fit_head, fold, metrics, refit_head, wise
-from sortsight.training.plan import candidate_specs, make_plan, worth_finetuning
+from sortsight.training.plan import FINETUNE_SHARE, candidate_specs, make_plan, worth_finetuning
 from sortsight.training.schedule import layer_lrs, lr_factor
 
 
@@ -169,14 +169,15 @@ def test_plan_and_the_finetune_rule() -> None:
     assert make_plan(TrainConfig(augmentation="none")).views == 0
     assert worth_finetuning(auto, {"accuracy": 0.99}, 100) == (False, "head_good_enough", 0)
     assert worth_finetuning(auto, {"accuracy": 0.9}, 100) == (True, "", 5)  # room; cost not yet measured
-    slow = {"epoch_seconds": 30.0, "spent": 20.0}  # 2 x 20 s allowed: one epoch fits, two do not
+    share = FINETUNE_SHARE
+    slow = {"epoch_seconds": 30.0, "spent": 45.0 / share}  # 45 s allowed: one epoch fits, two do not
     assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **slow) == (False, "finetune_too_slow", 0)
     assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **slow, time_left=100.0) == (True, "", 3)
     assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **slow, time_left=10.0) == (False, "time_budget", 0)
     # capped to what fits in FINETUNE_SHARE x the first model's time, after the views' fixed cost
-    fits = {"epoch_seconds": 10.0, "fixed_seconds": 15.0, "spent": 40.0}  # (80 - 15) // 10 = 6 > 5
+    fits = {"epoch_seconds": 10.0, "fixed_seconds": 15.0, "spent": 80.0 / share}  # (80 - 15) // 10 = 6 > 5
     assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **fits) == (True, "", 5)
-    assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **{**fits, "spent": 25.0}) == (True, "", 3)
+    assert worth_finetuning(auto, {"accuracy": 0.9}, 100, **{**fits, "spent": 50.0 / share}) == (True, "", 3)
     forced = make_plan(TrainConfig(strategy="finetune"))
     assert worth_finetuning(forced, {"accuracy": 1.0}, 100, **slow) == (True, "", 5)
 

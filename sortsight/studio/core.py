@@ -12,6 +12,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from sortsight.config import DEFAULT_SEED, DEFAULT_VALID_SPLIT
 from sortsight.studio.jobs import DEFAULT_CLI, JobManager, cli_step
 from sortsight.studio.store import Job, Project, Store
 from sortsight.studio.uploads import UploadLimits
@@ -117,6 +118,8 @@ class Studio:
         self.templates.env.filters["bytes"] = fmt_bytes
         self.templates.env.filters["stamp"] = fmt_stamp
         self.templates.env.filters["settings"] = describe_job
+        # the defaults the pages describe, from their one declaration
+        self.templates.env.globals.update(default_valid_split=DEFAULT_VALID_SPLIT, default_seed=DEFAULT_SEED)
 
     # projects ---------------------------------------------------------------------------
     def project(self, project_id: int) -> Project:

@@ -62,13 +62,9 @@ def retag(project_dir: Path, rel: str, tags: list[str]) -> list[str] | None:
     return its tags before, or None when they were already these."""
     if not is_tagged(project_dir):
         raise DataError("This project has class folders, not tags: relabel the image instead.")
-    from sortsight.tagedit import tags_of
-
     path = _image_in_data(project_dir, rel)
-    labels = labels_file(project_dir)
-    before = tags_of(labels, path)
-    result = fix.retag(path, tags, labels_file=labels, log=_new_log(project_dir, "retag"))
-    return None if result.status == "unchanged" else before or []
+    result = fix.retag(path, tags, labels_file=labels_file(project_dir), log=_new_log(project_dir, "retag"))
+    return None if result.status == "unchanged" else list(result.before or [])
 
 
 def _trash(project_dir: Path) -> Path:

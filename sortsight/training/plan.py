@@ -50,8 +50,11 @@ NO_GAIN_EPOCHS = 2  # fine-tuning stops after this many epochs that do not beat 
 ROOM_ERRORS = 3  # auto fine-tunes only when the head makes at least this many validation errors
 WISE_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # mixing weights tried: 0 is the head, 1 the fine-tuned model
 # without a time budget, auto's fine-tuning may take this many times the first model's time
-# (its epochs are capped to fit; measured on the four benchmark sets, see docs/training.md)
-FINETUNE_SHARE = 2.0
+# (its epochs are capped to fit). Measured on the four benchmark sets (docs/training.md, 6 December):
+# 4 keeps the whole run within 0.34-1.29x the probe's time; 2 held it to 0.48-0.80x but, once
+# the head fit got 4-5x faster, left too little time to fine-tune on scanner (-0.2 points
+# against the probe, +2.3 with 4) and digits (+1.5, +2.1 with 4)
+FINETUNE_SHARE = 4.0
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,7 @@ def _train_candidate(
     # 1. features: every image once through the frozen trunk and the pretrained tail
     frozen = FrozenPass(split, data_config)
     first = frozen.run(data.train_paths[:_FIRST])  # chooses the engine; its speed gives the estimate
-    _estimate(events, name, side, frozen, first, data, plan)
+    _estimate(events, name, size, side, frozen, first, data, plan, config)
     tr = first.concat(frozen.run(data.train_paths[_FIRST:], progress=events), _FIRST)
     va = frozen.run(data.valid_paths, progress=events)
     y_train = torch.tensor([data.train_targets[i] for i in tr.kept])
@@ -248,7 +248,9 @@ def _train_candidate(
         refit=refit,
     )
     if env.is_main:
+        t_save = time.perf_counter()
         rd.save_model(model, data_config, data, config, result)
+        speeds["save_seconds"] = time.perf_counter() - t_save
     result.first_model_seconds = time.perf_counter() - run_start
     _announce(events, result, "head")
 
@@ -436,16 +438,25 @@ def _remember_speeds(
 def _estimate(
     events: ProgressCallback,
     name: str,
+    size: int | None,
     side: int,
     frozen: FrozenPass,
     first: Frozen,
     data: RunData,
     plan: Plan,
+    config: TrainConfig,
 ) -> None:
-    """The ``estimate`` event: the run's wall time from the feature engine's measured speed."""
+    """The ``estimate`` event: the time to the model from the feature engine's speed measured on
+    the first images, plus the head's fits and the model's saving as an earlier run of this model
+    measured them on this machine (none remembered: the features alone)."""
+    from sortsight.training import speeds
+
     n_all = len(data.train_paths) + len(data.valid_paths) + len(data.test_paths)
     per_image = first.seconds / max(1, len(first.kept))
-    seconds = per_image * (n_all - len(first.kept)) * 1.1 + 2.0  # + head fits and saving the model
+    known = speeds.recall(speeds.speed_key(name, size, config)) or {}
+    n_labelled = len(data.train_paths) + len(data.valid_paths)
+    head = float(known.get("head_seconds_per_item", 0.0)) * n_labelled + float(known.get("save_seconds", 0.0))
+    seconds = per_image * (n_all - len(first.kept)) + head
     ft = " (fine-tuning, where it pays, comes on top)" if plan.epochs and frozen.split.fine_tunes else ""
     emit(
         events,

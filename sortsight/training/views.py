@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
+from sortsight.config import DEFAULT_BATCH_SIZE
 from sortsight.geometry import draft_size, eval_pixels
 from sortsight.images import open_image
 from sortsight.progress import ProgressCallback, Ticker
@@ -88,7 +89,7 @@ def stream_eval(
     paths: Sequence[str | Path],
     data_config: Any,
     *,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     failed: list[tuple[str, str]] | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
     """Yield ``(indices, uint8 (B, 3, S, S))`` eval views in order, decoding ahead in threads
