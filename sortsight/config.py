@@ -24,6 +24,7 @@ from sortsight.errors import ConfigError, closest
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_NEAR_DISTANCE",
     "DEFAULT_SEED",
     "DEFAULT_TOP_K",
     "DEFAULT_VALID_SPLIT",
@@ -53,6 +54,7 @@ DEFAULT_SEED = 42  # random seed of the split (and of training, samples, the doc
 DEFAULT_VALID_SPLIT = 0.2  # validation fraction per class when the data has no validation split
 DEFAULT_BATCH_SIZE = 32  # images per batch, training and inference alike
 DEFAULT_TOP_K = 5  # labels kept per image in predictions
+DEFAULT_NEAR_DISTANCE = 4  # perceptual-hash bits (of 64) within which two images are near duplicates
 
 
 def parse_duration(value: str | float | int | None) -> float | None:

@@ -47,7 +47,7 @@ from sortsight._doctor_checks import (
     quality_flags,
 )
 from sortsight._doctor_labels import LabelSettings, label_issues, out_of_place
-from sortsight.config import DEFAULT_SEED
+from sortsight.config import DEFAULT_NEAR_DISTANCE, DEFAULT_SEED
 from sortsight.data import ImageDataset, load_dataset
 from sortsight.errors import ConfigError
 from sortsight.fileops import atomic_write, atomic_write_text, output_error
@@ -260,7 +260,7 @@ def doctor(
     image_size: int = 224,
     folds: int = 5,
     seed: int = DEFAULT_SEED,
-    near_distance: int = 4,
+    near_distance: int = DEFAULT_NEAR_DISTANCE,
     near_similarity: float | None = None,
     label_filter: str = "predicted_neq_given",
     label_settings: LabelSettings | None = None,

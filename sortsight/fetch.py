@@ -50,6 +50,12 @@ from sortsight.progress import ProgressCallback, Ticker
 __all__ = ["FetchItem", "FetchSummary", "fetch", "read_source"]
 
 JOURNAL_NAME = ".sortsight-fetch.jsonl"
+# the politeness defaults of fetch() and of websearch.fetch_search(), declared once
+CONCURRENCY = 4  # downloads at once
+PER_HOST = 2  # downloads at once from one server
+DELAY = 0.2  # seconds between two requests to one server
+RETRIES = 3  # retries after timeouts and 429/5xx
+TIMEOUT = 30.0  # seconds to wait for a server
 _TMP_NAME = ".sortsight-fetch-tmp"
 _RETRY_CODES = {408, 425, 429, 500, 502, 503, 504}
 _EXT = {
@@ -314,12 +320,12 @@ def fetch(
     label: str | None = None,
     label_field: str | None = None,
     size: int | None = 1024,
-    concurrency: int = 4,
-    per_host: int = 2,
-    delay: float = 0.2,
-    retries: int = 3,
+    concurrency: int = CONCURRENCY,
+    per_host: int = PER_HOST,
+    delay: float = DELAY,
+    retries: int = RETRIES,
     backoff: float = 0.5,
-    timeout: float = 30.0,
+    timeout: float = TIMEOUT,
     max_bytes: int = 100 * 2**20,
     progress: ProgressCallback | None = None,
 ) -> FetchSummary:

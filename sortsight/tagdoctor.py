@@ -22,7 +22,7 @@ import numpy as np
 
 from sortsight._doctor_checks import ImageStats, groups, measure_images, near_pairs_hash
 from sortsight._outputs import ensure_output_dir
-from sortsight.config import DEFAULT_SEED
+from sortsight.config import DEFAULT_NEAR_DISTANCE, DEFAULT_SEED
 from sortsight.doctor import JSON_NAME, REPORT_KIND, _ours
 from sortsight.errors import ConfigError
 from sortsight.fileops import atomic_write_text, output_error
@@ -41,7 +41,7 @@ def tag_doctor(
     model: str = "efficientnet_lite0",
     image_size: int = 224,
     seed: int = DEFAULT_SEED,
-    near_distance: int = 4,
+    near_distance: int = DEFAULT_NEAR_DISTANCE,
     progress: ProgressCallback | None = None,
     workers: int | None = None,
 ) -> dict[str, Any]:

@@ -25,11 +25,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sortsight.config import DEFAULT_NEAR_DISTANCE
 from sortsight.errors import DataError, ImageError
-from sortsight.fetch import JOURNAL_NAME, FetchSummary, fetch
+from sortsight.fetch import CONCURRENCY, DELAY, JOURNAL_NAME, PER_HOST, RETRIES, TIMEOUT, FetchSummary, fetch
 from sortsight.fetchlist import FetchItem, safe_label, short_hash, slug
 from sortsight.fileops import atomic_write_text, place_file
 from sortsight.progress import ProgressCallback, ProgressEvent, emit
+
+SEARCH_LIMIT = 150  # hits asked of the search per query
 
 __all__ = ["DEFAULT_ENDPOINT", "SOURCES_NAME", "ImageHit", "fetch_search", "search_images"]
 
@@ -103,7 +106,7 @@ def _int(value: Any) -> int:
 def search_images(
     query: str,
     *,
-    limit: int = 150,
+    limit: int = SEARCH_LIMIT,
     endpoint: str = DEFAULT_ENDPOINT,
     timeout: float = 20.0,
     delay: float = 1.0,
@@ -317,16 +320,16 @@ def fetch_search(
     queries: Sequence[str],
     out_dir: str | os.PathLike,
     *,
-    limit: int = 150,
+    limit: int = SEARCH_LIMIT,
     labels: Sequence[str] | None = None,
     endpoint: str = DEFAULT_ENDPOINT,
     search_delay: float = 1.0,
-    near_distance: int = 4,
-    concurrency: int = 4,
-    per_host: int = 2,
-    delay: float = 0.2,
-    retries: int = 3,
-    timeout: float = 30.0,
+    near_distance: int = DEFAULT_NEAR_DISTANCE,
+    concurrency: int = CONCURRENCY,
+    per_host: int = PER_HOST,
+    delay: float = DELAY,
+    retries: int = RETRIES,
+    timeout: float = TIMEOUT,
     progress: ProgressCallback | None = None,
 ) -> FetchSummary:
     """Search the web for each query and download up to ``limit`` images into ``out_dir/<label>/``.

@@ -25,11 +25,13 @@ from sortsight import (
     tagdata,
     tagdoctor,
     taghead,
+    websearch,
 )
 from sortsight.cli.check import check as check_command
 from sortsight.cli.index import index as index_command
 from sortsight.config import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_NEAR_DISTANCE,
     DEFAULT_SEED,
     DEFAULT_TOP_K,
     DEFAULT_VALID_SPLIT,
@@ -44,6 +46,7 @@ SHARED = {
     "valid_split": DEFAULT_VALID_SPLIT,
     "batch_size": DEFAULT_BATCH_SIZE,
     "top_k": DEFAULT_TOP_K,
+    "near_distance": DEFAULT_NEAR_DISTANCE,
 }
 
 FUNCTIONS: list[tuple[Callable[..., Any], str]] = [
@@ -69,12 +72,13 @@ FUNCTIONS: list[tuple[Callable[..., Any], str]] = [
     (features.extract_features, "batch_size"),
     (index.build_index, "batch_size"),
     (_index_embed.iter_embeddings, "batch_size"),
+    (doctor, "near_distance"),
+    (tagdoctor.tag_doctor, "near_distance"),
+    (websearch.fetch_search, "near_distance"),
 ]
 
 # files that still write a shared default as a literal, and why (kept short on purpose)
-LITERAL_ALLOWED = {
-    "training/views.py",  # build_views(batch_size=32): left to the training rework in progress
-}
+LITERAL_ALLOWED: set[str] = set()
 
 
 @pytest.mark.parametrize(
@@ -147,3 +151,16 @@ def test_no_function_repeats_a_shared_default_as_a_literal() -> None:
 def test_the_literal_check_sees_a_repeat() -> None:
     drifted = "def f(x, *, seed: int = 42, top_k=3):\n    pass\nclass C:\n    batch_size: int = 32\n"
     assert _literal_repeats(drifted) == [(1, "seed"), (4, "batch_size")]
+
+
+def test_the_web_search_downloads_as_fetch_does() -> None:
+    """fetch_search hands its downloads to fetch(): the politeness defaults are fetch's."""
+    from sortsight import fetch
+
+    ours, theirs = (
+        inspect.signature(websearch.fetch_search).parameters,
+        inspect.signature(fetch.fetch).parameters,
+    )
+    for name in ("concurrency", "per_host", "delay", "retries", "timeout"):
+        assert ours[name].default == theirs[name].default, name
+    assert websearch.search_images.__kwdefaults__["limit"] == ours["limit"].default
