@@ -134,3 +134,20 @@ def test_an_estimate_keeps_the_head_time_a_run_measured(
     found = estimate_training(config)
     assert (speeds.recall(key) or {})["head_seconds_per_item"] == 7.0
     assert found.seconds > 7.0 * (found.n_train + found.n_valid)  # and the estimate counts it
+
+
+def test_the_tag_heads_time_is_extended_by_rows_not_per_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fit that costs a fixed 0.1 s plus 0.1 ms a row: 48 sample rows scaled per image to 4,800
+    images would say 10 s; the line through two timed sizes says what 4,800 rows cost (0.58 s)."""
+    import numpy as np
+
+    import sortsight.taghead as taghead
+    from sortsight.estimate import _tag_head_seconds
+
+    def fake_fit(x: np.ndarray, y: np.ndarray, *, seed: int) -> None:
+        time.sleep(0.1 + 1e-4 * len(x))
+
+    monkeypatch.setattr(taghead, "fit_tag_head", fake_fit)
+    x, y = np.zeros((48, 8), np.float32), np.zeros((48, 3), bool)
+    assert 0.4 < _tag_head_seconds(x, y, 4800, seed=0) < 1.5
+    assert _tag_head_seconds(x, y, 40, seed=0) < 0.5  # no more images than the sample: its own time
