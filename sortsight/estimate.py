@@ -148,13 +148,19 @@ def _remembered(config: TrainConfig, plan: Plan, data: RunData) -> list[dict[str
         decode = speeds.decode_seconds(data.train_paths, record)
         if decode is None:
             return None
-        # the frozen pass overlaps decoding (threads) with compute on the same cores: the images'
-        # share of its time is their decoding spread over the cores
-        cores = max(1, int(record.get("cores", 1)))
-        compute = record["seconds_per_image"] - record["decode_seconds_per_image"] / cores
-        per_image = max(0.2 * record["seconds_per_image"], compute + decode / cores)
-        timings.append({**record, "model": name, "seconds_per_image": per_image, "speeds": "remembered"})
+        timings.append(
+            {**record, "model": name, "seconds_per_image": _per_image(record, decode), "speeds": "remembered"}
+        )
     return timings
+
+
+def _per_image(record: dict[str, Any], decode: float) -> float:
+    """A remembered frozen pass's time per image with the new images' decoding (``decode``
+    seconds each). The pass overlaps decoding (threads) with compute on the same cores: the
+    images' share of its time is their decoding spread over the cores."""
+    cores = max(1, int(record.get("cores", 1)))
+    compute = record["seconds_per_image"] - record["decode_seconds_per_image"] / cores
+    return float(max(0.2 * record["seconds_per_image"], compute + decode / cores))
 
 
 def _measure(name: str, size: int | None, config: TrainConfig, plan: Plan, data: RunData) -> dict[str, Any]:
@@ -268,9 +274,10 @@ def _samples(paths: list[Any]) -> tuple[list[Any], list[Any]]:
     return warm_paths, sample or warm_paths
 
 
-def _tag_head_seconds(x: Any, y: Any, n: int, seed: int) -> float:
-    """Seconds the tag head's fit will take on ``n`` images: timed on the sample and on its rows
-    repeated to :data:`_TAG_REPEAT` times its size, and the line through the two extended to ``n``.
+def _tag_head_line(x: Any, y: Any, n: int, seed: int) -> tuple[float, float]:
+    """The tag head's fit on ``n`` images as ``(seconds on the sample, seconds per further row)``:
+    timed on the sample and on its rows repeated to :data:`_TAG_REPEAT` times its size, the line
+    through the two extended to ``n`` by the caller.
     Per image it would be far off: most of a fit's time does not grow with the images (measured
     on the multi-label benchmark set, 804 training images: 0.61 s on the 48-image sample, 0.91 s
     on it repeated to 192 rows, 1.82 s on all 804; per image the sample said 10.3 s, the line 2.2)."""
@@ -285,10 +292,9 @@ def _tag_head_seconds(x: Any, y: Any, n: int, seed: int) -> float:
 
     first = timed(len(x))  # as the run's one fit, it pays the first call's set-up
     if n <= len(x):
-        return first
+        return first, 0.0
     small, big_rows = timed(len(x)), min(n, _TAG_REPEAT * len(x))
-    per_row = max(0.0, (timed(big_rows) - small) / (big_rows - len(x)))
-    return first + per_row * (n - len(x))
+    return first, max(0.0, (timed(big_rows) - small) / (big_rows - len(x)))
 
 
 _TAG_REPEAT = 4
@@ -341,22 +347,87 @@ def _row(
 def _estimate_tagger(
     config: TrainConfig, progress: ProgressCallback | None, startup_seconds: float
 ) -> TrainEstimate:
-    """A multi-label run's estimate: its frozen pass timed on a sample, the tag head fitted on
-    the sample's features, both scaled to the training and validation images; fine-tuning from a
-    training step of the tail timed on the sample (counted in ``seconds`` for ``strategy:
-    finetune``; for ``auto``, which fine-tunes a tagger only within a time budget, only in
-    ``finetune_seconds``, capped by what the budget leaves)."""
-    import numpy as np
-
-    from sortsight.models import create_model
+    """A multi-label run's estimate: its frozen pass timed on a sample, the tag head's time along
+    two timed sizes, both scaled to the training and validation images; fine-tuning from a training
+    step of the tail timed on the sample (counted in ``seconds`` for ``strategy: finetune``; for
+    ``auto``, which fine-tunes a tagger only within a time budget, only in ``finetune_seconds``,
+    capped by what the budget leaves). Those times are remembered for this machine, and a later
+    estimate answers from them as the single-label one does (the new images' decoding timed)."""
     from sortsight.training import plan as _plan
-    from sortsight.training.frozen import FrozenPass
-    from sortsight.training.run import split_for
+    from sortsight.training import speeds
 
     started = time.perf_counter()
     ds = _plan.load_tag_data(config, progress)
     train_items, valid_items = ds.by_split("train"), ds.by_split("validation")
     elapsed = startup_seconds + time.perf_counter() - started
+    plan = _plan.make_plan(config)
+    key = speeds.speed_key(config.model, None, config) + "|tags"
+    timing = _tag_remembered(key, plan, [it.path for it in train_items])
+    if timing is None:
+        t = time.perf_counter()
+        fresh = "torch" not in sys.modules
+        import torch  # noqa: F401  (the run imports the engine too: its cost counts)
+
+        imports = time.perf_counter() - t
+        if fresh:
+            speeds.remember({"import_seconds": round(imports, 3)}, source="estimate")
+        timing = _tag_measure(config, plan, ds, train_items)
+        speeds.remember(
+            {k: round(v, 6) if isinstance(v, float) else v for k, v in timing.items() if k != "speeds"},
+            key,
+            source="estimate",
+        )
+    else:
+        imports = float((speeds.recall() or {}).get("import_seconds", 0.0))
+    elapsed += imports
+    n_train, n_valid = len(train_items), len(valid_items)
+    head = timing.get("head_first_seconds", 0.0) + timing.get("head_seconds_per_row", 0.0) * max(
+        0, n_train - int(timing.get("head_rows", 0))
+    )
+    per_image = timing["seconds_per_image"]
+    first = elapsed + timing["setup_seconds"] + per_image * (n_train + n_valid) + head
+    finetune = 0.0
+    if "step_seconds" in timing:
+        finetune = _plan.estimate_seconds(
+            timing,
+            n_train=n_train,
+            n_valid=n_valid,
+            n_test=0,
+            views=0,
+            epochs=plan.epochs,
+            batch_size=int(timing["batch_size"]),
+            world=1,
+        )["finetune"]
+        if plan.finetune == "auto":  # a tagger's auto fine-tunes only within a time budget
+            finetune = min(finetune, max(0.0, (config.time_budget or 0.0) - first))
+    seconds = first + (finetune if plan.finetune == "yes" else 0.0)
+    row = {
+        "model": config.model,
+        "image_size": timing["image_size"],
+        "seconds": round(seconds, 1),
+        "first_model_seconds": round(first, 1),
+        "finetune_seconds": round(finetune, 1),
+        "engine": timing["engine"],
+        "precision": timing.get("precision", "fp32"),
+        "batch_size": timing.get("batch_size", config.batch_size),
+        "speeds": timing["speeds"],
+    }
+    return TrainEstimate(
+        seconds, n_train, n_valid, [row], finetune_seconds=finetune, first_model_seconds=first
+    )
+
+
+def _tag_measure(config: TrainConfig, plan: Plan, ds: Any, train_items: list[Any]) -> dict[str, Any]:
+    """The tagger's timing measured now: the model built, a sample through the frozen pass, the
+    tag head timed at two sizes and, when the plan may fine-tune, a training step timed."""
+    import numpy as np
+    import torch
+
+    from sortsight.models import create_model
+    from sortsight.training import speeds
+    from sortsight.training.frozen import FrozenPass
+    from sortsight.training.run import split_for
+
     t0 = time.perf_counter()
     model, data_config = create_model(config.model, list(ds.tags), input_size=config.image_size)
     frozen = FrozenPass(split_for(model, config.model, data_config), data_config)
@@ -365,53 +436,49 @@ def _estimate_tagger(
     frozen.run(warm)
     setup = time.perf_counter() - t0
     measured = frozen.run(sample)
-    per_image = measured.seconds / max(1, len(measured.kept))
     index = {p: i for i, p in enumerate(paths)}
     y = ds.matrix([train_items[index[p]] for p in sample])[measured.kept]
-    head = 0.0
+    timing: dict[str, Any] = {
+        "seconds_per_image": measured.seconds / max(1, len(measured.kept)),
+        "setup_seconds": setup,
+        **speeds.geometry(data_config),
+        "engine": frozen.engine,
+        "fine_tunes": frozen.split.fine_tunes,
+        "cores": torch.get_num_threads(),
+        "speeds": "measured",
+    }
+    timing["decode_seconds_per_image"] = speeds.decode_seconds(sample, timing) or 0.0
     if len(y) >= 6 and (y.any(0) & ~y.all(0)).all():  # every tag present and absent: a head fits
-        head = _tag_head_seconds(np.asarray(measured.features.numpy()), y, len(train_items), config.seed)
-    first = elapsed + setup + per_image * (len(train_items) + len(valid_items)) + head
-    # fine-tuning: a training step of the tail timed on the sample's activations
-    plan = _plan.make_plan(config)
-    finetune, precision, batch_size = 0.0, "fp32", config.batch_size
+        first, per_row = _tag_head_line(
+            np.asarray(measured.features.numpy()), y, len(train_items), config.seed
+        )
+        timing.update(head_first_seconds=first, head_seconds_per_row=per_row, head_rows=len(y))
     if plan.epochs and len(y) >= 2 and frozen.split.fine_tunes:
-        import torch
-
         from sortsight.training.loop import warm_up
         from sortsight.training.tags import tag_objective
 
         yt = torch.from_numpy(np.asarray(y, dtype=np.float32))
-        batch_size, chosen, timing = warm_up(frozen.split, measured.acts, yt, config, tag_objective())
-        precision = chosen.dtype
-        finetune = _plan.estimate_seconds(
-            {"seconds_per_image": per_image, **timing},
-            n_train=len(train_items),
-            n_valid=len(valid_items),
-            n_test=0,
-            views=0,
-            epochs=plan.epochs,
-            batch_size=batch_size,
-            world=1,
-        )["finetune"]
-        if plan.finetune == "auto":  # a tagger's auto fine-tunes only within a time budget
-            finetune = min(finetune, max(0.0, (config.time_budget or 0.0) - first))
-    seconds = first + (finetune if plan.finetune == "yes" else 0.0)
-    row = {
-        "model": config.model,
-        "image_size": data_config.input_size,
-        "seconds": round(seconds, 1),
-        "first_model_seconds": round(first, 1),
-        "finetune_seconds": round(finetune, 1),
-        "engine": frozen.engine,
-        "precision": precision,
-        "batch_size": batch_size,
-    }
-    return TrainEstimate(
-        seconds,
-        len(train_items),
-        len(valid_items),
-        [row],
-        finetune_seconds=finetune,
-        first_model_seconds=first,
-    )
+        batch_size, chosen, step_timing = warm_up(frozen.split, measured.acts, yt, config, tag_objective())
+        timing.update(step_timing, precision=chosen.dtype, batch_size=batch_size)
+    return timing
+
+
+def _tag_remembered(key: str, plan: Plan, paths: list[Any]) -> dict[str, Any] | None:
+    """The tagger's timing from what this machine remembers, the new images' decoding timed
+    again; None when something the plan needs was never measured here."""
+    from sortsight.training import speeds
+
+    record = speeds.recall(key)
+    needed = ["seconds_per_image", "decode_seconds_per_image", "setup_seconds", "head_first_seconds"]
+    if plan.epochs and record and record.get("fine_tunes"):
+        needed += ["step_seconds"]
+    if (
+        "import_seconds" not in (speeds.recall() or {})
+        or record is None
+        or any(k not in record for k in needed)
+    ):
+        return None
+    decode = speeds.decode_seconds(paths, record)
+    if decode is None:
+        return None
+    return {**record, "seconds_per_image": _per_image(record, decode), "speeds": "remembered"}

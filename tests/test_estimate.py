@@ -142,12 +142,13 @@ def test_the_tag_heads_time_is_extended_by_rows_not_per_image(monkeypatch: pytes
     import numpy as np
 
     import sortsight.taghead as taghead
-    from sortsight.estimate import _tag_head_seconds
+    from sortsight.estimate import _tag_head_line
 
     def fake_fit(x: np.ndarray, y: np.ndarray, *, seed: int) -> None:
         time.sleep(0.1 + 1e-4 * len(x))
 
     monkeypatch.setattr(taghead, "fit_tag_head", fake_fit)
     x, y = np.zeros((48, 8), np.float32), np.zeros((48, 3), bool)
-    assert 0.4 < _tag_head_seconds(x, y, 4800, seed=0) < 1.5
-    assert _tag_head_seconds(x, y, 40, seed=0) < 0.5  # no more images than the sample: its own time
+    first, per_row = _tag_head_line(x, y, 4800, seed=0)
+    assert 0.4 < first + per_row * (4800 - 48) < 1.5
+    assert _tag_head_line(x, y, 40, seed=0)[1] == 0.0  # no more images than the sample: its own time

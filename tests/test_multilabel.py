@@ -528,3 +528,37 @@ def test_compare_pretrained_refuses_tagged_data_before_training(tmp_path: Path) 
     result = CliRunner().invoke(cli, ["compare-pretrained", str(labels), "--out", str(tmp_path / "cmp")])
     assert result.exit_code == 1 and "needs single-label data" in result.output
     assert not (tmp_path / "cmp" / "pretrained").exists()
+
+
+def test_a_taggers_estimate_is_measured_then_remembered_without_torch(tmp_path: Path) -> None:
+    """The first estimate of a tagger builds the model and times it; the next one answers from the
+    speeds this machine remembers (the new images' decoding timed), without importing torch."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    rows = _write_tagged(tmp_path, 60, seed=2)
+    labels = _csv(tmp_path / "labels.csv", ["image", "labels"], [[p, "|".join(t)] for p, t in rows])
+    code = (
+        "import json, sys\n"
+        "from sortsight.config import TrainConfig\n"
+        "from sortsight.estimate import estimate_training\n"
+        f"e = estimate_training(TrainConfig(data_path={str(labels)!r}, image_size=64, strategy='finetune'))\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, **e.to_dict()}))\n"
+    )
+    env = {**os.environ, "SORTSIGHT_CACHE": str(tmp_path / "cache")}
+
+    def estimate() -> dict:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        )
+        return dict(json.loads(done.stdout.splitlines()[-1]))
+
+    first, second = estimate(), estimate()
+    assert first["torch"] and first["candidates"][0]["speeds"] == "measured"
+    assert not second["torch"], "a tagger's estimate from remembered speeds must not import torch"
+    assert second["candidates"][0]["speeds"] == "remembered"
+    assert second["candidates"][0]["engine"] == first["candidates"][0]["engine"]
+    assert second["finetune_seconds"] > 0 and second["seconds"] > second["first_model_seconds"]
+    assert (second["n_train"], second["n_valid"]) == (first["n_train"], first["n_valid"])
