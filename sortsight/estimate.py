@@ -230,6 +230,7 @@ def _measure(name: str, size: int | None, config: TrainConfig, plan: Plan, data:
 
 
 _ROW_ITERATIONS = 10  # lbfgs iterations timed at both sizes by _row_cost
+_ROW_CAP = 10_000  # rows _row_cost times at most (its own memory and time stay small)
 
 
 def _row_cost(x: Any, y: Any, n: int) -> float:
@@ -259,7 +260,8 @@ def _row_cost(x: Any, y: Any, n: int) -> float:
         return time.perf_counter() - t
 
     small = min(timed(len(x)) for _ in range(2))
-    return max(1.0, timed(n) / max(small, 1e-6))
+    rows = min(n, _ROW_CAP)  # beyond it the per-row part dominates: extended in proportion
+    return max(1.0, timed(rows) / max(small, 1e-6) * n / rows)
 
 
 def _samples(paths: list[Any]) -> tuple[list[Any], list[Any]]:

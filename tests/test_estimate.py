@@ -152,3 +152,19 @@ def test_the_tag_heads_time_is_extended_by_rows_not_per_image(monkeypatch: pytes
     first, per_row = _tag_head_line(x, y, 4800, seed=0)
     assert 0.4 < first + per_row * (4800 - 48) < 1.5
     assert _tag_head_line(x, y, 40, seed=0)[1] == 0.0  # no more images than the sample: its own time
+
+
+def test_the_head_cost_ratio_is_timed_on_at_most_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large set's head is timed on at most _ROW_CAP repeated rows, then extended in proportion
+    (timing a million rows would cost the estimate what it estimates)."""
+    import numpy as np
+
+    import sortsight.estimate as estimate
+    import sortsight.training.head as head
+
+    sizes: list[int] = []
+    monkeypatch.setattr(head, "logistic_regression", lambda x, y, **kw: sizes.append(len(x)))
+    x, y = np.zeros((48, 4)), np.arange(48) % 2
+    assert estimate._row_cost(x, y, 40) == 1.0 and not sizes  # the sample is the data: nothing timed
+    assert estimate._row_cost(x, y, 10 * estimate._ROW_CAP) >= 1.0
+    assert max(sizes) == estimate._ROW_CAP and min(sizes) == 48
