@@ -31,6 +31,9 @@ __all__ = ["TrainEstimate", "estimate_training"]
 
 _WARM = 8  # images that choose the engine and warm it up (not timed)
 _SAMPLE = 48  # images timed end to end (decode + frozen pass)
+_ROW_ITERATIONS = 10  # lbfgs iterations timed at both sizes by _row_cost
+_ROW_CAP = 10_000  # rows _row_cost times at most (its own memory and time stay small)
+_TAG_REPEAT = 4  # _tag_head_line times the tag head on the sample and on it repeated this often
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,6 @@ def estimate_training(
         >>> estimate_training(TrainConfig(data_path="photos/")).human  # doctest: +SKIP
         'about 3 min'
     """
-    from sortsight.training import speeds
     from sortsight.training.plan import is_multilabel, load_data, make_plan
 
     if is_multilabel(config):
@@ -101,20 +103,9 @@ def estimate_training(
     elapsed = startup_seconds + time.perf_counter() - started
     plan = make_plan(config)
     timings = _remembered(config, plan, data)
+    elapsed += _import_engine(timings is None)
     if timings is None:  # measure here (the figures are remembered for the next estimate)
-        t = time.perf_counter()
-        fresh = "torch" not in sys.modules
-        import torch  # noqa: F401  (the run imports the engine too: its cost counts)
-
-        from sortsight.training import run as _run  # noqa: F401
-
-        imports = time.perf_counter() - t
-        if fresh:
-            speeds.remember({"import_seconds": round(imports, 3)}, source="estimate")
         timings = [_measure(name, size, config, plan, data) for name, size in plan.candidates]
-    else:
-        imports = float((speeds.recall() or {}).get("import_seconds", 0.0))
-    elapsed += imports
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     rows = []
     for timing in timings:
@@ -135,23 +126,51 @@ def _remembered(config: TrainConfig, plan: Plan, data: RunData) -> list[dict[str
     on the new images; None when a candidate (or the engine's import time) was never measured here."""
     from sortsight.training import speeds
 
-    if "import_seconds" not in (speeds.recall() or {}):
-        return None
+    needed = ["seconds_per_image", "decode_seconds_per_image", "head_seconds_per_item", "setup_seconds"]
+    tuning = ["step_seconds", "eval_seconds_per_item", "warm_up_seconds"] if plan.epochs else []
     timings = []
     for name, size in plan.candidates:
-        record = speeds.recall(speeds.speed_key(name, size, config))
-        needed = ["seconds_per_image", "decode_seconds_per_image", "head_seconds_per_item", "setup_seconds"]
-        if plan.epochs and record and record.get("fine_tunes"):
-            needed += ["step_seconds", "eval_seconds_per_item", "warm_up_seconds"]
-        if record is None or any(k not in record for k in needed):
+        timing = _recalled(speeds.speed_key(name, size, config), needed, tuning, data.train_paths)
+        if timing is None:
             return None
-        decode = speeds.decode_seconds(data.train_paths, record)
-        if decode is None:
-            return None
-        timings.append(
-            {**record, "model": name, "seconds_per_image": _per_image(record, decode), "speeds": "remembered"}
-        )
+        timings.append({**timing, "model": name})
     return timings
+
+
+def _recalled(key: str, needed: list[str], tuning: list[str], paths: list[Any]) -> dict[str, Any] | None:
+    """The timing remembered under ``key`` with the frozen pass's time per image for the new
+    images' decoding (timed on a few of ``paths``); None when the engine's import time or a field
+    of ``needed`` (and of ``tuning``, for a model that fine-tunes) was never measured here."""
+    from sortsight.training import speeds
+
+    record = speeds.recall(key)
+    if "import_seconds" not in (speeds.recall() or {}) or record is None:
+        return None
+    if any(k not in record for k in needed + (tuning if record.get("fine_tunes") else [])):
+        return None
+    decode = speeds.decode_seconds(paths, record)
+    if decode is None:
+        return None
+    return {**record, "seconds_per_image": _per_image(record, decode), "speeds": "remembered"}
+
+
+def _import_engine(measure: bool) -> float:
+    """Seconds the run pays to import the engine: timed now when ``measure`` (and remembered
+    when this process had not imported it yet), else as remembered on this machine."""
+    from sortsight.training import speeds
+
+    if not measure:
+        return float((speeds.recall() or {}).get("import_seconds", 0.0))
+    t = time.perf_counter()
+    fresh = "torch" not in sys.modules
+    import torch  # noqa: F401  (the run imports the engine too: its cost counts)
+
+    from sortsight.training import run as _run  # noqa: F401
+
+    imports = time.perf_counter() - t
+    if fresh:
+        speeds.remember({"import_seconds": imports}, source="estimate")
+    return imports
 
 
 def _per_image(record: dict[str, Any], decode: float) -> float:
@@ -169,7 +188,6 @@ def _measure(name: str, size: int | None, config: TrainConfig, plan: Plan, data:
     import torch
 
     from sortsight.training import speeds
-    from sortsight.training.frozen import FrozenPass
     from sortsight.training.head import C_GRID, fit_head
     from sortsight.training.loop import logits, warm_up
     from sortsight.training.precision import set_threads
@@ -178,13 +196,8 @@ def _measure(name: str, size: int | None, config: TrainConfig, plan: Plan, data:
     set_threads()  # as the run sizes them
     t0 = time.perf_counter()
     _model, data_config, split = build(name, size, config, list(data.classes))
-    frozen = FrozenPass(split, data_config)
-    warm, sample = _samples(data.train_paths)
-    frozen.run(warm)  # chooses the engine (exports and caches ONNX once)
-    setup = time.perf_counter() - t0
-    measured = frozen.run(sample)
-    index = {p: i for i, p in enumerate(data.train_paths)}
-    y = torch.tensor([data.train_targets[index[p]] for p in sample])[measured.kept]
+    measured, kept, timing = _timed_sample(split, data_config, data.train_paths, t0)
+    y = torch.tensor([data.train_targets[i] for i in kept])
     t = time.perf_counter()
     import sklearn.linear_model  # noqa: F401  (the run's head pays the import once)
 
@@ -201,19 +214,10 @@ def _measure(name: str, size: int | None, config: TrainConfig, plan: Plan, data:
     n_labelled = len(data.train_paths) + len(data.valid_paths)
     key = speeds.speed_key(name, size, config)
     known = (speeds.recall(key) or {}).get("head_seconds_per_item")
-    timing: dict[str, Any] = {
-        "seconds_per_image": measured.seconds / max(1, len(measured.kept)),
-        "head_seconds_per_item": head / max(1, n_labelled),
-        "setup_seconds": setup,
-        **speeds.geometry(data_config),
-        "engine": frozen.engine,
-        "fine_tunes": split.fine_tunes,  # backbones side by side: head only
-        "precision": "fp32",
-        "batch_size": config.batch_size,
-        "cores": torch.get_num_threads(),
-    }
-    timing["decode_seconds_per_image"] = speeds.decode_seconds(sample, timing) or 0.0
-    if plan.epochs and split.fine_tunes:
+    timing.update(
+        head_seconds_per_item=head / max(1, n_labelled), precision="fp32", batch_size=config.batch_size
+    )
+    if plan.epochs and split.fine_tunes:  # (backbones side by side do not fine-tune)
         t = time.perf_counter()
         batch_size, prec, step_timing = warm_up(split, measured.acts, y, config)
         timing["warm_up_seconds"] = time.perf_counter() - t  # the run times its steps the same way
@@ -221,16 +225,12 @@ def _measure(name: str, size: int | None, config: TrainConfig, plan: Plan, data:
         t = time.perf_counter()
         logits(split, measured.acts)
         timing["eval_seconds_per_item"] = (time.perf_counter() - t) / max(1, len(measured.kept))
-    remembered = {k: round(v, 6) if isinstance(v, float) else v for k, v in timing.items()}
+    remembered = dict(timing)
     if known is not None:  # a head time on the whole data (a run's, usually) beats this one
         timing["head_seconds_per_item"] = known
         del remembered["head_seconds_per_item"]
     speeds.remember(remembered, key, source="estimate")
     return {**timing, "model": name, "speeds": "measured"}
-
-
-_ROW_ITERATIONS = 10  # lbfgs iterations timed at both sizes by _row_cost
-_ROW_CAP = 10_000  # rows _row_cost times at most (its own memory and time stay small)
 
 
 def _row_cost(x: Any, y: Any, n: int) -> float:
@@ -264,16 +264,45 @@ def _row_cost(x: Any, y: Any, n: int) -> float:
     return max(1.0, timed(rows) / max(small, 1e-6) * n / rows)
 
 
-def _samples(paths: list[Any]) -> tuple[list[Any], list[Any]]:
-    """The images that warm the engine up and the images timed, both spread over the whole list:
-    a dataset's paths come grouped by class, and a run of consecutive ones would hold a single
-    class, so the head fit (which needs two) would go untimed and the estimate fall short."""
-    n = min(len(paths), _WARM + _SAMPLE)
-    picked = [i * len(paths) // n for i in range(n)]
-    warm = set(picked[:: max(1, n // _WARM)][:_WARM])
-    sample = [paths[i] for i in picked if i not in warm]
-    warm_paths = [paths[i] for i in sorted(warm)]
-    return warm_paths, sample or warm_paths
+def _samples(n: int) -> tuple[list[int], list[int]]:
+    """Which of ``n`` images warm the engine up and which are timed, both spread over the whole
+    list: a dataset's paths come grouped by class, and a run of consecutive ones would hold a
+    single class, so the head fit (which needs two) would go untimed and the estimate fall short.
+    With fewer images than the warm-up, the same ones are timed."""
+    k = min(n, _WARM + _SAMPLE)
+    picked = [i * n // k for i in range(k)]
+    warm = picked[:: max(1, k // _WARM)][:_WARM]
+    sample = [i for i in picked if i not in warm]
+    return warm, sample or warm
+
+
+def _timed_sample(
+    split: Any, data_config: Any, paths: list[Any], t0: float
+) -> tuple[Any, list[int], dict[str, Any]]:
+    """The run's frozen-feature engine warmed up on images spread over ``paths`` and timed on the
+    sample: its output, the indices in ``paths`` of the images it kept, and the figures every
+    estimate remembers (``setup_seconds`` counted from ``t0``, before the model was built)."""
+    import torch
+
+    from sortsight.training import speeds
+    from sortsight.training.frozen import FrozenPass
+
+    frozen = FrozenPass(split, data_config)
+    warm, sample = _samples(len(paths))
+    frozen.run([paths[i] for i in warm])  # chooses the engine (exports and caches ONNX once)
+    setup = time.perf_counter() - t0
+    sample_paths = [paths[i] for i in sample]
+    measured = frozen.run(sample_paths)
+    timing: dict[str, Any] = {
+        "seconds_per_image": measured.seconds / max(1, len(measured.kept)),
+        "setup_seconds": setup,
+        **speeds.geometry(data_config),
+        "engine": frozen.engine,
+        "fine_tunes": split.fine_tunes,
+        "cores": torch.get_num_threads(),
+    }
+    timing["decode_seconds_per_image"] = speeds.decode_seconds(sample_paths, timing) or 0.0
+    return measured, [sample[k] for k in measured.kept], timing
 
 
 def _tag_head_line(x: Any, y: Any, n: int, seed: int) -> tuple[float, float]:
@@ -297,9 +326,6 @@ def _tag_head_line(x: Any, y: Any, n: int, seed: int) -> tuple[float, float]:
         return first, 0.0
     small, big_rows = timed(len(x)), min(n, _TAG_REPEAT * len(x))
     return first, max(0.0, (timed(big_rows) - small) / (big_rows - len(x)))
-
-
-_TAG_REPEAT = 4
 
 
 def _row(
@@ -364,24 +390,12 @@ def _estimate_tagger(
     elapsed = startup_seconds + time.perf_counter() - started
     plan = _plan.make_plan(config)
     key = speeds.speed_key(config.model, None, config) + "|tags"
-    timing = _tag_remembered(key, plan, [it.path for it in train_items])
+    needed = ["seconds_per_image", "decode_seconds_per_image", "setup_seconds", "head_first_seconds"]
+    timing = _recalled(key, needed, ["step_seconds"] if plan.epochs else [], [it.path for it in train_items])
+    elapsed += _import_engine(timing is None)
     if timing is None:
-        t = time.perf_counter()
-        fresh = "torch" not in sys.modules
-        import torch  # noqa: F401  (the run imports the engine too: its cost counts)
-
-        imports = time.perf_counter() - t
-        if fresh:
-            speeds.remember({"import_seconds": round(imports, 3)}, source="estimate")
         timing = _tag_measure(config, plan, ds, train_items)
-        speeds.remember(
-            {k: round(v, 6) if isinstance(v, float) else v for k, v in timing.items() if k != "speeds"},
-            key,
-            source="estimate",
-        )
-    else:
-        imports = float((speeds.recall() or {}).get("import_seconds", 0.0))
-    elapsed += imports
+        speeds.remember({k: v for k, v in timing.items() if k != "speeds"}, key, source="estimate")
     n_train, n_valid = len(train_items), len(valid_items)
     head = timing.get("head_first_seconds", 0.0) + timing.get("head_seconds_per_row", 0.0) * max(
         0, n_train - int(timing.get("head_rows", 0))
@@ -426,61 +440,24 @@ def _tag_measure(config: TrainConfig, plan: Plan, ds: Any, train_items: list[Any
     import torch
 
     from sortsight.models import create_model
-    from sortsight.training import speeds
-    from sortsight.training.frozen import FrozenPass
     from sortsight.training.run import split_for
 
     t0 = time.perf_counter()
     model, data_config = create_model(config.model, list(ds.tags), input_size=config.image_size)
-    frozen = FrozenPass(split_for(model, config.model, data_config), data_config)
-    paths = [it.path for it in train_items]
-    warm, sample = _samples(paths)
-    frozen.run(warm)
-    setup = time.perf_counter() - t0
-    measured = frozen.run(sample)
-    index = {p: i for i, p in enumerate(paths)}
-    y = ds.matrix([train_items[index[p]] for p in sample])[measured.kept]
-    timing: dict[str, Any] = {
-        "seconds_per_image": measured.seconds / max(1, len(measured.kept)),
-        "setup_seconds": setup,
-        **speeds.geometry(data_config),
-        "engine": frozen.engine,
-        "fine_tunes": frozen.split.fine_tunes,
-        "cores": torch.get_num_threads(),
-        "speeds": "measured",
-    }
-    timing["decode_seconds_per_image"] = speeds.decode_seconds(sample, timing) or 0.0
+    split = split_for(model, config.model, data_config)
+    measured, kept, timing = _timed_sample(split, data_config, [it.path for it in train_items], t0)
+    y = ds.matrix([train_items[i] for i in kept])
+    timing["speeds"] = "measured"
     if len(y) >= 6 and (y.any(0) & ~y.all(0)).all():  # every tag present and absent: a head fits
         first, per_row = _tag_head_line(
             np.asarray(measured.features.numpy()), y, len(train_items), config.seed
         )
         timing.update(head_first_seconds=first, head_seconds_per_row=per_row, head_rows=len(y))
-    if plan.epochs and len(y) >= 2 and frozen.split.fine_tunes:
+    if plan.epochs and len(y) >= 2 and split.fine_tunes:
         from sortsight.training.loop import warm_up
         from sortsight.training.tags import tag_objective
 
         yt = torch.from_numpy(np.asarray(y, dtype=np.float32))
-        batch_size, chosen, step_timing = warm_up(frozen.split, measured.acts, yt, config, tag_objective())
+        batch_size, chosen, step_timing = warm_up(split, measured.acts, yt, config, tag_objective())
         timing.update(step_timing, precision=chosen.dtype, batch_size=batch_size)
     return timing
-
-
-def _tag_remembered(key: str, plan: Plan, paths: list[Any]) -> dict[str, Any] | None:
-    """The tagger's timing from what this machine remembers, the new images' decoding timed
-    again; None when something the plan needs was never measured here."""
-    from sortsight.training import speeds
-
-    record = speeds.recall(key)
-    needed = ["seconds_per_image", "decode_seconds_per_image", "setup_seconds", "head_first_seconds"]
-    if plan.epochs and record and record.get("fine_tunes"):
-        needed += ["step_seconds"]
-    if (
-        "import_seconds" not in (speeds.recall() or {})
-        or record is None
-        or any(k not in record for k in needed)
-    ):
-        return None
-    decode = speeds.decode_seconds(paths, record)
-    if decode is None:
-        return None
-    return {**record, "seconds_per_image": _per_image(record, decode), "speeds": "remembered"}

@@ -428,11 +428,7 @@ def _remember_speeds(
 
     record = {**measured, **speeds.geometry(data_config)}
     record["decode_seconds_per_image"] = speeds.decode_seconds(data.train_paths, record) or 0.0
-    speeds.remember(
-        {k: round(v, 6) if isinstance(v, float) else v for k, v in record.items()},
-        speeds.speed_key(name, size, config),
-        source="run",
-    )
+    speeds.remember(record, speeds.speed_key(name, size, config), source="run")
 
 
 def _estimate(

@@ -110,7 +110,8 @@ def recall(key: str = _MACHINE_KEY) -> dict[str, Any] | None:
 
 def remember(values: dict[str, Any], key: str = _MACHINE_KEY, *, source: str) -> None:
     """Merge ``values`` into the record for ``key`` on this machine (fields not measured this
-    time are kept), with when and by what (``"run"`` or ``"estimate"``) they were measured."""
+    time are kept; seconds rounded to the microsecond), with when and by what (``"run"`` or
+    ``"estimate"``) they were measured."""
     from sortsight.fileops import atomic_write_text
 
     path = _path()
@@ -123,7 +124,7 @@ def remember(values: dict[str, Any], key: str = _MACHINE_KEY, *, source: str) ->
     data["version"] = _VERSION
     records = data.setdefault("machines", {}).setdefault(machine(), {})
     record = records.setdefault(key, {})
-    record.update(values)
+    record.update({k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()})
     record["measured"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     record["source"] = source
     try:
