@@ -57,29 +57,33 @@ class ImageHit:
 
 
 def _engine(endpoint: str, timeout: float) -> Any:
-    """ddgs's DuckDuckGo image engine, pointed at ``endpoint``."""
+    """ddgs's DuckDuckGo image engine, its requests sent to ``endpoint`` and checked for refusals.
+
+    Only ddgs's public engine class is used: its own token step and result parser run unchanged, and
+    each request's host is swapped for ``endpoint`` on the way out.
+    """
     try:
         from ddgs.engines.duckduckgo_images import DuckduckgoImages
-        from ddgs.utils import _extract_vqd
     except ImportError as exc:  # the "search" extra (in "all") was not installed
         raise DataError("Image search needs the 'ddgs' package: pip install ddgs") from exc
 
-    base = endpoint.rstrip("/")
+    engine = DuckduckgoImages(timeout=max(1, round(timeout)))
+    engine.http_client = _Redirect(engine.http_client, endpoint.rstrip("/"))  # type: ignore[assignment]  # same request()
+    return engine
 
-    class _Engine(DuckduckgoImages):  # type: ignore[misc]
-        search_url = f"{base}/i.js"
 
-        def _get_vqd(self, query: str) -> str:
-            resp = self.http_client.request("GET", base, params={"q": query})
-            _raise_for_status(resp.status_code, base)
-            return str(_extract_vqd(resp.content, query))
+class _Redirect:
+    """An HTTP client that sends what ddgs addresses to DuckDuckGo to ``base`` and raises on refusals."""
 
-        def request(self, *args: Any, **kwargs: Any) -> Any:
-            resp = self.http_client.request(*args, **kwargs)
-            _raise_for_status(resp.status_code, base)
-            return resp.text
+    def __init__(self, client: Any, base: str) -> None:
+        self.client, self.base = client, base
 
-    return _Engine(timeout=max(1, round(timeout)))
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if url.startswith(DEFAULT_ENDPOINT):
+            url = self.base + url[len(DEFAULT_ENDPOINT) :]
+        resp = self.client.request(method, url, *args, **kwargs)
+        _raise_for_status(resp.status_code, self.base)
+        return resp
 
 
 class _RateLimited(Exception):
