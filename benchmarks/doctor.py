@@ -24,6 +24,10 @@ Sets (built into ``--work``, default a temporary folder):
 - ``digits`` — the digits 0–9 rendered in the DejaVu and Liberation fonts Debian ships
   (``fonts-dejavu-core``, ``fonts-liberation``) with random size, shift, rotation, stroke, blur
   and noise, 64 px, ``--per-class`` each; errors planted among 3, 5 and 8 in all six directions.
+- ``scans`` — the ``fashion`` images through the "different scanner" of ``benchmarks/sets.py``
+  (resampled, rotated, lifted blacks, paper texture, blur, heavy JPEG: a degraded scan, where
+  look-alike classes are harder to tell apart); errors planted as in ``fashion``. Not in the
+  default ``--sets``: ``--sets scans``.
 
 Usage::
 
@@ -73,8 +77,7 @@ SEED = 42
 def _fashion_images(per_class: int, rng: np.random.Generator) -> dict[str, list[Any]]:
     from PIL import Image
 
-    if not FASHION.is_dir():
-        sys.exit("Fashion-MNIST not found: apt-get install dataset-fashion-mnist (or --sets digits).")
+    _need("dataset-fashion-mnist")
     with gzip.open(FASHION / "train-images-idx3-ubyte.gz") as fh:
         xs = np.frombuffer(fh.read(), np.uint8, offset=16).reshape(-1, 28, 28)
     with gzip.open(FASHION / "train-labels-idx1-ubyte.gz") as fh:
@@ -86,7 +89,18 @@ def _fashion_images(per_class: int, rng: np.random.Generator) -> dict[str, list[
     return out
 
 
+def _need(*packages: str) -> None:
+    """Install the Debian packages a set is built from, as benchmarks/sets.py does (root only)."""
+    from sets import SetError, ensure_packages  # benchmarks/sets.py
+
+    try:
+        ensure_packages(packages)
+    except SetError as exc:
+        sys.exit(str(exc))
+
+
 def _fonts() -> list[Path]:
+    _need("fonts-dejavu-core", "fonts-liberation")
     fonts = sorted(p for d in FONT_DIRS if d.is_dir() for p in d.glob("*.ttf") if "Math" not in p.name)
     if len(fonts) < 4:
         sys.exit("Too few fonts for the digits set: apt-get install fonts-dejavu-core fonts-liberation.")
@@ -117,7 +131,20 @@ def _digit_images(per_class: int, rng: np.random.Generator) -> dict[str, list[An
     }
 
 
-BUILDERS = {"fashion": (_fashion_images, FASHION_PAIRS), "digits": (_digit_images, DIGIT_PAIRS)}
+def _scan_images(per_class: int, rng: np.random.Generator) -> dict[str, list[Any]]:
+    from sets import scanner  # benchmarks/sets.py: the "different scanner" of the shift benchmark
+
+    return {
+        name: [scanner(np.asarray(img), rng) for img in imgs]
+        for name, imgs in _fashion_images(per_class, rng).items()
+    }
+
+
+BUILDERS = {
+    "fashion": (_fashion_images, FASHION_PAIRS),
+    "digits": (_digit_images, DIGIT_PAIRS),
+    "scans": (_scan_images, FASHION_PAIRS),
+}
 
 
 def build_set(name: str, noise: float, per_class: int, root: Path, seed: int = SEED) -> dict[str, str]:
@@ -284,7 +311,7 @@ def main() -> None:
     parser.add_argument("--sets", default="fashion,digits")
     parser.add_argument("--noise", default="0.01,0.05")
     parser.add_argument(
-        "--per-class", type=int, default=None, help="images per class (fashion 150, digits 100)"
+        "--per-class", type=int, default=None, help="images per class (fashion and scans 150, digits 100)"
     )
     parser.add_argument(
         "--work", type=Path, default=None, help="build the sets here (default: a temp folder)"
@@ -304,7 +331,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     print(f"[{_cpu()}]", flush=True)
     for name in args.sets.split(","):
-        per_class = 12 if args.quick else args.per_class or (150 if name == "fashion" else 100)
+        per_class = 12 if args.quick else args.per_class or (100 if name == "digits" else 150)
         for noise in noises:
             data = work / f"{name}-{noise:g}" / "data"
             if data.exists():
