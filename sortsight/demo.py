@@ -15,13 +15,13 @@ served from Gradio's local cache, and the default theme's fonts ship with Gradio
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sortsight.config import DEMO_TOP_K
 from sortsight.errors import ConfigError, ImageError, SortsightError
 from sortsight.space import CardText, find_examples, read_card, resolve_model_dir
 
@@ -50,7 +50,7 @@ def build_demo(
     title: str | None = None,
     description: str | None = None,
     article: str | None = None,
-    top_k: int = 3,
+    top_k: int = DEMO_TOP_K,
     max_examples: int = 8,
     engine: str = "auto",
 ) -> Any:
@@ -146,8 +146,10 @@ def _score_line(run_dir: Path | None) -> str:
     """ "Right on 99.3% of 150 test images held out from training." from the run's evaluation."""
     if run_dir is None:
         return ""
+    from sortsight.runs import RunFolder
+
+    evaluation = RunFolder.at(run_dir).evaluation() or {}
     try:
-        evaluation = json.loads((run_dir / "evaluation.json").read_text(encoding="utf-8"))
         accuracy, count = float(evaluation["metrics"]["accuracy"]), int(evaluation["metrics"]["n_images"])
     except (TypeError, OSError, ValueError, KeyError):
         return ""

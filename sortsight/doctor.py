@@ -47,7 +47,7 @@ from sortsight._doctor_checks import (
     quality_flags,
 )
 from sortsight._doctor_labels import LabelSettings, label_issues, out_of_place
-from sortsight.config import DEFAULT_NEAR_DISTANCE, DEFAULT_SEED
+from sortsight.config import DEFAULT_MODEL, DEFAULT_NEAR_DISTANCE, DEFAULT_SEED
 from sortsight.data import ImageDataset, load_dataset
 from sortsight.errors import ConfigError
 from sortsight.fileops import atomic_write, atomic_write_text, output_error
@@ -233,9 +233,10 @@ def run_backbone(run: str | os.PathLike) -> tuple[str, int]:
     Raises:
         ConfigError: ``run`` is not a sortsight run folder.
     """
-    info_path = Path(run) / "sortsight.json"
+    from sortsight.runs import RECORD, read_json
+
     try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
+        info = read_json(Path(run) / RECORD)
         best, config = info.get("best") or {}, info.get("config") or {}
         model = str(best.get("model") or config["model"])
         size = best.get("image_size") or config.get("image_size") or 224
@@ -256,7 +257,7 @@ def doctor(
     progress: ProgressCallback | None = None,
     embeddings: np.ndarray | None = None,
     check_labels: bool = True,
-    model: str = "efficientnet_lite0",
+    model: str = DEFAULT_MODEL,
     image_size: int = 224,
     folds: int = 5,
     seed: int = DEFAULT_SEED,

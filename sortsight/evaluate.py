@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 
 from sortsight._callable import make_module_callable
-from sortsight.config import DEFAULT_BATCH_SIZE
+from sortsight.config import DEFAULT_BATCH_SIZE, DEFAULT_TOP_LOSSES
 from sortsight.errors import DataError
 from sortsight.predict import Classifier, score_paths
 from sortsight.progress import ProgressCallback
-from sortsight.runs import RunFolder, held_out_split
+from sortsight.runs import EVALUATION, RunFolder, held_out_split
 
 __all__ = ["Evaluation", "calibration_bins", "compute_metrics", "evaluate", "held_out_items"]
 
@@ -73,7 +73,7 @@ class Evaluation:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {
-            "json": out / "evaluation.json",
+            "json": out / EVALUATION,
             "confusion": out / "confusion_matrix.png",
             "reliability": out / "reliability.png",
             "report": out / "report.html",
@@ -253,7 +253,7 @@ def evaluate(
     engine: str = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,
     num_workers: int | None = None,
-    top_losses: int = 24,
+    top_losses: int = DEFAULT_TOP_LOSSES,
     progress: ProgressCallback | None = None,
     tta: bool = False,
 ) -> Evaluation:

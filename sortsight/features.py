@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from sortsight.config import DEFAULT_BATCH_SIZE
+from sortsight.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 from sortsight.errors import DataError
 from sortsight.fileops import cache_dir
 from sortsight.progress import ProgressCallback, Ticker
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["extract_features", "feature_backbone"]
 
 
-def feature_backbone(model: str = "efficientnet_lite0", image_size: int = 224) -> tuple[Any, Any]:
+def feature_backbone(model: str = DEFAULT_MODEL, image_size: int = 224) -> tuple[Any, Any]:
     """A pretrained network with no head (``images -> (B, D)`` pooled features) and its transform."""
     from sortsight.geometry import eval_transform
     from sortsight.models import create_model
@@ -54,7 +54,7 @@ def _batches(paths: Sequence[Path], batch_size: int) -> Iterator[Sequence[Path]]
 def extract_features(
     paths: Sequence[str | Path],
     *,
-    model: str = "efficientnet_lite0",
+    model: str = DEFAULT_MODEL,
     image_size: int = 224,
     batch_size: int = DEFAULT_BATCH_SIZE,
     use_cache: bool = True,

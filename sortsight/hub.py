@@ -11,6 +11,7 @@ one clear line, and the local folder is never touched (the push only reads it).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sortsight.errors import ExportError
+from sortsight.runs import RunFolder
 
 __all__ = ["IGNORE_PATTERNS", "check_hub_reachable", "check_repo_id", "push_to_hub"]
 
@@ -68,8 +70,9 @@ def push_to_hub(
         ExportError: bad folder or repo id, no token, Hub unreachable, or the Hub refused.
     """
     folder = Path(folder)
-    if repo_type == "model" and not (folder / "config.json").exists() and (folder / "model").is_dir():
-        folder = folder / "model"  # a run folder: push its model
+    if repo_type == "model":  # a run folder: push its model (a folder without one: _check_folder says)
+        with contextlib.suppress(ExportError):
+            folder = RunFolder.resolve(folder, error=ExportError).model_dir
     _check_folder(folder, repo_type)
     check_repo_id(repo_id)
     token = token or _stored_token()

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from sortsight._index_embed import Embedder, default_image_size, iter_embeddings, load_embedder
-from sortsight.config import DEFAULT_BATCH_SIZE
+from sortsight.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 from sortsight.errors import DataError, ModelError
 from sortsight.fileops import atomic_write_text, repair_tail
 from sortsight.images import iter_image_files, sort_key
@@ -214,7 +214,7 @@ def build_index(
     source: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    model: str = "efficientnet_lite0",
+    model: str = DEFAULT_MODEL,
     image_size: int | None = None,
     engine: str = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sortsight.config import DEFAULT_MODEL
 from sortsight.errors import ModelError
 from sortsight.geometry import DataConfig
 
@@ -85,7 +86,6 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
         ),
     )
 }
-DEFAULT_MODEL = "efficientnet_lite0"
 
 _ALIASES = {
     "lite0": "efficientnet_lite0",

@@ -126,15 +126,12 @@ def collect_sources(inputs: Sequence[str | Path], *, exclude: Sequence[str | Pat
 
 def _model_folder(model: str | Path) -> Path:
     """The HF model folder of a run folder or model folder (what :meth:`Classifier.load` reads)."""
-    from sortsight.model_folder import is_model_folder
+    from sortsight.runs import RunFolder
 
-    p = Path(model).expanduser()
-    if not is_model_folder(p) and is_model_folder(p / "model"):
-        p = p / "model"
-    if not is_model_folder(p):
-        raise PredictError(f"'{model}' is not a model folder. Give a run folder (runs/NAME) or its model/ "
-                           f"folder; --engine ray does not take .onnx files.")
-    return p
+    if str(model).endswith(".onnx"):
+        raise PredictError(f"'{model}' is an ONNX file; --engine ray takes a run folder (runs/NAME) or "
+                           f"its model/ folder.")
+    return RunFolder.resolve(model, error=PredictError).model_dir
 
 
 def _read_model_files(folder: Path) -> dict[str, bytes]:

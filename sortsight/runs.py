@@ -25,6 +25,7 @@ from typing import Any
 from sortsight.errors import ModelError, SortsightError
 
 __all__ = [
+    "EVALUATION",
     "EVENTS",
     "LEADERBOARD",
     "METRICS",
@@ -41,6 +42,7 @@ MODEL = "model"
 METRICS = "metrics.jsonl"
 EVENTS = "events.jsonl"
 LEADERBOARD = "leaderboard.json"
+EVALUATION = "evaluation.json"
 
 
 def held_out_split(splits: dict[str, Any], validation_note: str) -> tuple[str, list[str], str]:
@@ -132,6 +134,21 @@ class RunFolder:
             if (folder / RECORD).is_file():
                 return cls(folder / MODEL, folder)
         return None
+
+    @classmethod
+    def at(cls, run_dir: str | Path) -> RunFolder:
+        """The run folder ``run_dir`` (written by training, or still being written); never raises."""
+        run = Path(run_dir)
+        return cls(run / MODEL, run)
+
+    def has_model(self) -> bool:
+        """True once a model is on disk (training saves the head's model before fine-tuning)."""
+        return _has_model(self.model_dir)
+
+    def evaluation(self) -> dict[str, Any] | None:
+        """The run's ``evaluation.json`` (what ``sortsight evaluate`` wrote), else None."""
+        data = read_json(self.run_dir / EVALUATION) if self.run_dir else None
+        return data if isinstance(data, dict) else None
 
     def info(self) -> dict[str, Any]:
         """The run's record (``sortsight.json``): {} for a bare model folder or a torn file."""

@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sortsight.config import DEMO_TOP_K
 from sortsight.errors import ExportError, ImageError
 from sortsight.runs import RunFolder
 
@@ -165,7 +166,7 @@ def export_space(
     color_from: str = "blue",
     color_to: str = "indigo",
     license: str | None = None,
-    top_k: int = 3,
+    top_k: int = DEMO_TOP_K,
     max_examples: int = 8,
 ) -> Path:
     """Write a Hugging Face Space folder for the model in ``model_dir`` (a model or run folder).
@@ -282,11 +283,8 @@ def _validation_items(run_dir: Path) -> dict[str, list[Path]]:
     ``sortsight.json`` keeps the split lists under ``data.splits`` as paths relative to the data
     folder (or to the labels file's folder); lists of ``{"path", "label"}`` objects work too.
     """
-    try:
-        info = json.loads((run_dir / "sortsight.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    data = info.get("data") if isinstance(info.get("data"), dict) else {}
+    info = RunFolder.at(run_dir).info()
+    data: dict[str, Any] = info["data"] if isinstance(info.get("data"), dict) else {}
     splits = data.get("splits") or info.get("splits") or {}
     if not isinstance(splits, dict):
         return {}

@@ -22,7 +22,7 @@ import numpy as np
 
 from sortsight._doctor_checks import ImageStats, groups, measure_images, near_pairs_hash
 from sortsight._outputs import ensure_output_dir
-from sortsight.config import DEFAULT_NEAR_DISTANCE, DEFAULT_SEED
+from sortsight.config import DEFAULT_MODEL, DEFAULT_NEAR_DISTANCE, DEFAULT_SEED
 from sortsight.doctor import JSON_NAME, REPORT_KIND, _ours
 from sortsight.errors import ConfigError
 from sortsight.fileops import atomic_write_text, output_error
@@ -38,7 +38,7 @@ MIN_IMAGES = 10
 def tag_doctor(
     ds: TagDataset,
     *,
-    model: str = "efficientnet_lite0",
+    model: str = DEFAULT_MODEL,
     image_size: int = 224,
     seed: int = DEFAULT_SEED,
     near_distance: int = DEFAULT_NEAR_DISTANCE,

@@ -59,10 +59,11 @@ class TagEvaluation:
     def save(self, out_dir: str | Path, *, thumbnails: bool = True) -> dict[str, Path]:
         """Write ``evaluation.json`` and ``report.html``; returns them by kind (``json``, ``report``)."""
         from sortsight.fileops import atomic_write_text
+        from sortsight.runs import EVALUATION
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"json": out / "evaluation.json", "report": out / "report.html"}
+        paths = {"json": out / EVALUATION, "report": out / "report.html"}
         atomic_write_text(paths["json"], json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
         atomic_write_text(paths["report"], _report_html(self, thumbnails=thumbnails))
         return paths

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 from sortsight._callable import make_module_callable
 from sortsight.config import TrainConfig
 from sortsight.progress import ProgressCallback
 from sortsight.training.run import CandidateResult, TrainResult, train_classifier
 
-__all__ = ["CandidateResult", "TrainResult", "load_run_json", "train"]
+__all__ = ["CandidateResult", "TrainResult", "train"]
 
 
 def train(config: TrainConfig, *, progress: ProgressCallback | None = None) -> TrainResult:
@@ -39,11 +35,6 @@ def train(config: TrainConfig, *, progress: ProgressCallback | None = None) -> T
     if is_multilabel(config):  # several tags per image: sigmoid outputs, per-tag thresholds
         return train_multilabel(config, progress=progress)
     return train_classifier(config, progress=progress)
-
-
-def load_run_json(run_dir: str | Path) -> dict[str, Any]:
-    """The ``sortsight.json`` of a run folder."""
-    return dict(json.loads((Path(run_dir) / "sortsight.json").read_text(encoding="utf-8")))
 
 
 make_module_callable(__name__, train)  # sortsight.train(...) works in every import order

@@ -266,14 +266,13 @@ def test_finetuning_a_tagger_keeps_the_better_model_by_validation_map(
         progress=events.append,
     )
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    head = next(r for r in lines if r["phase"] == "head")
     epochs = [r for r in lines if r["phase"] == "epoch"]
+    assert any(r["phase"] == "head" and "val_map" in r for r in lines)
     assert 1 <= len(epochs) <= 3 and all("val_map" in r and "train_loss" in r for r in epochs)
     info = json.loads((run / "sortsight.json").read_text(encoding="utf-8"))
     best = info["best"]
     assert best["epochs"] == len(epochs) and best["stopped"] in ("completed", "no_gain", "early_stopping")
-    # the WiSE-FT mix (alpha 0 = the head) with the best validation mAP is what was kept
-    assert info["metrics"]["map"] >= head["val_map"] - 1e-9
+    # which WiSE-FT mix is kept: tests/test_training.py's test of choose_wise
     assert [e.phase for e in events if e.phase == "model_ready"] == ["model_ready"] * (
         1 if best["chosen"] == "head" else 2
     )

@@ -679,6 +679,24 @@ def test_the_advanced_panel_comes_from_the_config_declarations() -> None:
     }
 
 
+def test_the_train_form_ranges_are_the_config_ranges(client: TestClient) -> None:
+    """The Candidates and Epochs boxes allow exactly what TrainConfig accepts (once: max 6 vs 5)."""
+    from sortsight.config import TrainConfig, describe_fields
+    from sortsight.errors import ConfigError
+    from sortsight.studio.routes_train import _train_params
+
+    declared = {d["name"]: d for d in describe_fields(TrainConfig)}
+    page = client.get(f"/projects/{new_project(client)}/train").text
+    for name in ("candidates", "epochs"):
+        box = re.search(rf'<input name="{name}" type="number" min="(\d+)" max="(\d+)"', page)
+        assert box is not None, name
+        assert (int(box[1]), int(box[2])) == (declared[name]["min"], declared[name]["max"]), name
+    with pytest.raises(ConfigError, match="'candidates' must be between 1 and 5"):
+        _train_params({"candidates": str(declared["candidates"]["max"] + 1)})
+    with pytest.raises(ConfigError, match="time budget must be more than 0 minutes"):
+        _train_params({"time_budget": "0"})
+
+
 def test_an_empty_project_points_to_the_data_step(client: TestClient) -> None:
     pid = new_project(client, with_data=False)
     data_page = client.get(f"/projects/{pid}/data").text

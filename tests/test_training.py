@@ -86,6 +86,29 @@ def test_wise_zero_is_the_head_and_one_the_finetuned_model(lite0_split: tuple) -
     split.tail.load_state_dict(head)
 
 
+def test_wise_keeps_the_mix_with_the_best_validation_score() -> None:
+    """choose_wise returns the mixing weight whose validation accuracy is highest: here neither end
+    (head: boundary at x = 1, fine-tuned: at x = -1) but their average (boundary at 0)."""
+    from torch import nn
+
+    from sortsight.training.loop import choose_wise
+    from sortsight.training.split import Split
+
+    layer = nn.Linear(1, 2)
+    split = Split(nn.Identity(), layer, layer, "partial")
+    head = {"weight": torch.tensor([[0.0], [1.0]]), "bias": torch.tensor([0.0, -1.0])}
+    tuned = {"weight": torch.tensor([[0.0], [1.0]]), "bias": torch.tensor([0.0, 1.0])}
+    x, y = torch.tensor([[-0.5], [-0.4], [0.4], [0.5]]), torch.tensor([0, 0, 1, 1])
+    layer.load_state_dict(head)
+    head_metrics = metrics(layer(x).detach(), y)
+    assert head_metrics["accuracy"] == 0.5
+    alpha, best = choose_wise(split, head, tuned, x, y, head_metrics)
+    assert alpha == 0.5 and best["accuracy"] == 1.0
+    # when no mix beats the head, the head (alpha 0) and its own metrics are kept
+    alpha, best = choose_wise(split, tuned, tuned, x, y, {"accuracy": 1.0, "loss": 0.0})
+    assert alpha == 0.0 and best == {"accuracy": 1.0, "loss": 0.0}
+
+
 def test_split_tail_of_trunk_is_the_model(lite0_split: tuple) -> None:
     from sortsight.geometry import normalize
 

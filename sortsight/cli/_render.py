@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -153,12 +152,12 @@ def render_skipped(
 
 def render_run_skipped(console: Console, run_dir: Path) -> None:
     """:func:`render_skipped` for a finished training run (the list is kept in its sortsight.json)."""
-    record = run_dir / "sortsight.json"
-    try:
-        skipped = json.loads(record.read_text(encoding="utf-8"))["data"]["skipped"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    render_skipped(console, skipped, full_list=f"{record} (data.skipped)")
+    from sortsight.runs import RECORD, RunFolder
+
+    data = RunFolder.at(run_dir).info().get("data")
+    skipped = data.get("skipped") if isinstance(data, dict) else None
+    if isinstance(skipped, list):
+        render_skipped(console, skipped, full_list=f"{run_dir / RECORD} (data.skipped)")
 
 
 def print_next(console: Console, text: str) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from sortsight.config import DEMO_TOP_K
+
 __all__ = ["app"]
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -23,7 +25,8 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 @click.option("--title", default=None, help="Page title (default: from the model card).")
 @click.option("--description", default=None, help="Text under the title, Markdown (default: from the card).")
 @click.option("--article", default=None, help="Text under the demo, Markdown (default: rest of the card).")
-@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Labels shown.")
+@click.option("--top-k", type=click.IntRange(min=1), default=DEMO_TOP_K, show_default=True,
+              help="Labels shown.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 lets other machines in.")
 @click.option("--port", type=click.IntRange(1, 65535), default=None,

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from sortsight.cli._options import config_options, given
 from sortsight.cli._render import ProgressView, output_console, print_next
-from sortsight.config import PredictConfig
+from sortsight.config import DEFAULT_TOP_LOSSES, PredictConfig
 from sortsight.runs import RunFolder
 
 __all__ = ["evaluate"]
@@ -38,7 +38,9 @@ __all__ = ["evaluate"]
     default=None,
     help="Folder for report.html and evaluation.json (default: the run folder, else ./evaluation).",
 )
-@click.option("--top-losses", default=24, show_default=True, type=int, help="Worst predictions shown.")
+@click.option(
+    "--top-losses", default=DEFAULT_TOP_LOSSES, show_default=True, type=int, help="Worst predictions shown."
+)
 @click.option("--no-thumbnails", is_flag=True, help="Leave image thumbnails out of report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print evaluation.json's numbers instead of tables.")
 @click.option("--tta", is_flag=True, help="Flip test-time augmentation: average with the mirror image.")

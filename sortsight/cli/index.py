@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 
 from sortsight.cli._render import ProgressView, output_console
-from sortsight.config import DEFAULT_BATCH_SIZE
+from sortsight.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 
 __all__ = ["index", "map_command", "similar"]
 
@@ -22,9 +22,7 @@ __all__ = ["index", "map_command", "similar"]
 @click.option(
     "--out", "-o", type=click.Path(path_type=Path), default=None, help="Index folder (default: PILE.index)."
 )
-@click.option(
-    "--model", default="efficientnet_lite0", show_default=True, help="Backbone that embeds the images."
-)
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Backbone that embeds the images.")
 @click.option(
     "--image-size", type=click.IntRange(32, 1024), default=None, help="Input side (default: the model's)."
 )

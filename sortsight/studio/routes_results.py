@@ -27,7 +27,7 @@ def _result_job(studio: Studio, project: Project, job_id: int | None) -> Job | N
     if job_id is not None:
         return studio.job(project, job_id)
     for job in studio.project_jobs(project, "train"):
-        if (runs.run_folder(job.folder) / "model" / "config.json").is_file():
+        if runs.job_run(job.folder).has_model():
             return job
     return None
 
@@ -106,9 +106,7 @@ def results_page(
     evaluation: dict[str, Any] | None = None
     mistakes: list[dict[str, Any]] = []
     if chosen is not None:
-        run = runs.run_folder(chosen.folder)
-        data = runs.read_json(run / "evaluation.json")
-        evaluation = data if isinstance(data, dict) else None
+        evaluation = runs.job_run(chosen.folder).evaluation()
         for item in _mistakes(evaluation or {})[:60]:
             rel = _project_rel(folder, str(item.get("path", "")))
             exists = rel is not None and (folder / rel).is_file()

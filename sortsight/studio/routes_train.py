@@ -50,6 +50,10 @@ ADVANCED = (
 )
 
 
+#: The TrainConfig options shown above the advanced panel (their ranges come from the fields).
+BASIC = ("candidates", "epochs")
+
+
 def _declared() -> dict[str, dict[str, Any]]:
     """Every TrainConfig field's description, by name (:func:`sortsight.config.describe_fields`)."""
     from sortsight.config import TrainConfig, describe_fields
@@ -136,8 +140,8 @@ def _train_params(form: dict[str, str]) -> dict[str, Any]:
             minutes = float(budget)
         except ValueError as exc:
             raise ConfigError(f"The time budget must be a number of minutes, got '{budget}'.") from exc
-        if minutes <= 0:
-            raise ConfigError("The time budget must be more than 0 minutes.")
+        if not minutes > 0 or minutes == float("inf"):
+            raise ConfigError(f"The time budget must be more than 0 minutes (and finite), got '{budget}'.")
         params["time_budget"] = f"{minutes:g}m"
     for name in ADVANCED:
         spec = declared[name]
@@ -218,6 +222,7 @@ def train_page(request: Request, studio: StudioDep, project: ProjectDep) -> HTML
         data_problem=_data_problem(studio, project),
         models=model_choices(),
         advanced=advanced_options(),
+        basic={name: _declared()[name] for name in BASIC},
         tagged=pj.is_tagged(studio.project_dir(project)),
         active=next((j for j in jobs if j.active), None),
     )
@@ -392,8 +397,8 @@ def job_view(studio: Studio, project: Project, job: Job) -> dict[str, Any]:
         rows = runs.train_metrics(run)
         view["series"] = runs.metric_series(rows)
         view["leaderboard"] = runs.read_leaderboard(run)
-        view["has_model"] = progress.model_ready is not None or (run / "model" / "config.json").is_file()
-        view["has_evaluation"] = (run / "evaluation.json").is_file()
+        view["has_model"] = progress.model_ready is not None or runs.job_run(folder).has_model()
+        view["has_evaluation"] = runs.job_run(folder).evaluation() is not None
     elif job.kind == "predict":
         csv_path = folder / "predictions.csv"
         _, total = read_page(csv_path, limit=0)

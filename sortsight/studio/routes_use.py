@@ -28,11 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def _models(studio: Studio, project: Project) -> list[Job]:
-    return [
-        j
-        for j in studio.project_jobs(project, "train")
-        if (runs.run_folder(j.folder) / "model" / "config.json").is_file()
-    ]
+    return [j for j in studio.project_jobs(project, "train") if runs.job_run(j.folder).has_model()]
 
 
 def _model_job(studio: Studio, project: Project, job_id: int | None) -> Job:
@@ -71,7 +67,7 @@ def _start_predict(
     count: int,
     source_label: str,
 ) -> Job:
-    model = runs.run_folder(model_job.folder) / "model"
+    model = runs.job_run(model_job.folder).model_dir
 
     def steps(folder: Path) -> list[list[str]]:
         args = ["predict", str(model), str(source), "--csv", str(folder / "predictions.csv")]
@@ -251,8 +247,9 @@ async def download_model(
     request: Request, studio: StudioDep, project: ProjectDep, job: JobDep
 ) -> FileResponse:
     """The trained model (the Hugging Face folder) as a zip."""
-    model = runs.run_folder(job.folder) / "model"
-    if job.kind != "train" or not (model / "config.json").is_file():
+    run = runs.job_run(job.folder)
+    model = run.model_dir
+    if job.kind != "train" or not run.has_model():
         raise DataError("This job has no trained model.")
     target = Path(job.folder) / "model.zip"
     await run_in_threadpool(lambda: _zip_once(studio, model, target, f"{project.slug}-model", fresh=True))
@@ -298,7 +295,7 @@ async def export_space_folder(
 ) -> RedirectResponse:
     """Write a Hugging Face Space folder for a trained model (``sortsight.space``), offered as a zip."""
     run = runs.run_folder(job.folder)
-    if job.kind != "train" or not (run / "model" / "config.json").is_file():
+    if job.kind != "train" or not runs.job_run(job.folder).has_model():
         raise DataError("This job has no trained model.")
     space = Path(job.folder) / "space"
     if not space.is_dir():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sortsight.runs import read_json, read_jsonl
+from sortsight.runs import LEADERBOARD, RunFolder, read_json, read_jsonl
 
 __all__ = [
     "TrainProgress",
@@ -23,6 +23,7 @@ __all__ = [
     "read_json",
     "read_jsonl",
     "read_leaderboard",
+    "job_run",
     "run_folder",
     "train_progress",
     "train_metrics",
@@ -32,6 +33,11 @@ __all__ = [
 def run_folder(job_folder: str | Path) -> Path:
     """The run folder of a train job."""
     return Path(job_folder) / "run"
+
+
+def job_run(job_folder: str | Path) -> RunFolder:
+    """The run of a train job, read through :class:`sortsight.runs.RunFolder`."""
+    return RunFolder.at(run_folder(job_folder))
 
 
 def _candidate_of(row: dict[str, Any]) -> str:
@@ -60,7 +66,7 @@ def metric_series(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[list[f
 def train_metrics(run: Path) -> list[dict[str, Any]]:
     """Every metrics row of a run: ``metrics.jsonl`` of a one-model run, or of each candidate
     (``candidates/<name>/metrics.jsonl``, where the folder name tells candidates apart)."""
-    rows = read_jsonl(run / "metrics.jsonl")
+    rows = RunFolder.at(run).metrics()
     for path in sorted((run / "candidates").glob("*/metrics.jsonl")):
         rows += [{**row, "candidate": path.parent.name} for row in read_jsonl(path)]
     return rows
@@ -69,12 +75,11 @@ def train_metrics(run: Path) -> list[dict[str, Any]]:
 def read_leaderboard(run: Path) -> list[dict[str, Any]]:
     """The candidates' scores: ``leaderboard.json``, else ``sortsight.json``'s candidates (both
     written when training ends); empty before."""
-    data = read_json(run / "leaderboard.json")
+    data = read_json(run / LEADERBOARD)
     if isinstance(data, dict):
         data = next((v for v in data.values() if isinstance(v, list)), None)
     if not isinstance(data, list):
-        info = read_json(run / "sortsight.json")
-        data = info.get("candidates") if isinstance(info, dict) else None
+        data = RunFolder.at(run).info().get("candidates")
     if not isinstance(data, list):
         data = []
     rows = [{k: v for k, v in row.items() if k != "model_dir"} for row in data if isinstance(row, dict)]
