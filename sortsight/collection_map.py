@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from sortsight.errors import ConfigError, DataError
+from sortsight.fileops import atomic_write, atomic_write_text
 from sortsight.index import EmbeddingIndex
 
 __all__ = [
@@ -128,9 +129,8 @@ def compute_map(
         KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(_pca(x, 50)) if k > 1 else np.zeros(n)
     )
     result = CollectionMap(xy, groups.astype(np.int32), chosen)
-    tmp = cache.with_name(f".{cache.stem}.tmp.npz")
-    np.savez(tmp, xy=result.xy, clusters=result.clusters, stamp=np.array(stamp))
-    os.replace(tmp, cache)
+    stamped = np.array(stamp)
+    atomic_write(cache, lambda fh: np.savez(fh, xy=result.xy, clusters=result.clusters, stamp=stamped))
     return result
 
 
@@ -180,10 +180,7 @@ def write_map_html(
     """Write the standalone map page (the payload inlined); ``label_url`` enables studio labelling."""
     html = render_map_html(payload, title=title, label_url=label_url)
     target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, target)
+    atomic_write_text(target, html)
     return target
 
 

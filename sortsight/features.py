@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -119,8 +118,7 @@ def extract_features(
             ticker.advance(len(batches[i]))
     features = np.concatenate(out).astype(np.float32, copy=False)
     if use_cache:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.npy")
-        np.save(tmp, features, allow_pickle=False)
-        os.replace(tmp, cache_file)
+        from sortsight.fileops import atomic_write
+
+        atomic_write(cache_file, lambda fh: np.save(fh, features, allow_pickle=False))
     return features

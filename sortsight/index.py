@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -45,7 +46,7 @@ import numpy as np
 from sortsight._index_embed import Embedder, default_image_size, iter_embeddings, load_embedder
 from sortsight.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 from sortsight.errors import DataError, ModelError
-from sortsight.fileops import atomic_write_text, repair_tail
+from sortsight.fileops import atomic_write, atomic_write_text, repair_tail
 from sortsight.images import iter_image_files, sort_key
 from sortsight.models import resolve_model_name
 from sortsight.progress import ProgressCallback, Ticker
@@ -110,14 +111,11 @@ def _read_table(path: Path) -> dict[str, dict[str, str]]:
 
 
 def _write_table(path: Path, rows: list[dict[str, str]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, TABLE_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, TABLE_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def _append_rows(path: Path, rows: list[dict[str, str]]) -> None:
@@ -300,9 +298,8 @@ def _embed_all(
         nonlocal shard, vectors, rows
         if vectors:
             target = _shard_path(folder, shard)
-            tmp = target.with_name(f".{target.stem}.tmp.npy")
-            np.save(tmp, np.stack(vectors).astype(np.float32), allow_pickle=False)  # (n, D)
-            os.replace(tmp, target)
+            block = np.stack(vectors).astype(np.float32)  # (n, D)
+            atomic_write(target, lambda fh: np.save(fh, block, allow_pickle=False))
             shard += 1
         if rows:
             _append_rows(table, rows)  # only after the shard they point into is on disk

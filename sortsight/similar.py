@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from sortsight.errors import DataError
+from sortsight.fileops import atomic_write, atomic_write_text
 from sortsight.index import EmbeddingIndex
 
 __all__ = ["ANN_THRESHOLD", "Match", "query_vector", "results_sheet", "search"]
@@ -92,10 +93,9 @@ def _faiss_index(index: EmbeddingIndex) -> Any:
     graph = faiss.IndexIDMap(faiss.IndexHNSWFlat(index.dim, 32, faiss.METRIC_INNER_PRODUCT))
     for positions, block in index.blocks():  # ids are positions in the index's order
         graph.add_with_ids(np.ascontiguousarray(_normalise(block), dtype=np.float32), positions)
-    tmp = path.with_name(f".{path.name}.tmp")
-    faiss.write_index(graph, str(tmp))
-    os.replace(tmp, path)
-    stamp.write_text(json.dumps({"signature": index.signature()}), encoding="utf-8")
+    data = faiss.serialize_index(graph).tobytes()
+    atomic_write(path, lambda fh: fh.write(data))
+    atomic_write_text(stamp, json.dumps({"signature": index.signature()}))
     return graph
 
 
@@ -158,8 +158,5 @@ def results_sheet(matches: list[Match], query: str | os.PathLike | None, out: st
     title = f"{len(matches)} most similar to {Path(query).name}" if query is not None else ""
     sheet = contact_sheet(entries, columns=min(6, len(entries)), thumb=128, title=title)
     target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.tmp.png")
-    sheet.save(tmp, "PNG")
-    os.replace(tmp, target)
+    atomic_write(target, lambda fh: sheet.save(fh, "PNG"))
     return target

@@ -27,9 +27,9 @@ __all__ = ["error_line", "last_error_line", "main", "read_state"]
 
 
 def _write_state(folder: Path, state: dict[str, Any]) -> None:
-    tmp = folder / f".state.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps({**state, "time": time.time()}), encoding="utf-8")
-    os.replace(tmp, folder / "state.json")
+    from sortsight.fileops import atomic_write_text
+
+    atomic_write_text(folder / "state.json", json.dumps({**state, "time": time.time()}))
 
 
 def read_state(folder: str | Path) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sortsight.fileops import atomic_write
 from sortsight.progress import ProgressCallback, Ticker
 from sortsight.training.split import Split
 from sortsight.training.views import stream_eval
@@ -166,10 +166,7 @@ def _onnx_session(net: _TrunkAndFeatures, side: int) -> Any:
                 output_names=["acts", "features"],
                 dynamic_axes={"pixels": {0: "batch"}, "acts": {0: "batch"}, "features": {0: "batch"}},
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
