@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
+
+import pytest
 
 from sortsight.studio.runs import fmt_duration, train_progress
 
@@ -63,3 +66,33 @@ def test_durations_in_words() -> None:
         "about 1 h",
         "about 1 h 10 min",
     ]
+
+
+def test_a_failed_step_reports_the_clis_recorded_error_not_log_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner takes a step's failure reason from the error file the CLI writes, even when the
+    step printed more after it; a crash without one falls back to the log's last line."""
+    import shlex
+    import sys
+
+    from sortsight.studio.runner import main, read_state
+
+    monkeypatch.setattr(signal, "signal", lambda *a: None)  # the runner's handlers stay out of pytest
+    missing = tmp_path / "no-such-folder"
+    check = shlex.join([sys.executable, "-m", "sortsight", "check", str(missing)])
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "steps.json").write_text(json.dumps([["sh", "-c", f"{check}; echo later noise; exit 1"]]))
+    assert main([str(job)]) == 1
+    state = read_state(job)
+    recorded = json.loads((job / "error.json").read_text(encoding="utf-8"))
+    assert state["status"] == "failed" and state["error"] == recorded["error"]
+    assert str(missing) in state["error"] and recorded["kind"] == "DataError"
+    assert f"Error: {recorded['error']}" in (job / "log.txt").read_text(encoding="utf-8")
+
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    (crash / "steps.json").write_text(json.dumps([[sys.executable, "-c", "raise SystemExit('it broke')"]]))
+    assert main([str(crash)]) == 1
+    assert read_state(crash)["error"] == "it broke" and not (crash / "error.json").exists()

@@ -3,11 +3,16 @@
 Each command lives in its own module (``sortsight/cli/<name>.py``) and is loaded only when
 used, so ``sortsight --help`` stays fast. Library errors (:class:`SortsightError`) become one
 ``Error: …`` line on stderr and exit code 1; anything else is a bug and keeps its traceback.
+When ``SORTSIGHT_ERROR_FILE`` names a file, that message is also written there as JSON
+(``{"error": "...", "kind": "DataError"}``): how the studio's job runner learns why a step failed
+without reading log text.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import sys
 from typing import Any
 
@@ -16,7 +21,9 @@ import click
 from sortsight import __version__
 from sortsight.errors import SortsightError, closest
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "EXIT_USER_ERROR", "cli", "main"]
+__all__ = ["ERROR_FILE_ENV", "EXIT_INTERRUPTED", "EXIT_USAGE", "EXIT_USER_ERROR", "cli", "main"]
+
+ERROR_FILE_ENV = "SORTSIGHT_ERROR_FILE"  # where a user error is also recorded, as JSON (see above)
 
 EXIT_USER_ERROR = 1  # a SortsightError: bad data, options or files; the message says what to do
 EXIT_USAGE = 2  # click's own: an unknown command or option, a missing argument
@@ -88,10 +95,25 @@ class _LazyGroup(click.Group):
                 return super().invoke(ctx)
         except SortsightError as exc:
             click.echo(f"Error: {exc}", err=True)
+            _record_error(exc)
             ctx.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             click.echo("Interrupted (Ctrl-C): stopped before finishing.", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+def _record_error(exc: SortsightError) -> None:
+    """Write the error to ``$SORTSIGHT_ERROR_FILE`` when it is set (an unwritable file is ignored:
+    the message is on stderr anyway)."""
+    target = os.environ.get(ERROR_FILE_ENV)
+    if not target:
+        return
+    from sortsight.fileops import atomic_write_text
+
+    try:
+        atomic_write_text(target, json.dumps({"error": str(exc), "kind": type(exc).__name__}))
+    except OSError:
+        pass
 
 
 @click.group(

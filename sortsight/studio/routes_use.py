@@ -8,7 +8,7 @@ import uuid
 import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
@@ -218,15 +218,15 @@ def download_predictions(job: JobDep) -> FileResponse:
 
 
 def _zip_folder(folder: Path, target: Path, prefix: str) -> None:
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")  # unique: requests run in parallel
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+    from sortsight.fileops import atomic_write
+
+    def write(fh: BinaryIO) -> None:  # a unique temporary file each time: requests run in parallel
+        with zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(folder.rglob("*")):
                 if path.is_file():
                     archive.write(path, f"{prefix}/{path.relative_to(folder).as_posix()}")
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(target, write)
     log.info("zipped %s", target)
 
 

@@ -7,6 +7,10 @@ output appended to ``log.txt``, and writes ``state.json`` atomically::
     {"status": "running" | "finished" | "failed" | "stopped", "step": 1, "steps": 2,
      "returncode": 0, "error": "one line"}
 
+Each step runs with ``SORTSIGHT_ERROR_FILE`` pointing at ``error.json`` in the job folder, where
+the CLI records a user error as JSON; ``error`` comes from there, and only for a crash (no such
+file) from the log's last ``Error:`` line or last line.
+
 The studio reads ``state.json`` (and whether this process is alive) to show a job's true state
 after a page reload or a studio restart. This module imports nothing heavy.
 """
@@ -30,6 +34,15 @@ def _write_state(folder: Path, state: dict[str, Any]) -> None:
     from sortsight.fileops import atomic_write_text
 
     atomic_write_text(folder / "state.json", json.dumps({**state, "time": time.time()}))
+
+
+def _recorded_error(path: Path) -> str:
+    """The message the CLI wrote to its error file (see :mod:`sortsight.cli`), else ""."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(data.get("error") or "") if isinstance(data, dict) else ""
 
 
 def read_state(folder: str | Path) -> dict[str, Any]:
@@ -66,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args[0])
     steps: list[list[str]] = json.loads((folder / "steps.json").read_text(encoding="utf-8"))
     log_path = folder / "log.txt"
+    error_file = folder / "error.json"
+    from sortsight.cli import ERROR_FILE_ENV
+
+    env = {**os.environ, ERROR_FILE_ENV: str(error_file)}
     child: list[subprocess.Popen[bytes]] = []
     stopped = {"flag": False}
 
@@ -79,10 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_term)
     for index, step in enumerate(steps, start=1):
         _write_state(folder, {"status": "running", "step": index, "steps": len(steps), "pid": os.getpid()})
+        error_file.unlink(missing_ok=True)  # an earlier step's, or an earlier attempt's
         with open(log_path, "ab") as log:
             log.write(f"$ {shlex.join(step)}\n".encode())
             log.flush()
-            proc = subprocess.Popen(step, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                step, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
             child[:] = [proc]
             returncode = proc.wait()
         if stopped["flag"]:
@@ -91,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         if returncode != 0:
-            error = last_error_line(log_path) or f"the command ended with exit code {returncode}"
+            error = (
+                _recorded_error(error_file)
+                or last_error_line(log_path)
+                or f"the command ended with exit code {returncode}"
+            )
             _write_state(
                 folder,
                 {
