@@ -16,8 +16,9 @@ import click
 from rich.console import Console
 
 from sortsight import data
+from sortsight.cli._options import config_options, given
 from sortsight.cli._render import ProgressView, counts_table, output_console, print_next, render_skipped
-from sortsight.config import DEFAULT_SEED, DEFAULT_VALID_SPLIT
+from sortsight.config import TrainConfig
 from sortsight.errors import ConfigError
 from sortsight.fileops import atomic_write, ensure_output_dir, ensure_output_file, output_error
 from sortsight.images import DEFAULT_MAX_PIXELS
@@ -75,36 +76,21 @@ def render_summary(console: Console, summary: dict[str, Any], *, max_skipped: in
         console.print("[green]No problems found.[/green]")
 
 
+_DATA_OPTIONS = (
+    "valid_split",
+    "test_split",
+    "seed",
+    "max_samples",
+    "image_column",
+    "target_column",
+    "task",
+    "tag_separator",
+)
+
+
 @click.command()
+@config_options(TrainConfig, only=_DATA_OPTIONS)
 @click.argument("data_path", metavar="DATA")
-@click.option(
-    "--valid-split",
-    type=float,
-    default=DEFAULT_VALID_SPLIT,
-    show_default=True,
-    help="Fraction per class for validation.",
-)
-@click.option("--test-split", type=float, default=0.0, show_default=True, help="Fraction per class for test.")
-@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the split.")
-@click.option(
-    "--max-samples", type=int, default=None, help="Use at most this many images, balanced per class."
-)
-@click.option("--image-column", default=None, help="Image column of a labels file or HF dataset.")
-@click.option("--target-column", default=None, help="Label column of a labels file or HF dataset.")
-@click.option(
-    "--task",
-    type=click.Choice(("auto", "single_label", "multi_label")),
-    default="auto",
-    show_default=True,
-    help="multi_label: several tags per image; auto: from the data.",
-)
-@click.option(
-    "--tag-separator",
-    type=click.Choice(("auto", "|", ";", " ", ",")),
-    default="auto",
-    show_default=True,
-    help="What separates tags in a labels cell (auto: '|' or ';', whichever the cells use).",
-)
 @click.option(
     "--max-pixels",
     type=int,
@@ -142,12 +128,6 @@ def render_summary(console: Console, summary: dict[str, Any], *, max_skipped: in
 )
 def check(
     data_path: str,
-    valid_split: float,
-    test_split: float,
-    seed: int,
-    max_samples: int | None,
-    image_column: str | None,
-    target_column: str | None,
     max_pixels: int,
     no_verify: bool,
     grid_path: Path | None,
@@ -155,8 +135,7 @@ def check(
     run_doctor: bool,
     doctor_out: Path | None,
     model_run: Path | None,
-    task: str,
-    tag_separator: str,
+    **options: Any,
 ) -> None:
     """Check DATA: a folder of class subfolders, split folders, a CSV/TSV/JSONL labels file,
     or a Hugging Face dataset folder / parquet files.
@@ -164,6 +143,13 @@ def check(
     Shows images per class and split, skipped files and why, and warnings (imbalance, tiny
     images). Example: sortsight check photos/ --grid sample.png
     """
+    from sortsight.training.plan import dataset_args
+
+    config = TrainConfig(data_path=data_path, **given(options))  # the options as training reads them
+    split = dataset_args(config)
+    valid_split, test_split, seed = split["valid_split"], split["test_split"], split["seed"]
+    image_column, target_column = split["image_column"], split["target_column"]
+    task, tag_separator = config.task, config.tag_separator
     if model_run is not None and not run_doctor:
         raise ConfigError("--model is for the doctor: add --doctor (check DATA --doctor --model RUN).")
     err = Console(stderr=True)
@@ -180,7 +166,6 @@ def check(
     ):
         from sortsight.cli._tags import check_tags
 
-        options = dict(valid_split=valid_split, test_split=test_split, seed=seed, max_samples=max_samples)
         check_tags(
             data_path,
             out,
@@ -190,7 +175,7 @@ def check(
             tag_separator,
             not no_verify,
             as_json,
-            options,
+            {k: split[k] for k in ("valid_split", "test_split", "seed", "max_samples")},
             doctor=run_doctor,
             doctor_out=doctor_out,
             model_run=model_run,
@@ -201,12 +186,7 @@ def check(
         warnings.simplefilter("ignore")
         ds = data.load_dataset(
             data_path,
-            valid_split=valid_split,
-            test_split=test_split,
-            seed=seed,
-            max_samples=max_samples,
-            image_column=image_column,
-            target_column=target_column,
+            **split,
             verify=not no_verify,
             max_pixels=max_pixels,
             progress=progress,
