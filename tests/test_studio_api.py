@@ -514,6 +514,8 @@ def test_predict_uploads_folder_csv_sort_and_model_zip(
     # a folder on the server
     use_page = client.get(f"/projects/{pid}/use").text
     assert "may read these folders" in use_page and f"<code>{allowed}</code>" in use_page
+    box = re.search(r'<input name="threshold" type="number" min="([\d.]+)" max="([\d.]+)"', use_page)
+    assert box is not None and (float(box[1]), float(box[2])) == (0.0, 1.0)  # PredictConfig.threshold
     folder = allowed / "incoming"
     folder.mkdir()
     for i in range(3):

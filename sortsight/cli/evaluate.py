@@ -23,7 +23,7 @@ __all__ = ["evaluate"]
 
 @click.command()
 @config_options(
-    PredictConfig, only=("engine", "batch_size", "num_workers"), names={"num_workers": ("--workers",)}
+    PredictConfig, only=("engine", "batch_size", "num_workers", "tta"), names={"num_workers": ("--workers",)}
 )
 @click.argument("model", type=click.Path())
 @click.argument("data", required=False, type=click.Path())
@@ -43,7 +43,6 @@ __all__ = ["evaluate"]
 )
 @click.option("--no-thumbnails", is_flag=True, help="Leave image thumbnails out of report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print evaluation.json's numbers instead of tables.")
-@click.option("--tta", is_flag=True, help="Flip test-time augmentation: average with the mirror image.")
 def evaluate(
     model: str,
     data: str | None,
@@ -55,7 +54,7 @@ def evaluate(
     top_losses: int,
     no_thumbnails: bool,
     as_json: bool,
-    tta: bool,
+    tta: bool | None,
 ) -> None:
     """Measure MODEL on labelled DATA and write report.html + evaluation.json.
 
@@ -71,7 +70,8 @@ def evaluate(
 
     # the prediction settings are PredictConfig's: declared and checked there
     settings = PredictConfig(
-        model=model, **given({"engine": engine, "batch_size": batch_size, "num_workers": num_workers})
+        model=model,
+        **given({"engine": engine, "batch_size": batch_size, "num_workers": num_workers, "tta": tta}),
     )
     err = Console(stderr=True)
     with ProgressView(err) as progress:
@@ -84,7 +84,7 @@ def evaluate(
             num_workers=settings.num_workers,
             top_losses=top_losses,
             progress=progress,
-            tta=tta,
+            tta=settings.tta,
         )
     if out_dir is None:  # a run keeps its report; any other model gets ./evaluation
         run = RunFolder.find(model) if Path(model).is_dir() else None

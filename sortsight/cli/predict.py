@@ -14,9 +14,12 @@ from rich.table import Table
 
 from sortsight.cli._options import config_options, given
 from sortsight.cli._render import ProgressView, output_console, print_next
-from sortsight.config import PREDICT_ENGINES, PredictConfig
+from sortsight.config import PREDICT_ENGINES, PredictConfig, describe_fields
 
 __all__ = ["predict"]
+
+#: PredictConfig's declaration of --engine; the command adds "ray" (another way to run, not an engine)
+_ENGINE = next(d for d in describe_fields(PredictConfig) if d["name"] == "engine")
 
 
 @click.command()
@@ -31,9 +34,8 @@ __all__ = ["predict"]
     "--engine",
     type=click.Choice([*PREDICT_ENGINES, "ray"]),
     default=None,
-    help="Inference engine; auto takes the fastest available (onnx, then jit, then eager); "
-    "ray spreads the job over a Ray cluster (RAY_ADDRESS, else a local one; see docs/scale.md).  "
-    "[default: auto]",
+    help=f"{_ENGINE['help'].rstrip('.')}; ray spreads the job over a Ray cluster (RAY_ADDRESS, else a "
+    f"local one; see docs/scale.md).  [default: {_ENGINE['default_text']}]",
 )
 def predict(model: str, paths: tuple[str, ...], **options: Any) -> None:
     """Predict labels for PATHS (image files, folders searched recursively, or a CSV of paths).

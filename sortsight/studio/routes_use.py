@@ -43,16 +43,27 @@ def _model_job(studio: Studio, project: Project, job_id: int | None) -> Job:
     raise PredictError(f"Training job {job_id} has no model. Choose a finished training job.")
 
 
+def threshold_spec() -> dict[str, Any]:
+    """PredictConfig's declaration of ``threshold`` (help, min, max): the Use form's box."""
+    from sortsight.config import PredictConfig, describe_fields
+
+    return next(d for d in describe_fields(PredictConfig) if d["name"] == "threshold")
+
+
 def _threshold(raw: str) -> float | None:
     raw = raw.strip()
     if not raw:
         return None
+    spec = threshold_spec()
+    low, high = spec["min"], spec["max"]
     try:
         value = float(raw)
     except ValueError as exc:
-        raise DataError(f"The unsure threshold must be a number between 0 and 1, got '{raw}'.") from exc
-    if not 0 <= value <= 1:
-        raise DataError(f"The unsure threshold must be between 0 and 1, got {value}.")
+        raise DataError(
+            f"The unsure threshold must be a number between {low:g} and {high:g}, got '{raw}'."
+        ) from exc
+    if not low <= value <= high:
+        raise DataError(f"The unsure threshold must be between {low:g} and {high:g}, got {value}.")
     return value
 
 
@@ -120,6 +131,7 @@ def use_page(
         space_available=_space_available(),
         folders=studio.folders,
         folders_env=FOLDERS_ENV,
+        threshold=threshold_spec(),
     )
 
 
