@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 
 import sortsight
@@ -103,9 +104,11 @@ def test_config_fields_use_the_constants() -> None:
 
 
 def test_cli_options_use_the_constants() -> None:
-    check_defaults = {p.name: p.default for p in check_command.params}
-    assert check_defaults["seed"] == DEFAULT_SEED
-    assert check_defaults["valid_split"] == DEFAULT_VALID_SPLIT
+    # check's split options are TrainConfig's fields (None = not typed: the config's default applies)
+    check_options = {p.name: p for p in check_command.params if isinstance(p, click.Option)}
+    seed, valid = check_options["seed"], check_options["valid_split"]
+    assert seed.default is None and f"[default: {DEFAULT_SEED};" in str(seed.help)
+    assert valid.default is None and f"[default: {DEFAULT_VALID_SPLIT:g};" in str(valid.help)
     assert {p.name: p.default for p in index_command.params}["batch_size"] == DEFAULT_BATCH_SIZE
 
 
