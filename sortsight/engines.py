@@ -7,6 +7,12 @@ An engine maps a batch of preprocessed images, a ``(B, 3, H, W)`` float32 tensor
 eager ~30; on a 2-core AVX512 Xeon, end to end with decoding, 84 / 27 / 27 — so ``auto`` tries
 ONNX Runtime, then jit, then eager.
 
+Except for a small job: exporting a model's first ONNX graph costs seconds (11.2 s for Lite0 at
+224 px on a 2-core AMD EPYC, AVX512, against ONNX Runtime's 138 img/s and eager's 38.5 img/s
+there: it pays from ~600 images), so when the caller says how many images will be seen and there
+are fewer than :data:`ONNX_PAYS_FROM` (scaled by the input's pixels: a smaller image saves less
+per image), ``auto`` runs eager PyTorch and exports nothing. A later, bigger job exports then.
+
 ONNX graphs are exported once per model and cached (``$SORTSIGHT_CACHE/onnx`` or
 ``~/.cache/sortsight/onnx``); a ``model.onnx`` written by ``sortsight export --onnx`` next to the
 weights is used directly when it was made from those weights. Exported files carry the labels
@@ -38,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ENGINE_NAMES",
+    "ONNX_PAYS_FROM",
     "EagerEngine",
     "Engine",
     "FlipTTA",
@@ -53,6 +60,8 @@ __all__ = [
 
 ENGINE_NAMES = ("auto", "onnx", "jit", "eager")
 _AUTO_ORDER = ("onnx", "jit", "eager")  # fastest first, as measured (see the module docstring)
+#: at 224 px, the fewest images for which ``auto`` exports a first ONNX graph (measured break-even ~600)
+ONNX_PAYS_FROM = 500
 _META_PREFIX = "sortsight."
 
 
@@ -412,14 +421,23 @@ def _onnx_for(loaded: LoadedModel, cache_dir: Path | None) -> Path:
     return export_onnx(loaded, _cache_file(source_digest(loaded.path), cache_dir))
 
 
+def export_pays(images: int | None, input_size: int) -> bool:
+    """Whether exporting a first ONNX graph pays for a job of ``images`` images (None: unknown, a
+    server or a big folder: it does) at ``input_size`` px; see :data:`ONNX_PAYS_FROM`."""
+    return images is None or images >= ONNX_PAYS_FROM * (224 / max(1, input_size)) ** 2
+
+
 def build_engine(
     loaded: LoadedModel,
     engine: str = "auto",
     *,
     threads: int | None = None,
     cache_dir: str | Path | None = None,
+    images: int | None = None,
 ) -> Engine:
-    """An engine running ``loaded``; ``"auto"`` takes the fastest one that works (onnx → jit → eager).
+    """An engine running ``loaded``; ``"auto"`` takes the fastest one that works (onnx → jit → eager),
+    or eager when ``images`` (how many the job will see, when known) are too few for a first ONNX
+    export to pay (:func:`export_pays`); a graph exported before is used whatever the number.
 
     Raises:
         ModelError: an explicitly requested engine cannot run this model; an unknown engine name.
@@ -432,6 +450,9 @@ def build_engine(
         raise ModelError(f"Unknown engine '{engine}'.{tip} Choose one of: {', '.join(ENGINE_NAMES)}.")
     order = _AUTO_ORDER if engine == "auto" else (engine,)
     cache = Path(cache_dir) if cache_dir is not None else None
+    small = not export_pays(images, loaded.data_config.input_size)
+    if engine == "auto" and small and find_current_onnx(loaded.path, cache) is None:
+        order = ("eager",)
     last: Exception | None = None
     for name in order:
         try:

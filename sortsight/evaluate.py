@@ -185,6 +185,17 @@ def _most_confused(
 # --------------------------------------------------------------------------- data selection
 
 
+def _held_out_count(
+    run: tuple[Path, dict[str, Any]] | None, data: str | Path | None, split: str | None
+) -> int | None:
+    """How many images evaluating a run's own held-out split will see (None: other data, unknown
+    until it is read), so that a small evaluation skips a first ONNX export that would not pay."""
+    if run is None or data is not None or split is not None:
+        return None
+    splits = (run[1].get("data") or {}).get("splits")
+    return len(held_out_split(splits, "")[1]) if isinstance(splits, dict) else None
+
+
 def held_out_items(run_dir: Path, info: dict[str, Any]) -> tuple[list[tuple[Path, str]], str, str, str]:
     """The run's test images (or validation images, with a note): ``(items, data, split, note)``.
 
@@ -294,7 +305,9 @@ def evaluate(
     clf = (
         model
         if isinstance(model, Classifier)
-        else Classifier.load(model, engine=engine, batch_size=batch_size, tta=tta)
+        else Classifier.load(
+            model, engine=engine, batch_size=batch_size, tta=tta, images=_held_out_count(run, data, split)
+        )
     )
     if clf.task == "multi_label":  # sigmoid scores and per-tag thresholds
         from sortsight.tageval import evaluate_tags

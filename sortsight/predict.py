@@ -95,6 +95,7 @@ class Classifier:
         batch_size: int = DEFAULT_BATCH_SIZE,
         threads: int | None = None,
         tta: bool = False,
+        images: int | None = None,
     ) -> Classifier:
         """Load a run folder, an HF image-classification model folder, or an exported ``.onnx`` file.
 
@@ -105,13 +106,15 @@ class Classifier:
             batch_size: images per forward pass.
             threads: compute threads (default: torch's setting, one per core).
             tta: flip test-time augmentation (average with the mirror image; twice the compute).
+            images: how many images the classifier will see, when known: with ``"auto"``, too few
+                for a first ONNX export to pay run eager (:func:`sortsight.engines.build_engine`).
 
         Raises:
             ModelError: the folder or file cannot be loaded, or the engine cannot run it.
         """
         p = Path(path).expanduser()
         try:
-            clf = cls._load(p, str(path), engine, batch_size, threads)
+            clf = cls._load(p, str(path), engine, batch_size, threads, images)
         except PermissionError as exc:
             raise ModelError(
                 f"Cannot read the model at '{path}' ({exc.filename or p}: permission denied); "
@@ -124,7 +127,9 @@ class Classifier:
         return clf
 
     @classmethod
-    def _load(cls, p: Path, path: str, engine: str, batch_size: int, threads: int | None) -> Classifier:
+    def _load(
+        cls, p: Path, path: str, engine: str, batch_size: int, threads: int | None, images: int | None
+    ) -> Classifier:
         if p.suffix.lower() == ".onnx":
             from sortsight.engines import OnnxEngine
 
@@ -152,7 +157,7 @@ class Classifier:
                 )
                 return clf._with_task(*model_task(folder))
         loaded = load_model_folder(folder)
-        runner = build_engine(loaded, engine, threads=threads)
+        runner = build_engine(loaded, engine, threads=threads, images=images)
         clf = cls(runner, list(loaded.labels), loaded.data_config, loaded.name, str(path), batch_size)
         return clf._with_task(*model_task(loaded.path))
 
@@ -438,7 +443,9 @@ def run_predict(
     if config.sort_into and not config.dry_run:
         ensure_output_dir(config.sort_into, what="--sort-into folder")
     paths = collect_paths(config.inputs, exclude=_sorted_already(config), follow_links=config.follow_links)
-    clf = Classifier.load(config.model, engine=config.engine, batch_size=config.batch_size, tta=config.tta)
+    clf = Classifier.load(
+        config.model, engine=config.engine, batch_size=config.batch_size, tta=config.tta, images=len(paths)
+    )
     if clf.task == "multi_label" and config.move:
         raise PredictError("A multi-label model copies each image into every tag's folder; drop --move.")
     if clf.task != "multi_label" and config.tags_only:

@@ -125,3 +125,37 @@ def test_unknown_engine_suggests(loaded) -> None:  # type: ignore[no-untyped-def
         build_engine(loaded, "onx")
     with pytest.raises(ModelError, match="not found"):
         read_onnx_metadata("/nonexistent/model.onnx")
+
+
+def test_auto_skips_a_first_export_that_would_not_pay(
+    tiny_model_dir: Path, onnx_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job of a few images runs eager and exports nothing; an unknown or big one exports; a graph
+    exported before is used even for one image."""
+    import sortsight.engines as engines
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    loaded = load_model_folder(folder)
+    exports: list[Path] = []
+
+    def fake_export(loaded, out):  # type: ignore[no-untyped-def]
+        exports.append(Path(out))
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(onnx_file, out)
+        return Path(out)
+
+    monkeypatch.setattr(engines, "export_onnx", fake_export)
+    cache = tmp_path / "cache"
+    size = loaded.data_config.input_size
+    pays_from = engines.ONNX_PAYS_FROM * (224 / size) ** 2
+    assert not engines.export_pays(int(pays_from) - 1, size) and engines.export_pays(int(pays_from) + 1, size)
+    assert build_engine(loaded, "auto", cache_dir=cache, images=8).name == "eager" and exports == []
+    assert build_engine(loaded, "onnx", cache_dir=cache, images=8).name == "onnx"  # asked for: exported
+    assert len(exports) == 1
+    assert build_engine(loaded, "auto", cache_dir=cache, images=1).name == "onnx"  # exported before
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    (other / "config.json").write_text((other / "config.json").read_text() + " ")  # other weights' digest
+    assert build_engine(load_model_folder(other), "auto", cache_dir=cache).name == "onnx"  # unknown size
+    assert len(exports) == 2
