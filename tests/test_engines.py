@@ -86,18 +86,10 @@ def test_classifier_from_onnx_file_alone_agrees(
         Classifier.load(alone, engine="jit")
 
 
-def test_auto_uses_model_onnx_beside_the_weights_only_when_current(
-    tiny_model_dir: Path, onnx_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _count_exports(monkeypatch: pytest.MonkeyPatch, onnx_file: Path) -> list[Path]:
+    """Replace the ONNX export by a copy of ``onnx_file``; the returned list gets each target."""
     import sortsight.engines as engines
 
-    folder = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    shutil.copy(onnx_file, folder / "model.onnx")
-    cache = tmp_path / "cache"
-    engine = build_engine(load_model_folder(folder), "auto", cache_dir=cache)
-    assert engine.name == "onnx" and not cache.exists()  # the folder's own export, made from these weights
-    # the weights change after the export: the stale graph is not used; a new export goes to the cache
     exports: list[Path] = []
 
     def fake_export(loaded, out):  # type: ignore[no-untyped-def]
@@ -107,6 +99,21 @@ def test_auto_uses_model_onnx_beside_the_weights_only_when_current(
         return Path(out)
 
     monkeypatch.setattr(engines, "export_onnx", fake_export)
+    return exports
+
+
+def test_auto_uses_model_onnx_beside_the_weights_only_when_current(
+    tiny_model_dir: Path, onnx_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    shutil.copy(onnx_file, folder / "model.onnx")
+    cache = tmp_path / "cache"
+    engine = build_engine(load_model_folder(folder), "auto", cache_dir=cache)
+    assert engine.name == "onnx" and not cache.exists()  # the folder's own export, made from these weights
+    # the weights change after the export: the stale graph is not used; a new export goes to the cache
+    exports = _count_exports(monkeypatch, onnx_file)
     import onnx
 
     stale = onnx.load(str(folder / "model.onnx"))
@@ -137,15 +144,7 @@ def test_auto_skips_a_first_export_that_would_not_pay(
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
     loaded = load_model_folder(folder)
-    exports: list[Path] = []
-
-    def fake_export(loaded, out):  # type: ignore[no-untyped-def]
-        exports.append(Path(out))
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(onnx_file, out)
-        return Path(out)
-
-    monkeypatch.setattr(engines, "export_onnx", fake_export)
+    exports = _count_exports(monkeypatch, onnx_file)
     cache = tmp_path / "cache"
     size = loaded.data_config.input_size
     pays_from = engines.ONNX_PAYS_FROM * (224 / size) ** 2
