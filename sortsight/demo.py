@@ -151,7 +151,7 @@ def _score_line(run_dir: Path | None) -> str:
     evaluation = RunFolder.at(run_dir).evaluation() or {}
     try:
         accuracy, count = float(evaluation["metrics"]["accuracy"]), int(evaluation["metrics"]["n_images"])
-    except (TypeError, OSError, ValueError, KeyError):
+    except (TypeError, ValueError, KeyError):
         return ""
     test = evaluation.get("split") == "test"
     images = "test images held out from training" if test else "validation images"

@@ -413,9 +413,10 @@ def find_current_onnx(model_dir: str | Path, cache_dir: str | Path | None = None
     return cached if cached.is_file() else None
 
 
-def _onnx_for(loaded: LoadedModel, cache_dir: Path | None) -> Path:
-    """A current ONNX file for ``loaded``: the folder's own ``model.onnx``, the cache, or a new export."""
-    found = find_current_onnx(loaded.path, cache_dir)
+def _onnx_for(loaded: LoadedModel, cache_dir: Path | None, found: Path | None = None) -> Path:
+    """A current ONNX file for ``loaded``: the folder's own ``model.onnx``, the cache, or a new export
+    (``found``: a current file the caller has already looked up)."""
+    found = found if found is not None else find_current_onnx(loaded.path, cache_dir)
     if found is not None:
         return found
     return export_onnx(loaded, _cache_file(source_digest(loaded.path), cache_dir))
@@ -450,14 +451,16 @@ def build_engine(
         raise ModelError(f"Unknown engine '{engine}'.{tip} Choose one of: {', '.join(ENGINE_NAMES)}.")
     order = _AUTO_ORDER if engine == "auto" else (engine,)
     cache = Path(cache_dir) if cache_dir is not None else None
-    small = not export_pays(images, loaded.data_config.input_size)
-    if engine == "auto" and small and find_current_onnx(loaded.path, cache) is None:
-        order = ("eager",)
+    current = None
+    if engine == "auto" and not export_pays(images, loaded.data_config.input_size):
+        current = find_current_onnx(loaded.path, cache)  # used as it is; not exported for a small job
+        if current is None:
+            order = ("eager",)
     last: Exception | None = None
     for name in order:
         try:
             if name == "onnx":
-                return OnnxEngine(_onnx_for(loaded, cache), threads=threads)
+                return OnnxEngine(_onnx_for(loaded, cache, current), threads=threads)
             if name == "jit":
                 return JitEngine(loaded.module, loaded.data_config.input_size)
             return EagerEngine(loaded.module)

@@ -18,7 +18,7 @@ import numpy as np
 
 from sortsight.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
 from sortsight.errors import DataError
-from sortsight.fileops import cache_dir
+from sortsight.fileops import atomic_write, cache_dir
 from sortsight.progress import ProgressCallback, Ticker
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,5 @@ def extract_features(
             ticker.advance(len(batches[i]))
     features = np.concatenate(out).astype(np.float32, copy=False)
     if use_cache:
-        from sortsight.fileops import atomic_write
-
         atomic_write(cache_file, lambda fh: np.save(fh, features, allow_pickle=False))
     return features

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sortsight.errors import ConfigError, DataError
 from sortsight.predictions import read_page
+from sortsight.runs import EVALUATION
 from sortsight.studio import projects as pj
 from sortsight.studio import runs
 from sortsight.studio.core import JobDep, ProjectDep, Studio, StudioDep
@@ -398,7 +399,7 @@ def job_view(studio: Studio, project: Project, job: Job) -> dict[str, Any]:
         view["series"] = runs.metric_series(rows)
         view["leaderboard"] = runs.read_leaderboard(run)
         view["has_model"] = progress.model_ready is not None or runs.job_run(folder).has_model()
-        view["has_evaluation"] = runs.job_run(folder).evaluation() is not None
+        view["has_evaluation"] = (run / EVALUATION).is_file()  # polled: not parsed here
     elif job.kind == "predict":
         csv_path = folder / "predictions.csv"
         _, total = read_page(csv_path, limit=0)

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sortsight.runs import read_json
+
 __all__ = ["error_line", "last_error_line", "main", "read_state"]
 
 
@@ -38,20 +40,13 @@ def _write_state(folder: Path, state: dict[str, Any]) -> None:
 
 def _recorded_error(path: Path) -> str:
     """The message the CLI wrote to its error file (see :mod:`sortsight.cli`), else ""."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ""
+    data = read_json(path)
     return str(data.get("error") or "") if isinstance(data, dict) else ""
 
 
 def read_state(folder: str | Path) -> dict[str, Any]:
     """The runner's last recorded state, or ``{}`` when it wrote none (yet)."""
-    path = Path(folder) / "state.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    data = read_json(Path(folder) / "state.json")
     return data if isinstance(data, dict) else {}
 
 
