@@ -12,13 +12,26 @@ shown="$("$PY" -m pip show sortsight 2>/dev/null || true)"
 if ! "$PY" -c "import sortsight, torch, timm, gradio, fastapi, ray, playwright, pytest, xdist" >/dev/null 2>&1 \
    || [[ "$shown" != *"Editable project location: $(pwd)"* ]]; then
   echo "==> installing sortsight and its dependencies (first time: a few minutes)"
-  "$PY" -m pip install --quiet --disable-pip-version-check -c scripts/constraints.txt -e ".[all,dev]"
+  # pip's own output (its warnings about this machine's pip configuration included) goes to a log,
+  # shown only when the install fails
+  log="${TMPDIR:-/tmp}/sortsight-install.log"
+  if ! "$PY" -m pip install --disable-pip-version-check -c scripts/constraints.txt -e ".[all,dev]" \
+       >"$log" 2>&1; then
+    tail -n 25 "$log" >&2
+    echo "sortsight's install failed (pip's last lines above; all of its output: $log)." >&2
+    exit 1
+  fi
 fi
 
 if [ "${SORTSIGHT_SKIP_BROWSER:-0}" != "1" ] && [ ! -x /usr/bin/chromium ]; then
   echo "==> installing Debian's chromium for the browser tests"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  log="${TMPDIR:-/tmp}/sortsight-chromium-install.log"
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; } \
+       >"$log" 2>&1; then
+    tail -n 25 "$log" >&2
+    echo "Installing chromium failed (apt's last lines above; all of its output: $log)." >&2
+    exit 1
+  fi
 fi
 echo "==> sortsight $("$PY" -m sortsight --version | awk '{print $NF}') is installed"
