@@ -23,7 +23,6 @@ studio, label them in the session). Thumbnails are embedded as small JPEGs for u
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 import os
@@ -198,25 +197,24 @@ def render_map_html(payload: dict[str, Any], *, title: str = "Collection map", l
 def per_image(index: EmbeddingIndex, table: str | os.PathLike, column: str = "label") -> list[str]:
     """A column of a labels file or predictions.csv, aligned with the index ("" for images it lacks).
 
-    Paths are read relative to the table's folder (absolute paths work too).
+    The table is read as labels files are (CSV, TSV, JSON Lines; :func:`sortsight.labelfile.read_rows`);
+    paths are relative to its folder (absolute paths work too).
 
     Raises:
         DataError: the file is missing or has no image / ``column`` column.
     """
-    from sortsight.labelfile import IMAGE_COLUMNS, pick_column
+    from sortsight.labelfile import IMAGE_COLUMNS, pick_column, read_rows
 
     file = Path(table)
     if not file.is_file():
         raise DataError(f"'{table}' not found. Give a labels file (image,label) or a predictions.csv.")
     out = [""] * len(index)
-    with open(file, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = list(reader.fieldnames or [])
-        image_col = pick_column(columns, None, IMAGE_COLUMNS, "image", f"'{file.name}'", "an 'image' column")
-        value_col = pick_column(columns, column, (column,), column, f"'{file.name}'", f"a '{column}' column")
-        for row in reader:
-            name = Path(str(row.get(image_col) or "").strip())
-            pos = index.position(name if name.is_absolute() else file.parent / name)
-            if pos is not None:
-                out[pos] = str(row.get(value_col) or "")
+    columns, rows = read_rows(file)
+    image_col = pick_column(columns, None, IMAGE_COLUMNS, "image", f"'{file.name}'", "an 'image' column")
+    value_col = pick_column(columns, column, (column,), column, f"'{file.name}'", f"a '{column}' column")
+    for row in rows:
+        name = Path(str(row.get(image_col) or "").strip())
+        pos = index.position(name if name.is_absolute() else file.parent / name)
+        if pos is not None:
+            out[pos] = str(row.get(value_col) or "")
     return out

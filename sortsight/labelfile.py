@@ -90,7 +90,14 @@ def pick_column(
     )
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+def read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and rows of a table: CSV (``,`` or a spreadsheet's ``;``/tab), TSV, JSON Lines or
+    a JSON list, UTF-8 or Excel's cp1252. Labels files, tags files and any other table of images
+    (a ``predictions.csv`` too) are read here.
+
+    Raises:
+        DataError: the file is not text or not valid JSON.
+    """
     suffix = path.suffix.lower()
     raw = path.read_bytes()
     try:
@@ -169,7 +176,7 @@ def read_labels_file(
             f"'{path}' is a file but not a labels file (.csv, .tsv, .jsonl) or parquet file; give a "
             "folder of class subfolders or a labels file."
         )
-    columns, rows = _read_rows(path)
+    columns, rows = read_rows(path)
     if not rows:
         raise DataError(f"Labels file '{path}' has no rows; it needs a header and one row per image.")
     where = f"'{path.name}'"
@@ -297,7 +304,7 @@ def read_tags_file(
     Raises:
         DataError: no tag column, mixed separators, or rows naming files that do not exist.
     """
-    columns, rows = _read_rows(path)
+    columns, rows = read_rows(path)
     if not rows:
         raise DataError(f"Labels file '{path}' has no rows; it needs a header and one row per image.")
     where = f"'{path.name}'"

@@ -289,6 +289,10 @@ def test_map_clusters_follow_the_classes(built: tuple[Path, Path], tmp_path: Pat
     table.write_text(f"path,label,score\n{index.paths[0]},warm,0.9\nelsewhere.png,cold,0.8\n")
     payload = map_payload(index, cmap, predictions=per_image(index, table, "label"), thumbs=False)
     assert [p["g"] for p in payload["points"]][:2] == ["warm", ""] and "t" not in payload["points"][0]
+    # a labels file is read as training reads it: a spreadsheet's TSV too
+    labels = tmp_path / "labels.tsv"
+    labels.write_text(f"image\tlabel\n{index.paths[1]}\tcold\n")
+    assert per_image(index, labels)[1] == "cold"
 
 
 # --------------------------------------------------------------------------- labelling
