@@ -185,15 +185,20 @@ def _most_confused(
 # --------------------------------------------------------------------------- data selection
 
 
-def _held_out_count(
-    run: tuple[Path, dict[str, Any]] | None, data: str | Path | None, split: str | None
-) -> int | None:
-    """How many images evaluating a run's own held-out split will see (None: other data, unknown
-    until it is read), so that a small evaluation skips a first ONNX export that would not pay."""
-    if run is None or data is not None or split is not None:
-        return None
+def _held_out_count(run: tuple[Path, dict[str, Any]]) -> int | None:
+    """How many images evaluating a run's own held-out split will see (None: not recorded)."""
     splits = (run[1].get("data") or {}).get("splits")
     return len(held_out_split(splits, "")[1]) if isinstance(splits, dict) else None
+
+
+def _items_ahead(data: str | Path, split: str | None) -> tuple[list[tuple[Path, str]], str] | None:
+    """The labelled images of ``data`` read before the model loads, so that a small evaluation skips
+    a first ONNX export that would not pay; None where this reader refuses the data (multi-label
+    data goes to :mod:`sortsight.tageval`; any other error is raised again after the load)."""
+    try:
+        return _data_items(data, split)
+    except DataError:
+        return None
 
 
 def held_out_items(run_dir: Path, info: dict[str, Any]) -> tuple[list[tuple[Path, str]], str, str, str]:
@@ -302,12 +307,17 @@ def evaluate(
             f"'{model_path}' is not a sortsight run folder, so it has no held-out split. Give "
             f"labelled data: sortsight evaluate {model_path} DATA."
         )
+    same_data = False
+    if data is not None and run is not None:
+        recorded = (run[1].get("data") or {}).get("path")
+        same_data = bool(recorded) and os.path.abspath(str(recorded)) == os.path.abspath(str(data))
+    held_out = run is not None and (data is None or (same_data and split is None))
+    ahead = None if held_out or data is None else _items_ahead(data, split)
+    count = _held_out_count(run) if held_out and run is not None else (len(ahead[0]) if ahead else None)
     clf = (
         model
         if isinstance(model, Classifier)
-        else Classifier.load(
-            model, engine=engine, batch_size=batch_size, tta=tta, images=_held_out_count(run, data, split)
-        )
+        else Classifier.load(model, engine=engine, batch_size=batch_size, tta=tta, images=count)
     )
     if clf.task == "multi_label":  # sigmoid scores and per-tag thresholds
         from sortsight.tageval import evaluate_tags
@@ -316,15 +326,11 @@ def evaluate(
             clf, data, split=split, num_workers=num_workers, worst=top_losses, progress=progress
         )  # type: ignore[return-value]
     note = ""
-    same_data = False
-    if data is not None and run is not None:
-        recorded = (run[1].get("data") or {}).get("path")
-        same_data = bool(recorded) and os.path.abspath(str(recorded)) == os.path.abspath(str(data))
-    if run is not None and (data is None or (same_data and split is None)):
+    if held_out and run is not None:
         items, data_name, split_name, note = held_out_items(*run)
     else:
         assert data is not None
-        items, split_name = _data_items(data, split)
+        items, split_name = ahead or _data_items(data, split)
         data_name = str(data)
     known = set(clf.labels)
     unknown = sorted({label for _, label in items} - known)

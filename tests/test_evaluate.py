@@ -92,6 +92,17 @@ def test_evaluate_a_folder(ev: Evaluation, tiny_model_dir: Path) -> None:
     assert expected == ev.metrics  # a loaded Classifier gives the same numbers
 
 
+def test_auto_engine_counts_the_given_data_before_the_model_loads(
+    tiny_model_dir: Path, labelled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """15 images of data given by the user (no run folder): too few to pay for a first ONNX export,
+    so auto runs eager and exports nothing (the count used to be known only for a run's own split)."""
+    monkeypatch.setenv("SORTSIGHT_CACHE", str(tmp_path / "cache"))  # no ONNX graph exported before
+    result = evaluate(tiny_model_dir, labelled, num_workers=0)
+    assert result.engine == "eager" and result.metrics["n_images"] == 15
+    assert not list((tmp_path / "cache").rglob("*.onnx"))
+
+
 def test_report_and_json(ev: Evaluation, tmp_path: Path) -> None:
     import html5lib
 
