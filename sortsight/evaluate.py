@@ -312,8 +312,12 @@ def evaluate(
         recorded = (run[1].get("data") or {}).get("path")
         same_data = bool(recorded) and os.path.abspath(str(recorded)) == os.path.abspath(str(data))
     held_out = run is not None and (data is None or (same_data and split is None))
-    ahead = None if held_out or data is None else _items_ahead(data, split)
-    count = _held_out_count(run) if held_out and run is not None else (len(ahead[0]) if ahead else None)
+    ahead = None  # the given data's items, read before the load and used after it
+    if held_out and run is not None:
+        count = _held_out_count(run)
+    else:
+        ahead = _items_ahead(data, split) if data is not None else None
+        count = len(ahead[0]) if ahead else None
     clf = (
         model
         if isinstance(model, Classifier)
