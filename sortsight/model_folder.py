@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+
 from sortsight.errors import ModelError
 from sortsight.models import (
     BUNDLED_MODELS,
@@ -24,11 +26,19 @@ from sortsight.models import (
     _processor_data_config,
     _quiet_transformers,
     _timm_core,
+    is_side_by_side_model,
     resolve_model_name,
 )
 from sortsight.runs import RunFolder
 
 __all__ = ["LoadedModel", "is_model_folder", "load_model_folder", "save_model_folder"]
+
+#: ``model_type`` of a side-by-side folder; ``side_by_side.MODEL_TYPE`` says the same (that file
+#: travels alone in model folders, and importing it imports transformers; tests check the two agree)
+SIDE_BY_SIDE_TYPE = "sortsight_side_by_side"
+
+#: what reading a damaged or foreign folder raises (safetensors' header errors are their own class)
+_UNREADABLE = (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError)
 
 
 @dataclass
@@ -76,10 +86,8 @@ def save_model_folder(
     out.mkdir(parents=True, exist_ok=True)
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in enumerate(labels)}
-    from sortsight.side_by_side import SideBySide
-
     inner = getattr(model, "inner", None)
-    if isinstance(model, SideBySide):
+    if is_side_by_side_model(model):
         _save_side_by_side(model, name, id2label, label2id, data_config, out)
     elif inner is not None and hasattr(inner, "save_pretrained") and not hasattr(inner, "timm_model"):
         inner.config.id2label, inner.config.label2id = id2label, label2id
@@ -176,7 +184,7 @@ def _load_side_by_side(p: Path) -> tuple[Any, list[str], DataConfig, str]:
         state = {k.removeprefix("model."): v for k, v in load_file(p / "model.safetensors").items()}
         model.load_state_dict(state)
         meta = json.loads((p / "sortsight_model.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except _UNREADABLE as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(f"Could not load the model in '{p}': {first}") from exc
     id2label = {int(k): v for k, v in (config.id2label or {}).items()}
@@ -193,6 +201,63 @@ def _load_side_by_side(p: Path) -> tuple[Any, list[str], DataConfig, str]:
         ),
         str(meta.get("name", "+".join(config.parts))),
     )
+
+
+def _read_config(p: Path) -> dict[str, Any]:
+    try:
+        found = json.loads((p / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = f"Could not read '{p / 'config.json'}': {first}. Save the model folder again."
+        raise ModelError(message) from exc
+    if not isinstance(found, dict):
+        raise ModelError(f"'{p / 'config.json'}' holds no JSON object. Save the model folder again.")
+    return found
+
+
+def _is_own_timm_folder(p: Path, config_json: dict[str, Any]) -> bool:
+    """A timm network in a folder sortsight wrote itself: everything to rebuild it is in
+    ``config.json`` (architecture, processor settings) and ``sortsight_model.json`` (labels)."""
+    return (
+        config_json.get("model_type") == "timm_wrapper"
+        and isinstance(config_json.get("architecture"), str)
+        and isinstance(config_json.get("pretrained_cfg"), dict)
+        and (p / "sortsight_model.json").is_file()
+        and (p / "model.safetensors").is_file()
+        and not (p / "preprocessor_config.json").exists()  # older folders: the processor reads that
+    )
+
+
+def _load_timm_folder(p: Path, config_json: dict[str, Any]) -> LoadedModel:
+    """Rebuild a sortsight-written ``TimmWrapperForImageClassification`` folder with timm alone.
+
+    What transformers would do for it (``timm.create_model(architecture, pretrained=False,
+    num_classes=…)``, the weights without their ``timm_model.`` prefix, the processor's
+    ``resolve_data_config`` on ``pretrained_cfg``), without importing transformers: that import
+    cost about 2 s of every ``predict`` or ``evaluate`` on a 2-core CPU. The folder is unchanged,
+    so ``pipeline("image-classification", model=folder)`` still loads it (tests/test_side_by_side.py).
+    """
+    import timm
+    from safetensors.torch import load_file
+
+    try:
+        meta = json.loads((p / "sortsight_model.json").read_text(encoding="utf-8"))
+        labels = [str(label) for label in meta["labels"]]
+        module = timm.create_model(
+            config_json["architecture"],
+            pretrained=False,
+            num_classes=len(labels),
+            **(config_json.get("model_args") or {}),
+        )
+        state = load_file(p / "model.safetensors")
+        module.load_state_dict({k.removeprefix("timm_model."): v for k, v in state.items()})
+        data_config = DataConfig.from_timm(
+            timm.data.resolve_data_config(config_json["pretrained_cfg"], model=None, verbose=False)
+        )
+    except _UNREADABLE as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"Could not load the model in '{p}': {first}") from exc
+    return LoadedModel(module.eval(), labels, data_config, config_json["architecture"], p)
 
 
 def _jsonable(value: Any) -> bool:
@@ -249,11 +314,12 @@ def load_model_folder(path: str | Path) -> LoadedModel:
             f"'{path}' holds only pickled weights (pytorch_model.bin), which sortsight does not "
             f"load. Re-save it with save_pretrained(..., safe_serialization=True)."
         )
-    from sortsight.side_by_side import MODEL_TYPE
-
-    if json.loads((p / "config.json").read_text(encoding="utf-8")).get("model_type") == MODEL_TYPE:
+    config_json = _read_config(p)
+    if config_json.get("model_type") == SIDE_BY_SIDE_TYPE:
         module, labels, data_config, name = _load_side_by_side(p)
         return LoadedModel(module, labels, data_config, name, p)
+    if _is_own_timm_folder(p, config_json):
+        return _load_timm_folder(p, config_json)
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
     try:
@@ -261,7 +327,7 @@ def load_model_folder(path: str | Path) -> LoadedModel:
             config = AutoConfig.from_pretrained(p)
             hf = AutoModelForImageClassification.from_pretrained(p)
             processor = AutoImageProcessor.from_pretrained(p)
-    except (OSError, ValueError, KeyError) as exc:
+    except _UNREADABLE as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(f"Could not load the model in '{p}': {first}") from exc
     hf.eval()

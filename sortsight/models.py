@@ -15,6 +15,7 @@ import contextlib
 import functools
 import importlib
 import logging
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,16 @@ def resolve_model_name(name: str) -> str:
 def is_side_by_side(name: str) -> bool:
     """True for a name of backbones side by side (``efficientnet_lite0+efficientnet_lite2``)."""
     return _is_pair(name.strip())
+
+
+def is_side_by_side_model(model: object) -> bool:
+    """True for a network of backbones side by side (:class:`sortsight.side_by_side.SideBySide`).
+
+    Asked without importing that module, which imports transformers (about 2 s on a 2-core CPU):
+    when it was never imported, no such network exists in this process.
+    """
+    module = sys.modules.get("sortsight.side_by_side")
+    return module is not None and isinstance(model, module.SideBySide)
 
 
 def _side_by_side(

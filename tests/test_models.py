@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +94,50 @@ def test_hf_folder_round_trip_and_pipeline(tmp_path: Path, chelsea) -> None:
     np.testing.assert_allclose([by_label[name] for name in labels], ours, atol=1e-4)
 
 
+def test_own_timm_folder_loads_without_transformers_as_transformers_loads_it(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sortsight import model_folder
+
+    fast = load_model_folder(tiny_model_dir)
+    monkeypatch.setattr(model_folder, "_is_own_timm_folder", lambda *_: False)  # transformers' way
+    slow = load_model_folder(tiny_model_dir)
+    assert (fast.labels, fast.data_config, fast.name) == (slow.labels, slow.data_config, slow.name)
+    assert fast.name == "tf_efficientnet_lite0" and fast.data_config.input_size == 64
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.equal(fast.module(x), slow.module(x))
+    # a fresh process loads it without importing transformers (about 2 s of every predict)
+    code = (
+        "import sys; from sortsight.model_folder import load_model_folder; "
+        f"m = load_model_folder({str(tiny_model_dir)!r}); "
+        "print(m.labels, 'transformers' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['bird',", "'cat',", "'dog']", "False"]
+
+
+def test_side_by_side_model_type_is_said_the_same_in_both_files() -> None:
+    from sortsight import side_by_side
+    from sortsight.model_folder import SIDE_BY_SIDE_TYPE
+
+    assert side_by_side.MODEL_TYPE == SIDE_BY_SIDE_TYPE
+
+
+@pytest.mark.parametrize("kind", ["sortsight", "trainer"])
+def test_broken_weights_are_a_one_line_error(kind: str, tiny_model_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    if kind == "sortsight":
+        shutil.copytree(tiny_model_dir, folder)
+    else:
+        write_trainer_style_vit(folder)
+    (folder / "model.safetensors").write_bytes(b"not weights")  # safetensors: "header too large"
+    with pytest.raises(ModelError, match="Could not load the model in") as caught:
+        load_model_folder(folder)
+    assert "\n" not in str(caught.value)
+
+
 def test_hf_transformers_folder_loads(tmp_path: Path) -> None:
     # a folder as a transformers Trainer would save it (not written by sortsight)
     write_trainer_style_vit(tmp_path, ("no", "yes"))
@@ -116,6 +163,15 @@ def test_bad_model_folders(tmp_path: Path, files: list[str], message: str) -> No
         (tmp_path / name).write_bytes(b"x")
     with pytest.raises(ModelError, match=message):
         load_model_folder(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]"])
+def test_unreadable_config_json_is_a_one_line_error(text: str, tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(text)
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(ModelError, match="Save the model folder again") as caught:
+        load_model_folder(tmp_path)
+    assert "\n" not in str(caught.value)
 
 
 def test_missing_model_folder(tmp_path: Path) -> None:

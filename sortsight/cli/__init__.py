@@ -155,6 +155,13 @@ def main(argv: list[str] | None = None) -> None:
             sys.stderr.flush()
             logging.shutdown()
             os._exit(EXIT_INTERRUPTED)
+        # The command is over. Freezing what is alive spares the interpreter's last garbage
+        # collection at exit, a walk over torch's and timm's objects that took 0.8-1.0 s of every
+        # command on a 2-core CPU (0.2 s frozen). Reference counting, atexit handlers and
+        # logging's flush still run; every file sortsight writes is closed before this point.
+        import gc
+
+        gc.freeze()
         raise
 
 

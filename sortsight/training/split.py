@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sortsight.models import is_side_by_side_model
+
 __all__ = ["Split", "split_model"]
 
 
@@ -205,10 +207,8 @@ def split_model(
     Raises:
         TypeError: the model lacks timm's ``forward_features``/``forward_head``/``get_classifier``.
     """
-    from sortsight.side_by_side import SideBySide
-
     normalize = _Normalize(mean, std)
-    if isinstance(model, SideBySide):
+    if is_side_by_side_model(model):
         if scratch:
             raise TypeError("backbones side by side are only used with their pretrained weights")
         return Split(
