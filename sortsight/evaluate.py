@@ -191,14 +191,24 @@ def _held_out_count(run: tuple[Path, dict[str, Any]]) -> int | None:
     return len(held_out_split(splits, "")[1]) if isinstance(splits, dict) else None
 
 
-def _items_ahead(data: str | Path, split: str | None) -> tuple[list[tuple[Path, str]], str] | None:
-    """The labelled images of ``data`` read before the model loads, so that a small evaluation skips
-    a first ONNX export that would not pay; None where this reader refuses the data (multi-label
-    data goes to :mod:`sortsight.tageval`; any other error is raised again after the load)."""
+def _items_ahead(
+    data: str | Path, split: str | None
+) -> tuple[tuple[list[tuple[Path, str]], str] | None, int | None]:
+    """``(labelled items, count)`` of ``data`` read before the model loads, so that a small
+    evaluation skips a first ONNX export that would not pay. Tagged data is only counted (its
+    reader is :mod:`sortsight.tageval`'s); data neither reader takes gives ``(None, None)``, and
+    its error is raised again after the load, by the reader the model's task chooses."""
     try:
-        return _data_items(data, split)
+        found = _data_items(data, split)
+        return found, len(found[0])
     except DataError:
-        return None
+        pass
+    from sortsight.tageval import data_tag_items
+
+    try:
+        return None, len(data_tag_items(data, split)[0])
+    except DataError:
+        return None, None
 
 
 def held_out_items(run_dir: Path, info: dict[str, Any]) -> tuple[list[tuple[Path, str]], str, str, str]:
@@ -316,8 +326,7 @@ def evaluate(
     if held_out and run is not None:
         count = _held_out_count(run)
     else:
-        ahead = _items_ahead(data, split) if data is not None else None
-        count = len(ahead[0]) if ahead else None
+        ahead, count = _items_ahead(data, split) if data is not None else (None, None)
     clf = (
         model
         if isinstance(model, Classifier)

@@ -109,13 +109,26 @@ def _items(clf: Classifier, data: str | Path | None, split: str | None) -> tuple
         raise DataError(
             f"'{clf.source}' is not a sortsight run folder; give tagged data: sortsight evaluate MODEL DATA."
         )
+    items, split_name = data_tag_items(data, split)
+    return items, str(data), split_name, ""
+
+
+def data_tag_items(data: str | Path, split: str | None) -> tuple[list[Any], str]:
+    """The tagged images of ``data`` to evaluate on (its test split when it has one, else all) and
+    the split's name.
+
+    Raises:
+        DataError: ``data`` is not tagged data, or has no such split.
+    """
+    from sortsight.tagdata import scan_tags
+
     ds = scan_tags(data, verify=False)
     present = {it.split for it in ds.items}
     split = split or ("test" if "test" in present else "")
     items = [it for it in ds.items if it.split == split] if split else list(ds.items)
     if not items:
         raise DataError(f"'{data}' has no '{split}' split; choose another --split.")
-    return items, str(data), split or "all", ""
+    return items, split or "all"
 
 
 def evaluate_tags(

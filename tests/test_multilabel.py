@@ -349,6 +349,30 @@ def test_tag_sort_copies_into_each_tag_folder_and_resumes_after_kill(tmp_path: P
     ) == sum(want.values())
 
 
+def test_auto_engine_counts_a_given_tags_table_before_the_model_loads(
+    tagger: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 tagged images given by the user: too few to pay for a first ONNX export, so auto runs
+    eager and exports nothing (a tags table used to give no count, so auto exported)."""
+    from sortsight.evaluate import evaluate
+
+    run, data = tagger
+    # the same images in a JSON-lines table (a layout the single-label reader refuses), so not
+    # the run's own split
+    with open(data / "labels.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    table = data / "again.jsonl"
+    lines = [
+        json.dumps({"image": r["image"], "labels": r["labels"].split("|") if r["labels"] else []})
+        for r in rows
+    ]
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setenv("SORTSIGHT_CACHE", str(tmp_path / "cache"))  # no ONNX graph exported before
+    ev = evaluate(run, table, num_workers=0)
+    assert ev.engine == "eager" and ev.metrics["n_images"] == 40
+    assert not list((tmp_path / "cache").rglob("*.onnx"))
+
+
 def test_evaluate_a_tagger_reports_per_tag_counts(tagger: tuple[Path, Path], tmp_path: Path) -> None:
     from sortsight.evaluate import evaluate
 
