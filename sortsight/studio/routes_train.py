@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from sortsight.config import parse_duration
 from sortsight.errors import ConfigError, DataError
 from sortsight.predictions import read_page
 from sortsight.runs import EVALUATION
@@ -137,13 +139,11 @@ def _train_params(form: dict[str, str]) -> dict[str, Any]:
             params[key] = _number(key, raw, declared[key])
     budget = form.get("time_budget", "").strip()
     if budget:
-        try:
-            minutes = float(budget)
-        except ValueError as exc:
-            raise ConfigError(f"The time budget must be a number of minutes, got '{budget}'.") from exc
-        if not minutes > 0 or minutes == float("inf"):
-            raise ConfigError(f"The time budget must be more than 0 minutes (and finite), got '{budget}'.")
-        params["time_budget"] = f"{minutes:g}m"
+        # the box counts minutes; a duration written out (90s, 1h30m) is taken as it is, and
+        # TrainConfig's own parser is the one check of both
+        text = f"{budget}m" if re.fullmatch(r"\d+(?:\.\d+)?", budget) else budget
+        parse_duration(text)
+        params["time_budget"] = text
     for name in ADVANCED:
         spec = declared[name]
         raw = form.get(name, "").strip()
