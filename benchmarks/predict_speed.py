@@ -8,12 +8,16 @@ saved as the HF folder sortsight writes), same machine, same process:
 2. ``sortsight predict`` (``predict_paths`` with the default engine, batched, decoding in
    DataLoader workers, writing predictions.csv) — and each engine alone on the same images;
 3. peak resident memory of a ``sortsight predict`` process (and its decoding workers) streaming
-   many small generated images, sampled through the run to show it stays flat.
+   many small generated images, sampled through the run to show it stays flat;
+4. a cold start: a few images classified by a fresh process, ``sortsight predict`` against a
+   fresh ``python -c`` running transformers' pipeline on the same folder, taking turns (``--cold``
+   rounds, medians), from process start to exit — what a user waits for to sort a handful.
 
 Every figure is printed with the CPU capability and thread count beside it.
 
     python benchmarks/predict_speed.py                    # 512 images, 20,000 for memory (~5 min)
     python benchmarks/predict_speed.py --images 64 --stream-images 500   # a quick check
+    python benchmarks/predict_speed.py --images 0 --stream-images 0 --cold 5   # the cold start only
 """
 
 from __future__ import annotations
@@ -197,6 +201,41 @@ def memory(work: Path, n_images: int) -> None:
             print(f"    after {int(target):>6} images: PSS {at[1]:7.0f} MB, main RSS {at[2]:7.0f} MB")
 
 
+def cold_start(work: Path, rounds: int, n_images: int = 2) -> None:
+    import statistics
+
+    print(f"\n== Cold start: {n_images} JPEGs from a fresh process, {rounds} rounds taking turns ==")
+    images = [str(p) for p in _write_images(work / "cold", n_images, (640, 480))]
+    folder = work / "model" if (work / "model").is_dir() else _model_folder(work)
+    out = work / "cold.csv"
+    ours = [sys.executable, "-m", "sortsight", "predict", str(folder), *images, "--out", str(out)]
+    theirs = [
+        sys.executable,
+        "-c",
+        "import sys; from transformers import pipeline; "
+        "p = pipeline('image-classification', model=sys.argv[1]); print(p(sys.argv[2:]))",
+        str(folder),
+        *images,
+    ]
+    times: dict[str, list[float]] = {"sortsight predict": [], "transformers pipeline": []}
+    for _ in range(rounds):
+        for name, cmd in (("sortsight predict", ours), ("transformers pipeline", theirs)):
+            out.unlink(missing_ok=True)
+            start = time.perf_counter()
+            done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            times[name].append(time.perf_counter() - start)
+            if done.returncode != 0:
+                print(f"  {name} failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
+                return
+    for name, values in times.items():
+        print(
+            f"  {name:<24} median {statistics.median(values):5.2f} s (min {min(values):.2f}, "
+            f"max {max(values):.2f})  {_cpu()}"
+        )
+    ratio = statistics.median(a / b for a, b in zip(*times.values(), strict=True))
+    print(f"  ratio sortsight / pipeline, round by round, median: {ratio:.2f}  {_cpu()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -205,6 +244,7 @@ def main() -> None:
     parser.add_argument(
         "--stream-images", type=int, default=20_000, help="images for the memory run (0: skip)"
     )
+    parser.add_argument("--cold", type=int, default=3, help="rounds of the cold start (0: skip)")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sortsight-bench-") as tmp:
@@ -214,6 +254,8 @@ def main() -> None:
             speed(work, args.images)
         if args.stream_images:
             memory(work, args.stream_images)
+        if args.cold:
+            cold_start(work, args.cold)
 
 
 if __name__ == "__main__":
