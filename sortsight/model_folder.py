@@ -31,7 +31,7 @@ from sortsight.models import (
 )
 from sortsight.runs import RunFolder
 
-__all__ = ["LoadedModel", "is_model_folder", "load_model_folder", "save_model_folder"]
+__all__ = ["LoadedModel", "config_labels", "is_model_folder", "load_model_folder", "save_model_folder"]
 
 #: ``model_type`` of a side-by-side folder; ``side_by_side.MODEL_TYPE`` says the same (that file
 #: travels alone in model folders, and importing it imports transformers; tests check the two agree)
@@ -215,6 +215,15 @@ def _read_config(p: Path) -> dict[str, Any]:
     return found
 
 
+def config_labels(config_json: dict[str, Any]) -> list[str]:
+    """The class names an HF ``config.json`` holds, in output order: its ``id2label``, or the
+    ``label_names`` transformers 5 writes instead; empty when it holds neither."""
+    id2label = config_json.get("id2label") or {}
+    if id2label:
+        return [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
+    return [str(x) for x in config_json.get("label_names") or []]
+
+
 def _is_own_timm_folder(p: Path, config_json: dict[str, Any]) -> bool:
     """A timm network in a folder sortsight wrote itself: everything to rebuild it is in
     ``config.json`` (architecture, processor settings) and ``sortsight_model.json`` (labels)."""
@@ -242,7 +251,7 @@ def _load_timm_folder(p: Path, config_json: dict[str, Any]) -> LoadedModel:
 
     try:
         meta = json.loads((p / "sortsight_model.json").read_text(encoding="utf-8"))
-        labels = [str(label) for label in meta["labels"]]
+        labels = config_labels(config_json) or [str(label) for label in meta["labels"]]  # as transformers
         module = timm.create_model(
             config_json["architecture"],
             pretrained=False,

@@ -251,10 +251,9 @@ def _labels(model_dir: Path) -> list[str]:
     except (OSError, ValueError) as exc:
         where = model_dir / "config.json"
         raise ExportError(f"cannot read {where} ({exc}): export the model again") from None
-    id2label = config.get("id2label") or {}
-    if id2label:
-        return [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
-    return [str(x) for x in config.get("label_names") or []]
+    from sortsight.model_folder import config_labels
+
+    return config_labels(config)
 
 
 def _demo_sections(text: str) -> str:

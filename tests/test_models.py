@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -116,6 +117,23 @@ def test_own_timm_folder_loads_without_transformers_as_transformers_loads_it(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["['bird',", "'cat',", "'dog']", "False"]
+
+
+def test_own_timm_folder_takes_its_labels_from_config_json_as_transformers_does(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sortsight import model_folder
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config.pop("label_names", None)
+    config["id2label"] = {"0": "robin", "1": "tabby", "2": "collie"}  # renamed by hand
+    config["label2id"] = {v: int(k) for k, v in config["id2label"].items()}
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    fast = load_model_folder(folder).labels
+    monkeypatch.setattr(model_folder, "_is_own_timm_folder", lambda *_: False)
+    assert fast == load_model_folder(folder).labels == ["robin", "tabby", "collie"]
 
 
 def test_side_by_side_model_type_is_said_the_same_in_both_files() -> None:
