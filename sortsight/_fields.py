@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sortsight.errors import ConfigError, closest
+from sortsight.errors import ConfigError, closest, first_line
 
 __all__ = [
     "config_from_dict",
@@ -85,7 +85,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
             data = yaml.safe_load(text)
     except Exception as exc:  # yaml and json raise many kinds
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise ConfigError(f"Config file '{path}' could not be parsed: {first}. Fix its syntax.") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"Config file '{path}' must hold a mapping of option: value at the top level.")

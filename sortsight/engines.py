@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sortsight import __version__
-from sortsight.errors import ModelError
+from sortsight.errors import ModelError, first_line
 from sortsight.fileops import cache_dir as _cache_root
 from sortsight.model_folder import LoadedModel
 from sortsight.models import DataConfig
@@ -193,7 +193,7 @@ class OnnxEngine:
         try:
             self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            first = first_line(exc)
             raise ModelError(
                 f"ONNX Runtime cannot load this model: {first}. Re-export it with "
                 f"'sortsight export MODEL --onnx'."

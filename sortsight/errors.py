@@ -28,6 +28,7 @@ __all__ = [
     "SortsightError",
     "TrainError",
     "closest",
+    "first_line",
 ]
 
 
@@ -72,3 +73,10 @@ def closest(name: str, choices: list[str] | tuple[str, ...], *, cutoff: float = 
     """The valid name closest to ``name`` (for a message's "did you mean"), or None when nothing is close."""
     found = difflib.get_close_matches(name, list(choices), n=1, cutoff=cutoff)
     return found[0] if found else None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (a library's can run to many), or its class name when it
+    has none: what a one-line error quotes of the cause."""
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__

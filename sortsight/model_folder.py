@@ -18,7 +18,7 @@ from typing import Any
 
 from safetensors import SafetensorError
 
-from sortsight.errors import ModelError
+from sortsight.errors import ModelError, first_line
 from sortsight.models import (
     BUNDLED_MODELS,
     DataConfig,
@@ -185,7 +185,7 @@ def _load_side_by_side(p: Path) -> tuple[Any, list[str], DataConfig, str]:
         model.load_state_dict(state)
         meta = json.loads((p / "sortsight_model.json").read_text(encoding="utf-8"))
     except _UNREADABLE as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise ModelError(f"Could not load the model in '{p}': {first}") from exc
     id2label = {int(k): v for k, v in (config.id2label or {}).items()}
     labels = [id2label[i] for i in range(len(id2label))]
@@ -207,7 +207,7 @@ def _read_config(p: Path) -> dict[str, Any]:
     try:
         found = json.loads((p / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         message = f"Could not read '{p / 'config.json'}': {first}. Save the model folder again."
         raise ModelError(message) from exc
     if not isinstance(found, dict):
@@ -264,7 +264,7 @@ def _load_timm_folder(p: Path, config_json: dict[str, Any]) -> LoadedModel:
             timm.data.resolve_data_config(config_json["pretrained_cfg"], model=None, verbose=False)
         )
     except _UNREADABLE as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise ModelError(f"Could not load the model in '{p}': {first}") from exc
     return LoadedModel(module.eval(), labels, data_config, config_json["architecture"], p)
 
@@ -337,7 +337,7 @@ def load_model_folder(path: str | Path) -> LoadedModel:
             hf = AutoModelForImageClassification.from_pretrained(p)
             processor = AutoImageProcessor.from_pretrained(p)
     except _UNREADABLE as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise ModelError(f"Could not load the model in '{p}': {first}") from exc
     hf.eval()
     id2label = {int(k): v for k, v in config.id2label.items()}

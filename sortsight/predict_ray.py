@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from sortsight.config import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K
-from sortsight.errors import PredictError
+from sortsight.errors import PredictError, first_line
 from sortsight.progress import ProgressCallback, Ticker
 
 __all__ = ["collect_sources", "default_actors", "is_uri", "list_uris", "predict_paths_ray", "run_predict_ray"]
@@ -81,7 +81,7 @@ def list_uris(uri: str) -> list[str]:
     except PredictError:
         raise
     except Exception as exc:  # pyarrow raises OSError/ArrowInvalid/... per filesystem
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise PredictError(f"Could not list '{uri}': {first}. Check the URI and your credentials.") from exc
     prefix_len = len(path.rstrip("/"))
     base = uri.rstrip("/")
@@ -242,7 +242,7 @@ def _start_ray(address: str | None) -> bool:
         else:
             ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise PredictError(f"Could not start or reach Ray ({address or 'local'}): {first}. "
                            f"Check the RAY_ADDRESS environment variable (the cluster's address, e.g. "
                            f"ray://head:10001), or start a cluster with 'ray start --head'.") from exc
