@@ -34,6 +34,7 @@ Usage::
     python benchmarks/doctor.py                       # both sets, 1 % and 5 %
     python benchmarks/doctor.py --sets digits --noise 0.05 --json doctor-bench.json
     python benchmarks/doctor.py --rankings            # compare ranking methods on the same features
+    python benchmarks/doctor.py --rankings --draws 8  # ... over 8 draws of planted errors each
     python benchmarks/doctor.py --quick               # tiny smoke run (numbers mean nothing)
 """
 
@@ -147,29 +148,34 @@ BUILDERS = {
 }
 
 
+def plant(labels: list[str], pairs: list[tuple[str, str]], n_errors: int, seed: int) -> list[str]:
+    """The given labels: ``n_errors`` images of ``labels`` moved to a look-alike class, evenly over the
+    directions of ``pairs``, drawn with ``seed``."""
+    pick = random.Random(seed)
+    given = list(labels)
+    for k in range(n_errors):
+        true, wrong = pairs[k % len(pairs)]
+        free = [i for i, label in enumerate(labels) if label == true and given[i] == true]
+        given[pick.choice(free)] = wrong
+    return given
+
+
 def build_set(name: str, noise: float, per_class: int, root: Path, seed: int = SEED) -> dict[str, str]:
     """Write ``root/<label>/*.png`` with ``noise`` × N planted errors; return ``{path: true label}``."""
     make, pairs = BUILDERS[name]
     rng = np.random.default_rng(seed)  # the same images at every noise level
     images = make(per_class, rng)
-    total = sum(len(v) for v in images.values())
-    n_errors = max(1, round(noise * total))
-    pick = random.Random(seed + int(noise * 1000))
-    chosen: dict[tuple[str, int], str] = {}
-    for k in range(n_errors):  # evenly over the look-alike directions
-        true, wrong = pairs[k % len(pairs)]
-        free = [i for i in range(len(images[true])) if (true, i) not in chosen]
-        chosen[(true, pick.choice(free))] = wrong
+    flat = [(label, i, img) for label, imgs in images.items() for i, img in enumerate(imgs)]
+    n_errors = max(1, round(noise * len(flat)))
+    given = plant([label for label, _, _ in flat], pairs, n_errors, seed + int(noise * 1000))
     planted: dict[str, str] = {}
-    for label, imgs in images.items():
-        for i, img in enumerate(imgs):
-            given = chosen.get((label, i), label)
-            folder = root / given
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{name}_{label}_{i:04d}.png"  # the file name hides nothing from the doctor
-            img.save(path)
-            if given != label:
-                planted[str(path.resolve())] = label
+    for (label, i, img), label_given in zip(flat, given, strict=True):
+        folder = root / label_given
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}_{label}_{i:04d}.png"  # the file name hides nothing from the doctor
+        img.save(path)
+        if label_given != label:
+            planted[str(path.resolve())] = label
     return planted
 
 
@@ -254,32 +260,36 @@ def score(flags: list[str], planted: dict[str, str]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------- rankings
-def compare(data: Path, planted: dict[str, str], work: Path) -> dict[str, Any]:
-    """Planted errors in the first 50 for each ranking method, on the same features and folds."""
+def _features(data: Path, work: Path) -> tuple[list[str], np.ndarray]:
+    """The images of ``data`` and their frozen features, stored in ``work`` once per set (the same
+    images at every noise level)."""
+    from sortsight.data import load_dataset
+    from sortsight.features import extract_features
+
+    os.environ["SORTSIGHT_CACHE"] = str(work / "rank-cache")
+    paths = [str(item.path.resolve()) for item in load_dataset(data).items]
+    store = work / f"features-{data.parent.name.split('-')[0]}.npz"
+    names_of = [Path(p).name for p in paths]
+    if store.is_file():
+        saved = np.load(store)
+        row = {n: i for i, n in enumerate(saved["names"])}
+        return paths, saved["feats"][[row[n] for n in names_of]]
+    feats = extract_features(paths)
+    np.savez(store, names=np.array(names_of), feats=feats)
+    return paths, feats
+
+
+def methods_found(feats: np.ndarray, given: list[str], is_planted: np.ndarray) -> dict[str, int]:
+    """Planted errors in the first 50 for the reference and each probe × ranking setting."""
     from cleanlab.filter import find_label_issues
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from threadpoolctl import threadpool_limits
 
     from sortsight._doctor_labels import LabelSettings, assign_folds, out_of_sample_probs, rank_label_issues
-    from sortsight.data import load_dataset
-    from sortsight.features import extract_features
 
-    os.environ["SORTSIGHT_CACHE"] = str(work / "rank-cache")
-    ds = load_dataset(data)
-    paths = [str(item.path.resolve()) for item in ds.items]
-    names = sorted(set(ds.labels))
-    y = np.array([names.index(item.label) for item in ds.items])
-    store = work / f"features-{data.parent.name.split('-')[0]}.npz"  # the same images at every noise level
-    names_of = [Path(p).name for p in paths]
-    if store.is_file():
-        saved = np.load(store)
-        row = {n: i for i, n in enumerate(saved["names"])}
-        feats = saved["feats"][[row[n] for n in names_of]]
-    else:
-        feats = extract_features(paths)
-        np.savez(store, names=np.array(names_of), feats=feats)
-    is_planted = np.array([p in planted for p in paths])
+    names = sorted(set(given))
+    y = np.array([names.index(label) for label in given])
 
     def found(order: Any) -> int:
         return int(is_planted[np.asarray(order[:TOP], dtype=int)].sum())
@@ -302,7 +312,37 @@ def compare(data: Path, planted: dict[str, str], work: Path) -> dict[str, Any]:
                     methods[tag] = found(order)
                     if (prune, c, w, rank_by) == (base.prune, base.C, base.knn_weight, base.rank_by):
                         methods["doctor default"] = methods[tag]
-    return {"methods": methods}
+    return methods
+
+
+def compare(
+    data: Path, planted: dict[str, str], work: Path, name: str, draws: int = 1, seed: int = SEED
+) -> dict[str, Any]:
+    """Planted errors in the first 50 for each ranking method, on the same features and folds.
+
+    With ``draws`` > 1 the errors are planted afresh ``draws`` times on the same images (in memory,
+    as many errors between the same classes, drawn with seeds ``seed * 1000 + d``): the spread of
+    one setting over draws shows how much of a margin is the luck of one draw.
+    """
+    from sortsight.data import load_dataset
+
+    paths, feats = _features(data, work)
+    given = [item.label for item in load_dataset(data).items]
+    if draws <= 1:
+        return {"methods": methods_found(feats, given, np.array([p in planted for p in paths]))}
+    true = [planted.get(p, label) for p, label in zip(paths, given, strict=True)]
+    per_draw: dict[str, list[int]] = {}
+    for d in range(draws):
+        labels = plant(true, BUILDERS[name][1], len(planted), seed * 1000 + d)
+        found = methods_found(feats, labels, np.array([a != b for a, b in zip(labels, true, strict=True)]))
+        for method, n in found.items():
+            per_draw.setdefault(method, []).append(n)
+    ref = np.array(per_draw["reference"])
+    return {
+        "methods": {m: round(float(np.mean(v)), 2) for m, v in per_draw.items()},
+        "draws": per_draw,
+        "margin_at_least_2": {m: int((np.array(v) - ref >= 2).sum()) for m, v in per_draw.items()},
+    }
 
 
 # ----------------------------------------------------------------------------------------- main
@@ -320,6 +360,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=SEED, help="which images and which planted errors")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rankings", action="store_true", help="compare ranking methods on the features")
+    parser.add_argument(
+        "--draws", type=int, default=1, help="with --rankings: plant the errors afresh this many times"
+    )
     parser.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -340,17 +383,27 @@ def main() -> None:
                 shutil.rmtree(data)
             planted = build_set(name, noise, per_class, data, seed=args.seed)
             if args.rankings:
-                row = {"set": name, "noise": noise, "planted": len(planted), **compare(data, planted, work)}
+                found = compare(data, planted, work, name, args.draws, args.seed)
+                row = {"set": name, "noise": noise, "planted": len(planted), **found}
                 rows.append(row)
                 best = max(row["methods"].items(), key=lambda kv: kv[1])
+                mean = f" (mean of {args.draws} draws)" if args.draws > 1 else ""
                 print(
-                    f"{name:8s} noise {noise:.0%} ({len(planted)} planted): "
+                    f"{name:8s} noise {noise:.0%} ({len(planted)} planted){mean}: "
                     + ", ".join(
                         f"{k} {v}" for k, v in row["methods"].items() if k.startswith(("reference", "doctor"))
                     )
                     + f"; best {best[0]} {best[1]}",
                     flush=True,
                 )
+                if args.draws > 1:
+                    ahead = row["margin_at_least_2"]
+                    print(
+                        f"  doctor default: {row['draws']['doctor default']} against the reference's "
+                        f"{row['draws']['reference']}; reference + 2 or more in {ahead['doctor default']} of "
+                        f"{args.draws} draws (best setting there: {max(ahead.values())})",
+                        flush=True,
+                    )
                 continue
             cache = Path(tempfile.mkdtemp(prefix="cache-", dir=work))
             doc_flags, doc_s = run_doctor(data, work / f"{name}-{noise:g}" / "doctor", cache)

@@ -26,7 +26,7 @@ import numpy as np
 from sortsight.config import DEFAULT_BATCH_SIZE
 from sortsight.engines import Engine, build_engine
 from sortsight.errors import ImageError
-from sortsight.fileops import atomic_write_text, cache_dir
+from sortsight.fileops import atomic_write_text, cache_dir, staged_file
 from sortsight.images import open_image
 from sortsight.model_folder import LoadedModel
 from sortsight.models import BUNDLED_MODELS, DataConfig, resolve_model_name
@@ -78,10 +78,8 @@ def _weights_folder(net: Any, model: str, image_size: int) -> Path:
     folder = cache_dir() / "backbones" / f"{safe}-{image_size}"
     weights = folder / "model.safetensors"
     if not weights.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".model.safetensors.tmp-{id(net)}"
-        save_model(net, str(tmp))
-        tmp.replace(weights)
+        with staged_file(weights) as tmp:
+            save_model(net, str(tmp))
     # the exported graph has a fixed input side: it is part of what the cached export is made from
     config = json.dumps({"model": resolve_model_name(model), "image_size": image_size, "headless": True})
     written = folder / "config.json"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import shutil
 import time
@@ -18,6 +19,7 @@ from sortsight.errors import SortsightError, TrainError
 
 __all__ = [
     "OWN_RUN_ENTRIES",
+    "STAGED_NAME",
     "cache_dir",
     "clear_for_overwrite",
     "ensure_output_dir",
@@ -27,6 +29,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The temporary names of :mod:`sortsight.fileops` (``.NAME.tmp-<pid>-<8 hex>``, ``.NAME.old-…``):
+#: what a killed process left half-written, which ``--overwrite`` removes with the run's own entries.
+STAGED_NAME = re.compile(r"^\..+\.(?:tmp|old)-\d+-[0-9a-f]{8}$")
 
 #: What a training run writes at the top of its folder; ``--overwrite`` removes only these.
 OWN_RUN_ENTRIES = (
@@ -167,8 +173,8 @@ def clear_for_overwrite(
         raise TrainError(
             f"Cannot replace '{run}' ({exc.strerror or exc}); choose another --out or remove it yourself."
         ) from exc
-    for name in OWN_RUN_ENTRIES:
-        entry = aside / name
+    leftovers = [p for p in aside.iterdir() if STAGED_NAME.match(p.name)]  # from a killed run
+    for entry in [*(aside / name for name in OWN_RUN_ENTRIES), *leftovers]:
         if not (entry.exists() or entry.is_symlink()) or _holds_images(entry):
             continue
         if entry.is_dir():

@@ -3,7 +3,9 @@
 Every copy, move, relabel or delete that sortsight does to a user's files goes through
 :func:`place_file` and is written to an :class:`ActionLog` (``sortsight-moves.jsonl``), so it
 can be replayed backwards with :func:`sortsight.undo.undo_log`. Outputs are written atomically through
-unique temporary names (:func:`atomic_write`), with the mode the user's umask gives; output
+unique temporary names (:func:`atomic_write`; :func:`staged_file` for a library that writes by file
+name; :func:`staged_folder` for a whole folder: a model, a checkpoint, a cache entry, a Space), with
+the mode the user's umask gives; output
 paths are checked up front (:func:`ensure_output_dir`, :func:`ensure_output_file`), and a run
 folder is replaced only through :func:`clear_for_overwrite`.
 """
@@ -52,6 +54,8 @@ __all__ = [
     "place_file",
     "repair_tail",
     "sha256_file",
+    "staged_file",
+    "staged_folder",
 ]
 
 _CHUNK = 1 << 20
@@ -125,6 +129,74 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def staged_file(path: str | Path) -> Iterator[Path]:
+    """A unique temporary name beside ``path`` for a library that writes by file name (safetensors,
+    ONNX): renamed onto ``path`` when the block ends without error, with the mode the umask gives;
+    removed when it raises. A reader never finds half a file at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    try:
+        yield tmp
+        honour_umask(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def staged_folder(dest: str | Path, *, existing: str = "replace") -> Iterator[Path]:
+    """A new empty folder to fill, which becomes ``dest`` in one rename when the block ends without
+    error (it is removed when the block raises): a reader finds the old folder or the new one,
+    never half of one.
+
+    The folder is made beside ``dest`` under a unique hidden name (``.NAME.tmp-<pid>-<random>``),
+    with the mode the umask gives. An empty folder at ``dest`` is always replaced. A non-empty one
+    (or a file) is, by ``existing``:
+
+    - ``"replace"``: moved aside, and removed once the new folder is in place (sortsight's own
+      outputs: a model folder, a checkpoint);
+    - ``"keep"``: kept, and the new folder dropped (another process finished the same work
+      first, as with a cache);
+    - ``"refuse"``: kept, and ``FileExistsError`` raised (a folder the user named, which something
+      filled while this one was being written).
+
+    Raises:
+        OSError: ``dest``'s parent cannot be written (callers turn it into a one-line error).
+    """
+    if existing not in ("replace", "keep", "refuse"):
+        raise ValueError(f"existing={existing!r}: use 'replace', 'keep' or 'refuse'")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(dest)
+    tmp.mkdir()  # 0o777 less the umask, unlike tempfile.mkdtemp's 0o700
+    old: Path | None = None
+    try:
+        yield tmp
+        if existing == "replace" and (dest.exists() or dest.is_symlink()):
+            old = _temp_name(dest, "old")
+            os.replace(dest, old)
+        try:
+            os.replace(tmp, dest)  # onto nothing or an empty folder
+        except OSError:
+            if old is not None:  # put the old folder back
+                os.replace(old, dest)
+                old = None
+            elif existing == "keep" and dest.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            elif existing == "refuse" and dest.exists():
+                raise FileExistsError(f"'{dest}' was filled while sortsight wrote it") from None
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

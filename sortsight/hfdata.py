@@ -13,18 +13,14 @@ Split names ``train``, ``validation``/``valid``/``val`` and ``test`` are kept.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sortsight.errors import DataError
-from sortsight.fileops import cache_dir
+from sortsight.fileops import cache_dir, staged_folder
 from sortsight.labelfile import (
     IMAGE_COLUMNS,
     SPLIT_ALIASES,
@@ -217,26 +213,9 @@ def image_bytes(value: Any, source: Path) -> tuple[bytes | None, str | None]:
     return data, name
 
 
-@contextlib.contextmanager
-def _published(out: Path) -> Iterator[Path]:
-    """A temporary folder beside ``out``, renamed to ``out`` when the block ends without error
-    (removed otherwise): a reader never sees half a cache folder."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
-    try:
-        yield tmp
-        try:
-            os.replace(tmp, out)
-        except OSError:  # another process finished first: its copy is identical
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def write_cache_folder(out: Path, files: dict[str, bytes], manifest: dict[str, Any]) -> None:
     """Write ``files`` (relative path → bytes) and ``manifest.json`` into ``out`` atomically."""
-    with _published(out) as tmp:
+    with staged_folder(out, existing="keep") as tmp:  # a reader never sees half a cache folder
         for rel, data in files.items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_bytes(data)
@@ -255,7 +234,7 @@ def _write(
     items: list[tuple[str, str, str]] = []
     skipped: list[tuple[str, str]] = []
     ticker = Ticker(progress, "extract", total=0)
-    with _published(out) as tmp:
+    with staged_folder(out, existing="keep") as tmp:  # a reader never sees half a cache folder
         row = 0
         for shard in shards:
             split = shard[1]

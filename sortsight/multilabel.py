@@ -375,12 +375,9 @@ def _save(
     per_tag: list[dict[str, Any]],
 ) -> None:
     """The HF folder with ``problem_type``, the thresholds and a multi-label card, written atomically."""
-    import os
-    import shutil
-
     from sortsight import __version__
     from sortsight.card import tag_model_card
-    from sortsight.fileops import atomic_write_text
+    from sortsight.fileops import atomic_write_text, staged_folder
     from sortsight.model_folder import save_model_folder
 
     card = tag_model_card(
@@ -405,16 +402,11 @@ def _save(
         version=__version__,
     )
     model.eval()
-    tmp = result.model_dir.with_name(result.model_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save_model_folder(model, list(ds.tags), data_config, tmp, name=result.model, card=card)
-    for name, extra in (
-        ("config.json", {"problem_type": PROBLEM_TYPE}),
-        ("sortsight_model.json", {"task": "multi_label", "thresholds": np.asarray(thresholds).tolist()}),
-    ):
-        data = json.loads((tmp / name).read_text(encoding="utf-8"))
-        atomic_write_text(tmp / name, json.dumps({**data, **extra}, indent=2, ensure_ascii=False))
-    if result.model_dir.exists():
-        shutil.rmtree(result.model_dir)
-    os.replace(tmp, result.model_dir)
+    with staged_folder(result.model_dir) as tmp:
+        save_model_folder(model, list(ds.tags), data_config, tmp, name=result.model, card=card)
+        for name, extra in (
+            ("config.json", {"problem_type": PROBLEM_TYPE}),
+            ("sortsight_model.json", {"task": "multi_label", "thresholds": np.asarray(thresholds).tolist()}),
+        ):
+            data = json.loads((tmp / name).read_text(encoding="utf-8"))
+            atomic_write_text(tmp / name, json.dumps({**data, **extra}, indent=2, ensure_ascii=False))

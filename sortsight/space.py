@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -32,6 +31,7 @@ from typing import Any
 
 from sortsight.config import DEMO_TOP_K
 from sortsight.errors import ExportError, ImageError
+from sortsight.fileops import staged_folder
 from sortsight.runs import RunFolder
 
 __all__ = [
@@ -192,8 +192,9 @@ def export_space(
     """
     model_path, _ = resolve_model_dir(model_dir)
     out = Path(out_dir)
+    taken = f"{out} already exists and is not empty: choose a new folder for the Space"
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExportError(f"{out} already exists and is not empty: choose a new folder for the Space")
+        raise ExportError(taken)
     for name, colour in (("color_from", color_from), ("color_to", color_to)):
         if colour not in SPACE_COLORS:
             choices = ", ".join(SPACE_COLORS)
@@ -208,37 +209,35 @@ def export_space(
     }
     picked = find_examples(model_dir, examples, limit=max_examples)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _copy_model(model_path, staging / "model")
-        names = _write_examples(picked, staging / "examples")
-        remote = (staging / "model" / "side_by_side.py").is_file()
-        from sortsight.multilabel import model_task
+        with staged_folder(out, existing="refuse") as staging:
+            _copy_model(model_path, staging / "model")
+            names = _write_examples(picked, staging / "examples")
+            remote = (staging / "model" / "side_by_side.py").is_file()
+            from sortsight.multilabel import model_task
 
-        task, cuts = model_task(staging / "model")
-        thresholds = (
-            dict(zip(_labels(staging / "model"), cuts, strict=True))
-            if task == "multi_label" and cuts
-            else None
-        )
-        app = _app_source(texts, top_k=top_k, has_examples=bool(names), remote=remote, thresholds=thresholds)
-        (staging / "app.py").write_text(app)
-        (staging / "requirements.txt").write_text(_requirements())
-        (staging / ".gitattributes").write_text(
-            "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in _LFS_PATTERNS)
-        )
-        (staging / "README.md").write_text(
-            _readme(texts["title"], card, emoji, color_from, color_to, license or card.license or "other"),
-            encoding="utf-8",
-        )
-        staging.chmod(0o755)  # mkdtemp makes it private; the Space folder is an ordinary folder
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            task, cuts = model_task(staging / "model")
+            thresholds = (
+                dict(zip(_labels(staging / "model"), cuts, strict=True))
+                if task == "multi_label" and cuts
+                else None
+            )
+            app = _app_source(
+                texts, top_k=top_k, has_examples=bool(names), remote=remote, thresholds=thresholds
+            )
+            (staging / "app.py").write_text(app)
+            (staging / "requirements.txt").write_text(_requirements())
+            (staging / ".gitattributes").write_text(
+                "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in _LFS_PATTERNS)
+            )
+            (staging / "README.md").write_text(
+                _readme(
+                    texts["title"], card, emoji, color_from, color_to, license or card.license or "other"
+                ),
+                encoding="utf-8",
+            )
+    except FileExistsError:  # filled by something else meanwhile: left as it is
+        raise ExportError(taken) from None
     return out
 
 

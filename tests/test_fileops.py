@@ -158,3 +158,73 @@ def test_output_paths_are_checked_with_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(SortsightError, match="file"):
         ensure_output_file(a_file / "inside.csv")  # under a file: NotADirectoryError
     assert a_file.read_text() == "x"
+
+
+def test_a_staged_folder_replaces_the_old_one_in_one_rename_or_not_at_all(tmp_path: Path) -> None:
+    from sortsight.fileops import staged_folder
+
+    dest = tmp_path / "model"
+    dest.mkdir()
+    (dest / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), staged_folder(dest) as tmp:
+        (tmp / "new.txt").write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert [p.name for p in dest.iterdir()] == ["old.txt"]  # the old folder, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary folder left
+    with staged_folder(dest) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".model.tmp-") and not any(tmp.iterdir())
+        (tmp / "new.txt").write_text("new")
+        assert (dest / "old.txt").is_file()  # untouched until the block ends
+    assert [p.name for p in dest.iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # the old one removed, nothing aside
+
+
+def test_a_staged_folder_keeps_or_refuses_what_another_writer_put_there(tmp_path: Path) -> None:
+    from sortsight.fileops import staged_folder
+
+    cache = tmp_path / "cache"
+    with staged_folder(cache, existing="keep") as tmp:
+        (tmp / "a").write_text("mine")
+        cache.mkdir()
+        (cache / "a").write_text("theirs")  # another process finished first
+    assert (cache / "a").read_text() == "theirs" and [p.name for p in tmp_path.iterdir()] == ["cache"]
+    empty = tmp_path / "space"
+    empty.mkdir()  # an empty folder the user named is filled
+    with staged_folder(empty, existing="refuse") as tmp:
+        (tmp / "app.py").write_text("app")
+    assert (empty / "app.py").read_text() == "app"
+    full = tmp_path / "full"
+    with pytest.raises(FileExistsError), staged_folder(full, existing="refuse") as tmp:
+        (tmp / "app.py").write_text("app")
+        full.mkdir()
+        (full / "users.txt").write_text("the user's")
+    assert [p.name for p in full.iterdir()] == ["users.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "full", "space"]
+
+
+def test_staged_names_honour_the_umask_and_are_recognised_as_leftovers(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from sortsight._outputs import STAGED_NAME
+    from sortsight.fileops import staged_file, staged_folder
+
+    old = os.umask(0o027)
+    try:
+        with staged_folder(tmp_path / "run" / "model") as folder:
+            assert STAGED_NAME.match(folder.name)
+        with staged_file(tmp_path / "w.safetensors") as tmp:
+            assert STAGED_NAME.match(tmp.name)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)  # as a library that makes files private
+            os.write(fd, b"weights")
+            os.close(fd)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "run" / "model").stat().st_mode) == 0o750
+    assert stat.S_IMODE((tmp_path / "w.safetensors").stat().st_mode) == 0o640
+    assert (tmp_path / "w.safetensors").read_bytes() == b"weights"
+    with pytest.raises(OSError), staged_file(tmp_path / "x.bin") as tmp:
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "w.safetensors"]
+    assert not STAGED_NAME.match(".notes.tmp") and not STAGED_NAME.match("model.tmp")

@@ -75,6 +75,20 @@ def test_a_pure_run_folder_is_replaced_without_leftovers(tmp_path: Path) -> None
     assert not run.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_a_killed_runs_half_written_folders_go_with_it_and_a_users_hidden_file_stays(tmp_path: Path) -> None:
+    """A run killed while saving leaves fileops' temporary names behind (``.model.tmp-<pid>-<hex>``):
+    --overwrite removes them with the run's own entries; a hidden file of the user's is kept."""
+    run = _old_run(tmp_path / "run")
+    half = run / ".model.tmp-4242-0a1b2c3d"
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"half")
+    (run / ".metrics.jsonl.tmp-4242-deadbeef").write_text("{")
+    (run / ".notes.tmp").write_text("mine")
+    aside = clear_for_overwrite(run, inputs=[tmp_path / "data"])
+    assert aside is not None and not run.exists()
+    assert sorted(p.name for p in aside.iterdir()) == [".notes.tmp"]
+
+
 def test_refusals_are_one_line(tmp_path: Path) -> None:
     foreign = tmp_path / "photos"
     foreign.mkdir()

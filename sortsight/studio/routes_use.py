@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import uuid
 import zipfile
 from collections.abc import Awaitable, Callable
@@ -15,6 +14,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from sortsight.errors import DataError, PredictError
+from sortsight.fileops import staged_folder
 from sortsight.images import iter_image_files
 from sortsight.predictions import read_page
 from sortsight.studio import runs
@@ -290,15 +290,8 @@ def _space_available() -> bool:
 def _export_space(run: Path, target: Path) -> None:
     from sortsight.space import export_space
 
-    staging = target.with_name(f"{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with staged_folder(target, existing="keep") as staging:  # two requests at once: the first one stays
         export_space(run, staging)
-        staging.rename(target)
-    except OSError:
-        if not target.is_dir():  # another request made it first: keep that one
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 @router.post("/projects/{project_id}/jobs/{job_id}/space")

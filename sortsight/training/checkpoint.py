@@ -9,16 +9,14 @@ any moment leaves either the previous checkpoint or the new one — never half o
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from sortsight.fileops import atomic_write_text
+from sortsight.fileops import atomic_write_text, staged_folder
 
 __all__ = ["Checkpoint", "load_latest_checkpoint", "save_checkpoint", "write_json_atomic"]
 
@@ -26,7 +24,7 @@ Checkpoint = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, A
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` via a temp file and ``os.replace``."""
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
     atomic_write_text(path, json.dumps(data, indent=2, default=str))
 
 
@@ -67,23 +65,19 @@ def save_checkpoint(
     """Write checkpoint ``epoch`` atomically and keep only the newest ``keep`` checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"epoch-{epoch:04d}"
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".tmp-epoch-{epoch:04d}-"))
-    os.chmod(tmp, 0o755)
-    save_file(_contiguous(model_state), str(tmp / "model.safetensors"))
-    save_file(_contiguous(best_state), str(tmp / "best.safetensors"))
-    opt_tensors, groups = _optimizer_tensors(optimizer)
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    (tmp / "state.json").write_text(
-        json.dumps({**state, "epoch": epoch, "optimizer_groups": groups}, indent=2, default=str),
-        encoding="utf-8",
-    )
-    if final.exists():  # a re-run of the same epoch after a resume: replace it
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with staged_folder(final) as tmp:  # a re-run of the same epoch after a resume replaces it
+        save_file(_contiguous(model_state), str(tmp / "model.safetensors"))
+        save_file(_contiguous(best_state), str(tmp / "best.safetensors"))
+        opt_tensors, groups = _optimizer_tensors(optimizer)
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "state.json").write_text(
+            json.dumps({**state, "epoch": epoch, "optimizer_groups": groups}, indent=2, default=str),
+            encoding="utf-8",
+        )
     done = sorted(p for p in folder.glob("epoch-*") if (p / "state.json").is_file())
     for old in done[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-    for stale in folder.glob(".tmp-epoch-*"):  # left behind by a killed run
+    for stale in [*folder.glob(".epoch-*.tmp-*"), *folder.glob(".tmp-epoch-*")]:  # from a killed run
         shutil.rmtree(stale, ignore_errors=True)
     return final
 

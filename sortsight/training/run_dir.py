@@ -12,7 +12,6 @@ import csv
 import dataclasses
 import io
 import json
-import os
 import platform
 import shutil
 import time
@@ -24,7 +23,7 @@ from torch import nn
 
 from sortsight.config import TrainConfig, config_from_dict, config_to_dict
 from sortsight.errors import ConfigError, TrainError
-from sortsight.fileops import atomic_write_text, clear_for_overwrite, ensure_output_dir
+from sortsight.fileops import atomic_write_text, clear_for_overwrite, ensure_output_dir, staged_folder
 from sortsight.progress import ProgressCallback, ProgressEvent
 from sortsight.training.checkpoint import write_json_atomic
 from sortsight.training.distributed import Environment
@@ -176,18 +175,9 @@ def mark_finished(out: Path, result: CandidateResult) -> None:
     write_json_atomic(out / "checkpoints" / "result.json", dataclasses.asdict(result))
 
 
-def _replace_dir(tmp: Path, dest: Path) -> None:
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
-
-
 def copy_model(src: Path, dest: Path) -> None:
-    tmp = dest.with_name(dest.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(src, tmp)
-    _replace_dir(tmp, dest)
+    with staged_folder(dest) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
 def write_leaderboard(run_dir: Path, rows: list[dict[str, Any]]) -> None:
@@ -323,9 +313,6 @@ def save_model(
         pretrained=config.pretrained,
     )
     model.eval()
-    tmp = model_dir.with_name(model_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save_model_folder(model, list(data.classes), data_config, tmp, name=result.model, card=card)
-    _replace_dir(tmp, model_dir)
+    with staged_folder(model_dir) as tmp:
+        save_model_folder(model, list(data.classes), data_config, tmp, name=result.model, card=card)
     return model_dir
