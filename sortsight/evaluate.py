@@ -191,24 +191,24 @@ def _held_out_count(run: tuple[Path, dict[str, Any]]) -> int | None:
     return len(held_out_split(splits, "")[1]) if isinstance(splits, dict) else None
 
 
-def _items_ahead(
-    data: str | Path, split: str | None
-) -> tuple[tuple[list[tuple[Path, str]], str] | None, int | None]:
-    """``(labelled items, count)`` of ``data`` read before the model loads, so that a small
-    evaluation skips a first ONNX export that would not pay. Tagged data is only counted (its
-    reader is :mod:`sortsight.tageval`'s); data neither reader takes gives ``(None, None)``, and
-    its error is raised again after the load, by the reader the model's task chooses."""
+def _items_ahead(data: str | Path, split: str | None) -> tuple[Any, Any, int | None]:
+    """``(labelled items, tagged items, count)`` of ``data``, read before the model loads so that a
+    small evaluation skips a first ONNX export that would not pay; the items (each ``(items, split
+    name)`` or None) are used after the load. Tagged data is read by :mod:`sortsight.tageval`'s
+    reader; data neither reader takes gives ``(None, None, None)``, and its error is raised again
+    after the load, by the reader the model's task chooses."""
     try:
         found = _data_items(data, split)
-        return found, len(found[0])
+        return found, None, len(found[0])
     except DataError:
         pass
     from sortsight.tageval import data_tag_items
 
     try:
-        return None, len(data_tag_items(data, split)[0])
+        tagged = data_tag_items(data, split)
+        return None, tagged, len(tagged[0])
     except DataError:
-        return None, None
+        return None, None, None
 
 
 def held_out_items(run_dir: Path, info: dict[str, Any]) -> tuple[list[tuple[Path, str]], str, str, str]:
@@ -322,11 +322,13 @@ def evaluate(
         recorded = (run[1].get("data") or {}).get("path")
         same_data = bool(recorded) and os.path.abspath(str(recorded)) == os.path.abspath(str(data))
     held_out = run is not None and (data is None or (same_data and split is None))
-    ahead = None  # the given data's items, read before the load and used after it
+    ahead = tagged = None  # the given data's items, read before the load and used after it
     if held_out and run is not None:
         count = _held_out_count(run)
+    elif data is not None:
+        ahead, tagged, count = _items_ahead(data, split)
     else:
-        ahead, count = _items_ahead(data, split) if data is not None else (None, None)
+        count = None
     clf = (
         model
         if isinstance(model, Classifier)
@@ -336,7 +338,7 @@ def evaluate(
         from sortsight.tageval import evaluate_tags
 
         return evaluate_tags(
-            clf, data, split=split, num_workers=num_workers, worst=top_losses, progress=progress
+            clf, data, split=split, num_workers=num_workers, worst=top_losses, progress=progress, read=tagged
         )  # type: ignore[return-value]
     note = ""
     if held_out and run is not None:

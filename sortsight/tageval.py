@@ -69,8 +69,11 @@ class TagEvaluation:
         return paths
 
 
-def _items(clf: Classifier, data: str | Path | None, split: str | None) -> tuple[list[Any], str, str, str]:
-    """``(tag items, data name, split name, note)`` to evaluate on."""
+def _items(
+    clf: Classifier, data: str | Path | None, split: str | None, read: tuple[list[Any], str] | None
+) -> tuple[list[Any], str, str, str]:
+    """``(tag items, data name, split name, note)`` to evaluate on; ``read`` is
+    :func:`data_tag_items` of ``data`` when the caller read it already."""
     from sortsight.runs import RunFolder, held_out_split
     from sortsight.tagdata import scan_tags
 
@@ -109,7 +112,7 @@ def _items(clf: Classifier, data: str | Path | None, split: str | None) -> tuple
         raise DataError(
             f"'{clf.source}' is not a sortsight run folder; give tagged data: sortsight evaluate MODEL DATA."
         )
-    items, split_name = data_tag_items(data, split)
+    items, split_name = read or data_tag_items(data, split)
     return items, str(data), split_name, ""
 
 
@@ -139,13 +142,17 @@ def evaluate_tags(
     num_workers: int | None = None,
     worst: int = 24,
     progress: ProgressCallback | None = None,
+    read: tuple[list[Any], str] | None = None,
 ) -> TagEvaluation:
     """Measure a multi-label :class:`Classifier` on tagged images (see the module docstring).
+
+    ``read``: :func:`data_tag_items` ``(data, split)``, when the caller has read ``data`` already
+    (:func:`sortsight.evaluate.evaluate` counts it before the model loads); not read again.
 
     Raises:
         DataError: no data, none of the images readable, or no tag in common with the model.
     """
-    items, data_name, split_name, note = _items(clf, data, split)
+    items, data_name, split_name, note = _items(clf, data, split, read)
     tags = list(clf.labels)
     unknown = sorted({t for it in items for t in it.tags} - set(tags))
     if unknown:

@@ -368,9 +368,15 @@ def test_auto_engine_counts_a_given_tags_table_before_the_model_loads(
     ]
     table.write_text("\n".join(lines) + "\n", encoding="utf-8")
     monkeypatch.setenv("SORTSIGHT_CACHE", str(tmp_path / "cache"))  # no ONNX graph exported before
+    import sortsight.tagdata
+
+    reads: list[str] = []
+    scan = sortsight.tagdata.scan_tags
+    monkeypatch.setattr(sortsight.tagdata, "scan_tags", lambda d, **kw: reads.append(str(d)) or scan(d, **kw))
     ev = evaluate(run, table, num_workers=0)
     assert ev.engine == "eager" and ev.metrics["n_images"] == 40
     assert not list((tmp_path / "cache").rglob("*.onnx"))
+    assert reads == [str(table)]  # read once: the count before the load is also what is evaluated
 
 
 def test_evaluate_a_tagger_reports_per_tag_counts(tagger: tuple[Path, Path], tmp_path: Path) -> None:
