@@ -149,7 +149,10 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     opt = torch.optim.AdamW(layer.parameters(), lr=0.1)
     layer(torch.ones(1, 3)).sum().backward()
     opt.step()
-    for epoch in (1, 2):
+    for half in (".epoch-0002.tmp-77-0a1b2c3d", ".epoch-0001.old-77-0a1b2c3d", ".tmp-epoch-0001-x"):
+        (tmp_path / half).mkdir()  # what killed runs leave: half-written, or moved aside
+        (tmp_path / half / "model.safetensors").write_bytes(b"half")
+    for epoch in (1, 2, 2):  # the same epoch again (a resume) replaces it
         save_checkpoint(
             tmp_path,
             epoch,
@@ -159,7 +162,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
             state={"step": epoch * 5, "flag": True},
             keep=1,
         )
-    assert [p.name for p in tmp_path.iterdir()] == ["epoch-0002"]  # only the newest kept
+    assert [p.name for p in tmp_path.iterdir()] == ["epoch-0002"]  # only the newest kept, no leftovers
     ckpt = load_latest_checkpoint(tmp_path)
     assert ckpt is not None
     model_state, best_state, opt_tensors, state = ckpt

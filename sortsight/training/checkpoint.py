@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from sortsight._outputs import STAGED_NAME
 from sortsight.fileops import atomic_write_text, staged_folder
 
 __all__ = ["Checkpoint", "load_latest_checkpoint", "save_checkpoint", "write_json_atomic"]
@@ -77,8 +78,9 @@ def save_checkpoint(
     done = sorted(p for p in folder.glob("epoch-*") if (p / "state.json").is_file())
     for old in done[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-    for stale in [*folder.glob(".epoch-*.tmp-*"), *folder.glob(".tmp-epoch-*")]:  # from a killed run
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in folder.iterdir():  # half-written or set aside by a killed run (older runs: .tmp-epoch-*)
+        if STAGED_NAME.match(stale.name) or stale.name.startswith(".tmp-epoch-"):
+            shutil.rmtree(stale, ignore_errors=True)
     return final
 
 
