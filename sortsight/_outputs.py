@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 #: The temporary names of :mod:`sortsight.fileops` (``.NAME.tmp-<pid>-<8 hex>``, ``.NAME.old-…``):
 #: what a killed process left half-written, which ``--overwrite`` removes with the run's own entries.
-STAGED_NAME = re.compile(r"^\..+\.(?:tmp|old)-\d+-[0-9a-f]{8}$")
+STAGED_NAME = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
 
 #: What a training run writes at the top of its folder; ``--overwrite`` removes only these.
 OWN_RUN_ENTRIES = (

@@ -13,6 +13,7 @@ folder is replaced only through :func:`clear_for_overwrite`.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sortsight._outputs import (
+    STAGED_NAME,
     cache_dir,
     clear_for_overwrite,
     ensure_output_dir,
@@ -131,6 +133,32 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     return path
 
 
+def _clear_dead_writers(dest: Path) -> None:
+    """Remove what earlier writers of ``dest`` left under :func:`_temp_name` names when they were
+    killed: only names of ``dest`` whose process is no longer running on this machine."""
+    own = _trim(dest.name, 180)
+    for entry in dest.parent.glob(f".{glob.escape(own)}.*"):
+        found = STAGED_NAME.match(entry.name)
+        if found is None or found["name"] != own or _running(int(found["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process, or no way to tell: leave its files alone
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def staged_file(path: str | Path) -> Iterator[Path]:
     """A unique temporary name beside ``path`` for a library that writes by file name (safetensors,
@@ -165,6 +193,9 @@ def staged_folder(dest: str | Path, *, existing: str = "replace") -> Iterator[Pa
     - ``"refuse"``: kept, and ``FileExistsError`` raised (a folder the user named, which something
       filled while this one was being written).
 
+    With ``"replace"``, what earlier writers of ``dest`` left under these temporary names is
+    removed first when their process is gone (a run killed while saving its model).
+
     Raises:
         OSError: ``dest``'s parent cannot be written (callers turn it into a one-line error).
     """
@@ -172,6 +203,8 @@ def staged_folder(dest: str | Path, *, existing: str = "replace") -> Iterator[Pa
         raise ValueError(f"existing={existing!r}: use 'replace', 'keep' or 'refuse'")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if existing == "replace":
+        _clear_dead_writers(dest)
     tmp = _temp_name(dest)
     tmp.mkdir()  # 0o777 less the umask, unlike tempfile.mkdtemp's 0o700
     old: Path | None = None

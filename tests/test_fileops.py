@@ -228,3 +228,29 @@ def test_staged_names_honour_the_umask_and_are_recognised_as_leftovers(tmp_path:
         raise OSError("disk full")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "w.safetensors"]
     assert not STAGED_NAME.match(".notes.tmp") and not STAGED_NAME.match("model.tmp")
+
+
+def test_a_killed_writers_half_folder_is_cleared_by_the_next_one_but_a_live_writers_is_not(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from sortsight.fileops import staged_folder
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead, alive = int(gone.stdout), os.getppid()  # a finished process; the one that started pytest
+    for pid in (dead, alive):
+        (tmp_path / f".model.tmp-{pid}-0a1b2c3d").mkdir()
+    (tmp_path / f".other.tmp-{dead}-0a1b2c3d").mkdir()  # another output's: not this writer's business
+    with staged_folder(tmp_path / "model") as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["model", f".model.tmp-{alive}-0a1b2c3d", f".other.tmp-{dead}-0a1b2c3d"]
+    )
+    with staged_folder(tmp_path / "other", existing="keep") as tmp:  # a shared cache: never cleared
+        pass
+    assert (tmp_path / f".other.tmp-{dead}-0a1b2c3d").is_dir()
