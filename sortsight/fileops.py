@@ -3,9 +3,8 @@
 Every copy, move, relabel or delete that sortsight does to a user's files goes through
 :func:`place_file` and is written to an :class:`ActionLog` (``sortsight-moves.jsonl``), so it
 can be replayed backwards with :func:`sortsight.undo.undo_log`. Outputs are written atomically through
-unique temporary names (:func:`atomic_write`; :func:`staged_file` for a library that writes by file
-name; :func:`staged_folder` for a whole folder: a model, a checkpoint, a cache entry, a Space), with
-the mode the user's umask gives; output
+unique temporary names (:mod:`sortsight._atomic`, re-exported here: :func:`atomic_write`,
+:func:`staged_file`, :func:`staged_folder`), with the mode the user's umask gives; output
 paths are checked up front (:func:`ensure_output_dir`, :func:`ensure_output_file`), and a run
 folder is replaced only through :func:`clear_for_overwrite`.
 """
@@ -13,21 +12,27 @@ folder is replaced only through :func:`clear_for_overwrite`.
 from __future__ import annotations
 
 import contextlib
-import glob
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from sortsight._atomic import (
+    atomic_write,
+    atomic_write_text,
+    file_mode,
+    honour_umask,
+    staged_file,
+    staged_folder,
+    trim_name,
+)
 from sortsight._outputs import (
-    STAGED_NAME,
     cache_dir,
     clear_for_overwrite,
     ensure_output_dir,
@@ -73,175 +78,6 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def file_mode() -> int:
-    """The permission bits a plain ``open()`` would give a new file (0o666 less the umask)."""
-    try:  # Linux: read it without touching the process-wide setting
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def honour_umask(*paths: str | Path) -> None:
-    """Give files written by libraries that create them private (0600: ``mkstemp``, safetensors)
-    the mode an ordinary output file gets, so outputs are as readable as the user's umask says."""
-    mode = file_mode()
-    for path in paths:
-        try:
-            os.chmod(path, mode)
-        except OSError:  # not ours to change: leave it
-            pass
-
-
-def _trim(text: str, room: int) -> str:
-    """``text`` cut to at most ``room`` bytes on disk (a file name holds 255)."""
-    while text and len(os.fsencode(text)) > room:
-        text = text[:-1]
-    return text
-
-
-def _temp_name(path: Path, tag: str = "tmp") -> Path:
-    """A hidden name beside ``path`` that no other process or thread picks (pid + random part)."""
-    return path.with_name(f".{_trim(path.name, 180)}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Write a file through a unique temporary file and a rename: never half-written, never two
-    writers on the same temporary file. ``write(fh)`` fills the binary file; the mode honours
-    the umask (unlike ``tempfile.mkstemp``, which makes files private).
-
-    Raises:
-        OSError: the folder cannot be written (callers turn it into a one-line error).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _clear_dead_writers(dest: Path) -> None:
-    """Remove what earlier writers of ``dest`` left under :func:`_temp_name` names when they were
-    killed: only names of ``dest`` whose process is no longer running on this machine."""
-    own = _trim(dest.name, 180)
-    for entry in dest.parent.glob(f".{glob.escape(own)}.*"):
-        found = STAGED_NAME.match(entry.name)
-        if found is None or found["name"] != own or _running(int(found["pid"])):
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-
-
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process, or no way to tell: leave its files alone
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def staged_file(path: str | Path) -> Iterator[Path]:
-    """A unique temporary name beside ``path`` for a library that writes by file name (safetensors,
-    ONNX): renamed onto ``path`` when the block ends without error, with the mode the umask gives;
-    removed when it raises. A reader never finds half a file at ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path)
-    try:
-        yield tmp
-        honour_umask(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@contextlib.contextmanager
-def staged_folder(dest: str | Path, *, existing: str = "replace") -> Iterator[Path]:
-    """A new empty folder to fill, which becomes ``dest`` in one rename when the block ends without
-    error (it is removed when the block raises): a reader finds the old folder or the new one,
-    never half of one.
-
-    The folder is made beside ``dest`` under a unique hidden name (``.NAME.tmp-<pid>-<random>``),
-    with the mode the umask gives. An empty folder at ``dest`` is always replaced. A non-empty one
-    (or a file) is, by ``existing``:
-
-    - ``"replace"``: moved aside, and removed once the new folder is in place (sortsight's own
-      outputs: a model folder, a checkpoint);
-    - ``"keep"``: kept, and the new folder dropped (another process finished the same work
-      first, as with a cache);
-    - ``"refuse"``: kept, and ``FileExistsError`` raised (a folder the user named, which something
-      filled while this one was being written).
-
-    With ``"replace"``, what earlier writers of ``dest`` left under these temporary names is
-    removed first when their process is gone (a run killed while saving its model).
-
-    Raises:
-        OSError: ``dest``'s parent cannot be written (callers turn it into a one-line error).
-    """
-    if existing not in ("replace", "keep", "refuse"):
-        raise ValueError(f"existing={existing!r}: use 'replace', 'keep' or 'refuse'")
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if existing == "replace":
-        _clear_dead_writers(dest)
-    tmp = _temp_name(dest)
-    tmp.mkdir()  # 0o777 less the umask, unlike tempfile.mkdtemp's 0o700
-    old: Path | None = None
-    try:
-        yield tmp
-        if existing == "replace" and (dest.exists() or dest.is_symlink()):
-            old = _temp_name(dest, "old")
-            os.replace(dest, old)
-        try:
-            os.replace(tmp, dest)  # onto nothing or an empty folder
-        except OSError:
-            if old is not None:  # put the old folder back
-                os.replace(old, dest)
-                old = None
-            elif existing == "keep" and dest.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-                return
-            elif existing == "refuse" and dest.exists():
-                raise FileExistsError(f"'{dest}' was filled while sortsight wrote it") from None
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written).
-
-    Text that UTF-8 cannot hold (lone surrogates: file names that were not UTF-8 on disk) is
-    written as ``\\udcXX`` escapes, which a JSON reader turns back into the same string.
-    """
-    data = text.encode("utf-8", "backslashreplace")
-    atomic_write(path, lambda fh: fh.write(data))
-
-
 def json_line(entry: Any) -> str:
     """One JSON line, readable UTF-8 where possible; names with undecodable bytes (surrogate
     escapes) are written as ``\\u`` escapes so the line stays valid UTF-8 and reads back exactly."""
@@ -276,7 +112,7 @@ def _candidates(dest_dir: Path, name: str) -> Iterator[Path]:
     yield dest_dir / name
     for i in range(1, 100_000):
         tail = f" ({i}){suffix}"
-        yield dest_dir / f"{_trim(stem, _NAME_MAX - len(os.fsencode(tail)))}{tail}"
+        yield dest_dir / f"{trim_name(stem, _NAME_MAX - len(os.fsencode(tail)))}{tail}"
 
 
 def part_name(candidate: Path) -> Path:
