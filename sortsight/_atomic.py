@@ -160,7 +160,7 @@ def staged_folder(dest: str | Path, *, existing: str = "replace") -> Iterator[Pa
     """
     if existing not in ("replace", "keep", "refuse"):
         raise ValueError(f"existing={existing!r}: use 'replace', 'keep' or 'refuse'")
-    dest = Path(dest)
+    dest = Path(os.path.abspath(dest))  # '.' or 'out/' has a name to stage beside
     dest.parent.mkdir(parents=True, exist_ok=True)
     if existing == "replace":
         _clear_dead_writers(dest)

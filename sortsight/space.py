@@ -195,6 +195,11 @@ def export_space(
     taken = f"{out} already exists and is not empty: choose a new folder for the Space"
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(taken)
+    if os.path.abspath(out) == os.getcwd():
+        raise ExportError(
+            f"'{out_dir}' is the folder you are in, which the Space would replace: give a new folder "
+            "(e.g. space/)"
+        )
     for name, colour in (("color_from", color_from), ("color_to", color_to)):
         if colour not in SPACE_COLORS:
             choices = ", ".join(SPACE_COLORS)

@@ -132,6 +132,20 @@ def test_empty_existing_folder_is_used_and_flags_win(run_dir: Path, tmp_path: Pa
     assert "EXAMPLES = []" in (out / "app.py").read_text()
 
 
+def test_the_folder_you_are_in_is_refused_and_a_trailing_slash_is_fine(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--space .`` in an empty folder ended in a traceback (a path with no name to stage beside)."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with pytest.raises(ExportError, match="the folder you are in") as err:
+        export_space(run_dir, ".", examples=[])
+    assert "\n" not in str(err.value) and list(here.iterdir()) == []
+    export_space(run_dir, "space/", examples=[])
+    assert (here / "space" / "app.py").is_file() and sorted(p.name for p in here.iterdir()) == ["space"]
+
+
 def test_bad_inputs_are_one_line_errors(run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="not a Space colour") as err:
         export_space(run_dir, tmp_path / "a", color_from="teal")
