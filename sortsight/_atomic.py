@@ -63,9 +63,14 @@ def trim_name(text: str, room: int) -> str:
     return text
 
 
+#: bytes of the target's name kept in a temporary name (the rest of a file name's 255 is the tag)
+_NAME_ROOM = 180
+
+
 def _temp_name(path: Path, tag: str = "tmp") -> Path:
-    """A hidden name beside ``path`` that no other process or thread picks (pid + random part)."""
-    return path.with_name(f".{trim_name(path.name, 180)}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
+    """A hidden name beside ``path`` that no other process or thread picks (pid + random part),
+    of the form :data:`sortsight._outputs.STAGED_NAME` matches."""
+    return path.with_name(f".{trim_name(path.name, _NAME_ROOM)}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -95,7 +100,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
 def _clear_dead_writers(dest: Path) -> None:
     """Remove what earlier writers of ``dest`` left under :func:`_temp_name` names when they were
     killed: only names of ``dest`` whose process is no longer running on this machine."""
-    own = trim_name(dest.name, 180)
+    own = trim_name(dest.name, _NAME_ROOM)
     for entry in dest.parent.glob(f".{glob.escape(own)}.*"):
         found = STAGED_NAME.match(entry.name)
         if found is None or found["name"] != own or _running(int(found["pid"])):

@@ -30,7 +30,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The temporary names of :mod:`sortsight.fileops` (``.NAME.tmp-<pid>-<8 hex>``, ``.NAME.old-…``):
+#: The temporary names of :mod:`sortsight._atomic` (``.NAME.tmp-<pid>-<8 hex>``, ``.NAME.old-…``):
 #: what a killed process left half-written, which ``--overwrite`` removes with the run's own entries.
 STAGED_NAME = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
 

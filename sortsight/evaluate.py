@@ -191,7 +191,9 @@ def _held_out_count(run: tuple[Path, dict[str, Any]]) -> int | None:
     return len(held_out_split(splits, "")[1]) if isinstance(splits, dict) else None
 
 
-def _items_ahead(data: str | Path, split: str | None) -> tuple[Any, Any, int | None]:
+def _items_ahead(
+    data: str | Path, split: str | None
+) -> tuple[tuple[list[tuple[Path, str]], str] | None, tuple[list[Any], str] | None, int | None]:
     """``(labelled items, tagged items, count)`` of ``data``, read before the model loads so that a
     small evaluation skips a first ONNX export that would not pay; the items (each ``(items, split
     name)`` or None) are used after the load. Tagged data is read by :mod:`sortsight.tageval`'s
