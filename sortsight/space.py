@@ -195,7 +195,7 @@ def export_space(
     taken = f"{out} already exists and is not empty: choose a new folder for the Space"
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(taken)
-    if os.path.abspath(out) == os.getcwd():
+    if out.resolve() == Path.cwd().resolve():  # through a symlink too
         raise ExportError(
             f"'{out_dir}' is the folder you are in, which the Space would replace: give a new folder "
             "(e.g. space/)"

@@ -142,6 +142,10 @@ def test_the_folder_you_are_in_is_refused_and_a_trailing_slash_is_fine(
     with pytest.raises(ExportError, match="the folder you are in") as err:
         export_space(run_dir, ".", examples=[])
     assert "\n" not in str(err.value) and list(here.iterdir()) == []
+    (tmp_path / "link").symlink_to(here)
+    with pytest.raises(ExportError, match="the folder you are in"):
+        export_space(run_dir, tmp_path / "link", examples=[])
+    assert list(here.iterdir()) == []
     export_space(run_dir, "space/", examples=[])
     assert (here / "space" / "app.py").is_file() and sorted(p.name for p in here.iterdir()) == ["space"]
 
