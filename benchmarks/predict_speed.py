@@ -11,18 +11,24 @@ saved as the HF folder sortsight writes), same machine, same process:
    many small generated images, sampled through the run to show it stays flat;
 4. a cold start: a few images classified by a fresh process, ``sortsight predict`` against a
    fresh ``python -c`` running transformers' pipeline on the same folder, taking turns (``--cold``
-   rounds, medians), from process start to exit — what a user waits for to sort a handful.
+   rounds, medians), from process start to exit — what a user waits for to sort a handful;
+5. which ONNX graph a job should make (``--export`` images, Lite0 and Lite2): seconds to export
+   the quick (TorchScript) and the optimised (torch.export) graph, end-to-end predict speed with
+   each and with eager PyTorch, and the job sizes from which each export pays
+   (``engines.ONNX_PAYS_FROM``, ``engines.OPTIMISED_PAYS_FROM``).
 
 Every figure is printed with the CPU capability and thread count beside it.
 
     python benchmarks/predict_speed.py                    # 512 images, 20,000 for memory (~5 min)
     python benchmarks/predict_speed.py --images 64 --stream-images 500   # a quick check
     python benchmarks/predict_speed.py --images 0 --stream-images 0 --cold 5   # the cold start only
+    python benchmarks/predict_speed.py --images 0 --stream-images 0 --cold 0 --export 256   # graphs only
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import subprocess
@@ -128,7 +134,6 @@ def onnx_settings(folder: Path, found: list[Path], work: Path, n_images: int, ro
     The three settings take turns, ``rounds`` times, on the same images; the median is printed
     (single runs on a shared 2-core machine vary by +-15 %).
     """
-    import dataclasses
     import statistics
 
     from sortsight.engines import OnnxEngine, find_current_onnx
@@ -236,6 +241,54 @@ def cold_start(work: Path, rounds: int, n_images: int = 2) -> None:
     print(f"  ratio sortsight / pipeline, round by round, median: {ratio:.2f}  {_cpu()}")
 
 
+def export_choice(work: Path, n_images: int, rounds: int = 3) -> None:
+    """Quick against optimised ONNX graph, and eager PyTorch, for Lite0 (224 px) and Lite2 (260 px)."""
+    import statistics
+
+    import torch
+
+    from sortsight.engines import EagerEngine, OnnxEngine, export_onnx
+    from sortsight.model_folder import load_model_folder, save_model_folder
+    from sortsight.models import create_model
+    from sortsight.predict import Classifier, collect_paths, predict_paths
+
+    print(f"\n== ONNX graphs: {n_images} JPEGs of 640x480, medians of {rounds} interleaved runs ==")
+    _write_images(work / "graphs", n_images, (640, 480))
+    found = collect_paths([work / "graphs"])
+    for name in ("efficientnet_lite0", "efficientnet_lite2"):
+        torch.manual_seed(0)
+        model, data_config = create_model(name, ["document", "photo"])
+        folder = save_model_folder(model, ["document", "photo"], data_config, work / name, name=name)
+        loaded = load_model_folder(folder)
+        made: dict[str, float] = {}
+        engines: dict[str, object] = {"eager": EagerEngine(loaded.module)}
+        for kind, optimised in (("quick", False), ("optimised", True)):
+            start = time.perf_counter()
+            graph = export_onnx(loaded, work / f"{name}-{kind}.onnx", optimised=optimised)
+            made[kind] = time.perf_counter() - start  # export + parity check, as a job pays it
+            engines[kind] = OnnxEngine(graph)
+        clf = Classifier.load(folder, engine="eager")
+        rates: dict[str, list[float]] = {kind: [] for kind in engines}
+        out = work / "p-graphs.csv"
+        for _ in range(rounds):
+            for kind, engine in engines.items():
+                out.unlink(missing_ok=True)
+                start = time.perf_counter()
+                predict_paths(dataclasses.replace(clf, engine=engine), found, out)  # type: ignore[arg-type]
+                rates[kind].append(n_images / (time.perf_counter() - start))
+        rate = {kind: statistics.median(values) for kind, values in rates.items()}
+        side = data_config.input_size
+        print(f"  {name} at {side} px  {_cpu()}")
+        for kind in engines:
+            cost = f"export {made[kind]:5.1f} s" if kind in made else "export   -   "
+            print(f"    {kind:<10} {cost}  predict {rate[kind]:7.1f} img/s")
+        for cheap, dear in (("eager", "quick"), ("quick", "optimised")):
+            saved = 1 / rate[cheap] - 1 / rate[dear]  # seconds saved per image
+            extra = made[dear] - made.get(cheap, 0.0)
+            pays = f"from ~{extra / saved:,.0f} images" if saved > 0 else "never (not faster here)"
+            print(f"    {dear} graph instead of {cheap}: pays {pays}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -245,6 +298,9 @@ def main() -> None:
         "--stream-images", type=int, default=20_000, help="images for the memory run (0: skip)"
     )
     parser.add_argument("--cold", type=int, default=3, help="rounds of the cold start (0: skip)")
+    parser.add_argument(
+        "--export", type=int, default=0, help="images for the quick/optimised ONNX graph comparison (0: skip)"
+    )
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sortsight-bench-") as tmp:
@@ -256,6 +312,8 @@ def main() -> None:
             memory(work, args.stream_images)
         if args.cold:
             cold_start(work, args.cold)
+        if args.export:
+            export_choice(work, args.export)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Export façade used by ``sortsight export`` and the studio: ONNX, a Space folder, a Hub push.
 
-The work is done elsewhere — ONNX in :mod:`sortsight.engines`, the Space folder in
+The work is done elsewhere — ONNX in :mod:`sortsight.onnx_graphs`, the Space folder in
 :mod:`sortsight.space`, the upload in :mod:`sortsight.hub` — so every front-end exports the
 same way.
 
@@ -32,8 +32,8 @@ def export_onnx(model_dir: str | Path, out: str | Path | None = None) -> Path:
     Raises:
         ModelError: the folder cannot be loaded or exported.
     """
-    from sortsight.engines import export_onnx as _export_onnx
     from sortsight.model_folder import load_model_folder
+    from sortsight.onnx_graphs import export_onnx as _export_onnx
 
     return _export_onnx(load_model_folder(model_dir), out)
 

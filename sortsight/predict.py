@@ -143,13 +143,14 @@ class Classifier:
             if meta.get("task") == "multi_label":
                 return clf._with_task("multi_label", [float(t) for t in json.loads(meta["thresholds"])])
             return clf
-        from sortsight.engines import OnnxEngine, find_current_onnx
+        from sortsight.engines import OnnxEngine, find_current_onnx, wants_optimised
         from sortsight.model_folder import is_model_folder, load_model_folder
         from sortsight.multilabel import model_task
 
         folder = RunFolder.resolve(p).model_dir
         if engine in ("auto", "onnx") and is_model_folder(folder):
-            current = find_current_onnx(folder)  # exported before: no need to load the PyTorch model
+            # exported before: no need to load the PyTorch model (a big job waits for the optimised graph)
+            current = find_current_onnx(folder, optimised=wants_optimised(images))
             if current is not None:
                 labels, data_config, name, _ = read_onnx_metadata(current)
                 clf = cls(

@@ -30,7 +30,7 @@ def loaded(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def onnx_file(loaded, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
-    return export_onnx(loaded, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+    return export_onnx(loaded, tmp_path_factory.mktemp("onnx") / "tiny.onnx", optimised=False)
 
 
 def _batch(n: int = 5) -> torch.Tensor:
@@ -69,6 +69,7 @@ def test_onnx_metadata_has_labels_and_preprocessing(loaded, onnx_file: Path) -> 
     assert json.loads(meta["mean"]) == pytest.approx(list(loaded.data_config.mean))
     assert json.loads(meta["id2label"]) == {"0": "bird", "1": "cat", "2": "dog"}
     assert name == loaded.name
+    assert meta["sortsight.exporter"] == "torchscript"  # the quick graph, as asked
 
 
 def test_classifier_from_onnx_file_alone_agrees(
@@ -86,14 +87,19 @@ def test_classifier_from_onnx_file_alone_agrees(
         Classifier.load(alone, engine="jit")
 
 
-def _count_exports(monkeypatch: pytest.MonkeyPatch, onnx_file: Path) -> list[Path]:
-    """Replace the ONNX export by a copy of ``onnx_file``; the returned list gets each target."""
+def _count_exports(
+    monkeypatch: pytest.MonkeyPatch, onnx_file: Path, kinds: list[bool] | None = None
+) -> list[Path]:
+    """Replace the ONNX export by a copy of ``onnx_file``; the returned list gets each target
+    (and ``kinds`` whether each export was asked for the optimised graph)."""
     import sortsight.engines as engines
 
     exports: list[Path] = []
 
-    def fake_export(loaded, out):  # type: ignore[no-untyped-def]
+    def fake_export(loaded, out, *, optimised=True):  # type: ignore[no-untyped-def]
         exports.append(Path(out))
+        if kinds is not None:
+            kinds.append(optimised)
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(onnx_file, out)
         return Path(out)
@@ -158,3 +164,45 @@ def test_auto_skips_a_first_export_that_would_not_pay(
     (other / "config.json").write_text((other / "config.json").read_text() + " ")  # other weights' digest
     assert build_engine(load_model_folder(other), "auto", cache_dir=cache).name == "onnx"  # unknown size
     assert len(exports) == 2
+
+
+def test_a_job_makes_the_quick_graph_and_a_big_one_the_optimised(
+    tiny_model_dir: Path, onnx_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quick graph (seconds to make) for a job of unknown or ordinary size; the optimised one
+    (slower to make, faster to run) for a job big enough to repay it, even when a quick one exists;
+    once made, the optimised graph serves every job."""
+    import onnx
+
+    import sortsight.engines as engines
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    loaded = load_model_folder(folder)
+    cache = tmp_path / "cache"
+    kinds: list[bool] = []
+    exports = _count_exports(monkeypatch, onnx_file, kinds)
+    big = engines.OPTIMISED_PAYS_FROM
+    assert not engines.wants_optimised(None) and not engines.wants_optimised(big - 1)
+    assert engines.wants_optimised(big)
+
+    build_engine(loaded, "auto", cache_dir=cache)  # unknown size: the quick graph
+    build_engine(loaded, "auto", cache_dir=cache, images=big - 1)  # found: not made again
+    assert kinds == [False] and exports[0].name.endswith("-quick.onnx")
+    assert engines.find_current_onnx(folder, cache) == exports[0]
+    assert engines.find_current_onnx(folder, cache, optimised=True) is None
+    build_engine(loaded, "auto", cache_dir=cache, images=big)  # big: the optimised graph is made
+    assert kinds == [False, True] and not exports[1].name.endswith("-quick.onnx")
+    build_engine(loaded, "auto", cache_dir=cache, images=1)
+    assert len(exports) == 2 and engines.find_current_onnx(folder, cache) == exports[1]  # preferred
+
+    # a quick model.onnx beside the weights serves ordinary jobs, not a big one
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    (other / "config.json").write_text((other / "config.json").read_text() + " ")  # other weights' digest
+    proto = onnx.load(str(onnx_file))
+    meta = {m.key: m.value for m in proto.metadata_props}
+    onnx.helper.set_model_props(proto, {**meta, "sortsight.source_sha256": engines.source_digest(other)})
+    onnx.save(proto, str(other / "model.onnx"))
+    assert engines.find_current_onnx(other, cache) == other / "model.onnx"
+    assert engines.find_current_onnx(other, cache, optimised=True) is None
