@@ -132,6 +132,31 @@ def test_frozen_pass_engines_agree(lite0_split: tuple) -> None:
     assert {"eager_seconds_per_image", "onnx_seconds_per_image"} <= set(onnx.timing)
 
 
+def test_a_small_frozen_pass_stays_eager_and_exports_nothing(
+    lite0_split: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass that eager PyTorch finishes sooner than any export could run eager, with no graph
+    made; a big pass exports one, and then a small pass may use it."""
+    from sortsight.training import frozen as frozen_module
+
+    monkeypatch.setenv("SORTSIGHT_CACHE", str(tmp_path))
+    _, dc, split = lite0_split
+    pixels = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    small = frozen_module.FrozenPass(split, dc)
+    small.pending = 6
+    small(pixels)
+    assert small.engine == "eager" and small.timing["eager_pass_seconds"] < frozen_module.EXPORT_FLOOR_SECONDS
+    assert not list(tmp_path.rglob("frozen-*.onnx"))
+    big = frozen_module.FrozenPass(split, dc)
+    big.pending = 10**7  # eager would take hours: the export pays
+    big(pixels)
+    assert "onnx_seconds_per_image" in big.timing and len(list(tmp_path.rglob("frozen-*.onnx"))) == 1
+    again = frozen_module.FrozenPass(split, dc)
+    again.pending = 6
+    again(pixels)
+    assert "eager_pass_seconds" not in again.timing and "onnx_seconds_per_image" in again.timing
+
+
 def test_schedule_warms_up_then_decays() -> None:
     total = 100
     assert lr_factor(0, total, 0.1, "cosine") == pytest.approx(0.1)

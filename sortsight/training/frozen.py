@@ -29,7 +29,11 @@ from sortsight.progress import ProgressCallback, Ticker
 from sortsight.training.split import Split
 from sortsight.training.views import stream_eval
 
-__all__ = ["FrozenPass", "Frozen", "frozen_engine"]
+__all__ = ["EXPORT_FLOOR_SECONDS", "FrozenPass", "Frozen", "frozen_engine"]
+
+#: the least an ONNX export of a trunk costs (Lite0 with the TorchScript exporter: 1-2 s on a 2-core
+#: AVX2 CPU, measured by benchmarks/predict_speed.py --export): a pass eager finishes sooner stays eager
+EXPORT_FLOOR_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
 _MICRO = 4  # images per ONNX Runtime call: leaves the cores to decoding in between
@@ -84,6 +88,7 @@ class FrozenPass:
         self.engine = ""
         self.timing: dict[str, float] = {}
         self.setup_seconds = 0.0  # spent choosing the engine (exporting, timing)
+        self.pending = 0  # images the current run() will pass (a small pass is not worth an export)
 
     def _eager(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.split.tail.eval()
@@ -120,6 +125,7 @@ class FrozenPass:
         acts: list[torch.Tensor] = []
         feats: list[torch.Tensor] = []
         ticker = Ticker(progress, phase, total=len(paths))
+        self.pending = len(paths)
         for idx, pixels in stream_eval(paths, self.data_config, failed=failed):
             a, f = self(pixels)
             kept += idx
@@ -146,13 +152,17 @@ def _onnx_key(net: _TrunkAndFeatures, side: int) -> str:
     return digest.hexdigest()[:24]
 
 
+def _onnx_path(net: _TrunkAndFeatures, side: int) -> Path:
+    from sortsight.fileops import cache_dir
+
+    return cache_dir() / "onnx" / f"frozen-{_onnx_key(net, side)}.onnx"
+
+
 def _onnx_session(net: _TrunkAndFeatures, side: int) -> Any:
     """An ONNX Runtime session for ``net`` (exported once per weights and size, then cached)."""
     import onnxruntime as ort
 
-    from sortsight.fileops import cache_dir
-
-    path = cache_dir() / "onnx" / f"frozen-{_onnx_key(net, side)}.onnx"
+    path = _onnx_path(net, side)
     if not path.is_file():
         buffer = io.BytesIO()
         with torch.no_grad():
@@ -177,7 +187,11 @@ def _onnx_session(net: _TrunkAndFeatures, side: int) -> Any:
 
 def frozen_engine(frozen: FrozenPass, x: torch.Tensor) -> tuple[str, Any, dict[str, float]]:
     """Time eager PyTorch and ONNX Runtime on the images ``x`` (a first batch); return the faster
-    (``"onnx"`` only when its outputs match eager's), its session and the seconds per image."""
+    (``"onnx"`` only when its outputs match eager's), its session and the seconds per image.
+
+    With ``"auto"``, a pass that eager PyTorch would finish in less than
+    :data:`EXPORT_FLOOR_SECONDS` (a few small images) runs eager unless a graph was made before:
+    the export alone would cost more than the whole pass."""
     import warnings
 
     sample = x[: max(_MICRO, min(len(x), 8))]
@@ -190,6 +204,11 @@ def frozen_engine(frozen: FrozenPass, x: torch.Tensor) -> tuple[str, Any, dict[s
 
     timing = {"eager_seconds_per_image": per_image(frozen._eager)}
     if frozen.requested == "eager":
+        return "eager", None, timing
+    eager_pass = timing["eager_seconds_per_image"] * frozen.pending
+    small = frozen.requested == "auto" and eager_pass < EXPORT_FLOOR_SECONDS
+    if small and not _onnx_path(frozen.net, int(x.shape[-1])).is_file():  # a graph made before is used
+        timing["eager_pass_seconds"] = eager_pass  # an export could not be won back
         return "eager", None, timing
     try:
         with warnings.catch_warnings():
