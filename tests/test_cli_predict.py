@@ -139,8 +139,9 @@ def test_export_onnx_cli_on_a_transformers_folder(tmp_path: Path) -> None:
     assert (folder / "model.onnx").is_file()
     from sortsight.engines import read_onnx_metadata
 
-    labels, data_config, _, _ = read_onnx_metadata(folder / "model.onnx")
+    labels, data_config, _, meta = read_onnx_metadata(folder / "model.onnx")
     assert labels == ["a", "b"] and data_config.input_size == 32
+    assert meta["sortsight.exporter"] == "torch.export"  # a file to ship: the optimised graph
     assert "Nothing to export" in _user_error("export", str(folder))
     assert "not found" in _user_error("export", str(tmp_path / "nope"), "--onnx")
 
