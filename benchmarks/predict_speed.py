@@ -128,6 +128,20 @@ def speed(work: Path, n_images: int) -> None:
     onnx_settings(folder, found, work, n_images)
 
 
+def _interleaved(clf, engines, found, out: Path, n_images: int, rounds: int) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
+    """``sortsight predict`` end to end (img/s) with each of ``engines`` in turn, ``rounds`` times."""
+    from sortsight.predict import predict_paths
+
+    rates: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(rounds):
+        for name, engine in engines.items():
+            out.unlink(missing_ok=True)
+            start = time.perf_counter()
+            predict_paths(dataclasses.replace(clf, engine=engine), found, out)
+            rates[name].append(n_images / (time.perf_counter() - start))
+    return rates
+
+
 def onnx_settings(folder: Path, found: list[Path], work: Path, n_images: int, rounds: int = 3) -> None:
     """Why the ONNX engine runs a batch a few images at a time with threads that do not spin.
 
@@ -137,7 +151,7 @@ def onnx_settings(folder: Path, found: list[Path], work: Path, n_images: int, ro
     import statistics
 
     from sortsight.engines import OnnxEngine, find_current_onnx
-    from sortsight.predict import Classifier, predict_paths
+    from sortsight.predict import Classifier
 
     clf = Classifier.load(folder, engine="onnx")  # the engine users get, as they get it
     graph = find_current_onnx(folder)
@@ -148,14 +162,7 @@ def onnx_settings(folder: Path, found: list[Path], work: Path, n_images: int, ro
         "whole batch of 32, no spinning": OnnxEngine(graph, micro_batch=32),
         f"sortsight: micro-batch {clf.engine.micro_batch}, no spinning": clf.engine,
     }
-    rates: dict[str, list[float]] = {name: [] for name in settings}
-    out = work / "p-settings.csv"
-    for _ in range(rounds):
-        for name, engine in settings.items():
-            out.unlink(missing_ok=True)
-            start = time.perf_counter()
-            predict_paths(dataclasses.replace(clf, engine=engine), found, out)
-            rates[name].append(n_images / (time.perf_counter() - start))
+    rates = _interleaved(clf, settings, found, work / "p-settings.csv", n_images, rounds)
     print(f"  ONNX engine settings, sortsight predict end to end (median of {rounds} interleaved runs):")
     for name, values in rates.items():
         print(f"    {name:<50} {statistics.median(values):8.1f} img/s  {_cpu()}")
@@ -250,7 +257,7 @@ def export_choice(work: Path, n_images: int, rounds: int = 3) -> None:
     from sortsight.engines import EagerEngine, OnnxEngine, export_onnx
     from sortsight.model_folder import load_model_folder, save_model_folder
     from sortsight.models import create_model
-    from sortsight.predict import Classifier, collect_paths, predict_paths
+    from sortsight.predict import Classifier, collect_paths
 
     print(f"\n== ONNX graphs: {n_images} JPEGs of 640x480, medians of {rounds} interleaved runs ==")
     _write_images(work / "graphs", n_images, (640, 480))
@@ -268,14 +275,7 @@ def export_choice(work: Path, n_images: int, rounds: int = 3) -> None:
             made[kind] = time.perf_counter() - start  # export + parity check, as a job pays it
             engines[kind] = OnnxEngine(graph)
         clf = Classifier.load(folder, engine="eager")
-        rates: dict[str, list[float]] = {kind: [] for kind in engines}
-        out = work / "p-graphs.csv"
-        for _ in range(rounds):
-            for kind, engine in engines.items():
-                out.unlink(missing_ok=True)
-                start = time.perf_counter()
-                predict_paths(dataclasses.replace(clf, engine=engine), found, out)  # type: ignore[arg-type]
-                rates[kind].append(n_images / (time.perf_counter() - start))
+        rates = _interleaved(clf, engines, found, work / "p-graphs.csv", n_images, rounds)
         rate = {kind: statistics.median(values) for kind, values in rates.items()}
         side = data_config.input_size
         print(f"  {name} at {side} px  {_cpu()}")

@@ -8,7 +8,7 @@ eager ~30; on a 2-core AVX512 Xeon, end to end with decoding, 84 / 27 / 27 — s
 ONNX Runtime, then jit, then eager.
 
 Two ONNX graphs can be made from one model. The *quick* graph comes from the TorchScript exporter
-(~1 s for Lite0 at 224 px on a 2-core AMD EPYC, AVX2); the *optimised* one from the
+(1–2 s for Lite0 at 224 px on a 2-core AMD EPYC, AVX2); the *optimised* one from the
 ``torch.export``-based exporter, which ONNX Runtime runs faster but which takes ~15 s to make
 there (``benchmarks/predict_speed.py --export`` measures both, end to end). A job exports the
 quick graph, unless it is known to have at least :data:`OPTIMISED_PAYS_FROM` images, where the

@@ -1,7 +1,7 @@
 """ONNX graphs of a model folder: made (quick or optimised), checked, described, cached, found, run.
 
 A graph is made from a loaded model folder by one of two exporters: the TorchScript exporter
-(the *quick* graph, about a second for Lite0) or the ``torch.export``-based one (the *optimised*
+(the *quick* graph, 1–2 s for Lite0) or the ``torch.export``-based one (the *optimised*
 graph: ONNX Runtime runs it faster, but it takes ~15 s to make on a 2-core CPU); see
 :mod:`sortsight.engines` for which a job makes and ``docs/predict.md`` for the figures. Every
 graph is checked against PyTorch before it is used, and carries the labels, the preprocessing,
@@ -177,7 +177,7 @@ def _torch_export(module: Any, example: tuple[Any, ...]) -> Any:
 
 
 def _torchscript_export(module: Any, example: tuple[Any, ...]) -> Any:
-    """The quick graph: the TorchScript exporter (a second for Lite0)."""
+    """The quick graph: the TorchScript exporter (1–2 s for Lite0 on a 2-core CPU)."""
     import onnx
     import torch
 
