@@ -154,13 +154,8 @@ class JitEngine:
         return out.float().numpy()  # type: ignore[no-any-return]
 
 
-def _onnx_for(loaded: LoadedModel, cache_dir: Path | None, images: int | None) -> Path:
-    """A current ONNX file for ``loaded`` and a job of ``images`` images: the folder's own
-    ``model.onnx``, the cache, or a new export (optimised when the job is big enough)."""
-    optimised = wants_optimised(images)
-    found = find_current_onnx(loaded.path, cache_dir, optimised=optimised)
-    if found is not None:
-        return found
+def _export(loaded: LoadedModel, cache_dir: Path | None, *, optimised: bool) -> Path:
+    """A new export of ``loaded`` into the cache (the optimised graph when ``optimised``)."""
     target = cached_graph(source_digest(loaded.path), cache_dir, optimised=optimised)
     return export_onnx(loaded, target, optimised=optimised)
 
@@ -195,13 +190,16 @@ def build_engine(
     order = _AUTO_ORDER if engine == "auto" else (engine,)
     cache = Path(cache_dir) if cache_dir is not None else None
     small = engine == "auto" and not export_pays(images, loaded.data_config.input_size)
-    if small and find_current_onnx(loaded.path, cache) is None:  # a graph made before is used as it is
+    optimised = wants_optimised(images) and not small  # a small job uses any graph made before
+    found = find_current_onnx(loaded.path, cache, optimised=optimised) if "onnx" in order else None
+    if small and found is None:
         order = ("eager",)  # a small job: nothing exported for it
     last: Exception | None = None
     for name in order:
         try:
             if name == "onnx":
-                return OnnxEngine(_onnx_for(loaded, cache, images), threads=threads)
+                graph = found or _export(loaded, cache, optimised=optimised)
+                return OnnxEngine(graph, threads=threads)
             if name == "jit":
                 return JitEngine(loaded.module, loaded.data_config.input_size)
             return EagerEngine(loaded.module)

@@ -29,6 +29,7 @@ from sortsight.errors import ModelError, first_line
 from sortsight.fileops import cache_dir as _cache_root
 from sortsight.model_folder import LoadedModel
 from sortsight.models import DataConfig
+from sortsight.ort import ort_session
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +49,6 @@ __all__ = [
 #: the fewest images for which a job exports the optimised graph (measured break-even: docs/predict.md)
 OPTIMISED_PAYS_FROM = 4000
 _META_PREFIX = "sortsight."
-
-
-def _default_threads() -> int:
-    import torch
-
-    return max(1, torch.get_num_threads())
 
 
 @contextlib.contextmanager
@@ -85,20 +80,11 @@ class OnnxEngine:
         micro_batch: int = 4,
         spin: bool = False,
     ) -> None:
+        self.micro_batch = max(1, int(micro_batch))
         try:
-            import onnxruntime as ort
+            self.session = ort_session(model, threads=threads, spin=spin)
         except ImportError as exc:
             raise ModelError("The onnx engine needs onnxruntime. Run: pip install onnxruntime") from exc
-        self.micro_batch = max(1, int(micro_batch))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or _default_threads()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        options.log_severity_level = 3
-        source = model if isinstance(model, bytes) else str(model)
-        try:
-            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             first = first_line(exc)
             raise ModelError(

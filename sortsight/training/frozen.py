@@ -160,7 +160,7 @@ def _onnx_path(net: _TrunkAndFeatures, side: int) -> Path:
 
 def _onnx_session(net: _TrunkAndFeatures, side: int) -> Any:
     """An ONNX Runtime session for ``net`` (exported once per weights and size, then cached)."""
-    import onnxruntime as ort
+    from sortsight.ort import ort_session
 
     path = _onnx_path(net, side)
     if not path.is_file():
@@ -177,12 +177,7 @@ def _onnx_session(net: _TrunkAndFeatures, side: int) -> Any:
                 dynamic_axes={"pixels": {0: "batch"}, "acts": {0: "batch"}, "features": {0: "batch"}},
             )
         atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort_session(path)
 
 
 def frozen_engine(frozen: FrozenPass, x: torch.Tensor) -> tuple[str, Any, dict[str, float]]:
