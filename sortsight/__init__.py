@@ -44,7 +44,7 @@ _EXPORTS: dict[str, str] = {
     "fetch": "sortsight.fetch",
     # config
     "TrainConfig": "sortsight.config",
-    "load_train_config": "sortsight.config",
+    "load_train_config": "sortsight.autotrain",
     # training
     "train": "sortsight.train",
     "TrainResult": "sortsight.train",

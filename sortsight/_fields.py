@@ -1,9 +1,10 @@
 """The machinery under every frozen config: build one from a dict or a file, validate its
 fields against their metadata (choices, ranges), and describe them for the CLI and the studio.
 
-Each option is declared once, as a dataclass field of :class:`sortsight.config.TrainConfig` or
-:class:`~sortsight.config.PredictConfig` with ``help``, ``choices``, ``min``/``max`` in its
-metadata; the CLI options and the studio's form are generated from :func:`describe_fields`.
+Each option is declared once, as a dataclass field of a config in :mod:`sortsight.config`
+(``TrainConfig``, ``PredictConfig``, ``IndexConfig``, ...) with ``help``, ``choices``,
+``min``/``max`` in its metadata; the CLI options and the studio's form are generated from
+:func:`describe_fields`.
 """
 
 from __future__ import annotations
@@ -239,8 +240,3 @@ def _default_text(default: Any) -> str:
     if isinstance(default, (int, float)):
         return _number(default)
     return str(default)
-
-
-# --------------------------------------------------------------------------------------------
-# Training (owner: A). AutoTrain's image-classification parameter names where they exist.
-# --------------------------------------------------------------------------------------------

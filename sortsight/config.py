@@ -20,7 +20,7 @@ from sortsight._fields import (
     read_config_file,
     validate_fields,
 )
-from sortsight.errors import ConfigError, closest
+from sortsight.errors import ConfigError
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -28,12 +28,15 @@ __all__ = [
     "DEFAULT_SEED",
     "DEFAULT_TOP_K",
     "DEFAULT_VALID_SPLIT",
+    "DemoConfig",
+    "FetchConfig",
+    "IndexConfig",
     "PredictConfig",
+    "StudioConfig",
     "TrainConfig",
     "config_from_dict",
     "config_to_dict",
     "describe_fields",
-    "load_train_config",
     "parse_duration",
     "read_config_file",
     "validate_fields",
@@ -58,6 +61,40 @@ DEFAULT_TOP_K = 5  # labels kept per image in predictions
 DEFAULT_TOP_LOSSES = 24  # worst predictions an evaluation lists (and its report shows)
 DEMO_TOP_K = 3  # labels the demo shows per image
 DEFAULT_NEAR_DISTANCE = 4  # perceptual-hash bits (of 64) within which two images are near duplicates
+
+
+# --------------------------------------------------------------------------------------------
+# Options several workflows share, declared once each: a factory per option, because a dataclass
+# field object belongs to one class.
+# --------------------------------------------------------------------------------------------
+PREDICT_ENGINES = ("auto", "onnx", "jit", "eager")
+
+
+def _image_size_field() -> Any:
+    return field(default=None, metadata={
+        "help": "Input side in pixels.", "min": 16, "max": 1024, "default_text": "the model's own"})
+
+
+def _engine_field() -> Any:
+    return field(default="auto", metadata={
+        "help": "Inference engine; auto takes the fastest available (onnx, then jit, then eager).",
+        "choices": PREDICT_ENGINES})
+
+
+def _inference_batch_field() -> Any:
+    return field(default=DEFAULT_BATCH_SIZE, metadata={
+        "help": "Images per inference batch.", "min": 1, "max": 4096})
+
+
+def _workers_field() -> Any:
+    return field(default=None, metadata={
+        "help": "Image-decoding processes.", "min": 0, "max": 256, "default_text": "sized for this machine"})
+
+
+def _host_field(what: str) -> Any:
+    return field(default="127.0.0.1", metadata={
+        "help": f"Address to listen on; keep 127.0.0.1 unless other machines must reach the {what} "
+        "(0.0.0.0: every machine on the network)."})
 
 
 def parse_duration(value: str | float | int | None) -> float | None:
@@ -112,8 +149,7 @@ class TrainConfig:
         "help": "Run name; the run folder is runs/<project-name> unless --out is given."})
     out: str | None = field(default=None, metadata={
         "help": "Run folder to write.", "default_text": "runs/<project-name>"})
-    image_size: int | None = field(default=None, metadata={
-        "help": "Input side in pixels.", "min": 16, "max": 1024, "default_text": "the model's own"})
+    image_size: int | None = _image_size_field()
     augmentation: str = field(default="default", metadata={
         "help": "Image augmentation while training; documents: never flip or rotate.",
         "choices": AUGMENTATIONS})
@@ -222,75 +258,6 @@ class TrainConfig:
         return self.valid_split if isinstance(self.valid_split, float) else DEFAULT_VALID_SPLIT
 
 
-_AUTOTRAIN_TOP = ("task", "base_model", "project_name", "log", "backend", "data", "params", "hub")
-
-
-def _autotrain_to_flat(raw: dict[str, Any]) -> dict[str, Any]:
-    """Map an AutoTrain image-classification YAML onto TrainConfig's flat names."""
-    task = str(raw.get("task", "image_classification")).replace("-", "_")
-    if task not in ("image_classification", "image_multi_class_classification"):
-        raise ConfigError(f"AutoTrain task '{task}' is not supported; sortsight trains image_classification.")
-    for key in raw:
-        if key not in _AUTOTRAIN_TOP:
-            hint = closest(key, _AUTOTRAIN_TOP)
-            extra = f" Did you mean '{hint}'?" if hint else ""
-            raise ConfigError(f"Unknown AutoTrain section '{key}'.{extra}")
-    flat: dict[str, Any] = {}
-    if raw.get("base_model"):
-        flat["model"] = raw["base_model"]
-    if raw.get("project_name"):
-        flat["project_name"] = raw["project_name"]
-    if raw.get("log") is not None:
-        flat["log"] = raw["log"]
-    data = raw.get("data") or {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            "AutoTrain 'data' must be a mapping with path, train_split, valid_split, column_mapping."
-        )
-    if data.get("path") is not None:
-        flat["data_path"] = data["path"]
-    if data.get("train_split"):
-        flat["train_split"] = data["train_split"]
-    if "valid_split" in data:
-        flat["valid_split"] = data["valid_split"] if data["valid_split"] is not None else DEFAULT_VALID_SPLIT
-    mapping = data.get("column_mapping") or {}
-    for key in ("image_column", "target_column"):
-        if mapping.get(key):
-            flat[key] = mapping[key]
-    params = raw.get("params") or {}
-    if not isinstance(params, dict):
-        raise ConfigError("AutoTrain 'params' must be a mapping of parameter: value.")
-    flat.update(params)
-    return flat
-
-
-def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Read a training config file: an AutoTrain image-classification YAML or flat sortsight keys.
-
-    ``overrides`` (e.g. from CLI flags) win over the file. Unknown keys raise a ``ConfigError``
-    naming the closest valid one.
-
-    Example:
-        >>> # autotrain.yml: task: image_classification / data: {path: photos} / params: {epochs: 3}
-        >>> # load_train_config("autotrain.yml").epochs  -> 3
-    """
-    raw = read_config_file(path)
-    is_autotrain = any(k in raw for k in ("task", "base_model", "params", "data", "hub", "backend"))
-    flat = _autotrain_to_flat(raw) if is_autotrain else dict(raw)
-    flat.update({k: v for k, v in overrides.items() if v is not None})
-    if flat.get("data_path") is not None:
-        data_path = Path(str(flat["data_path"])).expanduser()
-        if not data_path.is_absolute() and not data_path.exists():
-            beside = Path(path).parent / data_path
-            if beside.exists():
-                data_path = beside
-        flat["data_path"] = str(data_path)
-    return config_from_dict(TrainConfig, flat, what="training option")
-
-
-PREDICT_ENGINES = ("auto", "onnx", "jit", "eager")
-
-
 @dataclasses.dataclass(frozen=True)
 class PredictConfig:
     """How new images are predicted (and optionally sorted): the settings of ``sortsight predict``.
@@ -313,13 +280,9 @@ class PredictConfig:
         "help": "Below this best score an image is 'unsure' (and sorted into unsure/). Multi-label "
         "models: one threshold for every tag instead of each tag's own (0: the model's own).",
         "min": 0.0, "max": 1.0})
-    batch_size: int = field(default=DEFAULT_BATCH_SIZE, metadata={
-        "help": "Images per inference batch.", "min": 1, "max": 4096})
-    engine: str = field(default="auto", metadata={
-        "help": "Inference engine; auto takes the fastest available (onnx, then jit, then eager).",
-        "choices": PREDICT_ENGINES})
-    num_workers: int | None = field(default=None, metadata={
-        "help": "Image-decoding processes.", "min": 0, "max": 256, "default_text": "sized for this machine"})
+    batch_size: int = _inference_batch_field()
+    engine: str = _engine_field()
+    num_workers: int | None = _workers_field()
     sort_into: str | None = field(default=None, metadata={
         "help": "Copy each image into DIR/<label>/ (unsure ones into DIR/unsure/).",
         "default_text": "no sorting"})
@@ -356,3 +319,108 @@ class PredictConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"Invalid prediction option: {message}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexConfig:
+    """How a pile of images is embedded: the settings of ``sortsight index`` and
+    :func:`sortsight.index.build_index`.
+
+    Example:
+        >>> IndexConfig(batch_size=64).engine
+        'auto'
+    """
+
+    model: str = field(default=DEFAULT_MODEL, metadata={
+        "help": "Backbone that embeds the images: a bundled efficientnet_lite0/1/2 (offline), a timm "
+        "model name or a Hugging Face model."})
+    image_size: int | None = _image_size_field()
+    engine: str = _engine_field()
+    batch_size: int = _inference_batch_field()
+    num_workers: int | None = _workers_field()
+    shard_size: int = field(default=1024, metadata={
+        "help": "Vectors per shard file (the most work an interrupted run can lose).",
+        "min": 1, "max": 1_000_000})
+
+    def __post_init__(self) -> None:
+        validate_fields(self, what="index option")
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """How the Gradio demo shows a model: the settings of ``sortsight app``,
+    :func:`sortsight.demo.build_demo` and :func:`sortsight.demo.launch_demo`.
+
+    Example:
+        >>> DemoConfig().top_k
+        3
+    """
+
+    examples: str | None = field(default=None, metadata={
+        "help": "Folder of example images.", "default_text": "the run's validation images"})
+    title: str | None = field(default=None, metadata={
+        "help": "Page title.", "default_text": "from the model card"})
+    description: str | None = field(default=None, metadata={
+        "help": "Text under the title, Markdown.", "default_text": "from the model card"})
+    article: str | None = field(default=None, metadata={
+        "help": "Text under the demo, Markdown.", "default_text": "the rest of the model card"})
+    top_k: int = field(default=DEMO_TOP_K, metadata={"help": "Labels shown.", "min": 1, "max": 1000})
+    engine: str = _engine_field()
+    host: str = _host_field("demo")
+    port: int | None = field(default=None, metadata={
+        "help": "Port to listen on.", "min": 1, "max": 65535, "default_text": "7860, or the next free one"})
+    share: bool = field(default=False, metadata={
+        "help": "Also open a public gradio.live link while it runs (needs internet)."})
+
+    def __post_init__(self) -> None:
+        if self.examples is not None:
+            object.__setattr__(self, "examples", str(self.examples))
+        validate_fields(self, what="demo option")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudioConfig:
+    """Where and how the studio serves: the settings of ``sortsight studio``.
+
+    Example:
+        >>> StudioConfig().port
+        7860
+    """
+
+    host: str = _host_field("studio")
+    port: int = field(default=7860, metadata={"help": "Port to listen on.", "min": 1, "max": 65535})
+    home: str = field(default="~/.sortsight", metadata={
+        "help": "Folder holding the studio's projects and database."})
+    token: str | None = field(default=None, metadata={
+        "help": "Require this access token (given once as ?token=…). When --host is not this "
+        "computer (127.0.0.1) and no token is given, a random one is made.", "default_text": "none"})
+    max_upload_mb: int = field(default=2048, metadata={
+        "help": "Largest upload (one request) in MB.", "min": 1, "max": 1_000_000})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", str(self.home))
+        validate_fields(self, what="studio option")
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchConfig:
+    """How politely images are downloaded: the network settings of ``sortsight fetch``,
+    :func:`sortsight.fetch.fetch` and :func:`sortsight.websearch.fetch_search`.
+
+    Example:
+        >>> FetchConfig(concurrency=8).per_host
+        2
+    """
+
+    concurrency: int = field(default=4, metadata={"help": "Downloads at once.", "min": 1, "max": 256})
+    per_host: int = field(default=2, metadata={
+        "help": "Downloads at once from one server.", "min": 1, "max": 256})
+    delay: float = field(default=0.2, metadata={
+        "help": "Seconds between two requests to one server.", "min": 0.0, "max": 3600.0})
+    retries: int = field(default=3, metadata={
+        "help": "Retries after timeouts, dropped connections and HTTP 429/5xx.", "min": 0, "max": 100})
+    timeout: float = field(default=30.0, metadata={
+        "help": "Seconds to wait for a server.", "min": 0.1, "max": 3600.0})
+
+    def __post_init__(self) -> None:
+        validate_fields(self, what="download option")

@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sortsight.config import DEMO_TOP_K
-from sortsight.errors import ConfigError, ImageError, SortsightError
+from sortsight.config import DemoConfig
+from sortsight.errors import ImageError, SortsightError
 from sortsight.space import CardText, find_examples, read_card, resolve_model_dir
 
 __all__ = ["build_demo", "demo_texts", "import_gradio", "launch_demo"]
@@ -47,12 +47,12 @@ def build_demo(
     model_dir: str | Path,
     *,
     examples: str | Path | Sequence[str | Path] | None = None,
-    title: str | None = None,
-    description: str | None = None,
-    article: str | None = None,
-    top_k: int = DEMO_TOP_K,
+    title: str | None = DemoConfig.title,
+    description: str | None = DemoConfig.description,
+    article: str | None = DemoConfig.article,
+    top_k: int = DemoConfig.top_k,
     max_examples: int = 8,
-    engine: str = "auto",
+    engine: str = DemoConfig.engine,
 ) -> Any:
     """Build the Gradio demo for a run folder or a model folder.
 
@@ -69,11 +69,12 @@ def build_demo(
         ``/predict``.
 
     Raises:
-        SortsightError: gradio missing, no model in ``model_dir``, bad ``examples`` or ``top_k``.
+        SortsightError: gradio missing, no model in ``model_dir``, bad ``examples``; a
+            ``ConfigError`` for a setting :class:`~sortsight.config.DemoConfig` refuses.
     """
+    settings = DemoConfig(title=title, description=description, article=article, top_k=top_k, engine=engine)
+    top_k = settings.top_k
     gr = import_gradio()
-    if top_k < 1:
-        raise ConfigError(f"top_k must be at least 1, got {top_k}")
     model_path, run_dir = resolve_model_dir(model_dir)
     default_title, default_description, default_article = demo_texts(read_card(model_path), run_dir)
     example_images = _load_examples(find_examples(model_dir, examples, limit=max_examples))
@@ -161,9 +162,9 @@ def _score_line(run_dir: Path | None) -> str:
 def launch_demo(
     demo: Any,
     *,
-    host: str = "127.0.0.1",
-    port: int | None = None,
-    share: bool = False,
+    host: str = DemoConfig.host,
+    port: int | None = DemoConfig.port,
+    share: bool = DemoConfig.share,
     block: bool = True,
     on_ready: Callable[[str, str | None], None] | None = None,
 ) -> str:
@@ -182,8 +183,11 @@ def launch_demo(
         The local URL.
 
     Raises:
-        SortsightError: the port is taken or the address cannot be used.
+        SortsightError: the port is taken or the address cannot be used; a ``ConfigError`` for
+            a setting :class:`~sortsight.config.DemoConfig` refuses.
     """
+    settings = DemoConfig(host=host, port=port, share=share)
+    host, port, share = settings.host, settings.port, settings.share
     try:
         _, url, share_url = demo.launch(server_name=host, server_port=port, share=share, show_error=True,
                                         prevent_thread_lock=True, quiet=True)

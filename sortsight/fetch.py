@@ -41,6 +41,7 @@ from typing import Any
 
 from sortsight import __version__
 from sortsight._callable import make_module_callable
+from sortsight.config import FetchConfig
 from sortsight.errors import DataError, ImageError
 from sortsight.fetchlist import FetchItem, items_from_csv, items_from_manifest
 from sortsight.fileops import place_file
@@ -50,12 +51,6 @@ from sortsight.progress import ProgressCallback, Ticker
 __all__ = ["FetchItem", "FetchSummary", "fetch", "read_source"]
 
 JOURNAL_NAME = ".sortsight-fetch.jsonl"
-# the politeness defaults of fetch() and of websearch.fetch_search(), declared once
-CONCURRENCY = 4  # downloads at once
-PER_HOST = 2  # downloads at once from one server
-DELAY = 0.2  # seconds between two requests to one server
-RETRIES = 3  # retries after timeouts and 429/5xx
-TIMEOUT = 30.0  # seconds to wait for a server
 _TMP_NAME = ".sortsight-fetch-tmp"
 _RETRY_CODES = {408, 425, 429, 500, 502, 503, 504}
 _EXT = {
@@ -320,12 +315,12 @@ def fetch(
     label: str | None = None,
     label_field: str | None = None,
     size: int | None = 1024,
-    concurrency: int = CONCURRENCY,
-    per_host: int = PER_HOST,
-    delay: float = DELAY,
-    retries: int = RETRIES,
+    concurrency: int = FetchConfig.concurrency,
+    per_host: int = FetchConfig.per_host,
+    delay: float = FetchConfig.delay,
+    retries: int = FetchConfig.retries,
     backoff: float = 0.5,
-    timeout: float = TIMEOUT,
+    timeout: float = FetchConfig.timeout,
     max_bytes: int = 100 * 2**20,
     progress: ProgressCallback | None = None,
 ) -> FetchSummary:
@@ -339,12 +334,11 @@ def fetch(
         label_field: the CSV column or IIIF metadata field holding the label (CSV default: ``label``).
         size: IIIF only: the longest side asked of the image service (a box, never upscaled);
             None for the full size.
-        concurrency: downloads at once.
-        per_host: downloads at once from any one server.
-        delay: seconds between the starts of two requests to the same server.
-        retries: extra attempts after a timeout, dropped connection or HTTP 408/425/429/5xx.
+        concurrency, per_host, delay, retries, timeout: the politeness settings of
+            :class:`~sortsight.config.FetchConfig` (downloads at once, at once per server, seconds
+            between two requests to one server, retries after a timeout, a dropped connection or
+            HTTP 408/425/429/5xx, seconds to wait for a server), checked by it.
         backoff: first wait before a retry, in seconds; doubled each time.
-        timeout: seconds to wait for a server to answer.
         max_bytes: larger downloads are refused.
         progress: receives a ``fetch`` :class:`~sortsight.progress.ProgressEvent` per image.
 
@@ -352,11 +346,15 @@ def fetch(
         A :class:`FetchSummary`; broken and failed images are listed there (and in the journal).
 
     Raises:
+        ConfigError: a politeness setting is out of range.
         DataError: the source cannot be read or names no images.
     """
     started = time.perf_counter()
+    net = FetchConfig(
+        concurrency=concurrency, per_host=per_host, delay=delay, retries=retries, timeout=timeout
+    )
     out = Path(out_dir)
-    http = _Http(timeout, max(0, retries), max(0.0, backoff), max_bytes, _HostGate(per_host, delay))
+    http = _Http(net.timeout, net.retries, max(0.0, backoff), max_bytes, _HostGate(net.per_host, net.delay))
     skipped: list[dict[str, str]] = []
     if isinstance(source, list):
         items = source
@@ -383,7 +381,7 @@ def fetch(
         else:
             todo.append(item)
     ticker = Ticker(progress, "fetch", len(todo))
-    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="sortsight-fetch")
+    pool = ThreadPoolExecutor(max_workers=net.concurrency, thread_name_prefix="sortsight-fetch")
     interrupted = False
     log = _Journal(journal)
     try:

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from sortsight._index_embed import Embedder, default_image_size, iter_embeddings, load_embedder
-from sortsight.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
+from sortsight.config import IndexConfig
 from sortsight.errors import DataError, ModelError
 from sortsight.fileops import atomic_write, atomic_write_text, repair_tail
 from sortsight.images import iter_image_files, sort_key
@@ -212,12 +212,12 @@ def build_index(
     source: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    model: str = DEFAULT_MODEL,
-    image_size: int | None = None,
-    engine: str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    shard_size: int = 1024,
-    num_workers: int | None = None,
+    model: str = IndexConfig.model,
+    image_size: int | None = IndexConfig.image_size,
+    engine: str = IndexConfig.engine,
+    batch_size: int = IndexConfig.batch_size,
+    shard_size: int = IndexConfig.shard_size,
+    num_workers: int | None = IndexConfig.num_workers,
     progress: ProgressCallback | None = None,
 ) -> IndexSummary:
     """Embed every image under ``source`` into the index folder ``out`` (incremental, resumable).
@@ -237,17 +237,26 @@ def build_index(
         An :class:`IndexSummary` (``skipped`` lists every unreadable file with its reason).
 
     Raises:
+        ConfigError: a setting is out of range (checked by :class:`~sortsight.config.IndexConfig`).
         DataError: ``source`` is not a folder or holds no images; ``out`` is not an index.
         ModelError: ``out`` was built with another backbone; the model cannot be loaded.
     """
+    settings = IndexConfig(
+        model=model,
+        image_size=image_size,
+        engine=engine,
+        batch_size=batch_size,
+        shard_size=shard_size,
+        num_workers=num_workers,
+    )
     root = Path(source).expanduser().absolute()
     if not root.is_dir():
         raise DataError(f"'{source}' is not a folder. Give the folder of images to index.")
     folder = Path(out).expanduser().absolute()
     if folder == root or root in folder.parents:
         raise DataError(f"The index '{out}' would be inside the pile '{source}'; write it elsewhere.")
-    size = int(image_size or default_image_size(model))
-    bid = backbone_id(model, size)
+    size = int(settings.image_size or default_image_size(settings.model))
+    bid = backbone_id(settings.model, size)
     meta = _prepare(folder, root, bid)
     (folder / _SHARDS).mkdir(parents=True, exist_ok=True)
     table = folder / _TABLE
@@ -259,18 +268,21 @@ def build_index(
     summary = IndexSummary(folder, bid, total=len(present), already=unchanged)
     start = time.perf_counter()
     if todo:
-        embedder = load_embedder(model, size, engine=engine)
+        embedder = load_embedder(settings.model, size, engine=settings.engine)
         summary.engine = embedder.engine.name
         dim = embedder.dim
         if meta is not None and int(meta["backbone"].get("dim", dim)) != dim:
             raise ModelError(f"'{out}' holds {meta['backbone']['dim']}-d vectors, this backbone gives {dim}.")
         if meta is None:
             meta = {"format": INDEX_FORMAT, "version": _VERSION, "root": str(root), "created": time.time()}
-        meta["backbone"] = {"id": bid, "model": resolve_model_name(model), "image_size": size, "dim": dim}
+        meta["backbone"] = {
+            "id": bid,
+            "model": resolve_model_name(settings.model),
+            "image_size": size,
+            "dim": dim,
+        }
         atomic_write_text(folder / _META, json.dumps(meta, indent=2, ensure_ascii=False))
-        _embed_all(
-            embedder, root, todo, folder, next_shard, summary, batch_size, shard_size, num_workers, progress
-        )
+        _embed_all(embedder, root, todo, folder, next_shard, summary, settings, progress)
     summary.seconds = time.perf_counter() - start
     _finish(folder, root, present, summary, meta)
     return summary
@@ -283,9 +295,7 @@ def _embed_all(
     folder: Path,
     shard: int,
     summary: IndexSummary,
-    batch_size: int,
-    shard_size: int,
-    num_workers: int | None,
+    settings: IndexConfig,
     progress: ProgressCallback | None,
 ) -> None:
     table = folder / _TABLE
@@ -310,7 +320,7 @@ def _embed_all(
 
     files = [path for path, _, _ in todo]
     for i, sha, vector, reason in iter_embeddings(
-        embedder, files, batch_size=batch_size, num_workers=num_workers
+        embedder, files, batch_size=settings.batch_size, num_workers=settings.num_workers
     ):
         path, size, mtime = todo[i]  # the stat taken before reading: a file changed since is embedded again
         row = {
@@ -333,7 +343,7 @@ def _embed_all(
             vectors.append(vector)
             summary.embedded += 1
         rows.append(row)
-        if len(vectors) >= shard_size or len(rows) >= 4 * shard_size:
+        if len(vectors) >= settings.shard_size or len(rows) >= 4 * settings.shard_size:
             flush()
     flush()
 

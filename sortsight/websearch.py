@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sortsight.config import DEFAULT_NEAR_DISTANCE
+from sortsight.config import DEFAULT_NEAR_DISTANCE, FetchConfig
 from sortsight.errors import DataError, ImageError
-from sortsight.fetch import CONCURRENCY, DELAY, JOURNAL_NAME, PER_HOST, RETRIES, TIMEOUT, FetchSummary, fetch
+from sortsight.fetch import JOURNAL_NAME, FetchSummary, fetch
 from sortsight.fetchlist import FetchItem, safe_label, short_hash, slug
 from sortsight.fileops import atomic_write_text, place_file
 from sortsight.progress import ProgressCallback, ProgressEvent, emit
@@ -329,11 +329,11 @@ def fetch_search(
     endpoint: str = DEFAULT_ENDPOINT,
     search_delay: float = 1.0,
     near_distance: int = DEFAULT_NEAR_DISTANCE,
-    concurrency: int = CONCURRENCY,
-    per_host: int = PER_HOST,
-    delay: float = DELAY,
-    retries: int = RETRIES,
-    timeout: float = TIMEOUT,
+    concurrency: int = FetchConfig.concurrency,
+    per_host: int = FetchConfig.per_host,
+    delay: float = FetchConfig.delay,
+    retries: int = FetchConfig.retries,
+    timeout: float = FetchConfig.timeout,
     progress: ProgressCallback | None = None,
 ) -> FetchSummary:
     """Search the web for each query and download up to ``limit`` images into ``out_dir/<label>/``.
@@ -356,6 +356,7 @@ def fetch_search(
         and what became of it.
 
     Raises:
+        ConfigError: a politeness setting is out of range (before anything is searched).
         DataError: the search cannot be reached or rate-limits, or the arguments do not fit.
 
     Example:
@@ -364,6 +365,7 @@ def fetch_search(
     started = time.perf_counter()
     if limit < 1:
         raise DataError(f"--limit must be at least 1, got {limit}.")
+    FetchConfig(concurrency=concurrency, per_host=per_host, delay=delay, retries=retries, timeout=timeout)
     out = Path(out_dir)
     names = _labels_for(queries, labels)
     label_of = dict(zip(queries, names, strict=True))

@@ -20,7 +20,15 @@ from click.testing import CliRunner
 
 from sortsight.cli import _COMMANDS, cli
 from sortsight.cli._logs import capture_library_output
-from sortsight.config import PredictConfig, TrainConfig, describe_fields
+from sortsight.config import (
+    DemoConfig,
+    FetchConfig,
+    IndexConfig,
+    PredictConfig,
+    StudioConfig,
+    TrainConfig,
+    describe_fields,
+)
 
 
 def _commands() -> dict[str, click.Command]:
@@ -48,7 +56,14 @@ def test_every_option_of_every_command_has_help(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "cls", "arguments"),
-    [("train", TrainConfig, {"data_path"}), ("predict", PredictConfig, {"model", "inputs"})],
+    [
+        ("train", TrainConfig, {"data_path"}),
+        ("predict", PredictConfig, {"model", "inputs"}),
+        ("index", IndexConfig, set()),
+        ("app", DemoConfig, set()),
+        ("studio", StudioConfig, set()),
+        ("fetch", FetchConfig, set()),
+    ],
 )
 def test_config_commands_offer_every_field_with_its_default_and_range(
     name: str, cls: type, arguments: set[str]
@@ -60,7 +75,7 @@ def test_config_commands_offer_every_field_with_its_default_and_range(
         assert d["name"] in records, f"{cls.__name__}.{d['name']} has no option on 'sortsight {name}'"
         text = records[d["name"]]
         assert "[default: " in text, f"sortsight {name} {d['flag']}: no default shown in {text!r}"
-        if d["name"] != "engine":  # predict's --engine adds "ray" to the config's engines
+        if (name, d["name"]) != ("predict", "engine"):  # predict's --engine adds "ray" to the engines
             assert d["help"] in text
         if d["min"] is not None and d["max"] is not None:
             assert f"–{d['max']:g}" in text or f"–{d['max']}" in text, text
@@ -108,6 +123,33 @@ def test_predict_values_are_checked_by_the_config(tiny_model_dir: Path, tmp_path
     assert result.exit_code == 1 and "batch_size must be at least 1" in result.stderr, result.output
     result = CliRunner().invoke(cli, ["evaluate", str(tiny_model_dir), str(tmp_path), "--batch-size", "-3"])
     assert result.exit_code == 1 and "batch_size must be at least 1" in result.stderr, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["index", "{tmp}", "--out", "{tmp}.index", "--batch-size", "0"], "batch_size must be at least 1"),
+        (
+            ["fetch", "{tmp}/list.csv", "--out", "{tmp}/data", "--concurrency", "0"],
+            "concurrency must be at least 1",
+        ),
+        (
+            ["fetch", "--search", "cygnet", "--out", "{tmp}/data", "--timeout", "0"],
+            "timeout must be at least 0.1",
+        ),
+        (["studio", "--port", "0"], "port must be at least 1 and at most 65535, got 0"),
+        (["studio", "--home", "{tmp}/home.txt"], "is a file. Give a folder"),
+    ],
+)
+def test_other_commands_values_are_checked_by_their_config(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    (tmp_path / "home.txt").write_text("not a folder", encoding="utf-8")
+    result = CliRunner().invoke(cli, [a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith("Error: ") and message in lines[0], result.stderr
+    assert not (tmp_path / "data").exists() and not Path(f"{tmp_path}.index").exists()  # nothing was written
 
 
 def test_exit_codes_are_documented_and_used() -> None:

@@ -7,13 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from sortsight.autotrain import load_train_config
 from sortsight.config import (
+    DemoConfig,
+    FetchConfig,
+    IndexConfig,
     PredictConfig,
+    StudioConfig,
     TrainConfig,
     config_from_dict,
     config_to_dict,
     describe_fields,
-    load_train_config,
     parse_duration,
 )
 from sortsight.errors import ConfigError
@@ -156,7 +160,9 @@ def test_values_are_converted_to_the_declared_types() -> None:
     assert (pc.model, pc.inputs, pc.top_k, pc.threshold, pc.num_workers) == ("m", ("new",), 3, 0.5, 0)
 
 
-@pytest.mark.parametrize("cls", [TrainConfig, PredictConfig])
+@pytest.mark.parametrize(
+    "cls", [TrainConfig, PredictConfig, IndexConfig, DemoConfig, StudioConfig, FetchConfig]
+)
 def test_every_option_is_declared_with_help_and_a_valid_default(cls: type) -> None:
     described = describe_fields(cls)
     assert [d["name"] for d in described] == [f.name for f in dataclasses.fields(cls)]
@@ -186,3 +192,55 @@ def test_durations_and_round_trip() -> None:
     assert cfg.models == ("efficientnet_lite0@160", "efficientnet_lite1")
     assert cfg.mixed_precision == "no" and cfg.log == "none"
     assert config_from_dict(TrainConfig, config_to_dict(cfg)) == cfg
+
+
+def test_options_several_workflows_share_are_declared_once() -> None:
+    def declared(cls: type) -> dict[str, dict]:
+        return {d["name"]: d for d in describe_fields(cls)}
+
+    train, predict, index = declared(TrainConfig), declared(PredictConfig), declared(IndexConfig)
+    demo, studio = declared(DemoConfig), declared(StudioConfig)
+    for name in ("engine", "batch_size", "num_workers"):  # predicting and indexing run the same inference
+        assert index[name] == predict[name], name
+    assert demo["engine"] == predict["engine"]
+    assert index["image_size"] == train["image_size"]
+    assert demo["host"]["default"] == studio["host"]["default"] == "127.0.0.1"
+    assert demo["host"]["help"].replace("demo", "studio") == studio["host"]["help"]
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: IndexConfig(batch_size=0), "batch_size must be at least 1"),
+        (lambda: IndexConfig(engine="gpu"), "Unknown engine 'gpu'"),
+        (lambda: IndexConfig(image_size="big"), "image_size must be a whole number, got 'big'"),
+        (lambda: DemoConfig(top_k=0), "top_k must be at least 1"),
+        (lambda: DemoConfig(port=65536), "port must be at least 1 and at most 65535"),
+        (lambda: StudioConfig(max_upload_mb=0), "max_upload_mb must be at least 1"),
+        (lambda: FetchConfig(per_host=0), "per_host must be at least 1"),
+        (lambda: FetchConfig(delay=-1), "delay must be at least 0"),
+    ],
+)
+def test_the_other_workflows_configs_refuse_bad_values_in_one_line(build, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        build()
+    assert "\n" not in str(caught.value)
+
+
+def test_library_functions_check_their_settings_before_touching_anything(tmp_path: Path) -> None:
+    from sortsight.demo import launch_demo
+    from sortsight.fetch import fetch
+    from sortsight.index import build_index
+    from sortsight.websearch import fetch_search
+
+    pile = tmp_path / "pile"
+    pile.mkdir()
+    with pytest.raises(ConfigError, match="batch_size must be at least 1"):
+        build_index(pile, tmp_path / "pile.index", batch_size=0)
+    with pytest.raises(ConfigError, match="concurrency must be at least 1"):
+        fetch(tmp_path / "list.csv", tmp_path / "data", concurrency=0)
+    with pytest.raises(ConfigError, match="retries must be at least 0"):
+        fetch_search(["cygnet"], tmp_path / "data", retries=-1)  # refused before any search is sent
+    with pytest.raises(ConfigError, match="port must be at least 1"):
+        launch_demo(object(), port=0)  # refused before the demo is touched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pile"]

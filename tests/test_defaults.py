@@ -36,6 +36,7 @@ from sortsight.config import (
     DEFAULT_SEED,
     DEFAULT_TOP_K,
     DEFAULT_VALID_SPLIT,
+    PREDICT_ENGINES,
     PredictConfig,
     TrainConfig,
 )
@@ -109,7 +110,11 @@ def test_cli_options_use_the_constants() -> None:
     seed, valid = check_options["seed"], check_options["valid_split"]
     assert seed.default is None and f"[default: {DEFAULT_SEED};" in str(seed.help)
     assert valid.default is None and f"[default: {DEFAULT_VALID_SPLIT:g};" in str(valid.help)
-    assert {p.name: p.default for p in index_command.params}["batch_size"] == DEFAULT_BATCH_SIZE
+    # so are index's (IndexConfig's fields, sharing PredictConfig's declarations of batch and engine)
+    index_options = {p.name: p for p in index_command.params if isinstance(p, click.Option)}
+    batch, engine = index_options["batch_size"], index_options["engine"]
+    assert batch.default is None and f"[default: {DEFAULT_BATCH_SIZE};" in str(batch.help)
+    assert engine.type.choices == PREDICT_ENGINES  # type: ignore[attr-defined]
 
 
 def _literal_repeats(source: str) -> list[tuple[int, str]]:

@@ -99,7 +99,8 @@ def test_cli_app_launches_on_loopback_by_default(run_dir: Path, monkeypatch: pyt
     [
         (["app", "{tmp}/nothing"], "no model found"),
         (["app", "{run}", "--examples", "{tmp}/missing"], "does not exist"),
-        (["app", "{run}", "--top-k", "0"], "Invalid value"),
+        (["app", "{run}", "--top-k", "0"], "top_k must be at least 1 and at most 1000, got 0"),
+        (["app", "{run}", "--port", "70000"], "port must be at least 1 and at most 65535, got 70000"),
     ],
 )
 def test_cli_app_user_errors(run_dir: Path, tmp_path: Path, args: list[str], message: str) -> None:

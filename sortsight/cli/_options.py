@@ -46,7 +46,8 @@ def config_options(
     Options default to None, so a command passes on only what was typed (``given``) and the
     config supplies the default (a ``--config`` file or a stored run can then fill the rest).
     Fields that already have an option on the command (written by hand) are left alone, so
-    place this decorator directly under ``@click.command``.
+    place this decorator directly under ``@click.command``; placed directly above the function
+    instead, its options are listed after the hand-written ones (which it then cannot see).
 
     Args:
         cls: the config dataclass (``TrainConfig``, ``PredictConfig``).

@@ -5,8 +5,6 @@ Thin: parse → :func:`sortsight.fetch.fetch` → render the summary.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from shlex import quote
 from typing import Any
 
@@ -14,7 +12,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from sortsight.cli._options import config_options, given
 from sortsight.cli._render import ProgressView, output_console, print_next
+from sortsight.config import FetchConfig, config_to_dict
 from sortsight.fetch import FetchSummary
 from sortsight.fetch import fetch as fetch_images
 from sortsight.websearch import DEFAULT_ENDPOINT, fetch_search
@@ -52,26 +52,6 @@ def render_fetch_summary(console: Console, summary: FetchSummary, *, max_rows: i
         if len(problems) > max_rows:
             console.print(f"… and {len(problems) - max_rows} more (see {summary.journal}).")
         console.print("Run the same command again to retry the failed ones; finished images are skipped.")
-
-
-# the politeness options of both downloaders; the defaults are fetch()'s own, declared there once
-_NETWORK = (
-    ("concurrency", click.IntRange(min=1), "Downloads at once."),
-    ("per_host", click.IntRange(min=1), "Downloads at once from one server."),
-    ("delay", click.FloatRange(min=0), "Seconds between requests to one server."),
-    ("retries", click.IntRange(min=0), "Retries after timeouts and 429/5xx."),
-    ("timeout", click.FloatRange(min=0.1), "Seconds to wait for a server."),
-)
-
-
-def _network_options(command: Callable[..., None]) -> Callable[..., None]:
-    defaults = inspect.signature(fetch_images).parameters
-    for name, kind, text in reversed(_NETWORK):
-        flag = "--" + name.replace("_", "-")
-        command = click.option(
-            flag, name, type=kind, default=defaults[name].default, show_default=True, help=text
-        )(command)
-    return command
 
 
 @click.command()
@@ -112,7 +92,7 @@ def _network_options(command: Callable[..., None]) -> Callable[..., None]:
     show_default=True,
     help="IIIF: longest side to ask for (0: full size).",
 )
-@_network_options
+@config_options(FetchConfig)  # listed after the command's own options
 def fetch(
     source: str | None,
     queries: tuple[str, ...],
@@ -122,7 +102,7 @@ def fetch(
     labels: tuple[str, ...],
     label_field: str | None,
     size: int,
-    **network: Any,
+    **options: Any,
 ) -> None:
     """Download images into OUT/<label>/ from SOURCE — a CSV with url,label columns, or a IIIF
     Presentation v2/v3 manifest (file or URL) — or from a web image search (--search, one class
@@ -135,6 +115,7 @@ def fetch(
       sortsight fetch maps.csv --out data/maps
       sortsight fetch https://example.org/iiif/manifest.json --out data --label-field Genre --size 800
     """
+    network = FetchConfig(**given(options))
     err = Console(stderr=True)
     out = output_console()
     if bool(source) == bool(queries):
@@ -148,7 +129,7 @@ def fetch(
                 labels=list(labels) or None,
                 endpoint=search_endpoint,
                 progress=bar,
-                **network,
+                **config_to_dict(network),
             )
         render_fetch_summary(out, summary)
         out.print(f"Sources: {summary.out_dir}/sources.csv. Next: sortsight check {summary.out_dir}")
@@ -163,7 +144,7 @@ def fetch(
             label_field=label_field,
             size=size or None,
             progress=bar,
-            **network,
+            **config_to_dict(network),
         )
     render_fetch_summary(out, summary)
     if summary.downloaded or summary.already_done:

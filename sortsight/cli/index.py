@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 
+from sortsight.cli._options import config_options, given
 from sortsight.cli._render import ProgressView, output_console
-from sortsight.config import DEFAULT_BATCH_SIZE, DEFAULT_MODEL
+from sortsight.config import IndexConfig, config_to_dict
 
 __all__ = ["index", "map_command", "similar"]
 
@@ -22,36 +24,8 @@ __all__ = ["index", "map_command", "similar"]
 @click.option(
     "--out", "-o", type=click.Path(path_type=Path), default=None, help="Index folder (default: PILE.index)."
 )
-@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Backbone that embeds the images.")
-@click.option(
-    "--image-size", type=click.IntRange(32, 1024), default=None, help="Input side (default: the model's)."
-)
-@click.option(
-    "--engine",
-    type=click.Choice(["auto", "onnx", "jit", "eager"]),
-    default="auto",
-    show_default=True,
-    help="Inference engine; auto takes the fastest available (onnx, then jit, then eager).",
-)
-@click.option(
-    "--batch-size",
-    default=DEFAULT_BATCH_SIZE,
-    show_default=True,
-    type=click.IntRange(1, 1024),
-    help="Images per batch.",
-)
-@click.option(
-    "--workers", "num_workers", default=None, type=click.IntRange(0, 64), help="Decoding processes."
-)
-def index(
-    pile: Path,
-    out: Path | None,
-    model: str,
-    image_size: int | None,
-    engine: str,
-    batch_size: int,
-    num_workers: int | None,
-) -> None:
+@config_options(IndexConfig, names={"num_workers": ("--workers",)})  # listed after --out
+def index(pile: Path, out: Path | None, **options: Any) -> None:
     """Embed every image under PILE into an index (for `similar`, `map` and the studio's labelling).
 
     Re-running embeds only new or changed files; an interrupted run resumes where it stopped.
@@ -65,17 +39,9 @@ def index(
 
     folder = pile.expanduser().absolute()
     target = out or folder.with_name(folder.name + ".index")  # beside the pile, never inside it
+    settings = IndexConfig(**given(options))  # checked before anything is read
     with ProgressView(Console(stderr=True)) as progress:
-        summary = build_index(
-            pile,
-            target,
-            model=model,
-            image_size=image_size,
-            engine=engine,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            progress=progress,
-        )
+        summary = build_index(pile, target, **config_to_dict(settings), progress=progress)
     console = output_console()
     rate = f" at {summary.images_per_second:.1f} images/s ({summary.engine})" if summary.embedded else ""
     console.print(

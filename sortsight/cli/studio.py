@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 import click
+
+from sortsight.cli._options import config_options, given
+from sortsight.config import StudioConfig
 
 __all__ = ["studio"]
 
@@ -14,35 +18,7 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @click.command("studio")
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on. Keep 127.0.0.1 unless others must reach the studio.",
-)
-@click.option(
-    "--port", default=7860, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on."
-)
-@click.option(
-    "--home",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("~/.sortsight"),
-    show_default=True,
-    help="Folder holding the studio's projects and database.",
-)
-@click.option(
-    "--token",
-    default=None,
-    help="Require this access token (given once as ?token=…). "
-    "When --host is not this computer (127.0.0.1) and no token is given, a random one is made.",
-)
-@click.option(
-    "--max-upload-mb",
-    default=2048,
-    show_default=True,
-    type=click.IntRange(1, 1_000_000),
-    help="Largest upload (one request) in MB.",
-)
+@config_options(StudioConfig)
 @click.option(
     "--allow-folder",
     "folders",
@@ -60,15 +36,7 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
     help="Another host name the studio answers to (e.g. behind a proxy). Requests addressed to "
     "any other name are refused.",
 )
-def studio(
-    host: str,
-    port: int,
-    home: Path,
-    token: str | None,
-    max_upload_mb: int,
-    folders: tuple[Path, ...],
-    extra_hosts: tuple[str, ...],
-) -> None:
+def studio(folders: tuple[Path, ...], extra_hosts: tuple[str, ...], **options: Any) -> None:
     """Start the studio web app: projects, upload, train, fix mistakes, sort new images.
 
     Open the printed address in a browser. Stop with Ctrl+C (running jobs go on and are found
@@ -79,6 +47,8 @@ def studio(
     from sortsight.studio.security import own_host_names
     from sortsight.studio.uploads import UploadLimits
 
+    settings = StudioConfig(**given(options))
+    host, port, token, home = settings.host, settings.port, settings.token, Path(settings.home)
     if host not in _LOOPBACK:
         if token is None:
             token = secrets.token_urlsafe(16)
@@ -90,7 +60,7 @@ def studio(
             bold=True,
             err=True,
         )
-    limits = UploadLimits(max_request_bytes=max_upload_mb * 1024**2)
+    limits = UploadLimits(max_request_bytes=settings.max_upload_mb * 1024**2)
     hosts = (*own_host_names(host), *extra_hosts)
     app = create_app(home, token=token, limits=limits, hosts=hosts, folders=folders)
     import uvicorn

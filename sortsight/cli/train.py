@@ -15,9 +15,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from sortsight.autotrain import load_train_config
 from sortsight.cli._options import config_options, given
 from sortsight.cli._render import ProgressView, output_console, print_next, render_run_skipped
-from sortsight.config import TrainConfig, config_from_dict, load_train_config
+from sortsight.config import TrainConfig, config_from_dict
 
 __all__ = ["train"]
 

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from sortsight.config import DEFAULT_SEED, DEFAULT_VALID_SPLIT
+from sortsight.errors import ConfigError
 from sortsight.studio.jobs import DEFAULT_CLI, JobManager, cli_step
 from sortsight.studio.store import Job, Project, Store
 from sortsight.studio.uploads import UploadLimits
@@ -110,6 +111,8 @@ class Studio:
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser().resolve()
+        if self.home.exists() and not self.home.is_dir():
+            raise ConfigError(f"The studio's home '{self.home}' is a file. Give a folder (made if missing).")
         (self.home / "projects").mkdir(parents=True, exist_ok=True)
         self.store = Store(self.home / "studio.sqlite")
         self.jobs = JobManager(self.store)
