@@ -48,7 +48,8 @@ def features(root: Path, model: str = "efficientnet_lite0", *, mirror: bool = Tr
 
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
     _, data_config, split = build_model(model, None, TrainConfig(), classes)
-    frozen = FrozenPass(split, data_config)
+    images = sum(1 for part in ("train", "test") for f in (root / part).rglob("*") if f.is_file())
+    frozen = FrozenPass(split, data_config, images=images)  # the engine is chosen for all of them
     out: dict[str, np.ndarray] = {}
     for part in ("train", "test"):
         items = [(str(f), k) for k, c in enumerate(classes) for f in sorted((root / part / c).iterdir())]

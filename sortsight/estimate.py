@@ -287,7 +287,7 @@ def _timed_sample(
     from sortsight.training import speeds
     from sortsight.training.frozen import FrozenPass
 
-    frozen = FrozenPass(split, data_config)
+    frozen = FrozenPass(split, data_config, images=len(paths))  # the engine the run's job would get
     warm, sample = _samples(len(paths))
     frozen.run([paths[i] for i in warm])  # chooses the engine (exports and caches ONNX once)
     setup = time.perf_counter() - t0

@@ -161,8 +161,8 @@ def train_multilabel(config: TrainConfig, *, progress: ProgressCallback | None =
     t0 = time.perf_counter()
     # the single-label engine's frozen pass: decoding ahead in threads, the fastest engine measured here
     split = split_for(model, config.model, data_config)
-    frozen = FrozenPass(split, data_config)
     paths = [it.path for it in train_items] + [it.path for it in valid_items]
+    frozen = FrozenPass(split, data_config, images=len(paths))  # its engine serves every image
     first = frozen.run(paths[:_FIRST])  # chooses the engine; its speed gives the estimate
     per_image = first.seconds / max(1, len(first.kept))
     estimate = per_image * (len(paths) - len(first.kept)) * 1.1 + 5.0

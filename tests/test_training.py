@@ -157,6 +157,33 @@ def test_a_small_frozen_pass_stays_eager_and_exports_nothing(
     assert "eager_pass_seconds" not in again.timing and "onnx_seconds_per_image" in again.timing
 
 
+def test_the_frozen_engine_is_chosen_for_the_whole_job_not_its_first_run(
+    lite0_split: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training's first run passes a few images (the estimate's sample) and the engine it picks
+    serves every later run: told the job's size, a first run over 4 images still exports the
+    graph (it decided 'eager' for the whole job before, and a first training on a machine ran its
+    frozen pass eager); a job that really is 4 images stays eager."""
+    from PIL import Image
+
+    from sortsight.training import frozen as frozen_module
+
+    monkeypatch.setenv("SORTSIGHT_CACHE", str(tmp_path / "cache"))
+    _, dc, split = lite0_split
+    paths = []
+    for k in range(4):
+        paths.append(tmp_path / f"{k}.png")
+        Image.new("RGB", (40, 40), (60 * k, 90, 200 - 40 * k)).save(paths[-1])
+    small_job = frozen_module.FrozenPass(split, dc)
+    small_job.run(paths)
+    assert small_job.engine == "eager" and "eager_pass_seconds" in small_job.timing
+    assert not list(tmp_path.rglob("frozen-*.onnx"))
+    big_job = frozen_module.FrozenPass(split, dc, images=10**6)  # eager would take hours: the export pays
+    first = big_job.run(paths)
+    assert first.kept == [0, 1, 2, 3]
+    assert "onnx_seconds_per_image" in big_job.timing and len(list(tmp_path.rglob("frozen-*.onnx"))) == 1
+
+
 def test_schedule_warms_up_then_decays() -> None:
     total = 100
     assert lr_factor(0, total, 0.1, "cosine") == pytest.approx(0.1)

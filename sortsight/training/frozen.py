@@ -79,16 +79,25 @@ class Frozen:
 
 
 class FrozenPass:
-    """``run(paths)`` → :class:`Frozen`, on the engine chosen by :func:`frozen_engine`."""
+    """``run(paths)`` → :class:`Frozen`, on the engine chosen by :func:`frozen_engine`.
 
-    def __init__(self, split: Split, data_config: Any, *, engine: str = "auto") -> None:
+    ``images``: how many images this pass will see over all its runs (a training run's train,
+    validation and test images). The engine is chosen once, on the first run, for all of them, so
+    a first run over a few images (the sample an estimate is timed on) must not decide that an
+    export does not pay. Default: each run's own count.
+    """
+
+    def __init__(
+        self, split: Split, data_config: Any, *, engine: str = "auto", images: int | None = None
+    ) -> None:
         self.split, self.data_config, self.requested = split, data_config, engine
+        self.images = images
         self.net = _TrunkAndFeatures(split).eval()
         self.session: Any = None
         self.engine = ""
         self.timing: dict[str, float] = {}
         self.setup_seconds = 0.0  # spent choosing the engine (exporting, timing)
-        self.pending = 0  # images the current run() will pass (a small pass is not worth an export)
+        self.pending = 0  # images the engine will serve (a small job is not worth an export)
 
     def _eager(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.split.tail.eval()
@@ -125,7 +134,7 @@ class FrozenPass:
         acts: list[torch.Tensor] = []
         feats: list[torch.Tensor] = []
         ticker = Ticker(progress, phase, total=len(paths))
-        self.pending = len(paths)
+        self.pending = max(len(paths), self.images or 0)
         for idx, pixels in stream_eval(paths, self.data_config, failed=failed):
             a, f = self(pixels)
             kept += idx

@@ -167,7 +167,8 @@ def _train_candidate(
     metrics_log = rd.MetricsLog(out, env, config.log)
 
     # 1. features: every image once through the frozen trunk and the pretrained tail
-    frozen = FrozenPass(split, data_config)
+    job = len(data.train_paths) + len(data.valid_paths) + len(data.test_paths)
+    frozen = FrozenPass(split, data_config, images=job)  # its engine serves the whole job
     first = frozen.run(data.train_paths[:_FIRST])  # chooses the engine; its speed gives the estimate
     _estimate(events, name, size, side, frozen, first, data, plan, config)
     tr = first.concat(frozen.run(data.train_paths[_FIRST:], progress=events), _FIRST)
