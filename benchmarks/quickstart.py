@@ -26,6 +26,7 @@ Usage::
 
     python benchmarks/quickstart.py                       # fresh folder under ./bench-work
     python benchmarks/quickstart.py --repeat 2 --json qs.json
+    python benchmarks/quickstart.py --repeat 2 --cold     # each run without the ONNX graphs made before
     python benchmarks/quickstart.py --estimate-sets --sets fonts,scanner --scale 0.2
 
 The machine may be shared: the CPU capability, cores and load average are printed with the figures.
@@ -203,6 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--estimate-sets", action="store_true", help="estimate vs actual on benchmark sets")
     parser.add_argument("--sets", default="fashion,fonts,scanner,digits", help="with --estimate-sets")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of each set's images")
+    parser.add_argument(
+        "--cold", action="store_true", help="remove the cached ONNX graphs before each quickstart run"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sets: a smoke run, figures mean nothing")
     args = parser.parse_args(argv)
     work = Path(args.work).resolve() / "quickstart"
@@ -238,6 +242,11 @@ def main(argv: list[str] | None = None) -> None:
         print("goals: estimate/actual within 0.75–1.25, cost ≤ 5 % of the run")
     else:
         for rep in range(1, args.repeat + 1):
+            if args.cold:  # a machine's first run: no ONNX graph made before (the speeds are kept)
+                from sortsight.fileops import cache_dir
+
+                for graph in (cache_dir() / "onnx").glob("*.onnx*"):
+                    graph.unlink()
             row = quickstart_once(work, work / "logs" / f"quickstart-{rep}.log")
             rows.append(row)
             print(
