@@ -76,6 +76,8 @@ def run_quickstart(
     from sortsight.predict import run_predict
     from sortsight.train import train
 
+    settings = dict(train_options or {}, **({} if epochs is None else {"epochs": epochs}))
+    TrainConfig(**settings)  # a bad option is refused before anything is written
     sample = sample_dir()
     work = new_workdir(workdir)
     work.mkdir(parents=True)
@@ -91,9 +93,7 @@ def run_quickstart(
         "out": str(run_dir),
         "project_name": "fashion-sample",
     }
-    if epochs is not None:
-        options["epochs"] = epochs
-    options.update(train_options or {})
+    options.update(settings)
     trained = train(TrainConfig(**options), progress=progress)
 
     emit(progress, ProgressEvent("quickstart", 3, 4, message="3/4 Evaluating on the held-out test images"))

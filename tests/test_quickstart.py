@@ -42,3 +42,17 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     sorted_files = [p for p in (result.workdir / "sorted").rglob("*.png")]
     assert len(sorted_files) == 50  # every inbox image copied once, into a label or unsure/ folder
     assert len(list((sample_dir() / "inbox").glob("*.png"))) == 50  # the sample itself untouched
+
+
+def test_a_bad_option_is_refused_before_the_work_folder_is_made(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sortsight.cli import cli
+
+    result = CliRunner().invoke(cli, ["quickstart", "--out", str(tmp_path / "qs"), "--epochs", "0"])
+    assert result.exit_code == 1, result.output
+    expected = "Error: Invalid training option: epochs must be at least 1 and at most 1000, got 0."
+    assert result.stderr.strip() == expected
+    assert not (tmp_path / "qs").exists()  # it was left behind, empty, before
+    help_text = CliRunner().invoke(cli, ["quickstart", "--help"], terminal_width=200).output
+    assert "Fine-tuning epochs (passes over the training images).  [default: 5; 1–1000]" in help_text

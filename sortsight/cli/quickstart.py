@@ -7,7 +7,9 @@ from shlex import quote
 import click
 from rich.table import Table
 
+from sortsight.cli._options import config_options
 from sortsight.cli._render import ProgressView, output_console, print_next
+from sortsight.config import TrainConfig
 
 
 @click.command()
@@ -26,7 +28,7 @@ from sortsight.cli._render import ProgressView, output_console, print_next
     type=float,
     help="Inbox images scored below this go into sorted/unsure/.",
 )
-@click.option("--epochs", default=None, type=int, help="Fine-tuning epochs (default: the training default).")
+@config_options(TrainConfig, only=("epochs",))  # training's own declaration, checked by TrainConfig
 def quickstart(workdir: str, threshold: float, epochs: int | None) -> None:
     """Train → evaluate → report → sort on the bundled Fashion-MNIST sample (offline, CPU)."""
     from sortsight.quickstart import run_quickstart
