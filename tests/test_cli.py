@@ -185,6 +185,11 @@ def test_ctrl_c_in_a_real_process_is_130_without_traceback(tmp_path: Path) -> No
     urls = tmp_path / "urls.csv"
     urls.write_text(f"url,label\nhttp://127.0.0.1:{server.getsockname()[1]}/a.jpg,a\n", encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # the child inherits this worker's SIGINT disposition and mask, which an earlier test in the same
+    # pytest worker may have left ignored or blocked (the test then waited 30 s in two clean-clone
+    # suites, never alone): give it the default a terminal's process has
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -203,6 +208,9 @@ def test_ctrl_c_in_a_real_process_is_130_without_traceback(tmp_path: Path) -> No
         env=env,
         start_new_session=True,
     )
+    signal.signal(signal.SIGINT, previous)
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         deadline = time.monotonic() + 60
         while not accepted and time.monotonic() < deadline and proc.poll() is None:
@@ -212,7 +220,8 @@ def test_ctrl_c_in_a_real_process_is_130_without_traceback(tmp_path: Path) -> No
         interrupted = time.monotonic()
         out, err = proc.communicate(timeout=60)
         # it does not wait for the download thread's 30 s timeout (it once did, to the second)
-        assert time.monotonic() - interrupted < 15, "Ctrl-C waited for the blocked download"
+        waited = time.monotonic() - interrupted
+        assert waited < 15, f"Ctrl-C waited for the download (the worker's SIGINT: {previous}, {blocked=})"
     finally:
         if proc.poll() is None:
             proc.kill()
