@@ -14,7 +14,7 @@ from rich.table import Table
 
 from sortsight.cli._options import config_options, given
 from sortsight.cli._render import ProgressView, output_console, print_next
-from sortsight.config import FetchConfig, config_to_dict
+from sortsight.config import FetchConfig
 from sortsight.fetch import FetchSummary
 from sortsight.fetch import fetch as fetch_images
 from sortsight.websearch import DEFAULT_ENDPOINT, fetch_search
@@ -115,7 +115,7 @@ def fetch(
       sortsight fetch maps.csv --out data/maps
       sortsight fetch https://example.org/iiif/manifest.json --out data --label-field Genre --size 800
     """
-    network = FetchConfig(**given(options))
+    network = given(options)  # checked by FetchConfig in fetch / fetch_search before any request
     err = Console(stderr=True)
     out = output_console()
     if bool(source) == bool(queries):
@@ -129,7 +129,7 @@ def fetch(
                 labels=list(labels) or None,
                 endpoint=search_endpoint,
                 progress=bar,
-                **config_to_dict(network),
+                **network,
             )
         render_fetch_summary(out, summary)
         out.print(f"Sources: {summary.out_dir}/sources.csv. Next: sortsight check {summary.out_dir}")
@@ -144,7 +144,7 @@ def fetch(
             label_field=label_field,
             size=size or None,
             progress=bar,
-            **config_to_dict(network),
+            **network,
         )
     render_fetch_summary(out, summary)
     if summary.downloaded or summary.already_done:

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from sortsight.cli._options import config_options, given
 from sortsight.cli._render import ProgressView, output_console
-from sortsight.config import IndexConfig, config_to_dict
+from sortsight.config import IndexConfig
 
 __all__ = ["index", "map_command", "similar"]
 
@@ -39,9 +39,8 @@ def index(pile: Path, out: Path | None, **options: Any) -> None:
 
     folder = pile.expanduser().absolute()
     target = out or folder.with_name(folder.name + ".index")  # beside the pile, never inside it
-    settings = IndexConfig(**given(options))  # checked before anything is read
-    with ProgressView(Console(stderr=True)) as progress:
-        summary = build_index(pile, target, **config_to_dict(settings), progress=progress)
+    with ProgressView(Console(stderr=True)) as progress:  # build_index checks the options first
+        summary = build_index(pile, target, **given(options), progress=progress)
     console = output_console()
     rate = f" at {summary.images_per_second:.1f} images/s ({summary.engine})" if summary.embedded else ""
     console.print(
