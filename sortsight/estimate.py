@@ -31,8 +31,6 @@ __all__ = ["TrainEstimate", "estimate_training"]
 
 _WARM = 8  # images that choose the engine and warm it up (not timed)
 _SAMPLE = 48  # images timed end to end (decode + frozen pass)
-_ROW_ITERATIONS = 10  # lbfgs iterations timed at both sizes by _row_cost
-_ROW_CAP = 10_000  # rows _row_cost times at most (its own memory and time stay small)
 _TAG_REPEAT = 4  # _tag_head_line times the tag head on the sample and on it repeated this often
 
 
@@ -188,7 +186,7 @@ def _measure(name: str, size: int | None, config: TrainConfig, plan: Plan, data:
     import torch
 
     from sortsight.training import speeds
-    from sortsight.training.head import C_GRID, fit_head
+    from sortsight.training.head import head_seconds
     from sortsight.training.loop import logits, warm_up
     from sortsight.training.precision import set_threads
     from sortsight.training.run import build
@@ -198,20 +196,8 @@ def _measure(name: str, size: int | None, config: TrainConfig, plan: Plan, data:
     _model, data_config, split = build(name, size, config, list(data.classes))
     measured, kept, timing = _timed_sample(split, data_config, data.train_paths, t0)
     y = torch.tensor([data.train_targets[i] for i in kept])
-    t = time.perf_counter()
-    import sklearn.linear_model  # noqa: F401  (the run's head pays the import once)
-
-    head = time.perf_counter() - t
-    present = sorted(set(y.tolist()))
-    if len(present) > 1:  # the sample may miss classes: fit on those it holds
-        ys = torch.tensor([present.index(int(v)) for v in y])
-        t = time.perf_counter()
-        fit_head(measured.features, ys, measured.features, ys, n_classes=len(present), seed=config.seed)
-        fits = 2 * len(C_GRID) + (1 if plan.refit else 0)  # the grid, then the refit
-        per_fit = (time.perf_counter() - t) / (2 * len(C_GRID))
-        x = measured.features.numpy()
-        head += per_fit * fits * _row_cost(x, ys.numpy(), len(data.train_paths))
     n_labelled = len(data.train_paths) + len(data.valid_paths)
+    head = head_seconds(measured.features, y, len(data.train_paths), refit=plan.refit, seed=config.seed)
     key = speeds.speed_key(name, size, config)
     known = (speeds.recall(key) or {}).get("head_seconds_per_item")
     timing.update(
@@ -231,37 +217,6 @@ def _measure(name: str, size: int | None, config: TrainConfig, plan: Plan, data:
         del remembered["head_seconds_per_item"]
     speeds.remember(remembered, key, source="estimate")
     return {**timing, "model": name, "speeds": "measured"}
-
-
-def _row_cost(x: Any, y: Any, n: int) -> float:
-    """How many times longer a logistic-regression fit takes on ``n`` rows than on the sample's
-    ``x``. A fit's time is its lbfgs iterations x the cost of one; the iterations depend little on
-    the number of rows (measured on the fonts set: 177 over the six grid fits of a 48-image
-    sample, 210 on its 1440 training images; fashion 212 and 393), while one iteration costs a
-    fixed part (about 10 ms on 1280 features, whatever the rows) plus a part per row. So neither
-    the sample's time nor its time per image scales: the cost of an iteration is timed here at
-    both sizes, on the sample's rows repeated, and the ratio taken."""
-    import warnings
-
-    import numpy as np
-    from sklearn.exceptions import ConvergenceWarning
-
-    from sortsight.training.head import logistic_regression
-
-    if n <= len(x):
-        return 1.0
-
-    def timed(rows: int) -> float:
-        xs, ys = np.resize(x, (rows, x.shape[1])), np.resize(y, rows)
-        t = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            logistic_regression(xs, ys, c=1.0, seed=0, max_iter=_ROW_ITERATIONS)
-        return time.perf_counter() - t
-
-    small = min(timed(len(x)) for _ in range(2))
-    rows = min(n, _ROW_CAP)  # beyond it the per-row part dominates: extended in proportion
-    return max(1.0, timed(rows) / max(small, 1e-6) * n / rows)
 
 
 def _samples(n: int) -> tuple[list[int], list[int]]:

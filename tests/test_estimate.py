@@ -159,12 +159,11 @@ def test_the_head_cost_ratio_is_timed_on_at_most_the_cap(monkeypatch: pytest.Mon
     (timing a million rows would cost the estimate what it estimates)."""
     import numpy as np
 
-    import sortsight.estimate as estimate
     import sortsight.training.head as head
 
     sizes: list[int] = []
     monkeypatch.setattr(head, "logistic_regression", lambda x, y, **kw: sizes.append(len(x)))
     x, y = np.zeros((48, 4)), np.arange(48) % 2
-    assert estimate._row_cost(x, y, 40) == 1.0 and not sizes  # the sample is the data: nothing timed
-    assert estimate._row_cost(x, y, 10 * estimate._ROW_CAP) >= 1.0
-    assert max(sizes) == estimate._ROW_CAP and min(sizes) == 48
+    assert head._row_cost(x, y, 40) == 1.0 and not sizes  # the sample is the data: nothing timed
+    assert head._row_cost(x, y, 10 * head._ROW_CAP) >= 1.0
+    assert max(sizes) == head._ROW_CAP and min(sizes) == 48

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,41 @@ def test_the_runs_estimate_counts_the_head_and_save_measured_before(
     n_labelled = 20  # image_folder: 16 training + 4 validation images
     assert said("slow") >= 1.0 * n_labelled + 50.0
     assert said("fast") < 50.0  # the first run's own, much smaller, figures replaced the slow ones
+
+
+def test_a_first_run_times_its_head_and_pays_the_saves_imports_in_its_estimate(
+    make_folder: Callable[..., Path], tmp_path: Path, own_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing remembered, the ``estimate`` event counts the head's fits timed on the first
+    images (which hold several classes, though the data comes grouped by class) and the save's
+    imports, instead of the features alone (0.70 of the time taken on a machine's first quickstart)."""
+    import sortsight.training.head as head
+    import sortsight.training.run_dir as run_dir
+    from sortsight.train import train
+
+    seen: list[set[int]] = []
+
+    def slow_head(features, targets, n_rows, **kw):  # type: ignore[no-untyped-def]
+        seen.append(set(targets.tolist()))
+        return 30.0
+
+    monkeypatch.setattr(head, "head_seconds", slow_head)
+    monkeypatch.setattr(run_dir, "save_imports", lambda: 20.0)
+    data = make_folder(per_class=20)  # 32 training images: the first 16 in the list are all one class
+    config = TrainConfig(data_path=str(data), image_size=32, out=str(tmp_path / "run"), strategy="head")
+    train(config)
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    said = next(e["metrics"]["seconds"] for e in events if e["phase"] == "estimate")
+    assert said >= 50.0 and len(seen) == 1 and len(seen[0]) == 2
+
+
+def test_the_first_images_are_spread_and_map_back_to_the_list() -> None:
+    import torch
+
+    from sortsight.training.frozen import Frozen, spread_first
+
+    order = spread_first(10, 3)
+    assert order[:3] == [0, 3, 6] and sorted(order) == list(range(10))
+    assert spread_first(2, 16) == [0, 1]
+    done = Frozen(torch.zeros(3, 1, 1, 1), torch.zeros(3, 2), kept=[0, 2, 4]).reindexed(order)
+    assert done.kept == [order[0], order[2], order[4]] == [0, 6, 2]

@@ -303,8 +303,26 @@ def test_resume_of_a_run_killed_while_saving(trained: tuple, tmp_path: Path) -> 
     again = train(TrainConfig(out=str(out), resume=True))
     assert again.run_dir == out and (first.model_dir / "model.safetensors").is_file()  # the copy resumed
     assert again.best.steps == first.best.steps and again.best.epochs == FAST["epochs"]
+    # the features on the interrupted run's engine (a timing under load once chose the other one)
+    assert again.best.engine["features_engine"] == first.best.engine["features_engine"]
     assert again.metrics == pytest.approx(first.metrics)
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_a_resumed_run_keeps_the_features_engine_of_its_checkpoint(trained: tuple, tmp_path: Path) -> None:
+    import json
+
+    from sortsight.training import run_dir
+
+    first, _ = trained
+    out = copy_run(first.run_dir, tmp_path / "e")
+    state_file = next((out / "checkpoints").glob("epoch-*/state.json"))
+    state = json.loads(state_file.read_text())
+    assert state["features_engine"] == first.best.engine["features_engine"]
+    other = "eager" if state["features_engine"] == "onnx" else "onnx"
+    state_file.write_text(json.dumps({**state, "features_engine": other}))
+    assert run_dir.features_engine(out, TrainConfig(out=str(out), resume=True)) == other
+    assert run_dir.features_engine(out, TrainConfig(out=str(out))) == "auto"  # a new run chooses anew
 
 
 def test_batch_too_large_suggests_auto_find_batch_size(

@@ -94,13 +94,16 @@ def finetune(
     deadline: float | None,
     cap_at: float | None = None,
     objective: Objective = SINGLE_LABEL,
+    features_engine: str = "auto",
 ) -> Finetuned:
     """The epoch loop over ``acts_train`` (one tensor per view, ``(N, C, h, w)``), training on
     ``objective.loss`` and keeping the epoch with the best ``objective.key`` on validation.
 
     ``deadline`` (the time budget) stops mid-epoch; ``cap_at`` (auto's share of the run, a
     ``time.perf_counter()`` value) stops between epochs, before one that would end past it at the
-    last epoch's measured speed."""
+    last epoch's measured speed. ``features_engine`` (the frozen pass's) is kept in each
+    checkpoint: a resumed run computes its features on the same engine, so it reaches the same
+    result (ONNX Runtime's features and eager PyTorch's differ in the sixth decimal)."""
     tail = split.tail
     groups = tail.param_groups()  # early → late layers
     scratch = split.kind == "scratch"  # random weights: one rate, BatchNorm learns, no head to beat
@@ -204,6 +207,7 @@ def finetune(
                     "bad_epochs": bad,
                     "beat_head": beat_head,
                     "epochs": config.epochs,  # auto may cap them: a resumed run keeps the same schedule
+                    "features_engine": features_engine,
                 },
             )
         env.wait()

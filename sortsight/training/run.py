@@ -30,7 +30,7 @@ from sortsight.progress import ProgressCallback, ProgressEvent, emit
 from sortsight.training import run_dir as rd
 from sortsight.training.checkpoint import latest_checkpoint_state
 from sortsight.training.distributed import Environment, setup_environment
-from sortsight.training.frozen import Frozen, FrozenPass
+from sortsight.training.frozen import Frozen, FrozenPass, spread_first
 from sortsight.training.head import fit_head, fold, metrics, refit_head, wise
 from sortsight.training.loop import choose_wise, finetune, logits, state_copy, warm_up
 from sortsight.training.plan import (
@@ -168,10 +168,12 @@ def _train_candidate(
 
     # 1. features: every image once through the frozen trunk and the pretrained tail
     job = len(data.train_paths) + len(data.valid_paths) + len(data.test_paths)
-    frozen = FrozenPass(split, data_config, images=job)  # its engine serves the whole job
-    first = frozen.run(data.train_paths[:_FIRST])  # chooses the engine; its speed gives the estimate
-    _estimate(events, name, size, side, frozen, first, data, plan, config)
-    tr = first.concat(frozen.run(data.train_paths[_FIRST:], progress=events), _FIRST)
+    frozen = FrozenPass(split, data_config, images=job, engine=rd.features_engine(out, config))
+    order = spread_first(len(data.train_paths), _FIRST)  # the first images hold several classes
+    paths = [data.train_paths[i] for i in order]
+    first = frozen.run(paths[:_FIRST])  # chooses the engine; its speed (and head) gives the estimate
+    _estimate(events, name, size, side, frozen, first.reindexed(order), data, plan, config)
+    tr = first.concat(frozen.run(paths[_FIRST:], progress=events), _FIRST).reindexed(order)
     va = frozen.run(data.valid_paths, progress=events)
     y_train = torch.tensor([data.train_targets[i] for i in tr.kept])
     y_valid = torch.tensor([data.valid_targets[i] for i in va.kept])
@@ -361,6 +363,7 @@ def _train_candidate(
             progress=events,
             deadline=deadline,
             cap_at=cap_at,
+            features_engine=frozen.engine,
         )
         result.epochs, result.steps, result.stopped = ft.epochs, ft.steps, ft.stopped
         # 4. WiSE-FT: the mixing weight with the best validation score (alpha 0 is the head itself);
@@ -445,14 +448,20 @@ def _estimate(
 ) -> None:
     """The ``estimate`` event: the time to the model from the feature engine's speed measured on
     the first images, plus the head's fits and the model's saving as an earlier run of this model
-    measured them on this machine (none remembered: the features alone)."""
+    measured them on this machine; none remembered, the fits are timed on the first images and the
+    save's imports paid now (the save then has them)."""
     from sortsight.training import speeds
+    from sortsight.training.head import head_seconds
 
     n_all = len(data.train_paths) + len(data.valid_paths) + len(data.test_paths)
     per_image = first.seconds / max(1, len(first.kept))
     known = speeds.recall(speeds.speed_key(name, size, config)) or {}
-    n_labelled = len(data.train_paths) + len(data.valid_paths)
-    head = float(known.get("head_seconds_per_item", 0.0)) * n_labelled + float(known.get("save_seconds", 0.0))
+    if "head_seconds_per_item" in known:
+        head = float(known["head_seconds_per_item"]) * (len(data.train_paths) + len(data.valid_paths))
+    else:
+        y = torch.tensor([data.train_targets[i] for i in first.kept])
+        head = head_seconds(first.features, y, len(data.train_paths), refit=plan.refit, seed=config.seed)
+    head += float(known["save_seconds"]) if "save_seconds" in known else rd.save_imports()
     seconds = per_image * (n_all - len(first.kept)) + head
     ft = " (fine-tuning, where it pays, comes on top)" if plan.epochs and frozen.split.fine_tunes else ""
     emit(

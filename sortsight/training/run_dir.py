@@ -280,6 +280,31 @@ SHOWN = (
 )
 
 
+def features_engine(out: Path, config: TrainConfig) -> str:
+    """The frozen-feature engine for a candidate's run in ``out``: the one its interrupted run used
+    when ``config.resume`` continues from a checkpoint (the engine is otherwise chosen by timing,
+    which the machine's load can tip), else ``"auto"``, for the whole job."""
+    from sortsight.training.checkpoint import latest_checkpoint_state
+
+    state = (latest_checkpoint_state(out / "checkpoints") or {}) if config.resume else {}
+    return str(state.get("features_engine", "auto"))
+
+
+def save_imports() -> float:
+    """Seconds to import what :func:`save_model` needs (transformers' model classes, the card),
+    paid now instead of at the save; 0.0 when this process has them already."""
+    import sys
+
+    if "sortsight.model_folder" in sys.modules and "transformers.models.timm_wrapper" in sys.modules:
+        return 0.0
+    t = time.perf_counter()
+    from transformers import TimmWrapperForImageClassification  # noqa: F401  (what the save imports)
+
+    from sortsight import card, model_folder  # noqa: F401
+
+    return time.perf_counter() - t
+
+
 def save_model(
     model: nn.Module,
     data_config: Any,
