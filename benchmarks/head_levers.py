@@ -39,15 +39,18 @@ from peers import machine
 from sets import DEFAULT_SETS, build
 
 
-def features(root: Path, model: str = "efficientnet_lite0", *, mirror: bool = True) -> dict[str, np.ndarray]:
-    """Pooled features of train/test images (and of their mirrors), through sortsight's frozen pass."""
+def features(
+    root: Path, model: str = "efficientnet_lite0", *, mirror: bool = True, size: int | None = None
+) -> dict[str, np.ndarray]:
+    """Pooled features of train/test images (and of their mirrors), through sortsight's frozen pass;
+    ``size`` is the input side in pixels (the model's own by default)."""
     from sortsight.config import TrainConfig
     from sortsight.training.frozen import FrozenPass
     from sortsight.training.run import build as build_model
     from sortsight.training.views import stream_eval
 
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    _, data_config, split = build_model(model, None, TrainConfig(), classes)
+    _, data_config, split = build_model(model, size, TrainConfig(), classes)
     images = sum(1 for part in ("train", "test") for f in (root / part).rglob("*") if f.is_file())
     frozen = FrozenPass(split, data_config, images=images)  # the engine is chosen for all of them
     out: dict[str, np.ndarray] = {}

@@ -1,0 +1,48 @@
+"""Input resolution: do Lite0's frozen features transfer better when the images arrive larger?
+
+Networks trained at one input side often score higher when tested a little above it (Touvron et
+al., NeurIPS 2019, "FixRes"), and the benchmark images are small (28-120 px) and upscaled anyway.
+For each benchmark set of :mod:`sets`, the frozen pooled Lite0 features of the training and test
+images are computed through sortsight's own frozen pass at 224 px (the default), 256 and 288
+px, and the probe and sortsight's head of ``concat_features.py`` are fitted on each. It
+prints test accuracy (only ``fashion`` is in-distribution) and each size's feature time, so a gain
+can be set against its cost (about (side / 224)² of the frozen pass).
+
+Usage::
+
+    python benchmarks/resolution.py --work bench-work --json resolution.json
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from concat_features import scores
+from head_levers import features, over_sets
+
+SIZES = (224, 256, 288)
+
+
+def main() -> None:
+    def row_of(root: Path) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for size in SIZES:
+            start = time.perf_counter()
+            f = features(root, "efficientnet_lite0", mirror=False, size=size)
+            row[f"{size}_features_s"] = round(time.perf_counter() - start, 1)
+            for recipe, acc in scores(f).items():
+                row[f"{recipe} {size} px"] = acc
+        return row
+
+    results = over_sets(__doc__ or "", row_of)
+    for size in SIZES:
+        key = f"{size}_features_s"
+        print(f"| {key} | " + " | ".join(f"{row[key]:.0f}" for row in results["sets"].values()) + " |")
+
+
+if __name__ == "__main__":
+    main()
