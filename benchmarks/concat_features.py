@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from head_levers import features, over_sets
+from head_levers import features, over_sets, print_seconds
 
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite2")
 
@@ -70,9 +70,7 @@ def main() -> None:
         return row
 
     results = over_sets(__doc__ or "", row_of)
-    for model in BACKBONES:
-        key = f"{model}_features_s"
-        print(f"| {key} | " + " | ".join(f"{row[key]:.0f}" for row in results["sets"].values()) + " |")
+    print_seconds(results["sets"], [f"{model}_features_s" for model in BACKBONES])
 
 
 if __name__ == "__main__":

@@ -155,5 +155,11 @@ def print_table(sets: dict[str, dict[str, Any]], *, skip: tuple[str, ...] = ("_s
         print(f"| {n} | " + " | ".join(f"{row[n]:.3f}" for row in sets.values()) + " |")
 
 
+def print_seconds(sets: dict[str, dict[str, Any]], keys: list[str]) -> None:
+    """The Markdown rows of the timing figures ``keys`` (seconds, one column per set) under the table."""
+    for key in keys:
+        print(f"| {key} | " + " | ".join(f"{row[key]:.0f}" for row in sets.values()) + " |")
+
+
 if __name__ == "__main__":
     main()

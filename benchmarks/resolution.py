@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from concat_features import scores
-from head_levers import features, over_sets
+from head_levers import features, over_sets, print_seconds
 
 SIZES = (224, 256, 288)
 
@@ -39,9 +39,7 @@ def main() -> None:
         return row
 
     results = over_sets(__doc__ or "", row_of)
-    for size in SIZES:
-        key = f"{size}_features_s"
-        print(f"| {key} | " + " | ".join(f"{row[key]:.0f}" for row in results["sets"].values()) + " |")
+    print_seconds(results["sets"], [f"{size}_features_s" for size in SIZES])
 
 
 if __name__ == "__main__":
