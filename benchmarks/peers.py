@@ -318,6 +318,14 @@ def _valid_accuracy(result: Any) -> float | None:
 
 
 # ---------------------------------------------------------------------------------- the runner
+def sortsight_location() -> str:
+    """The ``sortsight`` a ``python -m sortsight`` started from here imports: its first path is the
+    current folder, so run a benchmark of another checkout from inside that checkout."""
+    return subprocess.run(
+        [sys.executable, "-c", "import sortsight; print(sortsight.__file__)"], capture_output=True, text=True
+    ).stdout.strip()
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     import torch

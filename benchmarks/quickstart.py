@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import machine
+from peers import machine, sortsight_location
 from sets import QUICK_SCALE, build
 from shift import ModelWatcher, read_events, run
 
@@ -211,10 +211,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     work = Path(args.work).resolve() / "quickstart"
     (work / "logs").mkdir(parents=True, exist_ok=True)
-    info = {**machine(), "load_avg_start": os.getloadavg()}
+    info = {**machine(), "load_avg_start": os.getloadavg(), "sortsight": sortsight_location()}
     print(
         f"CPU capability {info['cpu_capability']} | {info['cores']} cores | torch {info['torch']} | "
-        f"{info['cpu']} | load {info['load_avg_start'][0]:.1f}",
+        f"{info['cpu']} | load {info['load_avg_start'][0]:.1f} | sortsight from {info['sortsight']}",
         flush=True,
     )
     rows: list[dict[str, Any]] = []

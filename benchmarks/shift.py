@@ -22,14 +22,15 @@ compare the ratios, which are measured in the same run, not the seconds.
 Usage::
 
     python benchmarks/shift.py                               # all sets, work folder ./bench-work
-    PYTHONPATH=/work/wt/engine python benchmarks/shift.py --sets fonts,scanner --work /tmp/bw
+    cd /work/wt/engine && python benchmarks/shift.py --sets fonts,scanner --work /tmp/bw  # another checkout
     python benchmarks/shift.py --repeat 3 --json shift.json
     python benchmarks/shift.py --variant finetune='--strategy finetune'   # default, finetune and probe
 
 Each ``--variant NAME=ARGS`` adds a sortsight row per set trained with those extra arguments, beside
 the default and the same probe run (``--no-default`` leaves the default out).
 
-Whatever ``sortsight`` is importable (``PYTHONPATH``) is the one benchmarked.
+The ``sortsight`` benchmarked is the one ``python -m sortsight`` imports from the current folder
+(that folder comes first, then ``PYTHONPATH``): the first line printed names it.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import machine
+from peers import machine, sortsight_location
 from sets import DEFAULT_SETS, QUICK_SCALE, build
 
 MODEL_FILES = ("config.json", "model.safetensors")
@@ -284,9 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     names = [s.strip() for s in args.sets.split(",") if s.strip()]
     scale = QUICK_SCALE if args.quick else args.scale
     folders = {name: build(name, work / "sets", scale=scale) for name in names}
-    where = subprocess.run(
-        [sys.executable, "-c", "import sortsight; print(sortsight.__file__)"], capture_output=True, text=True
-    ).stdout.strip()
+    where = sortsight_location()
     recipes = variants(args.variant)
     if args.no_default and len(recipes) > 1:
         del recipes["default"]
