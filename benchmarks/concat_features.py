@@ -34,8 +34,19 @@ from head_levers import features, over_sets, print_seconds
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite2")
 
 
-def scores(f: dict[str, np.ndarray]) -> dict[str, float]:
-    """Test accuracy of the probe and of sortsight's head on one feature matrix."""
+def timed_features(
+    row: dict[str, Any], key: str, root: Path, model: str, size: int | None = None
+) -> dict[str, np.ndarray]:
+    """:func:`head_levers.features` without mirrors, its wall time in seconds put in ``row[key]``."""
+    start = time.perf_counter()
+    f = features(root, model, mirror=False, size=size)
+    row[key] = round(time.perf_counter() - start, 1)
+    return f
+
+
+def scores(f: dict[str, np.ndarray], label: str) -> dict[str, float]:
+    """Test accuracy of the probe and of sortsight's head on one feature matrix, as
+    ``{"probe LABEL": ..., "head LABEL": ...}``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
@@ -49,24 +60,19 @@ def scores(f: dict[str, np.ndarray]) -> dict[str, float]:
     refit = refit_head(fit, x, y, n_classes=int(y.max()) + 1, seed=42)
     logits = refit.logits(torch.from_numpy(f["test"]))
     out["head"] = float((logits.argmax(1).numpy() == f["test_y"]).mean())
-    return {k: round(v, 4) for k, v in out.items()}
+    return {f"{k} {label}": round(v, 4) for k, v in out.items()}
 
 
 def main() -> None:
     def row_of(root: Path) -> dict[str, Any]:
         row: dict[str, Any] = {}
-        feats = {}
-        for model in BACKBONES:
-            start = time.perf_counter()
-            feats[model] = features(root, model, mirror=False)
-            row[f"{model}_features_s"] = round(time.perf_counter() - start, 1)
+        feats = {model: timed_features(row, f"{model}_features_s", root, model) for model in BACKBONES}
         a, b = (feats[m] for m in BACKBONES)
         if not (np.array_equal(a["train_y"], b["train_y"]) and np.array_equal(a["test_y"], b["test_y"])):
             raise SystemExit(f"{root.name}: the two passes kept different images")
         both = {**a, "train": np.hstack([a["train"], b["train"]]), "test": np.hstack([a["test"], b["test"]])}
         for label, f in (("lite0", a), ("lite2", b), ("lite0+lite2", both)):
-            for recipe, acc in scores(f).items():
-                row[f"{recipe} {label}"] = acc
+            row.update(scores(f, label))
         return row
 
     results = over_sets(__doc__ or "", row_of)

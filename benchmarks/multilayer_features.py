@@ -94,8 +94,7 @@ def main() -> None:
         row: dict[str, Any] = {"features_s (eager)": round(time.perf_counter() - start, 1)}
         n = len(f["train_stages"])
         for label, which in (("last", []), ("last+late", list(range(n - 3, n))), ("all", list(range(n)))):
-            for recipe, acc in scores(joined(f, which)).items():
-                row[f"{recipe} {label}"] = acc
+            row.update(scores(joined(f, which), label))
         return row
 
     over_sets(__doc__ or "", row_of, skip=("_s", "(eager)"))

@@ -16,13 +16,12 @@ Usage::
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from concat_features import scores
-from head_levers import features, over_sets, print_seconds
+from concat_features import scores, timed_features
+from head_levers import over_sets, print_seconds
 
 SIZES = (224, 256, 288)
 
@@ -31,11 +30,8 @@ def main() -> None:
     def row_of(root: Path) -> dict[str, Any]:
         row: dict[str, Any] = {}
         for size in SIZES:
-            start = time.perf_counter()
-            f = features(root, "efficientnet_lite0", mirror=False, size=size)
-            row[f"{size}_features_s"] = round(time.perf_counter() - start, 1)
-            for recipe, acc in scores(f).items():
-                row[f"{recipe} {size} px"] = acc
+            f = timed_features(row, f"{size}_features_s", root, "efficientnet_lite0", size)
+            row.update(scores(f, f"{size} px"))
         return row
 
     results = over_sets(__doc__ or "", row_of)

@@ -1,4 +1,4 @@
-"""Deterministic sampling helpers for splits: fair shares, proportional shares, seeded shuffles.
+"""Deterministic sampling helpers: fair shares, proportional shares, seeded shuffles, spread picks.
 
 Everything here is pure: the same items and seed give the same answer on every OS (items are
 sorted by their normalised path before any shuffle; string seeds hash the same everywhere).
@@ -29,7 +29,7 @@ class _Labelled(Protocol):
 
 Item = TypeVar("Item", bound=_Labelled)
 
-__all__ = ["balanced_sample", "fair_share", "proportional", "shuffled"]
+__all__ = ["balanced_sample", "fair_share", "proportional", "shuffled", "spread_first"]
 
 
 def fair_share(sizes: Mapping[str, int], total: int) -> dict[str, int]:
@@ -83,3 +83,12 @@ def balanced_sample(items: Sequence[Item], max_samples: int, seed: int) -> list[
             rng = random.Random(f"{seed}:sample:{label}:{split}")
             chosen += shuffled(groups[split], rng)[: per_split[split]]
     return chosen
+
+
+def spread_first(n: int, k: int) -> list[int]:
+    """An order of ``range(n)`` whose first ``k`` are spread over it, the rest following in order.
+    A dataset's images come grouped by class: its first few would hold one class, on which the
+    head cannot be fitted (nor its time measured)."""
+    first = sorted({i * n // k for i in range(min(n, k))})
+    chosen = set(first)
+    return first + [i for i in range(n) if i not in chosen]

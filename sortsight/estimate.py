@@ -224,8 +224,10 @@ def _samples(n: int) -> tuple[list[int], list[int]]:
     list: a dataset's paths come grouped by class, and a run of consecutive ones would hold a
     single class, so the head fit (which needs two) would go untimed and the estimate fall short.
     With fewer images than the warm-up, the same ones are timed."""
+    from sortsight._sampling import spread_first
+
     k = min(n, _WARM + _SAMPLE)
-    picked = [i * n // k for i in range(k)]
+    picked = spread_first(n, k)[:k]
     warm = picked[:: max(1, k // _WARM)][:_WARM]
     sample = [i for i in picked if i not in warm]
     return warm, sample or warm

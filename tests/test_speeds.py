@@ -165,7 +165,7 @@ def test_a_first_run_times_its_head_and_pays_the_saves_imports_in_its_estimate(
     """With nothing remembered, the ``estimate`` event counts the head's fits timed on the first
     images (which hold several classes, though the data comes grouped by class) and the save's
     imports, instead of the features alone (0.70 of the time taken on a machine's first quickstart)."""
-    import sortsight.training.head as head
+    import sortsight.training.run as run
     import sortsight.training.run_dir as run_dir
     from sortsight.train import train
 
@@ -175,7 +175,7 @@ def test_a_first_run_times_its_head_and_pays_the_saves_imports_in_its_estimate(
         seen.append(set(targets.tolist()))
         return 30.0
 
-    monkeypatch.setattr(head, "head_seconds", slow_head)
+    monkeypatch.setattr(run, "head_seconds", slow_head)
     monkeypatch.setattr(run_dir, "save_imports", lambda: 20.0)
     data = make_folder(per_class=20)  # 32 training images: the first 16 in the list are all one class
     config = TrainConfig(data_path=str(data), image_size=32, out=str(tmp_path / "run"), strategy="head")
@@ -188,7 +188,8 @@ def test_a_first_run_times_its_head_and_pays_the_saves_imports_in_its_estimate(
 def test_the_first_images_are_spread_and_map_back_to_the_list() -> None:
     import torch
 
-    from sortsight.training.frozen import Frozen, spread_first
+    from sortsight._sampling import spread_first
+    from sortsight.training.frozen import Frozen
 
     order = spread_first(10, 3)
     assert order[:3] == [0, 3, 6] and sorted(order) == list(range(10))

@@ -29,7 +29,7 @@ from sortsight.progress import ProgressCallback, Ticker
 from sortsight.training.split import Split
 from sortsight.training.views import stream_eval
 
-__all__ = ["EXPORT_FLOOR_SECONDS", "FrozenPass", "Frozen", "frozen_engine", "spread_first"]
+__all__ = ["EXPORT_FLOOR_SECONDS", "FrozenPass", "Frozen", "frozen_engine"]
 
 #: the least an ONNX export of a trunk costs (Lite0 with the TorchScript exporter: 1-2 s on a 2-core
 #: AVX2 CPU, measured by benchmarks/predict_speed.py --export): a pass eager finishes sooner stays eager
@@ -78,18 +78,9 @@ class Frozen:
         )
 
     def reindexed(self, order: Sequence[int]) -> Frozen:
-        """This pass over a list reordered by ``order`` (see :func:`spread_first`), its ``kept``
-        given as indices into the original list."""
+        """This pass over a list reordered by ``order`` (:func:`sortsight._sampling.spread_first`),
+        its ``kept`` given as indices into the original list."""
         return replace(self, kept=[order[i] for i in self.kept])
-
-
-def spread_first(n: int, k: int) -> list[int]:
-    """An order of ``range(n)`` whose first ``k`` are spread over it, the rest following in order.
-    A dataset's images come grouped by class: its first few would hold one class, on which the
-    head cannot be fitted (nor its time measured)."""
-    first = sorted({i * n // k for i in range(min(n, k))})
-    chosen = set(first)
-    return first + [i for i in range(n) if i not in chosen]
 
 
 class FrozenPass:

@@ -149,15 +149,12 @@ def head_seconds(
     features: torch.Tensor, targets: torch.Tensor, n_rows: int, *, refit: bool, seed: int
 ) -> float:
     """Seconds :func:`fit_head` (and, with ``refit``, :func:`refit_head`) would take on ``n_rows``
-    images, timed on ``features`` / ``targets`` (a sample of them; 0.0 when it holds one class,
-    which cannot be fitted). Includes the import of scikit-learn when this process has not paid it."""
-    import sys
-
+    images, timed on ``features`` / ``targets`` (a sample of them; only the import when it holds
+    one class, which cannot be fitted), with the import of scikit-learn (nothing once paid)."""
     t = time.perf_counter()
-    fresh = "sklearn.linear_model" not in sys.modules
     import sklearn.linear_model  # noqa: F401  (the run's head pays the import once)
 
-    imports = time.perf_counter() - t if fresh else 0.0
+    imports = time.perf_counter() - t
     present = sorted(set(targets.tolist()))
     if len(present) < 2:
         return imports

@@ -24,14 +24,15 @@ from typing import Any
 
 import torch
 
+from sortsight._sampling import spread_first
 from sortsight.config import TrainConfig
 from sortsight.errors import ModelError
 from sortsight.progress import ProgressCallback, ProgressEvent, emit
 from sortsight.training import run_dir as rd
 from sortsight.training.checkpoint import latest_checkpoint_state
 from sortsight.training.distributed import Environment, setup_environment
-from sortsight.training.frozen import Frozen, FrozenPass, spread_first
-from sortsight.training.head import fit_head, fold, metrics, refit_head, wise
+from sortsight.training.frozen import Frozen, FrozenPass
+from sortsight.training.head import fit_head, fold, head_seconds, metrics, refit_head, wise
 from sortsight.training.loop import choose_wise, finetune, logits, state_copy, warm_up
 from sortsight.training.plan import (
     FINETUNE_SHARE,
@@ -451,7 +452,6 @@ def _estimate(
     measured them on this machine; none remembered, the fits are timed on the first images and the
     save's imports paid now (the save then has them)."""
     from sortsight.training import speeds
-    from sortsight.training.head import head_seconds
 
     n_all = len(data.train_paths) + len(data.valid_paths) + len(data.test_paths)
     per_image = first.seconds / max(1, len(first.kept))

@@ -292,11 +292,7 @@ def features_engine(out: Path, config: TrainConfig) -> str:
 
 def save_imports() -> float:
     """Seconds to import what :func:`save_model` needs (transformers' model classes, the card),
-    paid now instead of at the save; 0.0 when this process has them already."""
-    import sys
-
-    if "sortsight.model_folder" in sys.modules and "transformers.models.timm_wrapper" in sys.modules:
-        return 0.0
+    paid now instead of at the save (nothing once this process has them)."""
     t = time.perf_counter()
     from transformers import TimmWrapperForImageClassification  # noqa: F401  (what the save imports)
 
