@@ -349,3 +349,34 @@ def test_auto_cap_stops_between_epochs(lite0_split: tuple, tmp_path: Path) -> No
     split.tail.load_state_dict(saved)
     assert (runs[True].epochs, runs[True].stopped) == (3, "completed")
     assert (runs[False].epochs, runs[False].stopped) == (1, "time_cap")
+
+
+def test_no_gain_stop_after_epochs_below_the_head(lite0_split: tuple, tmp_path: Path) -> None:
+    """No epoch can beat this head: the loop stops after NO_GAIN_EPOCHS of them (not before, and
+    not at the last epoch); patience 0 turns the stop off."""
+    from sortsight.training import run_dir as rd
+    from sortsight.training.distributed import setup_environment
+    from sortsight.training.loop import finetune, state_copy
+    from sortsight.training.plan import MIN_FINETUNE_EPOCHS, NO_GAIN_EPOCHS
+    from sortsight.training.precision import choose_precision
+
+    assert MIN_FINETUNE_EPOCHS <= NO_GAIN_EPOCHS
+    _, _, split = lite0_split
+    saved = state_copy(split.tail)
+    acts = split.trunk(torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)).half()
+    y = torch.arange(12) % 3
+    env = setup_environment()
+    runs = {}
+    for patience in (5, 0):
+        config = TrainConfig(epochs=NO_GAIN_EPOCHS + 1, batch_size=4, early_stopping_patience=patience)
+        out = tmp_path / f"p{patience}"
+        out.mkdir()
+        split.tail.load_state_dict(saved)
+        runs[patience] = finetune(
+            split, [acts], y, acts, y, {"accuracy": 2.0, "loss": 0.0},
+            config=config, precision=choose_precision("fp32", lambda dtype: None), out=out, env=env,
+            metrics_log=rd.MetricsLog(out, env, config.log), name="t", progress=None, deadline=None,
+        )  # fmt: skip
+    split.tail.load_state_dict(saved)
+    assert (runs[5].epochs, runs[5].stopped) == (NO_GAIN_EPOCHS, "no_gain")
+    assert (runs[0].epochs, runs[0].stopped) == (NO_GAIN_EPOCHS + 1, "completed")

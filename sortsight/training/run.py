@@ -8,7 +8,7 @@ For each candidate model:
    (``refit``, on by default) fitted again on train + validation, folded into the classifier and
    saved as a complete ``model/``: the first usable model, announced as ``model_ready``.
 3. **fine-tune** where it pays (:func:`.plan.worth_finetuning`): the tail from the head, on cached
-   activations of the eval view and one augmented view (:mod:`.loop`), stopping after two epochs
+   activations of the eval view and one augmented view (:mod:`.loop`), stopping after four epochs
    that do not beat the head.
 4. **WiSE-FT** — mix the head-initialised and the fine-tuned weights; the mixing weight (0 = head,
    1 = fine-tuned) is chosen on validation, so the kept model never scores below the head there.
