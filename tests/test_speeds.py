@@ -196,3 +196,28 @@ def test_the_first_images_are_spread_and_map_back_to_the_list() -> None:
     assert spread_first(2, 16) == [0, 1]
     done = Frozen(torch.zeros(3, 1, 1, 1), torch.zeros(3, 2), kept=[0, 2, 4]).reindexed(order)
     assert done.kept == [order[0], order[2], order[4]] == [0, 6, 2]
+
+
+def test_the_precision_measured_once_is_reused_unless_it_was_close(
+    own_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clear earlier measurement on this machine decides without timing eight steps again; one
+    near the margin, none, or another key's is measured anew; fp32 asked for is never timed."""
+    from sortsight.training import precision
+
+    monkeypatch.setattr(precision, "_cpu_has_fast_bf16", lambda: True)
+    timed: list[str] = []
+    step = timed.append  # a "step" that only records which precision it ran
+
+    clear = {"fp32_step_seconds": 0.5, "bf16_step_seconds": 0.2}
+    chosen = precision.choose_precision("auto", step, clear)
+    assert (chosen.dtype, timed) == ("bf16", [])
+    assert "earlier" in chosen.reason and chosen.bf16_seconds == 0.2
+    slower = precision.choose_precision("auto", step, {"fp32_step_seconds": 0.5, "bf16_step_seconds": 0.6})
+    assert (slower.dtype, timed) == ("fp32", [])
+    for record in ({"fp32_step_seconds": 0.5, "bf16_step_seconds": 0.4}, None, {"fp32_step_seconds": 0.5}):
+        timed.clear()
+        again = precision.choose_precision("auto", step, record)
+        assert timed.count("fp32") == timed.count("bf16") == 4 and "earlier" not in again.reason
+    timed.clear()
+    assert precision.choose_precision("no", step, clear).dtype == "fp32" and timed == []

@@ -333,7 +333,7 @@ def test_batch_too_large_suggests_auto_find_batch_size(
 
     real = engine.choose_precision
 
-    def out_of_memory_above_4(requested: str, step: object) -> object:
+    def out_of_memory_above_4(requested: str, step: object, remembered: object = None) -> object:
         if engine_batch["size"] > 4:
             engine_batch["size"] //= 2
             raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 1 TB")

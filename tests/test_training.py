@@ -380,3 +380,43 @@ def test_no_gain_stop_after_epochs_below_the_head(lite0_split: tuple, tmp_path: 
     split.tail.load_state_dict(saved)
     assert (runs[5].epochs, runs[5].stopped) == (NO_GAIN_EPOCHS, "no_gain")
     assert (runs[0].epochs, runs[0].stopped) == (NO_GAIN_EPOCHS + 1, "completed")
+
+
+def test_a_warm_up_reuses_the_precision_remembered_under_its_key(
+    lite0_split: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first warm-up of a model on a machine times both precisions and remembers them; the next
+    one with the same key decides from that (two steps instead of ten), and still times its step."""
+    from sortsight.training import loop, precision, speeds
+
+    monkeypatch.setenv("SORTSIGHT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision, "_cpu_has_fast_bf16", lambda: True)
+    _, _, split = lite0_split
+    acts = split.trunk(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8))
+    y, config = torch.arange(8) % 3, TrainConfig(batch_size=4)
+    key = speeds.speed_key("efficientnet_lite0", 32, config)
+    calls: list[int] = []
+    real_step = split.tail.forward
+
+    def step(x: torch.Tensor) -> torch.Tensor:  # steps of a steady length: bf16 clearly faster
+        import time
+
+        calls.append(1)
+        time.sleep(0.02 if torch.is_autocast_enabled("cpu") else 0.2)
+        return real_step(x)
+
+    monkeypatch.setattr(split.tail, "forward", step)
+
+    _, first, timing = loop.warm_up(split, acts, y, config, speed_key=key)
+    assert len(calls) == 10 and "earlier" not in first.reason  # 2 + 6 timed both ways, then 2
+    speeds.remember(timing, key, source="run")
+    calls.clear()
+    _, second, again = loop.warm_up(split, acts, y, config, speed_key=key)
+    assert len(calls) == 2 and "earlier" in second.reason and second.dtype == first.dtype == "bf16"
+    remembered = speeds.recall(key) or {}
+    assert again["step_seconds"] > 0 and again["fp32_step_seconds"] == remembered["fp32_step_seconds"]
+    # remembered steps far slower than the one timed now: the machine changed, both are timed again
+    speeds.remember({"fp32_step_seconds": 100.0, "bf16_step_seconds": 10.0}, key, source="run")
+    calls.clear()
+    _, third, _ = loop.warm_up(split, acts, y, config, speed_key=key)
+    assert len(calls) == 12 and "earlier" not in third.reason and not third.remembered

@@ -303,9 +303,16 @@ def warm_up(
     y: torch.Tensor,
     config: TrainConfig,
     objective: Objective = SINGLE_LABEL,
+    *,
+    speed_key: str | None = None,
 ) -> tuple[int, Precision, dict[str, float]]:
     """Time a training step of the tail on real activations; choose precision and a batch size that
-    fits in memory (halving it with ``auto_find_batch_size``). The tail's weights are unchanged."""
+    fits in memory (halving it with ``auto_find_batch_size``). The tail's weights are unchanged.
+    With ``speed_key`` (:func:`speeds.speed_key`), the precision an earlier run or estimate of the
+    same model measured on this machine is reused (:func:`choose_precision`)."""
+    from sortsight.training import speeds
+
+    remembered = speeds.recall(speed_key) if speed_key else None
     batch_size = min(config.batch_size, len(y))
     saved = state_copy(split.tail)
 
@@ -319,11 +326,14 @@ def warm_up(
 
     while True:
         try:
-            precision = choose_precision(str(config.mixed_precision), step)
+            precision = choose_precision(str(config.mixed_precision), step, remembered)
             step(precision.dtype)  # warm-up: allocation and kernel selection
             start = time.perf_counter()
             step(precision.dtype)
             step_s = time.perf_counter() - start
+            if not precision.still_holds(step_s):
+                remembered = None  # time both precisions again
+                continue
             break
         except RuntimeError as exc:
             if "memory" not in str(exc).lower() and "alloc" not in str(exc).lower():

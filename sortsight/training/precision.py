@@ -3,7 +3,9 @@
 bf16 is decided by measurement, never hard-coded: on an AVX512_BF16/AMX CPU a bf16 training
 step of the tuned layers ran ~2.5x faster than fp32 here, while on an AVX2-only machine bf16
 matmul ran ~400x slower. So we look at ``torch.backends.cpu.get_cpu_capability()`` first
-(skip the measurement where bf16 cannot be fast) and then time a few real steps both ways.
+(skip the measurement where bf16 cannot be fast) and then time a few real steps both ways, once
+per model and machine: later runs reuse that measurement (kept by :mod:`speeds`) unless it was
+too close to call.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -30,6 +33,13 @@ class Precision:
     reason: str
     fp32_seconds: float | None = None
     bf16_seconds: float | None = None
+    remembered: bool = False  # decided from an earlier measurement on this machine
+
+    def still_holds(self, step_seconds: float) -> bool:
+        """Whether a step timed now agrees with the remembered one of its precision (0.67-1.5x);
+        if not, the machine is not as it was when measured (load, another data size): measure anew."""
+        known = self.bf16_seconds if self.dtype == "bf16" else self.fp32_seconds
+        return not (self.remembered and known) or 0.67 <= step_seconds / known <= 1.5
 
 
 def cpu_capability() -> str:
@@ -87,16 +97,25 @@ def _time_both(step: Callable[[str], None], repeats: int = 3) -> tuple[float, fl
     return best["fp32"], best["bf16"]
 
 
-def choose_precision(requested: str, step: Callable[[str], None]) -> Precision:
+_MARGIN = 0.75  # bf16 must take under this share of fp32's step time: it also costs a little accuracy
+_TRUSTED = (0.6, 0.9)  # a remembered ratio between these is too near the margin to reuse
+
+
+def choose_precision(
+    requested: str, step: Callable[[str], None], remembered: Mapping[str, Any] | None = None
+) -> Precision:
     """Pick fp32 or bf16 for training steps.
 
     Args:
         requested: the config's ``mixed_precision``: ``auto``/``fp16`` (measure), ``bf16``
             (use it if the CPU has native bf16, else fall back with the reason), ``no``/``fp32``.
         step: runs one representative training step under the given dtype (``"fp32"``/``"bf16"``).
+        remembered: an earlier measurement of the same steps on this machine (the
+            ``fp32_step_seconds`` / ``bf16_step_seconds`` that :mod:`speeds` keeps): its decision is
+            reused instead of timing eight steps again, unless its ratio was near the margin.
 
     Returns:
-        The decision, with the measured seconds per step when a measurement was made.
+        The decision, with the measured (or remembered) seconds per step when there were any.
     """
     if requested in ("no", "fp32"):
         return Precision("fp32", "fp32 requested")
@@ -104,8 +123,12 @@ def choose_precision(requested: str, step: Callable[[str], None]) -> Precision:
         return Precision("fp32", f"no native bf16 on this CPU ({cpu_capability()}); bf16 would be emulated")
     if requested == "bf16":
         return Precision("bf16", "bf16 requested and the CPU has native bf16")
-    fp32, bf16 = _time_both(step)
-    log.info("training step: fp32 %.3fs, bf16 %.3fs", fp32, bf16)
-    if bf16 < 0.75 * fp32:  # a clear margin: bf16 also costs a little accuracy
-        return Precision("bf16", f"bf16 measured {fp32 / bf16:.1f}x faster", fp32, bf16)
-    return Precision("fp32", "bf16 not measurably faster here", fp32, bf16)
+    fp32, bf16 = (float((remembered or {}).get(k) or 0.0) for k in ("fp32_step_seconds", "bf16_step_seconds"))
+    known = fp32 > 0 and bf16 > 0 and not _TRUSTED[0] <= bf16 / fp32 <= _TRUSTED[1]
+    if not known:
+        fp32, bf16 = _time_both(step)
+        log.info("training step: fp32 %.3fs, bf16 %.3fs", fp32, bf16)
+    how = "measured earlier on this machine" if known else "measured"
+    if bf16 < _MARGIN * fp32:
+        return Precision("bf16", f"bf16 {how} {fp32 / bf16:.1f}x faster", fp32, bf16, known)
+    return Precision("fp32", f"bf16 not faster here ({how})", fp32, bf16, known)

@@ -29,6 +29,7 @@ from sortsight.config import TrainConfig
 from sortsight.errors import ModelError
 from sortsight.progress import ProgressCallback, ProgressEvent, emit
 from sortsight.training import run_dir as rd
+from sortsight.training import speeds as speed_cache
 from sortsight.training.checkpoint import latest_checkpoint_state
 from sortsight.training.distributed import Environment, setup_environment
 from sortsight.training.frozen import Frozen, FrozenPass
@@ -266,7 +267,8 @@ def _train_candidate(
     if go:
         split.tail.load_state_dict(head_state)
         t_warm = time.perf_counter()
-        batch_size, precision, step_timing = warm_up(split, tr.acts, y_train, config)
+        key = speed_cache.speed_key(name, size, config)
+        batch_size, precision, step_timing = warm_up(split, tr.acts, y_train, config, speed_key=key)
         speeds.update(
             step_timing,
             warm_up_seconds=time.perf_counter() - t_warm,
@@ -429,11 +431,9 @@ def _remember_speeds(
     config: TrainConfig,
 ) -> None:
     """Keep what this run measured for the next estimate of the same model on this machine."""
-    from sortsight.training import speeds
-
-    record = {**measured, **speeds.geometry(data_config)}
-    record["decode_seconds_per_image"] = speeds.decode_seconds(data.train_paths, record) or 0.0
-    speeds.remember(record, speeds.speed_key(name, size, config), source="run")
+    record = {**measured, **speed_cache.geometry(data_config)}
+    record["decode_seconds_per_image"] = speed_cache.decode_seconds(data.train_paths, record) or 0.0
+    speed_cache.remember(record, speed_cache.speed_key(name, size, config), source="run")
 
 
 def _estimate(
@@ -451,11 +451,9 @@ def _estimate(
     the first images, plus the head's fits and the model's saving as an earlier run of this model
     measured them on this machine; none remembered, the fits are timed on the first images and the
     save's imports paid now (the save then has them)."""
-    from sortsight.training import speeds
-
     n_all = len(data.train_paths) + len(data.valid_paths) + len(data.test_paths)
     per_image = first.seconds / max(1, len(first.kept))
-    known = speeds.recall(speeds.speed_key(name, size, config)) or {}
+    known = speed_cache.recall(speed_cache.speed_key(name, size, config)) or {}
     if "head_seconds_per_item" in known:
         head = float(known["head_seconds_per_item"]) * (len(data.train_paths) + len(data.valid_paths))
     else:
