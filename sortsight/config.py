@@ -196,6 +196,10 @@ class TrainConfig:
         "choices": PRECISIONS})
     auto_find_batch_size: bool = field(default=False, metadata={
         "help": "Halve the batch size when memory runs out."})
+    weight_averaging: bool = field(default=True, metadata={
+        "help": "Fine-tuning keeps the average of its weights over the steps after the first epoch "
+        "(SWA) instead of the best epoch's, before mixing with the head (not from random weights, "
+        "not for tags)."})
     early_stopping_patience: int = field(default=5, metadata={
         "help": "Epochs without improvement before fine-tuning stops; 0 turns it off.",
         "min": 0, "max": 1000})

@@ -206,7 +206,10 @@ def _measure(name: str, size: int | None, config: TrainConfig, plan: Plan, data:
     if plan.epochs and split.fine_tunes:  # (backbones side by side do not fine-tune)
         t = time.perf_counter()
         batch_size, prec, step_timing = warm_up(split, measured.acts, y, config, speed_key=key)
-        timing["warm_up_seconds"] = time.perf_counter() - t  # the run times its steps the same way
+        # the run times its steps the same way, but reuses a clear precision decision made here
+        # (remembered below) and times only its own two steps
+        spent = time.perf_counter() - t
+        timing["warm_up_seconds"] = 2 * step_timing["step_seconds"] if prec.reusable else spent
         timing.update(step_timing, precision=prec.dtype, batch_size=batch_size)
         t = time.perf_counter()
         logits(split, measured.acts)

@@ -212,7 +212,7 @@ def test_the_precision_measured_once_is_reused_unless_it_was_close(
     clear = {"fp32_step_seconds": 0.5, "bf16_step_seconds": 0.2}
     chosen = precision.choose_precision("auto", step, clear)
     assert (chosen.dtype, timed) == ("bf16", [])
-    assert "earlier" in chosen.reason and chosen.bf16_seconds == 0.2
+    assert "earlier" in chosen.reason and chosen.bf16_seconds == 0.2 and chosen.reusable
     slower = precision.choose_precision("auto", step, {"fp32_step_seconds": 0.5, "bf16_step_seconds": 0.6})
     assert (slower.dtype, timed) == ("fp32", [])
     for record in ({"fp32_step_seconds": 0.5, "bf16_step_seconds": 0.4}, None, {"fp32_step_seconds": 0.5}):
@@ -220,4 +220,5 @@ def test_the_precision_measured_once_is_reused_unless_it_was_close(
         again = precision.choose_precision("auto", step, record)
         assert timed.count("fp32") == timed.count("bf16") == 4 and "earlier" not in again.reason
     timed.clear()
-    assert precision.choose_precision("no", step, clear).dtype == "fp32" and timed == []
+    asked = precision.choose_precision("no", step, clear)
+    assert (asked.dtype, asked.reusable, timed) == ("fp32", False, [])

@@ -420,3 +420,75 @@ def test_a_warm_up_reuses_the_precision_remembered_under_its_key(
     calls.clear()
     _, third, _ = loop.warm_up(split, acts, y, config, speed_key=key)
     assert len(calls) == 12 and "earlier" not in third.reason and not third.remembered
+
+
+def test_weight_averaging_keeps_the_mean_of_the_steps_after_the_first_epoch(
+    lite0_split: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sortsight.training import loop
+    from sortsight.training import run_dir as rd
+    from sortsight.training.distributed import setup_environment
+    from sortsight.training.precision import choose_precision
+
+    _, _, split = lite0_split
+    saved = loop.state_copy(split.tail)
+    acts = split.trunk(torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)).half()
+    y = torch.arange(12) % 3
+    seen: list[dict[str, torch.Tensor]] = []
+    real = loop._average_into
+
+    def recorded(mean: dict | None, module: torch.nn.Module, count: int) -> dict:
+        seen.append(loop.state_copy(module))
+        return real(mean, module, count)
+
+    monkeypatch.setattr(loop, "_average_into", recorded)
+    config = TrainConfig(epochs=2, batch_size=4, early_stopping_patience=0, weight_averaging=True)
+    env = setup_environment()
+    ft = loop.finetune(
+        split, [acts], y, acts, y, {"accuracy": 0.0, "loss": 9.0},
+        config=config, precision=choose_precision("fp32", lambda dtype: None), out=tmp_path, env=env,
+        metrics_log=rd.MetricsLog(tmp_path, env, config.log), name="t", progress=None, deadline=None,
+    )  # fmt: skip
+    assert len(seen) == 3 and ft.best_state is not None  # the three steps of the second epoch
+    for k, v in ft.best_state.items():
+        if v.is_floating_point():
+            assert torch.allclose(v, torch.stack([s[k] for s in seen]).mean(0), atol=1e-6), k
+    floats = [k for k, v in ft.best_state.items() if v.is_floating_point()]
+    assert any(not torch.equal(ft.best_state[k], seen[-1][k]) for k in floats)  # not the last step's
+    split.tail.load_state_dict(ft.best_state)
+    assert ft.best == loop.SINGLE_LABEL.score(loop.logits(split, acts), y)  # scored as returned
+    split.tail.load_state_dict(saved)
+
+
+def test_a_resumed_run_averages_the_same_weights(lite0_split: tuple, tmp_path: Path) -> None:
+    """Killed after epoch 2 of 3 (its last checkpoint removed) and resumed, fine-tuning ends with the
+    same averaged weights as the run that was not interrupted: the running mean is checkpointed."""
+    import shutil
+
+    from sortsight.training import loop
+    from sortsight.training import run_dir as rd
+    from sortsight.training.distributed import setup_environment
+    from sortsight.training.precision import choose_precision
+
+    _, _, split = lite0_split
+    saved = loop.state_copy(split.tail)
+    acts = split.trunk(torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)).half()
+    y = torch.arange(12) % 3
+    env = setup_environment()
+
+    def run(config: TrainConfig) -> dict[str, torch.Tensor]:
+        ft = loop.finetune(
+            split, [acts], y, acts, y, {"accuracy": 0.0, "loss": 9.0},
+            config=config, precision=choose_precision("fp32", lambda dtype: None), out=tmp_path, env=env,
+            metrics_log=rd.MetricsLog(tmp_path, env, config.log), name="t", progress=None, deadline=None,
+        )  # fmt: skip
+        assert ft.best_state is not None
+        return ft.best_state
+
+    config = TrainConfig(epochs=3, batch_size=4, early_stopping_patience=0, save_total_limit=3)
+    whole = run(config)
+    shutil.rmtree(tmp_path / "checkpoints" / "epoch-0003")
+    split.tail.load_state_dict(saved)  # the resumed run loads its weights from the checkpoint
+    resumed = run(TrainConfig(epochs=3, batch_size=4, early_stopping_patience=0, resume=True))
+    split.tail.load_state_dict(saved)
+    assert config.weight_averaging and all(torch.equal(whole[k], resumed[k]) for k in whole)

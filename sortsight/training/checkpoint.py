@@ -62,13 +62,17 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
     keep: int = 1,
+    averaged: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write checkpoint ``epoch`` atomically and keep only the newest ``keep`` checkpoints."""
+    """Write checkpoint ``epoch`` atomically and keep only the newest ``keep`` checkpoints
+    (``averaged``: the running mean of the weights, when fine-tuning averages them)."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"epoch-{epoch:04d}"
     with staged_folder(final) as tmp:  # a re-run of the same epoch after a resume replaces it
         save_file(_contiguous(model_state), str(tmp / "model.safetensors"))
         save_file(_contiguous(best_state), str(tmp / "best.safetensors"))
+        if averaged is not None:
+            save_file(_contiguous(averaged), str(tmp / "averaged.safetensors"))
         opt_tensors, groups = _optimizer_tensors(optimizer)
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
         (tmp / "state.json").write_text(
@@ -110,3 +114,11 @@ def load_latest_checkpoint(folder: Path) -> Checkpoint | None:
         load_file(str(last / "optimizer.safetensors")),
         state,
     )
+
+
+def load_latest_average(folder: Path) -> dict[str, torch.Tensor] | None:
+    """The running mean of the weights kept by the newest complete checkpoint, or None."""
+    last = _latest(folder)
+    if last is None or not (last / "averaged.safetensors").is_file():
+        return None
+    return load_file(str(last / "averaged.safetensors"))

@@ -25,7 +25,12 @@ from torch import nn
 from sortsight.config import TrainConfig
 from sortsight.errors import TrainError
 from sortsight.progress import ProgressCallback, ProgressEvent, Ticker, emit
-from sortsight.training.checkpoint import load_latest_checkpoint, restore_optimizer, save_checkpoint
+from sortsight.training.checkpoint import (
+    load_latest_average,
+    load_latest_checkpoint,
+    restore_optimizer,
+    save_checkpoint,
+)
 from sortsight.training.distributed import Environment
 from sortsight.training.head import metrics, wise
 from sortsight.training.plan import NO_GAIN_EPOCHS, WISE_ALPHAS
@@ -119,6 +124,8 @@ def finetune(
     key = objective.key
     best_state: dict[str, torch.Tensor] | None = None
     best, bad, first_epoch, step, beat_head = {key: -1.0, "loss": math.inf}, 0, 0, 0, False
+    averaged: dict[str, torch.Tensor] | None = None  # weight_averaging: the running mean (SWA)
+    averaged_steps = 0
     ckpt = load_latest_checkpoint(out / "checkpoints") if config.resume else None
     if ckpt is not None:
         model_state, best_state, opt_tensors, state = ckpt
@@ -126,6 +133,7 @@ def finetune(
         restore_optimizer(optimizer, opt_tensors, state["optimizer_groups"])
         best, bad, beat_head = state["best"], state["bad_epochs"], state["beat_head"]
         first_epoch, step = state["epoch"], state["step"]
+        averaged, averaged_steps = load_latest_average(out / "checkpoints"), state.get("averaged_steps", 0)
         emit(
             progress, ProgressEvent("train", step, total_steps, message=f"Resumed after epoch {first_epoch}")
         )
@@ -160,6 +168,8 @@ def finetune(
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
+                if config.weight_averaging and not scratch and epoch >= min(1, last_epoch - 1):
+                    averaged = _average_into(averaged, tail, averaged_steps := averaged_steps + 1)
                 ticker.advance(loss=float(np.mean(losses[-10:])), epoch=epoch + 1)
             if deadline is not None and env.agree(time.perf_counter() > deadline):
                 stopped = "time_budget"
@@ -201,6 +211,7 @@ def finetune(
                 best_state=best_state if best_state is not None else tail.state_dict(),
                 optimizer=optimizer,
                 keep=config.save_total_limit,
+                averaged=averaged,
                 state={
                     "step": step,
                     "best": best,
@@ -208,6 +219,7 @@ def finetune(
                     "beat_head": beat_head,
                     "epochs": config.epochs,  # auto may cap them: a resumed run keeps the same schedule
                     "features_engine": features_engine,
+                    "averaged_steps": averaged_steps,
                 },
             )
         env.wait()
@@ -219,7 +231,27 @@ def finetune(
         if cap_at is not None and epoch + 1 < last_epoch and env.agree(now + (now - epoch_start) > cap_at):
             stopped = "time_cap"
             break
+    if averaged is not None:
+        current = state_copy(tail)
+        tail.load_state_dict(averaged)
+        best, best_state = objective.score(logits(split, acts_valid, precision), y_valid), averaged
+        tail.load_state_dict(current)
     return Finetuned(best_state, best, epochs_done, step, stopped)
+
+
+def _average_into(
+    mean: dict[str, torch.Tensor] | None, module: nn.Module, count: int
+) -> dict[str, torch.Tensor]:
+    """The running mean of ``module``'s floating-point weights after ``count`` steps."""
+    if mean is None:
+        return state_copy(module)
+    with torch.no_grad():
+        for k, v in module.state_dict().items():
+            if v.is_floating_point():
+                mean[k] += (v - mean[k]) / count
+            else:
+                mean[k] = v.clone()
+    return mean
 
 
 def choose_wise(

@@ -35,6 +35,11 @@ class Precision:
     bf16_seconds: float | None = None
     remembered: bool = False  # decided from an earlier measurement on this machine
 
+    @property
+    def reusable(self) -> bool:
+        """Whether a later warm-up of the same model here may decide from these step times."""
+        return _clear(self.fp32_seconds or 0.0, self.bf16_seconds or 0.0)
+
     def still_holds(self, step_seconds: float) -> bool:
         """Whether a step timed now agrees with the remembered one of its precision (0.67-1.5x);
         if not, the machine is not as it was when measured (load, another data size): measure anew."""
@@ -101,6 +106,10 @@ _MARGIN = 0.75  # bf16 must take under this share of fp32's step time: it also c
 _TRUSTED = (0.6, 0.9)  # a remembered ratio between these is too near the margin to reuse
 
 
+def _clear(fp32: float, bf16: float) -> bool:
+    return fp32 > 0 and bf16 > 0 and not _TRUSTED[0] <= bf16 / fp32 <= _TRUSTED[1]
+
+
 def choose_precision(
     requested: str, step: Callable[[str], None], remembered: Mapping[str, Any] | None = None
 ) -> Precision:
@@ -124,7 +133,7 @@ def choose_precision(
     if requested == "bf16":
         return Precision("bf16", "bf16 requested and the CPU has native bf16")
     fp32, bf16 = (float((remembered or {}).get(k) or 0.0) for k in ("fp32_step_seconds", "bf16_step_seconds"))
-    known = fp32 > 0 and bf16 > 0 and not _TRUSTED[0] <= bf16 / fp32 <= _TRUSTED[1]
+    known = _clear(fp32, bf16)
     if not known:
         fp32, bf16 = _time_both(step)
         log.info("training step: fp32 %.3fs, bf16 %.3fs", fp32, bf16)

@@ -136,7 +136,8 @@ def finetune_tags(
         acts_valid,
         yv,
         head_scores,
-        config=replace(config, batch_size=batch_size, epochs=epochs),
+        # weight averaging was measured on single-label sets only: the tagger keeps its best epoch
+        config=replace(config, batch_size=batch_size, epochs=epochs, weight_averaging=False),
         precision=precision,
         out=config.run_dir,
         env=env,
