@@ -102,7 +102,9 @@ def finetune(
     features_engine: str = "auto",
 ) -> Finetuned:
     """The epoch loop over ``acts_train`` (one tensor per view, ``(N, C, h, w)``), training on
-    ``objective.loss`` and keeping the epoch with the best ``objective.key`` on validation.
+    ``objective.loss`` and keeping the epoch with the best ``objective.key`` on validation — or,
+    with ``config.weight_averaging`` (not from random weights), the running mean of the weights
+    over the steps after the first epoch, scored on validation (the epochs still drive the stops).
 
     ``deadline`` (the time budget) stops mid-epoch; ``cap_at`` (auto's share of the run, a
     ``time.perf_counter()`` value) stops between epochs, before one that would end past it at the
