@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -15,8 +16,10 @@ from sortsight.config import TrainConfig
 from sortsight.errors import ConfigError, ModelError
 from sortsight.training.checkpoint import load_latest_checkpoint, restore_optimizer, save_checkpoint
 from sortsight.training.head import fit_head, fold, metrics, refit_head, wise
+from sortsight.training.loop import Finetuned
 from sortsight.training.plan import FINETUNE_SHARE, candidate_specs, make_plan, worth_finetuning
 from sortsight.training.schedule import layer_lrs, lr_factor
+from sortsight.training.split import Split
 
 
 def _blobs(n: int, k: int = 3, d: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,6 +37,23 @@ def lite0_split() -> object:
     model, dc = create_model("efficientnet_lite0", ["a", "b", "c"], input_size=32)
     model.eval()
     return model, dc, split_model(model, tuple(dc.mean), tuple(dc.std))
+
+
+def _finetune(
+    split: Split, acts: torch.Tensor, y: torch.Tensor, head: dict, config: TrainConfig, out: Path, **kw: Any
+) -> Finetuned:
+    """``loop.finetune`` on one view of ``acts``, validated on the same images, fp32, one process."""
+    from sortsight.training import run_dir as rd
+    from sortsight.training.distributed import setup_environment
+    from sortsight.training.loop import finetune
+    from sortsight.training.precision import choose_precision
+
+    env = setup_environment()
+    return finetune(
+        split, [acts], y, acts, y, head,
+        config=config, precision=choose_precision("fp32", lambda dtype: None), out=out, env=env,
+        metrics_log=rd.MetricsLog(out, env, config.log), name="t", progress=None, deadline=None, **kw,
+    )  # fmt: skip
 
 
 def test_head_folded_into_a_layer_computes_the_fit() -> None:
@@ -324,28 +344,19 @@ def test_auto_cap_stops_between_epochs(lite0_split: tuple, tmp_path: Path) -> No
     """Past auto's cap, the loop ends after the epoch under way instead of running the others."""
     import time
 
-    from sortsight.training import run_dir as rd
-    from sortsight.training.distributed import setup_environment
-    from sortsight.training.loop import finetune, state_copy
-    from sortsight.training.precision import choose_precision
+    from sortsight.training.loop import state_copy
 
     _, _, split = lite0_split
     saved = state_copy(split.tail)
     acts = split.trunk(torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)).half()
     y = torch.arange(12) % 3
     config = TrainConfig(epochs=3, batch_size=4, early_stopping_patience=0)
-    env = setup_environment()
     runs = {}
     for cap in (None, time.perf_counter()):
         out = tmp_path / ("capped" if cap else "free")
         out.mkdir()
         split.tail.load_state_dict(saved)
-        runs[cap is None] = finetune(
-            split, [acts], y, acts, y, {"accuracy": 0.5, "loss": 1.0},
-            config=config, precision=choose_precision("fp32", lambda dtype: None), out=out, env=env,
-            metrics_log=rd.MetricsLog(out, env, config.log), name="t", progress=None, deadline=None,
-            cap_at=cap,
-        )  # fmt: skip
+        runs[cap is None] = _finetune(split, acts, y, {"accuracy": 0.5, "loss": 1.0}, config, out, cap_at=cap)
     split.tail.load_state_dict(saved)
     assert (runs[True].epochs, runs[True].stopped) == (3, "completed")
     assert (runs[False].epochs, runs[False].stopped) == (1, "time_cap")
@@ -354,29 +365,21 @@ def test_auto_cap_stops_between_epochs(lite0_split: tuple, tmp_path: Path) -> No
 def test_no_gain_stop_after_epochs_below_the_head(lite0_split: tuple, tmp_path: Path) -> None:
     """No epoch can beat this head: the loop stops after NO_GAIN_EPOCHS of them (not before, and
     not at the last epoch); patience 0 turns the stop off."""
-    from sortsight.training import run_dir as rd
-    from sortsight.training.distributed import setup_environment
-    from sortsight.training.loop import finetune, state_copy
+    from sortsight.training.loop import state_copy
     from sortsight.training.plan import MIN_FINETUNE_EPOCHS, NO_GAIN_EPOCHS
-    from sortsight.training.precision import choose_precision
 
     assert MIN_FINETUNE_EPOCHS <= NO_GAIN_EPOCHS
     _, _, split = lite0_split
     saved = state_copy(split.tail)
     acts = split.trunk(torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)).half()
     y = torch.arange(12) % 3
-    env = setup_environment()
     runs = {}
     for patience in (5, 0):
         config = TrainConfig(epochs=NO_GAIN_EPOCHS + 1, batch_size=4, early_stopping_patience=patience)
         out = tmp_path / f"p{patience}"
         out.mkdir()
         split.tail.load_state_dict(saved)
-        runs[patience] = finetune(
-            split, [acts], y, acts, y, {"accuracy": 2.0, "loss": 0.0},
-            config=config, precision=choose_precision("fp32", lambda dtype: None), out=out, env=env,
-            metrics_log=rd.MetricsLog(out, env, config.log), name="t", progress=None, deadline=None,
-        )  # fmt: skip
+        runs[patience] = _finetune(split, acts, y, {"accuracy": 2.0, "loss": 0.0}, config, out)
     split.tail.load_state_dict(saved)
     assert (runs[5].epochs, runs[5].stopped) == (NO_GAIN_EPOCHS, "no_gain")
     assert (runs[0].epochs, runs[0].stopped) == (NO_GAIN_EPOCHS + 1, "completed")
@@ -426,9 +429,6 @@ def test_weight_averaging_keeps_the_mean_of_the_steps_after_the_first_epoch(
     lite0_split: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sortsight.training import loop
-    from sortsight.training import run_dir as rd
-    from sortsight.training.distributed import setup_environment
-    from sortsight.training.precision import choose_precision
 
     _, _, split = lite0_split
     saved = loop.state_copy(split.tail)
@@ -443,12 +443,7 @@ def test_weight_averaging_keeps_the_mean_of_the_steps_after_the_first_epoch(
 
     monkeypatch.setattr(loop, "_average_into", recorded)
     config = TrainConfig(epochs=2, batch_size=4, early_stopping_patience=0, weight_averaging=True)
-    env = setup_environment()
-    ft = loop.finetune(
-        split, [acts], y, acts, y, {"accuracy": 0.0, "loss": 9.0},
-        config=config, precision=choose_precision("fp32", lambda dtype: None), out=tmp_path, env=env,
-        metrics_log=rd.MetricsLog(tmp_path, env, config.log), name="t", progress=None, deadline=None,
-    )  # fmt: skip
+    ft = _finetune(split, acts, y, {"accuracy": 0.0, "loss": 9.0}, config, tmp_path)
     assert len(seen) == 3 and ft.best_state is not None  # the three steps of the second epoch
     for k, v in ft.best_state.items():
         if v.is_floating_point():
@@ -466,22 +461,14 @@ def test_a_resumed_run_averages_the_same_weights(lite0_split: tuple, tmp_path: P
     import shutil
 
     from sortsight.training import loop
-    from sortsight.training import run_dir as rd
-    from sortsight.training.distributed import setup_environment
-    from sortsight.training.precision import choose_precision
 
     _, _, split = lite0_split
     saved = loop.state_copy(split.tail)
     acts = split.trunk(torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)).half()
     y = torch.arange(12) % 3
-    env = setup_environment()
 
     def run(config: TrainConfig) -> dict[str, torch.Tensor]:
-        ft = loop.finetune(
-            split, [acts], y, acts, y, {"accuracy": 0.0, "loss": 9.0},
-            config=config, precision=choose_precision("fp32", lambda dtype: None), out=tmp_path, env=env,
-            metrics_log=rd.MetricsLog(tmp_path, env, config.log), name="t", progress=None, deadline=None,
-        )  # fmt: skip
+        ft = _finetune(split, acts, y, {"accuracy": 0.0, "loss": 9.0}, config, tmp_path)
         assert ft.best_state is not None
         return ft.best_state
 

@@ -233,11 +233,9 @@ def finetune(
         if cap_at is not None and epoch + 1 < last_epoch and env.agree(now + (now - epoch_start) > cap_at):
             stopped = "time_cap"
             break
-    if averaged is not None:
-        current = state_copy(tail)
+    if averaged is not None:  # the tail is left holding the weights it returns (callers load theirs)
         tail.load_state_dict(averaged)
         best, best_state = objective.score(logits(split, acts_valid, precision), y_valid), averaged
-        tail.load_state_dict(current)
     return Finetuned(best_state, best, epochs_done, step, stopped)
 
 
